@@ -1,0 +1,54 @@
+# cairn: `make run` builds the default image and boots it; `make test` runs
+# the unit tests and a real QEMU boot per architecture. See README.md.
+
+GO      ?= go
+OUT     ?= out
+BOARD   ?= qemu-x86_64
+DEBS    ?= $(OUT)/debs
+CAIRN   := $(OUT)/bin/cairn
+
+export CGO_ENABLED ?= 0
+
+.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components clean
+
+all: cairn
+
+# Debian packages and Go modules the build and tests need (idempotent).
+deps:
+	bash .ci/deps
+
+# Kernel packages for every board, fetched with apt-get download into $(DEBS).
+kernels: deps
+	bash .ci/kernels $(DEBS)
+
+cairn:
+	$(GO) build -trimpath -o $(CAIRN) ./cmd/cairn
+
+# The default image: kernel + initramfs + system image for $(BOARD).
+image: cairn kernels
+	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD)
+
+# Boot the default image in QEMU (TCG); Ctrl-A X quits.
+run: image
+	$(CAIRN) run -board $(BOARD) $(OUT)/$(BOARD)
+
+# Unit tests, then a real QEMU boot per architecture.
+test: deps kernels unit boot
+
+unit:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) test ./...
+
+boot: cairn
+	CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -run 'TestBoot' -v -timeout 30m ./test/
+
+# Multi-node and long-running suites.
+e2e: deps kernels cairn
+	CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -v -timeout 120m ./test/
+
+bench: deps kernels
+	CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,122 @@
+package config
+
+// Config is one node's configuration: the cloud-init keys cairn implements
+// plus its own kubernetes section. Field names follow cloud-init and the k3s
+// config file so users can paste theirs.
+type Config struct {
+	// Hostname of the node; meta-data's local-hostname is used when empty.
+	Hostname string `yaml:"hostname,omitempty"`
+	// WriteFiles are written atomically before any service starts.
+	WriteFiles []WriteFile `yaml:"write_files,omitempty"`
+	// NTP servers and pools; DHCP option 42 is used when both are empty.
+	NTP *NTP `yaml:"ntp,omitempty"`
+	// Network is cloud-init network config version 2; DHCPv4 on every
+	// physical link when absent.
+	Network *Network `yaml:"network,omitempty"`
+	// Sysctl is applied before services start ("net.ipv4.ip_forward": "1").
+	// A cairn extension, as k3OS had.
+	Sysctl map[string]string `yaml:"sysctl,omitempty"`
+	// Kubernetes is the node's role and cluster settings.
+	Kubernetes Kubernetes `yaml:"kubernetes,omitempty"`
+}
+
+// WriteFile is one entry of write_files.
+type WriteFile struct {
+	Path        string `yaml:"path"`
+	Content     string `yaml:"content,omitempty"`
+	Encoding    string `yaml:"encoding,omitempty"`    // text | b64 | base64 | gzip | gz | gz+b64 | gzip+base64 | gz+base64
+	Permissions string `yaml:"permissions,omitempty"` // octal, "0644" by default
+	Owner       string `yaml:"owner,omitempty"`       // "user:group" or numeric, root:root by default
+	Append      bool   `yaml:"append,omitempty"`
+}
+
+// NTP names time sources.
+type NTP struct {
+	Servers []string `yaml:"servers,omitempty"`
+	Pools   []string `yaml:"pools,omitempty"`
+}
+
+// Network is the netplan-style v2 subset cairn implements.
+type Network struct {
+	Version   int                 `yaml:"version"`
+	Ethernets map[string]Ethernet `yaml:"ethernets,omitempty"`
+	VLANs     map[string]VLAN     `yaml:"vlans,omitempty"`
+	Bonds     map[string]Bond     `yaml:"bonds,omitempty"`
+}
+
+// Interface holds what every kind of link shares: addressing and DNS.
+type Interface struct {
+	DHCP4       bool         `yaml:"dhcp4,omitempty"`
+	Addresses   []string     `yaml:"addresses,omitempty"` // CIDR, "192.168.1.11/24"
+	Gateway4    string       `yaml:"gateway4,omitempty"`  // deprecated netplan key, still accepted
+	Routes      []Route      `yaml:"routes,omitempty"`
+	Nameservers *Nameservers `yaml:"nameservers,omitempty"`
+	MTU         int          `yaml:"mtu,omitempty"`
+}
+
+// Ethernet is a physical link, matched by MAC or name glob; the map key is
+// the name when match is empty.
+type Ethernet struct {
+	Match     *Match `yaml:"match,omitempty"`
+	SetName   string `yaml:"set-name,omitempty"`
+	Interface `yaml:",inline"`
+}
+
+// Match selects physical links.
+type Match struct {
+	MACAddress string `yaml:"macaddress,omitempty"`
+	Name       string `yaml:"name,omitempty"` // glob, "en*"
+}
+
+// VLAN is an 802.1Q link on top of Link.
+type VLAN struct {
+	ID        int    `yaml:"id"`
+	Link      string `yaml:"link"`
+	Interface `yaml:",inline"`
+}
+
+// Bond aggregates Interfaces.
+type Bond struct {
+	Interfaces []string          `yaml:"interfaces"`
+	Parameters map[string]string `yaml:"parameters,omitempty"` // mode, mii-monitor-interval, primary, ...
+	Interface  `yaml:",inline"`
+}
+
+// Route is a static route; To is "default" or a CIDR.
+type Route struct {
+	To     string `yaml:"to"`
+	Via    string `yaml:"via"`
+	Metric int    `yaml:"metric,omitempty"`
+}
+
+// Nameservers for /etc/resolv.conf.
+type Nameservers struct {
+	Addresses []string `yaml:"addresses,omitempty"`
+	Search    []string `yaml:"search,omitempty"`
+}
+
+// Kubernetes is the node's role and cluster settings, spelled as in the
+// k3s config file.
+type Kubernetes struct {
+	Role              string   `yaml:"role,omitempty"` // server (default) | agent
+	Token             string   `yaml:"token,omitempty"`
+	TokenFile         string   `yaml:"token-file,omitempty"`
+	DatastoreEndpoint string   `yaml:"datastore-endpoint,omitempty"` // empty: embedded etcd
+	DatastoreCAFile   string   `yaml:"datastore-cafile,omitempty"`
+	DatastoreCertFile string   `yaml:"datastore-certfile,omitempty"`
+	DatastoreKeyFile  string   `yaml:"datastore-keyfile,omitempty"`
+	VIP               string   `yaml:"vip,omitempty"`
+	Server            string   `yaml:"server,omitempty"` // agents; https://<vip>:6443 by default
+	TLSSAN            []string `yaml:"tls-san,omitempty"`
+	NodeName          string   `yaml:"node-name,omitempty"`
+	NodeIP            string   `yaml:"node-ip,omitempty"`
+	NodeLabel         []string `yaml:"node-label,omitempty"`
+	NodeTaint         []string `yaml:"node-taint,omitempty"`
+	ClusterCIDR       string   `yaml:"cluster-cidr,omitempty"`   // 10.42.0.0/16
+	ServiceCIDR       string   `yaml:"service-cidr,omitempty"`   // 10.43.0.0/16
+	ClusterDNS        string   `yaml:"cluster-dns,omitempty"`    // 10.43.0.10
+	ClusterDomain     string   `yaml:"cluster-domain,omitempty"` // cluster.local
+	Disable           []string `yaml:"disable,omitempty"`
+	SecretsEncryption bool     `yaml:"secrets-encryption,omitempty"`
+	Distribution      string   `yaml:"distribution,omitempty"` // builtin (default) | k3s
+}

@@ -1,0 +1,3 @@
+module github.com/cairn-os/cairn
+
+go 1.26.0
