@@ -1,0 +1,81 @@
+// Package boards holds one data file per supported board and loads them.
+// A board's quirks are data here; no code branches on a board's name.
+package boards
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed *.yaml
+var files embed.FS
+
+// Board describes one machine cairn builds images for.
+type Board struct {
+	Name string `yaml:"name"`
+	// Arch is the Go architecture: amd64 or arm64.
+	Arch   string `yaml:"arch"`
+	Kernel struct {
+		// Package is the Debian kernel package (or metapackage) to use.
+		Package string `yaml:"package"`
+	} `yaml:"kernel"`
+	// Console is the serial console device without /dev/.
+	Console string `yaml:"console"`
+	// Cmdline is the kernel command line the board boots with.
+	Cmdline string `yaml:"cmdline"`
+	// Modules are the kernel modules the board needs to find its disks and
+	// network; the builder adds their dependencies.
+	Modules []string `yaml:"modules"`
+	// DTBs are device trees to ship, relative to the kernel's dtbs directory.
+	DTBs []string `yaml:"dtbs,omitempty"`
+	// QEMU is set for boards QEMU can emulate.
+	QEMU *QEMU `yaml:"qemu,omitempty"`
+}
+
+// QEMU is how to start the board under QEMU.
+type QEMU struct {
+	Binary  string `yaml:"binary"`
+	Machine string `yaml:"machine"`
+	CPU     string `yaml:"cpu"`
+	Memory  int    `yaml:"memory"` // MiB
+	// Firmware is the UEFI image for disk and ISO boots; empty means BIOS.
+	Firmware string `yaml:"firmware,omitempty"`
+}
+
+// Names lists every board.
+func Names() []string {
+	ents, _ := fs.ReadDir(files, ".")
+	var names []string
+	for _, e := range ents {
+		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load returns the named board.
+func Load(name string) (*Board, error) {
+	data, err := files.ReadFile(name + ".yaml")
+	if err != nil {
+		return nil, fmt.Errorf("board %q does not exist (known boards: %s)", name, strings.Join(Names(), ", "))
+	}
+	var b Board
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("boards/%s.yaml: %w", name, err)
+	}
+	if b.Name != name {
+		return nil, fmt.Errorf("boards/%s.yaml: name is %q, want %q", name, b.Name, name)
+	}
+	if b.Arch != "amd64" && b.Arch != "arm64" {
+		return nil, fmt.Errorf("boards/%s.yaml: arch %q is not amd64 or arm64", name, b.Arch)
+	}
+	return &b, nil
+}
