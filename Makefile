@@ -52,3 +52,8 @@ bench: deps kernels
 
 clean:
 	rm -rf $(OUT)
+
+# Node components (Kubernetes, kine, etcd, containerd, runc, CNI) for both
+# architectures into $(OUT)/components/linux-<arch>/, cached by version.
+components: deps
+	bash image/components/build.sh $(abspath $(OUT))/components
