@@ -18,6 +18,11 @@ type Config struct {
 	Sysctl map[string]string `yaml:"sysctl,omitempty"`
 	// Kubernetes is the node's role and cluster settings.
 	Kubernetes Kubernetes `yaml:"kubernetes,omitempty"`
+
+	// locs remembers where each key was set, for diagnostics after merging.
+	locs map[string]pos
+	// files names the sources, in order.
+	files []string
 }
 
 // WriteFile is one entry of write_files.
@@ -119,4 +124,12 @@ type Kubernetes struct {
 	Disable           []string `yaml:"disable,omitempty"`
 	SecretsEncryption bool     `yaml:"secrets-encryption,omitempty"`
 	Distribution      string   `yaml:"distribution,omitempty"` // builtin (default) | k3s
+
+	// Extra flags for one component, "name=value" or "name", as k3s's
+	// --kube-apiserver-arg and friends; they come after cairn's own flags.
+	KubeAPIServerArg         []string `yaml:"kube-apiserver-arg,omitempty"`
+	KubeControllerManagerArg []string `yaml:"kube-controller-manager-arg,omitempty"`
+	KubeSchedulerArg         []string `yaml:"kube-scheduler-arg,omitempty"`
+	KubeletArg               []string `yaml:"kubelet-arg,omitempty"`
+	KubeProxyArg             []string `yaml:"kube-proxy-arg,omitempty"`
 }

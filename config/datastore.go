@@ -1,0 +1,261 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// DatastoreKind is which store keeps the cluster's state.
+type DatastoreKind string
+
+const (
+	// DatastoreEmbedded is etcd run by the servers themselves (no
+	// datastore-endpoint).
+	DatastoreEmbedded DatastoreKind = "embedded-etcd"
+	// DatastorePostgres, DatastoreMySQL and DatastoreSQLite are served to
+	// kube-apiserver through kine.
+	DatastorePostgres DatastoreKind = "postgres"
+	DatastoreMySQL    DatastoreKind = "mysql"
+	DatastoreSQLite   DatastoreKind = "sqlite"
+	// DatastoreEtcd is an external etcd cluster kube-apiserver talks to
+	// directly.
+	DatastoreEtcd DatastoreKind = "etcd"
+)
+
+// Datastore is a parsed kubernetes.datastore-endpoint.
+type Datastore struct {
+	Kind DatastoreKind
+	// Hosts are host:port pairs (etcd: one per endpoint).
+	Hosts []string
+	// Database is the database name (postgres, mysql) or the file path
+	// (sqlite); empty for etcd.
+	Database string
+	User     string
+	// Password is a secret: never log or print it; use Redacted.
+	Password string
+	// Query holds the parameters after "?" (sslmode=..., tls=...).
+	Query string
+	// Endpoint is the endpoint as written, password included: a secret.
+	Endpoint string
+	// URLs are the etcd endpoints, for DatastoreEtcd.
+	URLs []string
+}
+
+// Redacted is the endpoint with its password replaced by <redacted>,
+// safe for logs and the console.
+func (d *Datastore) Redacted() string {
+	if d == nil || d.Endpoint == "" {
+		return ""
+	}
+	return redactEndpoint(d.Endpoint)
+}
+
+// External reports whether the datastore is kept outside the servers
+// (anything but embedded etcd and sqlite).
+func (d *Datastore) External() bool {
+	return d != nil && d.Kind != DatastoreEmbedded && d.Kind != DatastoreSQLite
+}
+
+// Datastore parses datastore-endpoint; an empty endpoint is embedded etcd.
+func (k *Kubernetes) Datastore() (*Datastore, error) {
+	return ParseDatastore(k.DatastoreEndpoint)
+}
+
+// ParseDatastore parses an endpoint in one of the forms k3s documents:
+//
+//	postgres://user:pass@host:5432/db?sslmode=verify-full
+//	mysql://user:pass@tcp(host:3306)/db
+//	https://host1:2379,https://host2:2379   (etcd; http:// too)
+//	sqlite:///var/lib/cairn/state.db        (single server only)
+//
+// Errors never contain the password.
+func ParseDatastore(endpoint string) (*Datastore, error) {
+	ep := strings.TrimSpace(endpoint)
+	if ep == "" {
+		return &Datastore{Kind: DatastoreEmbedded}, nil
+	}
+	scheme, rest, ok := strings.Cut(ep, "://")
+	if !ok {
+		return nil, fmt.Errorf("%q is not an endpoint URL; use postgres://user:pass@host:5432/db, mysql://user:pass@tcp(host:3306)/db or https://host:2379 for etcd", redactEndpoint(ep))
+	}
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql":
+		return parsePostgres(ep)
+	case "mysql":
+		return parseMySQL(ep, rest)
+	case "http", "https":
+		return parseEtcd(ep)
+	case "sqlite":
+		db, q, _ := strings.Cut(rest, "?")
+		return &Datastore{Kind: DatastoreSQLite, Database: db, Query: q, Endpoint: ep}, nil
+	}
+	return nil, fmt.Errorf("datastore scheme %q is not supported; use postgres://, mysql://, http(s):// (etcd) or sqlite://", scheme)
+}
+
+func parsePostgres(ep string) (*Datastore, error) {
+	u, err := url.Parse(ep)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a valid postgres URL; use postgres://user:pass@host:5432/db (percent-encode special characters in the password)", redactEndpoint(ep))
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("%q names no host; use postgres://user:pass@host:5432/db", redactEndpoint(ep))
+	}
+	hosts := strings.Split(u.Host, ",")
+	for i, h := range hosts {
+		if err := checkHostPort(h); err != nil {
+			return nil, fmt.Errorf("postgres host %q: %w", h, err)
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			hosts[i] = net.JoinHostPort(strings.Trim(h, "[]"), "5432")
+		}
+	}
+	d := &Datastore{Kind: DatastorePostgres, Hosts: hosts, Database: strings.TrimPrefix(u.Path, "/"), Query: u.RawQuery, Endpoint: ep}
+	if u.User != nil {
+		d.User = u.User.Username()
+		d.Password, _ = u.User.Password()
+	}
+	if d.Password == "" {
+		d.Password = u.Query().Get("password")
+	}
+	return d, nil
+}
+
+func parseMySQL(ep, rest string) (*Datastore, error) {
+	const form = "use mysql://user:pass@tcp(host:3306)/db"
+	open := strings.Index(rest, "(")
+	closing := strings.LastIndex(rest, ")")
+	if open < 0 || closing < open {
+		return nil, fmt.Errorf("%q does not name its server as tcp(host:port); %s", redactEndpoint(ep), form)
+	}
+	head, addr, tail := rest[:open], rest[open+1:closing], rest[closing+1:]
+	d := &Datastore{Kind: DatastoreMySQL, Endpoint: ep}
+	netw := head
+	if at := strings.LastIndex(head, "@"); at >= 0 {
+		userinfo := head[:at]
+		netw = head[at+1:]
+		d.User, d.Password, _ = strings.Cut(userinfo, ":")
+	}
+	switch netw {
+	case "tcp":
+		if err := checkHostPort(addr); err != nil {
+			return nil, fmt.Errorf("mysql address %q: %w; %s", addr, err, form)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(addr, "3306")
+		}
+	case "unix":
+	default:
+		return nil, fmt.Errorf("mysql network %q is not tcp or unix; %s", netw, form)
+	}
+	d.Hosts = []string{addr}
+	if !strings.HasPrefix(tail, "/") {
+		return nil, fmt.Errorf("%q has no /database after the address; %s", redactEndpoint(ep), form)
+	}
+	d.Database, d.Query, _ = strings.Cut(tail[1:], "?")
+	return d, nil
+}
+
+func parseEtcd(ep string) (*Datastore, error) {
+	d := &Datastore{Kind: DatastoreEtcd, Endpoint: ep}
+	for _, part := range strings.Split(ep, ",") {
+		part = strings.TrimSpace(part)
+		u, err := url.Parse(part)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("etcd endpoint %q is not an http:// or https:// URL; list etcd endpoints as https://host:2379,https://host2:2379", redactEndpoint(part))
+		}
+		if u.User != nil {
+			return nil, fmt.Errorf("etcd endpoint %q carries a user name; etcd clients authenticate with datastore-certfile and datastore-keyfile", redactEndpoint(part))
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("etcd endpoint %q has a path; give only scheme://host:port", part)
+		}
+		if err := checkHostPort(u.Host); err != nil {
+			return nil, fmt.Errorf("etcd endpoint %q: %w", part, err)
+		}
+		d.URLs = append(d.URLs, u.Scheme+"://"+u.Host)
+		d.Hosts = append(d.Hosts, u.Host)
+	}
+	return d, nil
+}
+
+// checkHostPort accepts host, host:port, [v6] and [v6]:port with a
+// numeric port.
+func checkHostPort(hp string) error {
+	if hp == "" {
+		return fmt.Errorf("no host")
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		host, port = strings.Trim(hp, "[]"), ""
+		if strings.ContainsAny(host, "[]/@ ") || (strings.Contains(host, ":") && net.ParseIP(host) == nil) {
+			return fmt.Errorf("not a host or host:port")
+		}
+	}
+	if host == "" {
+		return fmt.Errorf("no host")
+	}
+	if port != "" {
+		n := 0
+		for _, c := range port {
+			if c < '0' || c > '9' || n > 65535 {
+				return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+			}
+			n = n*10 + int(c-'0')
+		}
+		if n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	}
+	return nil
+}
+
+const redactedText = "<redacted>"
+
+// redactEndpoint hides the password in any endpoint form (and a
+// password= query parameter), without needing the endpoint to parse.
+func redactEndpoint(ep string) string {
+	out := ep
+	if scheme, rest, ok := strings.Cut(ep, "://"); ok {
+		// The user info ends at the last "@" before the host part.
+		hostStart := len(rest)
+		if i := strings.Index(rest, "@tcp("); i >= 0 {
+			hostStart = i + 1
+		} else if i := strings.Index(rest, "@unix("); i >= 0 {
+			hostStart = i + 1
+		} else if i := strings.IndexAny(rest, "/?"); i >= 0 {
+			hostStart = i
+		}
+		if at := strings.LastIndex(rest[:hostStart], "@"); at >= 0 {
+			user, _, hasPass := strings.Cut(rest[:at], ":")
+			if hasPass {
+				out = scheme + "://" + user + ":" + redactedText + rest[at:]
+			}
+		}
+	}
+	// password=... in a query string or a key=value DSN.
+	lower := strings.ToLower(out)
+	for _, key := range []string{"password=", "passwd="} {
+		for from := 0; ; {
+			i := strings.Index(lower[from:], key)
+			if i < 0 {
+				break
+			}
+			i += from
+			if i > 0 && !strings.ContainsRune("?&; ", rune(lower[i-1])) {
+				from = i + len(key)
+				continue
+			}
+			start := i + len(key)
+			end := strings.IndexAny(out[start:], "&; ")
+			if end < 0 {
+				end = len(out) - start
+			}
+			out = out[:start] + redactedText + out[start+end:]
+			lower = strings.ToLower(out)
+			from = start + len(redactedText)
+		}
+	}
+	return out
+}

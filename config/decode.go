@@ -1,0 +1,439 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// pos is where a key or value was written.
+type pos struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// maxNodes bounds the work one document may cause, aliases included, so a
+// "billion laughs" document is refused instead of exhausting memory.
+const maxNodes = 100000
+
+// decoder fills Go values from a yaml.Node tree strictly: unknown keys,
+// repeated keys and values of the wrong type are located diagnostics, and
+// decoding goes on after each so that every problem is reported at once.
+type decoder struct {
+	file  string
+	diags Diagnostics
+	// locs maps each config path that the document sets ("kubernetes.vip",
+	// "write_files[0].path") to where it is written: the value for a
+	// scalar, the key for a mapping or a list.
+	locs     map[string]pos
+	nodes    int
+	tooLarge bool
+	// unknown decides what an unknown key at the top level is; nil means
+	// an error.
+	unknownTop func(key string) (sev Severity, msg string)
+}
+
+func newDecoder(file string) *decoder {
+	return &decoder{file: file, locs: map[string]pos{}}
+}
+
+func (d *decoder) at(n *yaml.Node) pos {
+	if n == nil {
+		return pos{File: d.file}
+	}
+	return pos{File: d.file, Line: n.Line, Column: n.Column}
+}
+
+func (d *decoder) report(n *yaml.Node, sev Severity, path, format string, args ...any) {
+	p := d.at(n)
+	d.diags = append(d.diags, Diagnostic{
+		File: p.File, Line: p.Line, Column: p.Column,
+		Severity: sev, Path: path, Message: fmt.Sprintf(format, args...),
+	})
+}
+
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.report(n, Error, path, format, args...)
+}
+
+// visit counts a node against the budget; false means stop.
+func (d *decoder) visit(n *yaml.Node) bool {
+	if d.tooLarge {
+		return false
+	}
+	d.nodes++
+	if d.nodes > maxNodes {
+		d.tooLarge = true
+		d.errorf(n, "", "document is too large or expands too many aliases (more than %d values); cairn refuses it", maxNodes)
+		return false
+	}
+	return true
+}
+
+// resolve follows aliases to the node they name.
+func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
+		if i > 100 {
+			return nil
+		}
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!int", "!!float":
+			return "a number"
+		case "!!bool":
+			return "a boolean"
+		}
+		return "a string"
+	}
+	return "something else"
+}
+
+// yamlName is a struct field's key, from its yaml tag.
+func yamlName(f reflect.StructField) (name string, inline bool) {
+	tag := f.Tag.Get("yaml")
+	name, opts, _ := strings.Cut(tag, ",")
+	if strings.Contains(opts, "inline") {
+		return "", true
+	}
+	if name == "-" || !f.IsExported() {
+		return "", false
+	}
+	if name == "" {
+		name = strings.ToLower(f.Name)
+	}
+	return name, false
+}
+
+// fieldsOf lists a struct's keys with the index path to each field,
+// descending into inline structs.
+func fieldsOf(t reflect.Type) map[string][]int {
+	out := map[string][]int{}
+	var walk func(t reflect.Type, prefix []int)
+	walk = func(t reflect.Type, prefix []int) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, inline := yamlName(f)
+			idx := append(append([]int{}, prefix...), i)
+			if inline && f.Type.Kind() == reflect.Struct {
+				walk(f.Type, idx)
+				continue
+			}
+			if name != "" {
+				out[name] = idx
+			}
+		}
+	}
+	walk(t, nil)
+	return out
+}
+
+// keyNames lists a struct's keys in declaration order, for messages.
+func keyNames(t reflect.Type) []string {
+	var out []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, inline := yamlName(f)
+			if inline && f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+				continue
+			}
+			if name != "" {
+				out = append(out, name)
+			}
+		}
+	}
+	walk(t)
+	return out
+}
+
+type pair struct {
+	key, val *yaml.Node
+}
+
+// pairs returns a mapping's entries with merge keys ("<<: *anchor")
+// expanded; explicit keys win over merged ones. Keys that are not strings
+// and repeated keys are reported.
+func (d *decoder) pairs(n *yaml.Node, path string) []pair {
+	var explicit, merged []pair
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := d.resolve(n.Content[i]), n.Content[i+1]
+		if k == nil || !d.visit(k) {
+			return nil
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, path, "%s: a key must be a string, not %s", orTop(path), kindName(k))
+			continue
+		}
+		if k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0) {
+			mv := d.resolve(v)
+			if mv == nil {
+				continue
+			}
+			var srcs []*yaml.Node
+			switch mv.Kind {
+			case yaml.MappingNode:
+				srcs = []*yaml.Node{mv}
+			case yaml.SequenceNode:
+				for _, s := range mv.Content {
+					if s = d.resolve(s); s != nil {
+						srcs = append(srcs, s)
+					}
+				}
+			}
+			for _, s := range srcs {
+				if s.Kind != yaml.MappingNode {
+					d.errorf(s, path, "%s: a merge key (<<) must name a mapping, not %s", orTop(path), kindName(s))
+					continue
+				}
+				merged = append(merged, d.pairs(s, path)...)
+			}
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k, join(path, k.Value), "%s is set twice (first at line %d); remove one", join(path, k.Value), first.Line)
+			continue
+		}
+		seen[k.Value] = k
+		explicit = append(explicit, pair{k, v})
+	}
+	out := explicit
+	for _, p := range merged {
+		if _, ok := seen[p.key.Value]; ok {
+			continue
+		}
+		seen[p.key.Value] = p.key
+		out = append(out, p)
+	}
+	return out
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "top level"
+	}
+	return path
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// record notes where path is set: at the value for scalars, at the key
+// for collections.
+func (d *decoder) record(path string, key, val *yaml.Node) {
+	if path == "" {
+		return
+	}
+	n := val
+	if key != nil && (val == nil || val.Kind != yaml.ScalarNode) {
+		n = key
+	}
+	d.locs[path] = d.at(n)
+}
+
+// decode fills v from n. n may be nil (nothing to do).
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	n = d.resolve(n)
+	if n == nil || !d.visit(n) {
+		return
+	}
+	if isNull(n) {
+		v.Set(reflect.Zero(v.Type()))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		nv := reflect.New(v.Type().Elem())
+		d.decode(n, nv.Elem(), path)
+		v.Set(nv)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Map:
+		d.decodeMap(n, v, path)
+	case reflect.Slice:
+		d.decodeSlice(n, v, path)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, path, "%s must be a string, not %s", path, kindName(n))
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, path, "%s must be true or false, not %s", path, kindName(n))
+			return
+		}
+		switch strings.ToLower(n.Value) {
+		case "true", "yes", "on":
+			v.SetBool(true)
+		case "false", "no", "off":
+			v.SetBool(false)
+		default:
+			d.errorf(n, path, "%s must be true or false, not %q", path, n.Value)
+		}
+	case reflect.Int:
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, path, "%s must be a whole number, not %s", path, kindName(n))
+			return
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, 32)
+		if err != nil {
+			d.errorf(n, path, "%s must be a whole number, not %q", path, n.Value)
+			return
+		}
+		v.SetInt(i)
+	default:
+		// Only the kinds above appear in the schema.
+		d.errorf(n, path, "%s: cairn cannot decode this key (internal: %s)", path, v.Kind())
+	}
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "%s must be a mapping of keys, not %s", orTop(path), kindName(n))
+		return
+	}
+	fields := fieldsOf(v.Type())
+	for _, p := range d.pairs(n, path) {
+		key := p.key.Value
+		kp := join(path, key)
+		idx, ok := fields[key]
+		if !ok {
+			sev, msg := Error, ""
+			if path == "" && d.unknownTop != nil {
+				sev, msg = d.unknownTop(key)
+			}
+			if msg == "" {
+				msg = unknownKeyMessage(key, path, keyNames(v.Type()))
+			}
+			d.report(p.key, sev, kp, "%s", msg)
+			continue
+		}
+		d.record(kp, p.key, d.resolve(p.val))
+		d.decode(p.val, v.FieldByIndex(idx), kp)
+	}
+}
+
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "%s must be a mapping, not %s", path, kindName(n))
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	for _, p := range d.pairs(n, path) {
+		kp := join(path, p.key.Value)
+		d.record(kp, p.key, d.resolve(p.val))
+		ev := reflect.New(v.Type().Elem()).Elem()
+		d.decode(p.val, ev, kp)
+		m.SetMapIndex(reflect.ValueOf(p.key.Value), ev)
+	}
+	v.Set(m)
+}
+
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		what := "strings"
+		if v.Type().Elem().Kind() != reflect.String {
+			what = "entries"
+		}
+		hint := ""
+		if n.Kind == yaml.ScalarNode && v.Type().Elem().Kind() == reflect.String {
+			hint = fmt.Sprintf(" (write [%s])", n.Value)
+		}
+		d.errorf(n, path, "%s must be a list of %s, not %s%s", path, what, kindName(n), hint)
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), 0, len(n.Content))
+	for i, e := range n.Content {
+		ep := fmt.Sprintf("%s[%d]", path, i)
+		re := d.resolve(e)
+		if re != nil {
+			d.locs[ep] = d.at(re)
+		}
+		ev := reflect.New(v.Type().Elem()).Elem()
+		d.decode(e, ev, ep)
+		s = reflect.Append(s, ev)
+	}
+	v.Set(s)
+}
+
+// unknownKeyMessage says a key is unknown and suggests the closest known
+// one (cluster_cidr → cluster-cidr).
+func unknownKeyMessage(key, path string, known []string) string {
+	where := "at the top level"
+	if path != "" {
+		where = "in " + path
+	}
+	msg := fmt.Sprintf("unknown key %q %s", key, where)
+	if s := suggest(key, known); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	} else if len(known) > 0 && len(known) <= 24 {
+		msg += "; known keys: " + strings.Join(known, ", ")
+	}
+	return msg
+}
+
+func suggest(key string, known []string) string {
+	norm := func(s string) string {
+		return strings.ToLower(strings.NewReplacer("_", "-", " ", "-").Replace(s))
+	}
+	best, bestD := "", 3
+	for _, k := range known {
+		if norm(k) == norm(key) {
+			return k
+		}
+		if dd := editDistance(norm(key), norm(k)); dd < bestD {
+			best, bestD = k, dd
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 99
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			c = min(c, prev[j]+1, cur[j-1]+1)
+			cur[j] = c
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

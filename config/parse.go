@@ -1,0 +1,273 @@
+package config
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxDocumentSize is the largest document Parse accepts, after gunzip.
+const MaxDocumentSize = 4 << 20
+
+// ignoredKeys are standard cloud-init modules cairn does not implement; a
+// document using them still applies, with a warning naming each.
+var ignoredKeys = map[string]string{
+	"users":                      "cairn has no login users",
+	"groups":                     "cairn has no login users",
+	"user":                       "cairn has no login users",
+	"password":                   "cairn has no login users",
+	"chpasswd":                   "cairn has no login users",
+	"ssh_pwauth":                 "cairn runs no SSH server",
+	"ssh_authorized_keys":        "cairn runs no SSH server",
+	"ssh_keys":                   "cairn runs no SSH server",
+	"ssh_deletekeys":             "cairn runs no SSH server",
+	"ssh_genkeytypes":            "cairn runs no SSH server",
+	"ssh":                        "cairn runs no SSH server",
+	"disable_root":               "cairn has no login users",
+	"packages":                   "the image is immutable; add software at build time",
+	"package_update":             "the image is immutable; add software at build time",
+	"package_upgrade":            "the image is immutable; add software at build time",
+	"package_reboot_if_required": "the image is immutable; add software at build time",
+	"apt":                        "the image is immutable; add software at build time",
+	"yum_repos":                  "the image is immutable; add software at build time",
+	"snap":                       "the image is immutable; add software at build time",
+	"runcmd":                     "cairn runs no scripts",
+	"bootcmd":                    "cairn runs no scripts",
+	"timezone":                   "nodes run in UTC",
+	"locale":                     "cairn has no locales",
+	"keyboard":                   "cairn has no console login",
+	"mounts":                     "cairn manages its own filesystems",
+	"mount_default_fields":       "cairn manages its own filesystems",
+	"swap":                       "cairn manages its own filesystems",
+	"disk_setup":                 "cairn manages its own disks",
+	"fs_setup":                   "cairn manages its own disks",
+	"growpart":                   "cairn grows its STATE partition itself",
+	"resize_rootfs":              "cairn grows its STATE partition itself",
+	"power_state":                "cairn does not power off after configuration",
+	"final_message":              "cairn prints its own console lines",
+	"manage_etc_hosts":           "cairn writes /etc/hosts itself",
+	"fqdn":                       "set hostname instead",
+	"prefer_fqdn_over_hostname":  "set hostname instead",
+	"preserve_hostname":          "set hostname instead",
+	"ca_certs":                   "use write_files for CA files",
+	"ca-certs":                   "use write_files for CA files",
+	"phone_home":                 "cairn does not phone home",
+	"rsyslog":                    "cairn logs to the console",
+	"output":                     "cairn logs to the console",
+	"random_seed":                "the kernel seeds its own RNG",
+	"manage_resolv_conf":         "set network nameservers instead",
+	"resolv_conf":                "set network nameservers instead",
+	"ntp_enabled":                "set ntp servers or pools instead",
+	"chef":                       "cairn runs no configuration agents",
+	"puppet":                     "cairn runs no configuration agents",
+	"salt_minion":                "cairn runs no configuration agents",
+	"ansible":                    "cairn runs no configuration agents",
+	"lxd":                        "cairn runs Kubernetes, not LXD",
+	"seed_random":                "the kernel seeds its own RNG",
+	"datasource":                 "choose datasources on the kernel command line",
+	"datasource_list":            "choose datasources on the kernel command line",
+	"cloud_init_modules":         "cairn has no cloud-init modules",
+	"cloud_config_modules":       "cairn has no cloud-init modules",
+	"cloud_final_modules":        "cairn has no cloud-init modules",
+	"merge_how":                  "cairn merges sources per key",
+	"merge_type":                 "cairn merges sources per key",
+	"vendor_data":                "cairn reads no vendor data",
+	"write_metadata":             "cairn reads no vendor data",
+	"wireguard":                  "cairn does not configure WireGuard",
+	"zypper":                     "the image is immutable; add software at build time",
+	"apk_repos":                  "the image is immutable; add software at build time",
+	"byobu_by_default":           "cairn has no console login",
+	"landscape":                  "cairn runs no configuration agents",
+	"mcollective":                "cairn runs no configuration agents",
+	"spacewalk":                  "cairn runs no configuration agents",
+	"ubuntu_pro":                 "not applicable to cairn",
+	"ubuntu_advantage":           "not applicable to cairn",
+	"updates":                    "cairn updates by image",
+	"reporting":                  "cairn logs to the console",
+}
+
+// IgnoredKeys lists the cloud-init keys cairn accepts with a warning.
+func IgnoredKeys() []string {
+	out := make([]string, 0, len(ignoredKeys))
+	for k := range ignoredKeys {
+		out = append(out, k)
+	}
+	return sortedStrings(out)
+}
+
+func unknownTopLevel(key string) (Severity, string) {
+	if why, ok := ignoredKeys[key]; ok {
+		return Warning, fmt.Sprintf("%s is a cloud-init key cairn does not implement (%s); it is ignored", key, why)
+	}
+	return Error, ""
+}
+
+// Parse reads one document (cloud-config or plain YAML) strictly. It
+// reports every problem at once; cfg is nil when there is an error.
+// A gzip-compressed document is decompressed first, as cloud-init does.
+func Parse(src Source) (cfg *Config, diags Diagnostics) {
+	cfg = &Config{}
+	d := newDecoder(src.Name)
+	d.unknownTop = unknownTopLevel
+	root := d.document(src.Data)
+	if root != nil {
+		d.decode(root, reflect.ValueOf(cfg).Elem(), "")
+		if cfg.Network != nil {
+			d.checkNetworkShape(cfg.Network, "network")
+		}
+	}
+	sortDiags(d.diags, []string{src.Name})
+	if d.diags.HasErrors() {
+		return nil, d.diags
+	}
+	cfg.locs = d.locs
+	cfg.files = []string{src.Name}
+	return cfg, d.diags
+}
+
+// ParseNetwork reads a NoCloud network-config file: cloud-init network
+// config version 2, either at the top level or under a "network:" key.
+func ParseNetwork(src Source) (*Network, Diagnostics) {
+	d := newDecoder(src.Name)
+	root := d.document(src.Data)
+	var nw *Network
+	if root != nil {
+		path := ""
+		if root.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(root.Content); i += 2 {
+				if root.Content[i].Value == "network" {
+					root, path = root.Content[i+1], "network"
+					break
+				}
+			}
+		}
+		nw = &Network{}
+		d.decode(root, reflect.ValueOf(nw).Elem(), path)
+		d.checkNetworkShape(nw, path)
+	}
+	sortDiags(d.diags, []string{src.Name})
+	if d.diags.HasErrors() {
+		return nil, d.diags
+	}
+	if nw == nil {
+		nw = &Network{Version: 2}
+	}
+	return nw, d.diags
+}
+
+// checkNetworkShape is what Parse can tell about a network section on its
+// own: the version. The rest is checked after merging.
+func (d *decoder) checkNetworkShape(nw *Network, path string) {
+	vp := join(path, "version")
+	p, ok := d.locs[vp]
+	if !ok {
+		d.diags = append(d.diags, Diagnostic{File: d.file, Line: d.locs[path].Line, Column: d.locs[path].Column,
+			Severity: Error, Path: vp, Message: vp + " is missing; cairn reads network config version 2 (add version: 2)"})
+		return
+	}
+	if nw.Version != 2 {
+		d.diags = append(d.diags, Diagnostic{File: d.file, Line: p.Line, Column: p.Column,
+			Severity: Error, Path: vp, Message: fmt.Sprintf("%s is %d; cairn reads only network config version 2 (the netplan form)", vp, nw.Version)})
+	}
+}
+
+// unsupportedHeaders are user-data formats cloud-init knows and cairn does
+// not run.
+var unsupportedHeaders = []struct{ prefix, what string }{
+	{"#!", "a shell script"},
+	{"#include", "an #include list"},
+	{"#cloud-boothook", "a boot hook"},
+	{"#part-handler", "a part handler"},
+	{"#cloud-config-archive", "a cloud-config archive"},
+	{"#cloud-config-jsonp", "a JSON patch"},
+	{"## template:", "a Jinja template"},
+	{"Content-Type:", "a MIME multipart document"},
+	{"MIME-Version:", "a MIME multipart document"},
+}
+
+var yamlErrLine = regexp.MustCompile(`line (\d+)(?:, column (\d+))?`)
+
+// document unpacks, checks the header and parses the YAML, returning the
+// root node (nil for an empty document or on error).
+func (d *decoder) document(data []byte) (root *yaml.Node) {
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err == nil {
+			data, err = io.ReadAll(io.LimitReader(zr, MaxDocumentSize+1))
+		}
+		if err != nil {
+			d.errorf(&yaml.Node{Line: 1, Column: 1}, "", "document looks gzip-compressed but does not decompress: %v", err)
+			return nil
+		}
+	}
+	if len(data) > MaxDocumentSize {
+		d.errorf(&yaml.Node{Line: 1, Column: 1}, "", "document is larger than %d bytes; cairn refuses it", MaxDocumentSize)
+		return nil
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	first = bytes.TrimRight(first, "\r \t")
+	for _, h := range unsupportedHeaders {
+		if bytes.HasPrefix(first, []byte(h.prefix)) {
+			d.errorf(&yaml.Node{Line: 1, Column: 1}, "", "this is %s, not a cloud-config; cairn reads only #cloud-config documents (YAML)", h.what)
+			return nil
+		}
+	}
+	return d.parseYAML(data)
+}
+
+func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
+	defer func() {
+		// yaml.v3 has panicked on hostile input in the past; PID 1
+		// must not, so a panic here is one more located error.
+		if r := recover(); r != nil {
+			root = nil
+			d.errorf(&yaml.Node{Line: 1, Column: 1}, "", "document is not valid YAML (the parser failed: %v)", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		d.yamlError(err)
+		return nil
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		d.errorf(&next, "", "a cloud-config is one YAML document, and this one has a second (after ---); merge them or give them as separate sources")
+	} else if !errors.Is(err, io.EOF) {
+		d.yamlError(err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil
+	}
+	root = doc.Content[0]
+	if isNull(root) {
+		return nil
+	}
+	return root
+}
+
+func (d *decoder) yamlError(err error) {
+	msg := err.Error()
+	line, col := 1, 1
+	if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		if m[2] != "" {
+			col, _ = strconv.Atoi(m[2])
+		}
+		msg = strings.Replace(msg, m[0]+": ", "", 1)
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	d.errorf(&yaml.Node{Line: line, Column: col}, "", "not valid YAML: %s", msg)
+}

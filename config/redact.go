@@ -1,0 +1,97 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Redacted returns a copy with the token, datastore password and key
+// material replaced by "<redacted>"; Marshal renders it as #cloud-config.
+//
+// Key material is the content of every write_files entry that is not
+// world-readable (its permissions deny "other" read) or that holds a
+// PEM private key.
+func (c *Config) Redacted() *Config {
+	if c == nil {
+		return nil
+	}
+	r := c.clone()
+	k := &r.Kubernetes
+	if k.Token != "" {
+		k.Token = redactedText
+	}
+	if k.DatastoreEndpoint != "" {
+		k.DatastoreEndpoint = redactEndpoint(k.DatastoreEndpoint)
+	}
+	for i := range r.WriteFiles {
+		if r.WriteFiles[i].Secret() {
+			r.WriteFiles[i].Content = redactedText
+		}
+	}
+	return r
+}
+
+// clone copies c deeply enough that changing the copy's fields, lists and
+// maps leaves c alone.
+func (c *Config) clone() *Config {
+	r := *c
+	r.WriteFiles = append([]WriteFile(nil), c.WriteFiles...)
+	if c.NTP != nil {
+		n := NTP{Servers: append([]string(nil), c.NTP.Servers...), Pools: append([]string(nil), c.NTP.Pools...)}
+		r.NTP = &n
+	}
+	if c.Network != nil {
+		n := *c.Network
+		n.Ethernets = maps.Clone(c.Network.Ethernets)
+		n.VLANs = maps.Clone(c.Network.VLANs)
+		n.Bonds = maps.Clone(c.Network.Bonds)
+		r.Network = &n
+	}
+	r.Sysctl = maps.Clone(c.Sysctl)
+	k := &r.Kubernetes
+	for _, s := range []*[]string{&k.TLSSAN, &k.NodeLabel, &k.NodeTaint, &k.Disable,
+		&k.KubeAPIServerArg, &k.KubeControllerManagerArg, &k.KubeSchedulerArg, &k.KubeletArg, &k.KubeProxyArg} {
+		*s = append([]string(nil), (*s)...)
+	}
+	r.locs = maps.Clone(c.locs)
+	r.files = append([]string(nil), c.files...)
+	return &r
+}
+
+// Secret reports whether the file's content is key material: it is not
+// world-readable or it holds a PEM private key.
+func (w WriteFile) Secret() bool {
+	if mode, err := w.Mode(); err == nil && mode&0o004 == 0 {
+		return true
+	}
+	if w.Content == "" {
+		return false
+	}
+	if b, err := w.Decode(); err == nil && bytes.Contains(b, []byte("PRIVATE KEY")) {
+		return true
+	}
+	return strings.Contains(w.Content, "PRIVATE KEY")
+}
+
+// Marshal renders the config as a #cloud-config document. Call it on
+// Redacted() before printing or logging.
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("#cloud-config\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("rendering the config as YAML: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("rendering the config as YAML: %w", err)
+	}
+	if buf.String() == "#cloud-config\n{}\n" {
+		buf.Truncate(len("#cloud-config\n"))
+	}
+	return buf.Bytes(), nil
+}
