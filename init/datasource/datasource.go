@@ -1,12 +1,24 @@
 // Package datasource finds the node's config documents: the file baked into
 // the image, a NoCloud seed volume, an OpenStack config drive, a URL on the
 // kernel command line and the EC2 instance metadata service.
+//
+// Each source is one small provider in its own file; Gather asks them in
+// precedence order. Seed volumes are read in place (vfat and iso9660 are
+// parsed here), so neither a mount nor the kernel's filesystem modules are
+// needed to find the config.
 package datasource
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/cairn-os/cairn/config"
 )
@@ -23,11 +35,144 @@ type Options struct {
 	Log *slog.Logger
 	// HTTP fetches URLs; nil means a client with sane timeouts.
 	HTTP *http.Client
+	// LocalOnly skips the sources that need the network (a URL on the
+	// kernel command line, IMDS). The init gathers once this way to find a
+	// seed's network config, brings the network up, then gathers again.
+	LocalOnly bool
+	// NoDevices skips the block device scan (NoCloud seed, config drive):
+	// the container platform has no disks of its own.
+	NoDevices bool
+	// IMDS is the EC2 metadata endpoint; empty means
+	// http://169.254.169.254. Tests point it at a local server.
+	IMDS string
+}
+
+// BakedPath is where the image builder puts a config given at build time.
+const BakedPath = "/etc/cairn/config.yaml"
+
+// env is what every provider gets.
+type env struct {
+	opts  Options
+	cmd   cmdline
+	log   *slog.Logger
+	fetch *fetcher
+}
+
+// found is what one provider contributes: hostnames from metadata (lowest
+// precedence, so any hostname: key wins) and documents.
+type found struct {
+	hostnames []config.Source
+	docs      []config.Source
+}
+
+func (f *found) addDoc(s *config.Source) {
+	if s != nil {
+		f.docs = append(f.docs, *s)
+	}
+}
+
+func (f *found) addHostname(s *config.Source) {
+	if s != nil {
+		f.hostnames = append(f.hostnames, *s)
+	}
+}
+
+// provider is one config source.
+type provider struct {
+	name   string
+	remote bool // needs the network
+	gather func(ctx context.Context, e *env, f *found) error
+}
+
+// providers in precedence order: later ones win per key.
+var providers = []provider{
+	{name: "baked-in file", gather: gatherBaked},
+	{name: "NoCloud seed", gather: gatherNoCloudVolume},
+	{name: "OpenStack config drive", gather: gatherConfigDrive},
+	{name: "kernel command line", remote: true, gather: gatherCmdline},
+	{name: "EC2 metadata service", remote: true, gather: gatherEC2},
 }
 
 // Gather returns every config document found, in precedence order: later
-// sources win per key. It fails only when a source that was asked for on the
-// kernel command line cannot be read before ctx ends.
+// sources win per key. Hostnames taken from metadata (NoCloud local-hostname,
+// OpenStack and EC2 hostnames) come first, so a hostname: key in any document
+// wins over them. A source that cannot be read is logged and skipped, except
+// a URL named on the kernel command line, which is retried until it answers;
+// Gather fails only when ctx ends first.
 func Gather(ctx context.Context, opts Options) ([]config.Source, error) {
-	return nil, nil
+	e, err := newEnv(opts)
+	if err != nil {
+		return nil, err
+	}
+	var all found
+	for _, p := range providers {
+		if p.remote && opts.LocalOnly {
+			continue
+		}
+		var f found
+		if err := p.gather(ctx, e, &f); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		all.hostnames = append(all.hostnames, f.hostnames...)
+		all.docs = append(all.docs, f.docs...)
+	}
+	return append(all.hostnames, all.docs...), nil
+}
+
+// NeedsNetwork reports whether the kernel command line names a source that
+// is only reachable over the network, so the init knows to bring the
+// network up before the second Gather.
+func NeedsNetwork(opts Options) bool {
+	e, err := newEnv(opts)
+	if err != nil {
+		return false
+	}
+	remote := func(u string) bool { return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") }
+	return remote(e.cmd.configURL) || remote(e.cmd.seedURL) || e.cmd.ec2
+}
+
+func newEnv(opts Options) (*env, error) {
+	if opts.Root == "" {
+		opts.Root = "/"
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	line := opts.Cmdline
+	if line == "" {
+		b, err := os.ReadFile(filepath.Join(opts.Root, "proc/cmdline"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("reading the kernel command line: %w", err)
+		}
+		line = string(b)
+	}
+	client := opts.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &env{
+		opts:  opts,
+		cmd:   parseCmdline(line),
+		log:   log,
+		fetch: &fetcher{root: opts.Root, client: client, log: log},
+	}, nil
+}
+
+func gatherBaked(_ context.Context, e *env, f *found) error {
+	data, err := os.ReadFile(filepath.Join(e.opts.Root, BakedPath))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		e.log.Warn(fmt.Sprintf("config: cannot read %s: %v", BakedPath, err))
+		return nil
+	}
+	s, err := userData(BakedPath, data)
+	if err != nil {
+		e.log.Warn("config: " + err.Error())
+		return nil
+	}
+	f.addDoc(s)
+	return nil
 }

@@ -1,0 +1,163 @@
+package datasource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+)
+
+// seedFiles reads a NoCloud seed from a volume or a URL prefix. read
+// returns fs.ErrNotExist (or errNotFound) for a missing file. Prefix names
+// the seed for people: "cidata:/dev/vdb/" or "http://10.0.2.2:8000/".
+func seedFiles(e *env, f *found, prefix string, read func(name string) ([]byte, error)) error {
+	missing := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotFound) }
+	md, err := read("meta-data")
+	switch {
+	case err == nil:
+		h, err := metaDataHostname(md)
+		if err != nil {
+			e.log.Warn(fmt.Sprintf("config: %smeta-data is not YAML, local-hostname ignored: %v", prefix, err))
+		}
+		f.addHostname(hostnameSource(prefix+"meta-data", h))
+	case missing(err):
+	default:
+		return fmt.Errorf("reading %smeta-data: %w", prefix, err)
+	}
+	ud, err := read("user-data")
+	switch {
+	case err == nil:
+		s, err := userData(prefix+"user-data", ud)
+		if err != nil {
+			e.log.Warn("config: " + err.Error())
+		}
+		f.addDoc(s)
+	case missing(err):
+		e.log.Warn(fmt.Sprintf("config: the NoCloud seed %s has no user-data", prefix))
+	default:
+		return fmt.Errorf("reading %suser-data: %w", prefix, err)
+	}
+	nc, err := read("network-config")
+	switch {
+	case err == nil:
+		s, err := networkConfig(prefix+"network-config", nc)
+		if err != nil {
+			e.log.Warn("config: " + err.Error())
+		}
+		f.addDoc(s)
+	case missing(err):
+	default:
+		return fmt.Errorf("reading %snetwork-config: %w", prefix, err)
+	}
+	return nil
+}
+
+// gatherNoCloudVolume reads the first volume labelled cidata.
+func gatherNoCloudVolume(_ context.Context, e *env, f *found) error {
+	if e.opts.NoDevices {
+		return nil
+	}
+	vols := findVolumes(e.opts.Root, e.log, "cidata")
+	defer closeVolumes(vols)
+	if len(vols) == 0 {
+		return nil
+	}
+	v := vols[0]
+	if len(vols) > 1 {
+		e.log.Warn(fmt.Sprintf("config: %d volumes are labelled cidata; reading %s only", len(vols), v.dev))
+	}
+	prefix := "cidata:" + v.dev + "/"
+	if err := seedFiles(e, f, prefix, v.vol.ReadFile); err != nil {
+		e.log.Warn(fmt.Sprintf("config: NoCloud seed on %s (%s) is unreadable: %v", v.dev, v.fstype, err))
+		*f = found{}
+	}
+	return nil
+}
+
+// gatherConfigDrive reads an OpenStack config drive (label config-2).
+func gatherConfigDrive(_ context.Context, e *env, f *found) error {
+	if e.opts.NoDevices {
+		return nil
+	}
+	vols := findVolumes(e.opts.Root, e.log, "config-2")
+	defer closeVolumes(vols)
+	if len(vols) == 0 {
+		return nil
+	}
+	v := vols[0]
+	prefix := "config-2:" + v.dev + "/openstack/latest/"
+	if md, err := v.vol.ReadFile("openstack/latest/meta_data.json"); err == nil {
+		h, err := openStackHostname(md)
+		if err != nil {
+			e.log.Warn(fmt.Sprintf("config: %smeta_data.json is not JSON, hostname ignored: %v", prefix, err))
+		}
+		f.addHostname(hostnameSource(prefix+"meta_data.json", h))
+	}
+	ud, err := v.vol.ReadFile("openstack/latest/user_data")
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			e.log.Warn(fmt.Sprintf("config: %suser_data is unreadable: %v", prefix, err))
+		}
+		return nil
+	}
+	s, err := userData(prefix+"user_data", ud)
+	if err != nil {
+		e.log.Warn("config: " + err.Error())
+	}
+	f.addDoc(s)
+	return nil
+}
+
+func closeVolumes(vols []labelledVolume) {
+	for _, v := range vols {
+		v.file.Close()
+	}
+}
+
+// gatherCmdline fetches ds=nocloud;s=URL/ and cairn.config=URL, in that
+// order, retrying until each answers.
+func gatherCmdline(ctx context.Context, e *env, f *found) error {
+	c := e.cmd
+	f.addHostname(hostnameSource("kernel command line (ds=nocloud;h=)", c.hostname))
+	if c.seedURL != "" {
+		base := c.seedURL
+		if !strings.HasSuffix(base, "/") {
+			base += "/"
+		}
+		if strings.HasPrefix(base, "/") {
+			base = "file://" + base
+		}
+		e.log.Info("config: fetching the NoCloud seed " + redactURL(base))
+		err := seedFiles(e, f, base, func(name string) ([]byte, error) {
+			// cloud-init requires user-data and meta-data; a seed server
+			// that is still starting may 404, so wait for user-data.
+			return e.fetch.get(ctx, "GET", base+name, name == "user-data", nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if c.configURL != "" {
+		e.log.Info("config: fetching " + redactURL(c.configURL))
+		data, err := e.fetch.get(ctx, "GET", c.configURL, true, nil)
+		if err != nil {
+			return err
+		}
+		s, err := userData(redactURL(c.configURL), data)
+		if err != nil {
+			e.log.Warn("config: " + err.Error())
+		}
+		f.addDoc(s)
+	}
+	return nil
+}
+
+// redactURL hides a password in a URL's user info.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
+}
