@@ -1,6 +1,701 @@
 package config
 
-// validate checks the merged config; see checks below.
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// checker collects the diagnostics of one merged config.
+type checker struct {
+	c     *Config
+	diags Diagnostics
+}
+
+// locate finds where the first of paths (or its nearest parent) was set.
+func (ck *checker) locate(paths ...string) pos {
+	for _, p := range paths {
+		for q := p; q != ""; q = parentPath(q) {
+			if l, ok := ck.c.locs[q]; ok {
+				return l
+			}
+		}
+	}
+	f := ""
+	if n := len(ck.c.files); n > 0 {
+		f = ck.c.files[n-1]
+	}
+	return pos{File: f}
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// add reports a problem about path, located at the first of at (or at
+// path itself when at is empty).
+func (ck *checker) add(sev Severity, path string, at []string, format string, args ...any) {
+	l := ck.locate(append(append([]string{}, at...), path)...)
+	ck.diags = append(ck.diags, Diagnostic{File: l.File, Line: l.Line, Column: l.Column,
+		Severity: sev, Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (ck *checker) errorf(path, format string, args ...any) {
+	ck.add(Error, path, nil, format, args...)
+}
+
+func (ck *checker) warnf(path, format string, args ...any) {
+	ck.add(Warning, path, nil, format, args...)
+}
+
+func (ck *checker) set(path string) bool {
+	_, ok := ck.c.locs[path]
+	return ok
+}
+
+// validate checks the merged, defaulted config and reports every problem.
 func (c *Config) validate() Diagnostics {
+	if c.locs == nil {
+		c.locs = map[string]pos{}
+	}
+	ck := &checker{c: c}
+	ck.hostname()
+	ck.writeFiles()
+	ck.ntp()
+	ck.sysctl()
+	ck.network()
+	ck.kubernetes()
+	return ck.diags
+}
+
+// Validate checks a config built in code (not by Load), after filling
+// defaults. Diagnostics carry no location.
+func (c *Config) Validate() Diagnostics {
+	cp := c.clone()
+	cp.fillDefaults()
+	return cp.validate()
+}
+
+var (
+	labelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// qualNameRe is the name part of a Kubernetes label key, and a label value.
+	qualNameRe = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	ownerRe    = regexp.MustCompile(`^([a-z_][a-z0-9_-]*\$?|[0-9]+)(:([a-z_][a-z0-9_-]*\$?|[0-9]+))?$`)
+	sysctlRe   = regexp.MustCompile(`^[a-z0-9_]+([./][A-Za-z0-9_@:-]+)+$`)
+	argNameRe  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+)
+
+// isDNSName reports whether s is a DNS-1123 subdomain (lowercase labels
+// joined by dots, at most 253 characters).
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if len(l) > 63 || !labelRe.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func (ck *checker) hostname() {
+	h := ck.c.Hostname
+	if h == "" {
+		return
+	}
+	if len(h) > 64 || !isDNSName(strings.ToLower(h)) {
+		ck.errorf("hostname", "hostname %q is not a valid host name: use letters, digits and hyphens in dot-separated labels, at most 64 characters", h)
+	}
+}
+
+func (ck *checker) writeFiles() {
+	seen := map[string]int{}
+	for i, w := range ck.c.WriteFiles {
+		p := fmt.Sprintf("write_files[%d]", i)
+		switch {
+		case w.Path == "":
+			ck.errorf(p, "%s has no path; give the absolute path of the file to write", p)
+		case !strings.HasPrefix(w.Path, "/"):
+			ck.errorf(p+".path", "%s.path %q is relative; write files by absolute path, like /%s", p, w.Path, w.Path)
+		case path.Clean(w.Path) != w.Path || w.Path == "/":
+			ck.errorf(p+".path", "%s.path %q is not a clean file path; write it as %s", p, w.Path, path.Clean(w.Path))
+		default:
+			if j, ok := seen[w.Path]; ok && !w.Append {
+				ck.warnf(p+".path", "%s.path %s is also written by write_files[%d]; this later entry wins", p, w.Path, j)
+			}
+			seen[w.Path] = i
+		}
+		if _, ok := encodings[strings.ToLower(w.Encoding)]; !ok {
+			ck.errorf(p+".encoding", "%s.encoding %q is not one of text, b64, base64, gzip, gz, gz+b64, gzip+base64, gz+base64", p, w.Encoding)
+		} else if _, err := w.Decode(); err != nil {
+			ck.errorf(p+".content", "%s.content: %v", p, err)
+		}
+		if _, err := w.Mode(); err != nil {
+			ck.errorf(p+".permissions", "%s.%v", p, err)
+		}
+		if w.Owner != "" && !ownerRe.MatchString(w.Owner) {
+			ck.errorf(p+".owner", "%s.owner %q is not user:group (names or numbers, like root:root or 1000:1000)", p, w.Owner)
+		}
+	}
+}
+
+// isHost accepts an IP address or a DNS name.
+func isHost(s string) bool {
+	return net.ParseIP(s) != nil || isDNSName(strings.ToLower(strings.TrimSuffix(s, ".")))
+}
+
+func (ck *checker) ntp() {
+	n := ck.c.NTP
+	if n == nil {
+		return
+	}
+	for key, list := range map[string][]string{"servers": n.Servers, "pools": n.Pools} {
+		for i, s := range list {
+			p := fmt.Sprintf("ntp.%s[%d]", key, i)
+			if !isHost(s) {
+				ck.errorf(p, "%s %q is not a host name or IP address", p, s)
+			}
+		}
+	}
+}
+
+func (ck *checker) sysctl() {
+	keys := make([]string, 0, len(ck.c.Sysctl))
+	for k := range ck.c.Sysctl {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p := "sysctl." + k
+		if !sysctlRe.MatchString(k) || strings.Contains(k, "..") {
+			ck.errorf(p, "sysctl %q is not a sysctl name like net.ipv4.ip_forward", k)
+		}
+		if strings.TrimSpace(ck.c.Sysctl[k]) == "" {
+			ck.errorf(p, "sysctl %s has no value", k)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var bondModes = map[string]bool{
+	"balance-rr": true, "active-backup": true, "balance-xor": true, "broadcast": true,
+	"802.3ad": true, "balance-tlb": true, "balance-alb": true,
+}
+
+var bondParams = map[string]bool{
+	"mode": true, "mii-monitor-interval": true, "primary": true, "lacp-rate": true,
+	"transmit-hash-policy": true, "up-delay": true, "down-delay": true, "ad-select": true,
+	"arp-interval": true, "arp-ip-targets": true, "arp-validate": true, "arp-all-targets": true,
+	"fail-over-mac-policy": true, "gratuitous-arp": true, "all-members-active": true,
+	"min-links": true, "primary-reselect-policy": true, "learn-packet-interval": true,
+	"packets-per-member": true, "resend-igmp": true,
+}
+
+func validIfName(s string) bool {
+	return s != "" && len(s) <= 15 && !strings.ContainsAny(s, "/: \t\n") && s != "." && s != ".."
+}
+
+func (ck *checker) network() {
+	nw := ck.c.Network
+	if nw == nil {
+		return
+	}
+	// Links that other links use carry no addresses of their own.
+	member := map[string]string{}
+	vlanLink := map[string]bool{}
+	for _, name := range sortedKeys(nw.Bonds) {
+		b := nw.Bonds[name]
+		p := "network.bonds." + name
+		if len(b.Interfaces) == 0 {
+			ck.errorf(p, "%s has no interfaces; list the ethernets it aggregates", p)
+		}
+		for i, m := range b.Interfaces {
+			ip := fmt.Sprintf("%s.interfaces[%d]", p, i)
+			if _, ok := nw.Ethernets[m]; !ok {
+				ck.errorf(ip, "%s %q is not an interface under network.ethernets", ip, m)
+			}
+			if other, ok := member[m]; ok && other != name {
+				ck.errorf(ip, "%s: %s is already a member of bond %s", ip, m, other)
+			}
+			member[m] = name
+		}
+		for _, k := range sortedKeys(b.Parameters) {
+			kp := p + ".parameters." + k
+			if !bondParams[k] {
+				ck.errorf(kp, "unknown bond parameter %q in %s.parameters", k, p)
+			}
+		}
+		if mode, ok := b.Parameters["mode"]; ok && !bondModes[mode] {
+			ck.errorf(p+".parameters.mode", "%s.parameters.mode %q is not one of balance-rr, active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb", p, mode)
+		}
+		if pr, ok := b.Parameters["primary"]; ok && !contains(b.Interfaces, pr) {
+			ck.errorf(p+".parameters.primary", "%s.parameters.primary %q is not one of the bond's interfaces", p, pr)
+		}
+	}
+	for _, name := range sortedKeys(nw.VLANs) {
+		v := nw.VLANs[name]
+		p := "network.vlans." + name
+		if v.ID < 1 || v.ID > 4094 {
+			ck.add(Error, p+".id", []string{p + ".id", p}, "%s.id %d is not a VLAN id from 1 to 4094", p, v.ID)
+		}
+		_, isEth := nw.Ethernets[v.Link]
+		_, isBond := nw.Bonds[v.Link]
+		if v.Link == "" {
+			ck.errorf(p, "%s has no link; name the ethernet or bond it runs on", p)
+		} else if !isEth && !isBond {
+			ck.errorf(p+".link", "%s.link %q is not an interface under network.ethernets or network.bonds", p, v.Link)
+		}
+		vlanLink[v.Link] = true
+	}
+	names := map[string]string{}
+	claim := func(kind, name string) {
+		p := "network." + kind + "." + name
+		if other, ok := names[name]; ok {
+			ck.errorf(p, "%s: the name %q is also used under network.%s", p, name, other)
+		}
+		names[name] = kind
+	}
+	for _, name := range sortedKeys(nw.Ethernets) {
+		e := nw.Ethernets[name]
+		p := "network.ethernets." + name
+		claim("ethernets", name)
+		if e.Match != nil {
+			if e.Match.MACAddress != "" {
+				if hw, err := net.ParseMAC(e.Match.MACAddress); err != nil || len(hw) != 6 {
+					ck.errorf(p+".match.macaddress", "%s.match.macaddress %q is not a MAC address like 52:54:00:12:34:56", p, e.Match.MACAddress)
+				}
+			}
+			if e.Match.Name != "" {
+				if _, err := path.Match(e.Match.Name, ""); err != nil {
+					ck.errorf(p+".match.name", "%s.match.name %q is not a valid glob", p, e.Match.Name)
+				}
+			}
+			if e.Match.MACAddress == "" && e.Match.Name == "" {
+				ck.errorf(p+".match", "%s.match is empty; give macaddress or name, or drop match to use %q as the interface name", p, name)
+			}
+		} else if !validIfName(name) {
+			ck.errorf(p, "%s: %q is not a Linux interface name (at most 15 characters, no / or spaces); add a match", p, name)
+		}
+		if e.SetName != "" {
+			if !validIfName(e.SetName) {
+				ck.errorf(p+".set-name", "%s.set-name %q is not a Linux interface name (at most 15 characters, no / or spaces)", p, e.SetName)
+			}
+			if e.Match == nil {
+				ck.errorf(p+".set-name", "%s.set-name needs a match to say which link to rename", p)
+			}
+		}
+		used := member[name] != "" || vlanLink[name]
+		ck.iface(p, e.Interface, used)
+	}
+	for _, name := range sortedKeys(nw.VLANs) {
+		claim("vlans", name)
+		p := "network.vlans." + name
+		if !validIfName(name) {
+			ck.errorf(p, "%s: %q is not a Linux interface name (at most 15 characters, no / or spaces)", p, name)
+		}
+		ck.iface(p, nw.VLANs[name].Interface, false)
+	}
+	for _, name := range sortedKeys(nw.Bonds) {
+		claim("bonds", name)
+		p := "network.bonds." + name
+		if !validIfName(name) {
+			ck.errorf(p, "%s: %q is not a Linux interface name (at most 15 characters, no / or spaces)", p, name)
+		}
+		ck.iface(p, nw.Bonds[name].Interface, vlanLink[name])
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// iface checks addressing; used says another link runs on this one, so it
+// may go without addresses.
+func (ck *checker) iface(p string, in Interface, used bool) {
+	if !in.DHCP4 && len(in.Addresses) == 0 && !used {
+		ck.errorf(p, "%s has neither dhcp4: true nor addresses; give it one or the other", p)
+	}
+	for i, a := range in.Addresses {
+		ap := fmt.Sprintf("%s.addresses[%d]", p, i)
+		if _, _, err := net.ParseCIDR(a); err != nil {
+			ck.errorf(ap, "%s %q is not an address with a prefix length, like 192.168.1.11/24", ap, a)
+		}
+	}
+	if in.Gateway4 != "" {
+		if ip := net.ParseIP(in.Gateway4); ip == nil || ip.To4() == nil {
+			ck.errorf(p+".gateway4", "%s.gateway4 %q is not an IPv4 address", p, in.Gateway4)
+		}
+	}
+	for i, r := range in.Routes {
+		rp := fmt.Sprintf("%s.routes[%d]", p, i)
+		if r.To != "default" {
+			if _, _, err := net.ParseCIDR(r.To); err != nil {
+				ck.add(Error, rp+".to", []string{rp + ".to", rp}, "%s.to %q is not \"default\" or a destination like 10.0.0.0/8", rp, r.To)
+			}
+		}
+		if net.ParseIP(r.Via) == nil {
+			ck.add(Error, rp+".via", []string{rp + ".via", rp}, "%s.via %q is not the IP address of a gateway", rp, r.Via)
+		}
+		if r.Metric < 0 {
+			ck.errorf(rp+".metric", "%s.metric %d is negative", rp, r.Metric)
+		}
+	}
+	if ns := in.Nameservers; ns != nil {
+		for i, a := range ns.Addresses {
+			np := fmt.Sprintf("%s.nameservers.addresses[%d]", p, i)
+			if net.ParseIP(a) == nil {
+				ck.errorf(np, "%s %q is not an IP address", np, a)
+			}
+		}
+		for i, s := range ns.Search {
+			sp := fmt.Sprintf("%s.nameservers.search[%d]", p, i)
+			if !isDNSName(strings.ToLower(strings.TrimSuffix(s, "."))) {
+				ck.errorf(sp, "%s %q is not a DNS domain", sp, s)
+			}
+		}
+	}
+	if in.MTU != 0 && (in.MTU < 68 || in.MTU > 65535) {
+		ck.errorf(p+".mtu", "%s.mtu %d is not from 68 to 65535", p, in.MTU)
+	}
+}
+
+// parseCIDRs parses a comma-separated list of CIDRs, at most one per
+// address family, as k3s takes them for dual-stack clusters.
+func parseCIDRs(s string) ([]*net.IPNet, []string, error) {
+	var nets []*net.IPNet
+	var hostBits []string
+	fams := map[bool]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		ip, n, err := net.ParseCIDR(part)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%q is not a CIDR like 10.42.0.0/16", part)
+		}
+		v4 := ip.To4() != nil
+		if fams[v4] {
+			return nil, nil, fmt.Errorf("%q: give at most one IPv4 and one IPv6 range", s)
+		}
+		fams[v4] = true
+		if !ip.Equal(n.IP) {
+			hostBits = append(hostBits, n.String())
+		}
+		nets = append(nets, n)
+	}
+	return nets, hostBits, nil
+}
+
+func overlaps(a, b *net.IPNet) bool {
+	return a.Contains(b.IP) || b.Contains(a.IP)
+}
+
+func parseIPs(s string) ([]net.IP, error) {
+	var out []net.IP
+	for _, part := range strings.Split(s, ",") {
+		ip := net.ParseIP(strings.TrimSpace(part))
+		if ip == nil {
+			return nil, fmt.Errorf("%q is not an IP address", strings.TrimSpace(part))
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+// knownDisable are the packaged components k3s lets --disable name.
+var knownDisable = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"}
+
+func (ck *checker) kubernetes() {
+	k := &ck.c.Kubernetes
+	const kp = "kubernetes."
+	switch k.Role {
+	case "server", "agent":
+	default:
+		ck.errorf(kp+"role", "kubernetes.role %q is not server or agent", k.Role)
+	}
+	switch k.Distribution {
+	case "builtin", "k3s":
+	default:
+		ck.errorf(kp+"distribution", "kubernetes.distribution %q is not builtin or k3s", k.Distribution)
+	}
+	if k.Token != "" && k.TokenFile != "" {
+		ck.errorf(kp+"token-file", "kubernetes.token and kubernetes.token-file are both set; keep one")
+	}
+	if k.TokenFile != "" && !strings.HasPrefix(k.TokenFile, "/") {
+		ck.errorf(kp+"token-file", "kubernetes.token-file %q is relative; give an absolute path", k.TokenFile)
+	}
+	hasToken := k.Token != "" || k.TokenFile != ""
+	agent := k.Role == "agent"
+	if agent {
+		if !hasToken {
+			ck.add(Error, kp+"token", []string{kp + "role"}, "kubernetes: an agent needs token (or token-file) to join the cluster; use the servers' token")
+		}
+		if k.Server == "" && k.VIP == "" {
+			ck.add(Error, kp+"server", []string{kp + "role"}, "kubernetes: an agent needs server (https://host:6443) or vip to find the cluster")
+		}
+		for _, key := range []string{"datastore-endpoint", "datastore-cafile", "datastore-certfile", "datastore-keyfile", "secrets-encryption"} {
+			if ck.set(kp + key) {
+				ck.warnf(kp+key, "kubernetes.%s is a server setting; agents ignore it", key)
+			}
+		}
+	}
+
+	// The datastore.
+	ds, err := k.Datastore()
+	if err != nil {
+		ck.errorf(kp+"datastore-endpoint", "kubernetes.datastore-endpoint: %v", err)
+	} else if !agent {
+		if ds.External() && !hasToken {
+			ck.add(Error, kp+"token", []string{kp + "datastore-endpoint"}, "kubernetes: a server with a datastore-endpoint needs token (or token-file): every server reads the cluster's certificates from the datastore with it")
+		}
+		if ds.Kind == DatastoreSQLite && (k.VIP != "" || k.Server != "") {
+			ck.errorf(kp+"datastore-endpoint", "kubernetes.datastore-endpoint: sqlite:// keeps the cluster on this node's disk, so no other server can share it; for several servers use postgres://, mysql:// or etcd (https://host:2379), or drop vip and server for a single server")
+		}
+		if ds.Kind == DatastoreEmbedded {
+			for _, key := range []string{"datastore-cafile", "datastore-certfile", "datastore-keyfile"} {
+				if ck.set(kp + key) {
+					ck.warnf(kp+key, "kubernetes.%s is set but there is no datastore-endpoint (embedded etcd); it is ignored", key)
+				}
+			}
+		}
+	}
+	for _, key := range []struct{ name, val string }{
+		{"datastore-cafile", k.DatastoreCAFile}, {"datastore-certfile", k.DatastoreCertFile}, {"datastore-keyfile", k.DatastoreKeyFile},
+	} {
+		if key.val != "" && !strings.HasPrefix(key.val, "/") {
+			ck.errorf(kp+key.name, "kubernetes.%s %q is relative; give an absolute path (write it with write_files)", key.name, key.val)
+		}
+	}
+	if (k.DatastoreCertFile == "") != (k.DatastoreKeyFile == "") {
+		which, missing := "datastore-certfile", "datastore-keyfile"
+		if k.DatastoreCertFile == "" {
+			which, missing = missing, which
+		}
+		ck.errorf(kp+which, "kubernetes.%s is set without kubernetes.%s; a client certificate needs both", which, missing)
+	}
+
+	// Address ranges.
+	clusterNets, hb, err := parseCIDRs(k.ClusterCIDR)
+	if err != nil {
+		ck.errorf(kp+"cluster-cidr", "kubernetes.cluster-cidr: %v", err)
+	} else if len(hb) > 0 {
+		ck.warnf(kp+"cluster-cidr", "kubernetes.cluster-cidr has host bits set; it is read as %s", strings.Join(hb, ","))
+	}
+	serviceNets, hb, err := parseCIDRs(k.ServiceCIDR)
+	if err != nil {
+		ck.errorf(kp+"service-cidr", "kubernetes.service-cidr: %v", err)
+	} else if len(hb) > 0 {
+		ck.warnf(kp+"service-cidr", "kubernetes.service-cidr has host bits set; it is read as %s", strings.Join(hb, ","))
+	}
+	for _, cn := range clusterNets {
+		for _, sn := range serviceNets {
+			if overlaps(cn, sn) {
+				ck.add(Error, kp+"service-cidr", []string{kp + "service-cidr", kp + "cluster-cidr"},
+					"kubernetes.cluster-cidr %s and kubernetes.service-cidr %s overlap; pods and services need separate ranges", cn, sn)
+			}
+		}
+	}
+	if k.ClusterDNS == "" {
+		ck.errorf(kp+"cluster-dns", "kubernetes.cluster-dns is empty and cannot be derived from service-cidr; set it to an address inside service-cidr")
+	} else if dns, err := parseIPs(k.ClusterDNS); err != nil {
+		ck.errorf(kp+"cluster-dns", "kubernetes.cluster-dns: %v", err)
+	} else if serviceNets != nil {
+		for _, ip := range dns {
+			in := false
+			for _, sn := range serviceNets {
+				if sn.Contains(ip) {
+					in = true
+					if ip.Equal(firstHost(sn)) {
+						ck.add(Error, kp+"cluster-dns", []string{kp + "cluster-dns", kp + "service-cidr"},
+							"kubernetes.cluster-dns %s is the first address of service-cidr, which the kubernetes service takes; use another (like the tenth)", ip)
+					}
+				}
+			}
+			if !in {
+				ck.add(Error, kp+"cluster-dns", []string{kp + "cluster-dns", kp + "service-cidr"},
+					"kubernetes.cluster-dns %s is outside kubernetes.service-cidr %s; the DNS service must get an address from the service range", ip, k.ServiceCIDR)
+			}
+		}
+	}
+
+	// The VIP and the server URL.
+	if k.VIP != "" {
+		ip := net.ParseIP(k.VIP)
+		switch {
+		case ip == nil:
+			ck.errorf(kp+"vip", "kubernetes.vip %q is not an IP address", k.VIP)
+		case ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast():
+			ck.errorf(kp+"vip", "kubernetes.vip %s cannot be a shared address (unspecified, loopback or multicast)", ip)
+		default:
+			for _, n := range clusterNets {
+				if n.Contains(ip) {
+					ck.errorf(kp+"vip", "kubernetes.vip %s is inside kubernetes.cluster-cidr %s; pick an address on the nodes' network", ip, n)
+				}
+			}
+			for _, n := range serviceNets {
+				if n.Contains(ip) {
+					ck.errorf(kp+"vip", "kubernetes.vip %s is inside kubernetes.service-cidr %s; pick an address on the nodes' network", ip, n)
+				}
+			}
+			if k.NodeIP != "" {
+				if ips, err := parseIPs(k.NodeIP); err == nil {
+					for _, nip := range ips {
+						if nip.Equal(ip) {
+							ck.errorf(kp+"vip", "kubernetes.vip %s is also this node's node-ip; the VIP must be an address no node owns", ip)
+						}
+					}
+				}
+			}
+		}
+	}
+	if k.Server != "" {
+		u, err := url.Parse(k.Server)
+		switch {
+		case err != nil || u.Host == "":
+			ck.errorf(kp+"server", "kubernetes.server %q is not a URL like https://192.168.1.100:6443", k.Server)
+		case u.Scheme != "https":
+			ck.errorf(kp+"server", "kubernetes.server %q must use https://", k.Server)
+		case u.User != nil:
+			ck.errorf(kp+"server", "kubernetes.server must not carry a user name or password; use token")
+		default:
+			if err := checkHostPort(u.Host); err != nil {
+				ck.errorf(kp+"server", "kubernetes.server %q: %v", k.Server, err)
+			}
+		}
+	}
+
+	// Node identity.
+	if k.NodeName != "" && !isDNSName(k.NodeName) {
+		ck.errorf(kp+"node-name", "kubernetes.node-name %q is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.')", k.NodeName)
+	}
+	if k.NodeIP != "" {
+		if _, err := parseIPs(k.NodeIP); err != nil {
+			ck.errorf(kp+"node-ip", "kubernetes.node-ip: %v", err)
+		}
+	}
+	for i, s := range k.TLSSAN {
+		p := fmt.Sprintf("%stls-san[%d]", kp, i)
+		if !isHost(s) && !(strings.HasPrefix(s, "*.") && isHost(s[2:])) {
+			ck.errorf(p, "%s %q is not a DNS name or IP address", p, s)
+		}
+	}
+	for i, l := range k.NodeLabel {
+		p := fmt.Sprintf("%snode-label[%d]", kp, i)
+		if err := checkLabel(l); err != nil {
+			ck.errorf(p, "%s %q %v", p, l, err)
+		}
+	}
+	for i, t := range k.NodeTaint {
+		p := fmt.Sprintf("%snode-taint[%d]", kp, i)
+		if err := checkTaint(t); err != nil {
+			ck.errorf(p, "%s %q %v", p, t, err)
+		}
+	}
+	if k.ClusterDomain != "" && !isDNSName(k.ClusterDomain) {
+		ck.errorf(kp+"cluster-domain", "kubernetes.cluster-domain %q is not a DNS domain", k.ClusterDomain)
+	}
+	for i, d := range k.Disable {
+		p := fmt.Sprintf("%sdisable[%d]", kp, i)
+		if !contains(knownDisable, d) {
+			ck.warnf(p, "%s %q is not a component k3s packages (%s); it is ignored", p, d, strings.Join(knownDisable, ", "))
+		}
+	}
+	for _, a := range []struct {
+		key  string
+		args []string
+	}{
+		{"kube-apiserver-arg", k.KubeAPIServerArg}, {"kube-controller-manager-arg", k.KubeControllerManagerArg},
+		{"kube-scheduler-arg", k.KubeSchedulerArg}, {"kubelet-arg", k.KubeletArg}, {"kube-proxy-arg", k.KubeProxyArg},
+	} {
+		for i, arg := range a.args {
+			p := fmt.Sprintf("%s%s[%d]", kp, a.key, i)
+			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			if !argNameRe.MatchString(name) {
+				ck.errorf(p, "%s %q is not a flag as name=value (like v=2)", p, arg)
+			}
+		}
+	}
+}
+
+func firstHost(n *net.IPNet) net.IP {
+	ip := make(net.IP, len(n.IP))
+	copy(ip, n.IP)
+	ip[len(ip)-1]++
+	return ip
+}
+
+// checkQualifiedName checks a label or taint key: [prefix/]name.
+func checkQualifiedName(key string) error {
+	prefix, name, hasPrefix := strings.Cut(key, "/")
+	if !hasPrefix {
+		name, prefix = prefix, ""
+	}
+	if hasPrefix && !isDNSName(prefix) {
+		return fmt.Errorf("has key prefix %q, which is not a DNS subdomain", prefix)
+	}
+	if name == "" || len(name) > 63 || !qualNameRe.MatchString(name) {
+		return fmt.Errorf("has key %q, which is not a Kubernetes label key (at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric, with an optional DNS prefix and '/')", key)
+	}
 	return nil
+}
+
+func checkLabelValue(v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > 63 || !qualNameRe.MatchString(v) {
+		return fmt.Errorf("has value %q, which is not a Kubernetes label value (at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)", v)
+	}
+	return nil
+}
+
+// checkLabel checks a node-label, key=value.
+func checkLabel(l string) error {
+	key, val, ok := strings.Cut(l, "=")
+	if !ok {
+		return fmt.Errorf("is not key=value")
+	}
+	if err := checkQualifiedName(key); err != nil {
+		return err
+	}
+	return checkLabelValue(val)
+}
+
+// checkTaint checks a node-taint, key=value:Effect (or key:Effect).
+func checkTaint(t string) error {
+	i := strings.LastIndex(t, ":")
+	if i < 0 {
+		return fmt.Errorf("is not key=value:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute")
+	}
+	kv, effect := t[:i], t[i+1:]
+	switch effect {
+	case "NoSchedule", "PreferNoSchedule", "NoExecute":
+	default:
+		return fmt.Errorf("has effect %q; use NoSchedule, PreferNoSchedule or NoExecute", effect)
+	}
+	key, val, _ := strings.Cut(kv, "=")
+	if err := checkQualifiedName(key); err != nil {
+		return err
+	}
+	return checkLabelValue(val)
 }
