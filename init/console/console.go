@@ -133,7 +133,7 @@ func Uptime() time.Duration {
 // time at the default log level. The device is opened per write: the
 // kernel rate-limits each open file, not each writer.
 func writeKmsg(path, lines string) {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return
 	}

@@ -85,6 +85,7 @@ type unit struct {
 	ring     *Ring
 	log      *LogFile
 	stop     chan struct{}
+	stopOnce sync.Once
 	done     chan struct{}
 }
 
@@ -222,7 +223,7 @@ func (s *Supervisor) Stop(ctx context.Context) {
 			}
 		}
 		for _, u := range wave {
-			close(u.stop)
+			u.stopOnce.Do(func() { close(u.stop) })
 		}
 		for _, u := range wave {
 			select {
@@ -240,17 +241,21 @@ func (s *Supervisor) notifyLocked() {
 }
 
 // set records a state change and reports it on the console.
+// The line is written before waiters see the new state.
 func (s *Supervisor) set(u *unit, st State, pid int, text string) {
-	s.mu.Lock()
-	u.state, u.pid = st, pid
-	if st == Ready {
-		u.ready = true
-	}
-	s.notifyLocked()
-	s.mu.Unlock()
 	if text != "" {
 		s.o.Log(fmt.Sprintf("service %s: %s", u.svc.Name, text))
 	}
+	s.mu.Lock()
+	u.state, u.pid = st, pid
+	switch st {
+	case Ready:
+		u.ready = true
+	case Restarting:
+		u.restarts++
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
 }
 
 // waitNeeds blocks until every needed service has been ready once; false
@@ -315,9 +320,6 @@ func (s *Supervisor) run(u *unit) {
 			delay = 0
 		}
 		delay = b.Next(delay)
-		s.mu.Lock()
-		u.restarts++
-		s.mu.Unlock()
 		if err != nil {
 			s.set(u, Restarting, 0, fmt.Sprintf("cannot start: %v; restarting in %s", err, delay))
 		} else {

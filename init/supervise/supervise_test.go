@@ -1,0 +1,348 @@
+package supervise
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// lines records what the supervisor would print on the console.
+type lines struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (c *lines) add(s string) {
+	c.mu.Lock()
+	c.l = append(c.l, s)
+	c.mu.Unlock()
+}
+
+func (c *lines) all() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.l)
+}
+
+// index returns where want appears, or -1.
+func (c *lines) index(want string) int {
+	return slices.Index(c.all(), want)
+}
+
+func newTest(t *testing.T) (*Supervisor, *lines, *lines) {
+	t.Helper()
+	var log, raw lines
+	s := New(Options{Log: log.add, Raw: raw.add, Reaper: &Reaper{}})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s.Stop(ctx)
+	})
+	return s, &log, &raw
+}
+
+func wait(t *testing.T, s *Supervisor, name string, cond func(Status) bool) Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := s.Wait(ctx, name, cond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestCrashingServiceRestartsWithGrowingDelays(t *testing.T) {
+	s, log, _ := newTest(t)
+	err := s.Start(Service{
+		Name:    "crash",
+		Path:    "/bin/sh",
+		Args:    []string{"-c", "exit 3"},
+		Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 40 * time.Millisecond, Reset: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "crash", func(st Status) bool { return st.Restarts >= 5 })
+	var got []string
+	for _, l := range log.all() {
+		if strings.Contains(l, "restarting in") {
+			got = append(got, l)
+		}
+	}
+	want := []string{
+		"service crash: exited (status 3), restarting in 10ms",
+		"service crash: exited (status 3), restarting in 20ms",
+		"service crash: exited (status 3), restarting in 40ms",
+		"service crash: exited (status 3), restarting in 40ms",
+		"service crash: exited (status 3), restarting in 40ms",
+	}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Errorf("console lines:\n%s\nwant them to start with:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, w := range []string{"service crash: starting", "service crash: running (pid "} {
+		if !slices.ContainsFunc(log.all(), func(l string) bool { return strings.HasPrefix(l, w) }) {
+			t.Errorf("no console line starting with %q in\n%s", w, strings.Join(log.all(), "\n"))
+		}
+	}
+}
+
+func TestRestartPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		restart Restart
+		script  string
+		want    string
+		state   State
+	}{
+		{"never-fails", Never, "exit 4", "service never-fails: exited (status 4)", Exited},
+		{"onfailure-succeeds", OnFailure, "exit 0", "service onfailure-succeeds: exited (status 0)", Exited},
+		{"onfailure-fails", OnFailure, "exit 5", "service onfailure-fails: exited (status 5), restarting in 5ms", Restarting},
+		{"killed", Never, "kill -9 $$", "service killed: exited (status 137)", Exited},
+		{"missing", Never, "", "service missing: cannot start: fork/exec /nonexistent/program: no such file or directory", Exited},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, log, _ := newTest(t)
+			svc := Service{Name: tc.name, Path: "/bin/sh", Args: []string{"-c", tc.script}, Restart: tc.restart,
+				Backoff: Backoff{Initial: 5 * time.Millisecond}}
+			if tc.script == "" {
+				svc.Path = "/nonexistent/program"
+			}
+			if err := s.Start(svc); err != nil {
+				t.Fatal(err)
+			}
+			if tc.state == Restarting {
+				wait(t, s, tc.name, func(st Status) bool { return st.Restarts >= 1 })
+			} else {
+				wait(t, s, tc.name, func(st Status) bool { return st.State == tc.state })
+			}
+			if log.index(tc.want) < 0 {
+				t.Errorf("no line %q in\n%s", tc.want, strings.Join(log.all(), "\n"))
+			}
+		})
+	}
+}
+
+func TestNeedsWaitForReadinessAndStopInReverse(t *testing.T) {
+	s, log, _ := newTest(t)
+	flag := filepath.Join(t.TempDir(), "ready")
+	// db becomes ready only when its flag file exists; api needs db; web needs api.
+	if err := s.Start(Service{Name: "web", Path: "/bin/sleep", Args: []string{"100"}, Needs: []string{"api"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(Service{Name: "api", Path: "/bin/sleep", Args: []string{"100"}, Needs: []string{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(Service{Name: "db", Path: "/bin/sleep", Args: []string{"100"}, Ready: ReadyFile(flag)}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "db", func(st Status) bool { return st.State == Running })
+	if st := s.Status(); st[0].State != Waiting || st[1].State != Waiting {
+		t.Fatalf("web and api should wait for db to be ready, got %+v", st)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "web", func(st Status) bool { return st.State == Ready })
+
+	order := []string{"service db: ready", "service api: starting", "service api: ready", "service web: starting"}
+	for i := 1; i < len(order); i++ {
+		if a, b := log.index(order[i-1]), log.index(order[i]); a < 0 || b < 0 || a > b {
+			t.Errorf("want %q before %q in\n%s", order[i-1], order[i], strings.Join(log.all(), "\n"))
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s.Stop(ctx)
+	stops := []string{"service web: stopped", "service api: stopped", "service db: stopped"}
+	for i := 1; i < len(stops); i++ {
+		if a, b := log.index(stops[i-1]), log.index(stops[i]); a < 0 || b < 0 || a > b {
+			t.Errorf("want %q before %q in\n%s", stops[i-1], stops[i], strings.Join(log.all(), "\n"))
+		}
+	}
+	if err := s.Start(Service{Name: "late", Path: "/bin/true"}); err == nil {
+		t.Error("Start after Stop succeeded; want an error")
+	}
+}
+
+func TestStopKillsAfterGrace(t *testing.T) {
+	s, log, _ := newTest(t)
+	err := s.Start(Service{
+		Name: "stubborn", Path: "/bin/sh",
+		// The shell ignores SIGTERM, and so does its child.
+		Args:        []string{"-c", "trap '' TERM; echo armed; while :; do sleep 1; done"},
+		StopTimeout: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "stubborn", func(st Status) bool { return st.State == Ready })
+	// Wait until the trap is set before asking it to stop.
+	for !strings.Contains(string(s.Output("stubborn")), "armed") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s.Stop(ctx)
+	st := s.Status()[0]
+	if st.State != Stopped || st.LastStatus != 137 {
+		t.Errorf("after Stop: state %s, last status %d; want stopped, 137 (SIGKILL)", st.State, st.LastStatus)
+	}
+	if log.index("service stubborn: stopped") < 0 {
+		t.Errorf("no stopped line in\n%s", strings.Join(log.all(), "\n"))
+	}
+}
+
+func TestOutputGoesToRingConsoleAndLogFile(t *testing.T) {
+	dir := t.TempDir()
+	var log, raw lines
+	s := New(Options{Log: log.add, Raw: raw.add, LogDir: dir, Reaper: &Reaper{}})
+	defer s.Stop(context.Background())
+	err := s.Start(Service{Name: "talker", Path: "/bin/sh", Args: []string{"-c", "echo one; echo two >&2; printf three"},
+		Restart: Never, Console: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "talker", func(st Status) bool { return st.State == Exited })
+	if got, want := string(s.Output("talker")), "one\ntwo\nthree"; got != want {
+		t.Errorf("ring holds %q, want %q", got, want)
+	}
+	if got, want := raw.all(), []string{"talker| one\n", "talker| two\n", "talker| three\n"}; !slices.Equal(got, want) {
+		t.Errorf("console got %q, want %q", got, want)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "talker.log"))
+	if err != nil || string(data) != "one\ntwo\nthree" {
+		t.Errorf("talker.log holds %q (%v), want the output", data, err)
+	}
+}
+
+func TestReaperTakesOrphansButNotSupervisedChildren(t *testing.T) {
+	// Become the subreaper so orphans of our children come to us, as they
+	// come to PID 1.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("cannot become a child subreaper: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	r := &Reaper{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+
+	var log lines
+	s := New(Options{Log: log.add, Reaper: r})
+	defer s.Stop(context.Background())
+	// Each run leaves an orphan (the backgrounded sleep) and exits with 7.
+	err := s.Start(Service{Name: "parent", Path: "/bin/sh", Args: []string{"-c", "sleep 0.05 & echo $! >> " +
+		filepath.Join(t.TempDir(), "orphans") + "; exit 7"},
+		Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "parent", func(st Status) bool { return st.Restarts >= 10 })
+	for _, l := range log.all() {
+		if strings.Contains(l, "exited") && !strings.Contains(l, "(status 7)") {
+			t.Errorf("a supervised status was stolen: %q", l)
+		}
+	}
+	// Every orphan is reaped: no zombie children stay behind.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s.Stop(context.Background())
+		z := zombieChildren("/proc", os.Getpid())
+		alive := childrenOf(os.Getpid())
+		if len(z) == 0 && len(alive) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zombie children %v and live children %v are still there", z, alive)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// childrenOf lists the live (non-zombie) children of ppid.
+func childrenOf(ppid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		var p int
+		fmt.Sscan(f[1], &p)
+		if p == ppid && f[0] != "Z" {
+			var pid int
+			fmt.Sscan(e.Name(), &pid)
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func TestBackoffNext(t *testing.T) {
+	b := Backoff{Initial: time.Second, Max: 5 * time.Second}
+	var got []time.Duration
+	var d time.Duration
+	for range 5 {
+		d = b.Next(d)
+		got = append(got, d)
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	if !slices.Equal(got, want) {
+		t.Errorf("delays %v, want %v", got, want)
+	}
+}
+
+func TestRing(t *testing.T) {
+	for _, tc := range []struct {
+		size   int
+		writes []string
+		want   string
+	}{
+		{8, []string{"abc"}, "abc"},
+		{8, []string{"abcdefgh"}, "abcdefgh"},
+		{8, []string{"abcdef", "ghij"}, "cdefghij"},
+		{4, []string{"abcdefghij"}, "ghij"},
+		{4, []string{"ab", "cd", "e"}, "bcde"},
+	} {
+		r := NewRing(tc.size)
+		for _, w := range tc.writes {
+			r.Write([]byte(w))
+		}
+		if got := string(r.Bytes()); got != tc.want {
+			t.Errorf("ring(%d) after %q holds %q, want %q", tc.size, tc.writes, got, tc.want)
+		}
+	}
+}
+
+func TestLogFileRotates(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "svc.log")
+	l := &LogFile{Path: p, Max: 10, Keep: 2}
+	for _, w := range []string{"aaaaaaaa\n", "bbbbbbbb\n", "cccccccc\n", "dddddddd\n"} {
+		if _, err := l.Write([]byte(w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	for name, want := range map[string]string{"svc.log": "dddddddd\n", "svc.log.1": "cccccccc\n", "svc.log.2": "bbbbbbbb\n"} {
+		got, err := os.ReadFile(filepath.Join(filepath.Dir(p), name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s holds %q (%v), want %q", name, got, err, want)
+		}
+	}
+	if _, err := os.Stat(p + ".3"); err == nil {
+		t.Errorf("%s.3 exists; only 2 old files should be kept", p)
+	}
+}
