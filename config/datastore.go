@@ -95,7 +95,8 @@ func ParseDatastore(endpoint string) (*Datastore, error) {
 }
 
 func parsePostgres(ep string) (*Datastore, error) {
-	u, err := url.Parse(ep)
+	// A printed (redacted) config must load again.
+	u, err := url.Parse(strings.Replace(ep, ":"+redactedText+"@", ":%3Credacted%3E@", 1))
 	if err != nil {
 		return nil, fmt.Errorf("%q is not a valid postgres URL; use postgres://user:pass@host:5432/db (percent-encode special characters in the password)", redactEndpoint(ep))
 	}
