@@ -79,3 +79,12 @@ func Load(name string) (*Board, error) {
 	}
 	return &b, nil
 }
+
+// Raw returns the named board's data file as written, for images that carry
+// it (/etc/cairn/board.yaml).
+func Raw(name string) ([]byte, error) {
+	if _, err := Load(name); err != nil {
+		return nil, err
+	}
+	return files.ReadFile(name + ".yaml")
+}

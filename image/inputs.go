@@ -1,0 +1,139 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/cairn-os/cairn/config"
+)
+
+const modulePath = "github.com/cairn-os/cairn"
+
+// repoRoot finds the cairn source tree: the directory holding the go.mod of
+// module github.com/cairn-os/cairn, searched upwards from the working
+// directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(bytes.TrimSpace(data), []byte("module "+modulePath+"\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("the cairn source tree (go.mod of " + modulePath + ") is not in the working directory or above it; run cairn build from the repository")
+		}
+		dir = parent
+	}
+}
+
+// buildInit returns the init binary for arch: src itself when it is a file,
+// else the Go package in directory src (default the repository's ./init)
+// built static and stripped into cacheDir.
+func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) (string, *InitInput, error) {
+	if src != "" {
+		if st, err := os.Stat(src); err != nil {
+			return "", nil, fmt.Errorf("init %s: %w; pass -init a Go package directory or a static binary", src, unwrapPath(err))
+		} else if !st.IsDir() {
+			return initInput(src, filepath.Base(src))
+		}
+	}
+	pkg := src
+	dir := ""
+	if pkg == "" {
+		root, err := repoRoot()
+		if err != nil {
+			return "", nil, err
+		}
+		dir, pkg = root, "./init"
+	}
+	out := filepath.Join(cacheDir, "init", arch, "init")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", nil, fmt.Errorf("cache directory: %w", err)
+	}
+	tmp := out + ".tmp"
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -buildid=", "-o", tmp, pkg)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	prog.start("building the init (" + pkg + ") for linux/" + arch)
+	err := cmd.Run()
+	prog.done()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", nil, fmt.Errorf("building the init (%s) for %s failed: %s", pkg, arch, oneLine(msg))
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", nil, err
+	}
+	name := pkg
+	if name == "./init" {
+		name = modulePath + "/init"
+	}
+	return initInput(out, name)
+}
+
+// initInput describes an init binary: its digest and, from the Go build
+// information in it, the version control revision it was built from.
+func initInput(path, source string) (string, *InitInput, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	in := &InitInput{Source: source, SHA256: sum}
+	if bi, err := buildinfo.ReadFile(path); err == nil {
+		var rev, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		in.Version = bi.Main.Version
+		if rev != "" {
+			in.Version = rev
+			if modified == "true" {
+				in.Version += "-dirty"
+			}
+		}
+	}
+	return path, in, nil
+}
+
+// oneLine joins a tool's multi-line error output for a one-line message.
+func oneLine(s string) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > 3 {
+		lines = append(lines[:3], "...")
+	}
+	return strings.Join(lines, "; ")
+}
+
+// readConfig reads and validates a cloud-config to bake in. A bad one is an
+// error carrying every diagnostic the validator gave, one per line.
+func readConfig(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w; pass -config a readable cloud-config file", path, unwrapPath(err))
+	}
+	if _, diags := config.Load(config.Source{Name: path, Data: data}); diags.HasErrors() {
+		return nil, fmt.Errorf("config %s is invalid, not baking it in:\n%w", path, diags.Err())
+	}
+	return data, nil
+}
