@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite golden files")
+
+// The documents and golden outputs live with the config package's test data.
+const validateData = "../../config/testdata"
+
+// TestValidate runs the command as a user would and compares the exit
+// status, standard output and standard error with golden files.
+func TestValidate(t *testing.T) {
+	load := func(name string) string { return filepath.Join(validateData, "load", name) }
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+	}{
+		{"good", []string{load("ha-server.yaml")}, ""},
+		{"good-print", []string{"--print", load("ha-server.yaml")}, ""},
+		{"warnings-only", []string{load("plain-with-ignored.yaml")}, ""},
+		{"errors", []string{load("semantic-errors.yaml")}, ""},
+		{"several-files", []string{load("agent.yaml"), load("schema-errors.yaml"), load("etcd.yaml"), "--print"}, ""},
+		{"merge", []string{"--merge", "--print", load("agent.yaml"), "-"}, "#cloud-config\nhostname: agent-7\nkubernetes:\n  token: override\n  node-label: [zone=c]\n"},
+		{"stdin-error", []string{"-"}, "#cloud-config\nkubernetes:\n  role: agent\n"},
+		{"missing-file", []string{filepath.Join(validateData, "validate", "does-not-exist.yaml")}, ""},
+		{"no-args", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := validate(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			got := fmt.Sprintf("$ cairn validate %s\n--- exit %d\n--- stdout\n%s--- stderr\n%s",
+				strings.Join(tt.args, " "), code, stdout.String(), stderr.String())
+			file := filepath.Join(validateData, "validate", tt.name+".golden")
+			if *updateGolden {
+				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
