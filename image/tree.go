@@ -207,6 +207,9 @@ func (t tree) stage(dir string) error {
 		n := t[p]
 		dst := filepath.Join(dir, filepath.FromSlash(p))
 		perm := fs.FileMode(n.mode & 0o777)
+		if n.mode&0o1000 != 0 {
+			perm |= fs.ModeSticky
+		}
 		switch n.mode & 0o170000 {
 		case newc.TypeDir:
 			if err := os.Mkdir(dst, perm); err != nil {

@@ -42,6 +42,9 @@ func (h *Header) Type() uint32 { return h.Mode & typeMask }
 // FileMode converts the mode to an fs.FileMode.
 func (h *Header) FileMode() fs.FileMode {
 	m := fs.FileMode(h.Mode & 0o777)
+	if h.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
 	switch h.Type() {
 	case TypeDir:
 		m |= fs.ModeDir
