@@ -21,6 +21,9 @@ type Line struct {
 // line matching a pattern. It is an io.Writer fed by QEMU's output.
 type console struct {
 	start time.Time
+	// failOn are lines after which waiting is pointless (a kernel panic, an
+	// init that gave up): a wait that meets one fails at once.
+	failOn []*regexp.Regexp
 
 	mu      sync.Mutex
 	lines   []Line
@@ -30,8 +33,8 @@ type console struct {
 	cause   error         // why the stream ended
 }
 
-func newConsole(start time.Time) *console {
-	return &console{start: start, changed: make(chan struct{})}
+func newConsole(start time.Time, failOn []*regexp.Regexp) *console {
+	return &console{start: start, failOn: failOn, changed: make(chan struct{})}
 }
 
 // Write implements io.Writer: it collects complete lines, dropping carriage
@@ -100,7 +103,8 @@ func (c *console) tail(n int) string {
 }
 
 // waitFor returns the first line at index >= from that matches re, and its
-// index. It fails when ctx ends or the stream ends without such a line.
+// index. It fails when ctx ends, the stream ends without such a line, or a
+// failOn line comes first.
 func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, from int, name string) (Line, int, error) {
 	began := time.Now()
 	for {
@@ -110,6 +114,13 @@ func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, from int, name
 				l := c.lines[i]
 				c.mu.Unlock()
 				return l, i, nil
+			}
+			for _, f := range c.failOn {
+				if f.MatchString(c.lines[i].Text) {
+					c.mu.Unlock()
+					return Line{}, -1, fmt.Errorf("%s: the console showed %q (matching /%s/) before /%s/; last console lines:%s",
+						name, c.lines[i].Text, f, re, c.tail(30))
+				}
 			}
 		}
 		from = max(from, len(c.lines))

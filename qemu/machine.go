@@ -79,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 
 	m.start = time.Now()
-	m.con = newConsole(m.start)
+	m.con = newConsole(m.start, cfg.FailOn)
 	m.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
 	m.cmd.Stdout = io.MultiWriter(append([]io.Writer{m.con}, outputs...)...)
 	m.cmd.Stderr = &m.stderr

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/cairn-os/cairn/boards"
@@ -22,6 +23,13 @@ const HostAddr = "10.0.2.2"
 // UserNetAddr is the address QEMU's user-network DHCP server gives the first
 // guest, with its prefix.
 const UserNetAddr = "10.0.2.15/24"
+
+// FatalLines match console lines after which a boot goes no further: a
+// kernel panic, or the init saying it cannot continue.
+var FatalLines = []*regexp.Regexp{
+	regexp.MustCompile(`Kernel panic - not syncing`),
+	regexp.MustCompile(`cairn: \[\d+\.\d+\] init: cannot continue`),
+}
 
 // Artifacts are the files a direct kernel boot needs.
 type Artifacts struct {
@@ -134,6 +142,9 @@ type Config struct {
 	Console io.Writer
 	// ConsoleLog is a file the serial console is written to as well.
 	ConsoleLog string
+	// FailOn are console lines after which no awaited line will come (see
+	// FatalLines): WaitFor fails as soon as one shows instead of timing out.
+	FailOn []*regexp.Regexp
 	// Interactive puts the serial console and QEMU's monitor on this
 	// process's terminal (Ctrl-A X quits, Ctrl-A C switches to the monitor).
 	Interactive bool

@@ -204,7 +204,7 @@ func TestLoadArtifacts(t *testing.T) {
 }
 
 func TestConsoleWaitFor(t *testing.T) {
-	c := newConsole(time.Now())
+	c := newConsole(time.Now(), FatalLines)
 	go func() {
 		fmt.Fprint(c, "[    1.0] Run /init as init process\r\n")
 		time.Sleep(10 * time.Millisecond)
@@ -241,8 +241,18 @@ func TestConsoleWaitFor(t *testing.T) {
 		}
 	}
 
-	c.end(errors.New("exit status 1: qemu-system-x86_64: could not load kernel"))
+	fmt.Fprint(c, "cairn: [00003.000] init: cannot continue the boot; fix the image\n")
 	_, _, err = c.waitFor(ctx, regexp.MustCompile(`network: up`), 0, "m")
+	if err == nil || !strings.Contains(err.Error(), "cannot continue the boot") {
+		t.Fatalf("after a fatal line: err = %v, want it quoted", err)
+	}
+	if _, _, err := c.waitFor(ctx, regexp.MustCompile(`config: loaded`), 0, "m"); err != nil {
+		t.Errorf("a line before the fatal one: %v", err)
+	}
+
+	exited := newConsole(time.Now(), nil)
+	exited.end(errors.New("exit status 1: qemu-system-x86_64: could not load kernel"))
+	_, _, err = exited.waitFor(ctx, regexp.MustCompile(`never`), 0, "m")
 	if err == nil || !strings.Contains(err.Error(), "could not load kernel") {
 		t.Fatalf("after exit: err = %v, want QEMU's exit reason", err)
 	}

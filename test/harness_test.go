@@ -174,6 +174,7 @@ func boot(t *testing.T, ctx context.Context, board, dir string, cfg qemu.Config)
 		t.Fatal(err)
 	}
 	cfg.Board, cfg.Artifacts = b, art
+	cfg.FailOn = append(cfg.FailOn, qemu.FatalLines...)
 	if cfg.Name == "" {
 		cfg.Name = board
 	}
