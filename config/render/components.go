@@ -1,0 +1,387 @@
+package render
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cairn-os/cairn/config"
+)
+
+// Kine returns kine's command when the datastore is SQL (postgres, mysql,
+// sqlite), and nil otherwise (embedded or external etcd need no kine).
+// The endpoint, password included, travels in KINE_ENDPOINT.
+func Kine(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	if err := requireServer(k, "kine"); err != nil {
+		return nil, err
+	}
+	ds, err := k.Datastore()
+	if err != nil {
+		return nil, fmt.Errorf("rendering kine: kubernetes.datastore-endpoint: %w", err)
+	}
+	switch ds.Kind {
+	case config.DatastorePostgres, config.DatastoreMySQL, config.DatastoreSQLite:
+	default:
+		return nil, nil
+	}
+	l := node.layout()
+	var f flags
+	f.set("listen-address", l.DatastoreListen)
+	f.set("metrics-bind-address", "127.0.0.1:2381")
+	if k.DatastoreCAFile != "" {
+		f.set("ca-file", k.DatastoreCAFile)
+	}
+	if k.DatastoreCertFile != "" {
+		f.set("cert-file", k.DatastoreCertFile)
+		f.set("key-file", k.DatastoreKeyFile)
+	}
+	c := &Command{Name: "kine", Args: f.args(), Env: []string{"KINE_ENDPOINT=" + ds.Endpoint}}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// etcdServers is what the apiserver's --etcd-servers and TLS flags are.
+func etcdFlags(f *flags, k *config.Kubernetes, l Layout) error {
+	ds, err := k.Datastore()
+	if err != nil {
+		return fmt.Errorf("kubernetes.datastore-endpoint: %w", err)
+	}
+	switch ds.Kind {
+	case config.DatastoreEmbedded:
+		f.set("etcd-servers", "https://"+l.DatastoreListen)
+		f.set("etcd-cafile", l.Cert("etcd/ca.crt"))
+		f.set("etcd-certfile", l.Cert("apiserver-etcd-client.crt"))
+		f.set("etcd-keyfile", l.Cert("apiserver-etcd-client.key"))
+	case config.DatastoreEtcd:
+		f.set("etcd-servers", strings.Join(ds.URLs, ","))
+		if k.DatastoreCAFile != "" {
+			f.set("etcd-cafile", k.DatastoreCAFile)
+		}
+		if k.DatastoreCertFile != "" {
+			f.set("etcd-certfile", k.DatastoreCertFile)
+			f.set("etcd-keyfile", k.DatastoreKeyFile)
+		}
+	default: // kine on loopback
+		f.set("etcd-servers", "http://"+l.DatastoreListen)
+	}
+	return nil
+}
+
+// APIServer returns kube-apiserver's command.
+func APIServer(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	if err := requireServer(k, "kube-apiserver"); err != nil {
+		return nil, err
+	}
+	l := node.layout()
+	var f flags
+	if node.IP != "" {
+		f.set("advertise-address", firstOf(node.IP))
+	}
+	f.set("allow-privileged", "true")
+	f.set("authorization-mode", "Node,RBAC")
+	f.set("client-ca-file", l.Cert("ca.crt"))
+	f.set("enable-admission-plugins", "NodeRestriction")
+	f.set("enable-bootstrap-token-auth", "true")
+	if err := etcdFlags(&f, k, l); err != nil {
+		return nil, fmt.Errorf("rendering kube-apiserver: %w", err)
+	}
+	f.set("kubelet-client-certificate", l.Cert("apiserver-kubelet-client.crt"))
+	f.set("kubelet-client-key", l.Cert("apiserver-kubelet-client.key"))
+	f.set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
+	f.set("profiling", "false")
+	f.set("proxy-client-cert-file", l.Cert("front-proxy-client.crt"))
+	f.set("proxy-client-key-file", l.Cert("front-proxy-client.key"))
+	f.set("requestheader-allowed-names", "front-proxy-client")
+	f.set("requestheader-client-ca-file", l.Cert("front-proxy-ca.crt"))
+	f.set("requestheader-extra-headers-prefix", "X-Remote-Extra-")
+	f.set("requestheader-group-headers", "X-Remote-Group")
+	f.set("requestheader-username-headers", "X-Remote-User")
+	f.set("secure-port", fmt.Sprint(config.APIServerPort))
+	f.set("service-account-issuer", "https://kubernetes.default.svc."+k.ClusterDomain)
+	f.set("service-account-key-file", l.Cert("sa.pub"))
+	f.set("service-account-signing-key-file", l.Cert("sa.key"))
+	f.set("service-cluster-ip-range", k.ServiceCIDR)
+	f.set("tls-cert-file", l.Cert("apiserver.crt"))
+	f.set("tls-private-key-file", l.Cert("apiserver.key"))
+	c := &Command{Name: "kube-apiserver"}
+	if k.SecretsEncryption {
+		file, err := EncryptionConfig(node.Token, l)
+		if err != nil {
+			return nil, err
+		}
+		f.set("encryption-provider-config", file.Path)
+		c.Files = append(c.Files, file)
+	}
+	f.extra(k.KubeAPIServerArg)
+	c.Args = f.args()
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// EncryptionConfig is the apiserver's EncryptionConfiguration for
+// secrets-encryption: AES-CBC with a key every server derives from the
+// cluster token (HKDF-SHA256), so all servers agree without sharing a file.
+func EncryptionConfig(token string, l Layout) (File, error) {
+	l = l.withDefaults()
+	if token == "" {
+		return File{}, fmt.Errorf("rendering the encryption config: kubernetes.secrets-encryption derives its key from the cluster token, and there is none; set kubernetes.token")
+	}
+	key, err := hkdf.Key(sha256.New, []byte(token), nil, "cairn secrets-encryption v1", 32)
+	if err != nil {
+		return File{}, fmt.Errorf("deriving the secrets-encryption key: %w", err)
+	}
+	doc := fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc:
+          keys:
+            - name: cairn-v1
+              secret: %s
+      - identity: {}
+`, base64.StdEncoding.EncodeToString(key))
+	return File{Path: filepath.Join(l.DataDir, "encryption-config.yaml"), Mode: 0o600, Data: []byte(doc)}, nil
+}
+
+// ControllerManager returns kube-controller-manager's command.
+func ControllerManager(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	if err := requireServer(k, "kube-controller-manager"); err != nil {
+		return nil, err
+	}
+	l := node.layout()
+	kc := l.Kubeconfig("controller-manager")
+	var f flags
+	f.set("allocate-node-cidrs", "true")
+	f.set("authentication-kubeconfig", kc)
+	f.set("authorization-kubeconfig", kc)
+	f.set("bind-address", "127.0.0.1")
+	f.set("cluster-cidr", k.ClusterCIDR)
+	f.set("cluster-signing-cert-file", l.Cert("ca.crt"))
+	f.set("cluster-signing-key-file", l.Cert("ca.key"))
+	f.set("controllers", "*,bootstrapsigner,tokencleaner")
+	f.set("kubeconfig", kc)
+	f.set("leader-elect", "true")
+	f.set("profiling", "false")
+	f.set("root-ca-file", l.Cert("ca.crt"))
+	f.set("service-account-private-key-file", l.Cert("sa.key"))
+	f.set("service-cluster-ip-range", k.ServiceCIDR)
+	f.set("use-service-account-credentials", "true")
+	f.extra(k.KubeControllerManagerArg)
+	c := &Command{Name: "kube-controller-manager", Args: f.args()}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// Scheduler returns kube-scheduler's command.
+func Scheduler(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	if err := requireServer(k, "kube-scheduler"); err != nil {
+		return nil, err
+	}
+	l := node.layout()
+	kc := l.Kubeconfig("scheduler")
+	var f flags
+	f.set("authentication-kubeconfig", kc)
+	f.set("authorization-kubeconfig", kc)
+	f.set("bind-address", "127.0.0.1")
+	f.set("kubeconfig", kc)
+	f.set("leader-elect", "true")
+	f.set("profiling", "false")
+	f.extra(k.KubeSchedulerArg)
+	c := &Command{Name: "kube-scheduler", Args: f.args()}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// taint is a node-taint as KubeletConfiguration spells it.
+type taint struct {
+	Key    string `yaml:"key"`
+	Value  string `yaml:"value,omitempty"`
+	Effect string `yaml:"effect"`
+}
+
+func parseTaint(s string) taint {
+	i := strings.LastIndex(s, ":")
+	kv, effect := s, ""
+	if i >= 0 {
+		kv, effect = s[:i], s[i+1:]
+	}
+	key, val, _ := strings.Cut(kv, "=")
+	return taint{Key: key, Value: val, Effect: effect}
+}
+
+// kubeletConfig is the subset of KubeletConfiguration (v1beta1) cairn sets.
+type kubeletConfig struct {
+	APIVersion     string `yaml:"apiVersion"`
+	Kind           string `yaml:"kind"`
+	Authentication struct {
+		Anonymous struct {
+			Enabled bool `yaml:"enabled"`
+		} `yaml:"anonymous"`
+		Webhook struct {
+			Enabled bool `yaml:"enabled"`
+		} `yaml:"webhook"`
+		X509 struct {
+			ClientCAFile string `yaml:"clientCAFile"`
+		} `yaml:"x509"`
+	} `yaml:"authentication"`
+	Authorization struct {
+		Mode string `yaml:"mode"`
+	} `yaml:"authorization"`
+	CgroupDriver             string   `yaml:"cgroupDriver"`
+	ClusterDNS               []string `yaml:"clusterDNS"`
+	ClusterDomain            string   `yaml:"clusterDomain"`
+	ContainerRuntimeEndpoint string   `yaml:"containerRuntimeEndpoint"`
+	FailCgroupV1             bool     `yaml:"failCgroupV1"`
+	FailSwapOn               bool     `yaml:"failSwapOn"`
+	HealthzBindAddress       string   `yaml:"healthzBindAddress"`
+	ReadOnlyPort             int      `yaml:"readOnlyPort"`
+	RegisterWithTaints       []taint  `yaml:"registerWithTaints,omitempty"`
+	ResolvConf               string   `yaml:"resolvConf"`
+	RotateCertificates       bool     `yaml:"rotateCertificates"`
+}
+
+// Kubelet returns the kubelet's command and its config file. Node labels
+// and taints come from kubernetes.node-label and node-taint.
+func Kubelet(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	l := node.layout()
+	var kcfg kubeletConfig
+	kcfg.APIVersion = "kubelet.config.k8s.io/v1beta1"
+	kcfg.Kind = "KubeletConfiguration"
+	kcfg.Authentication.Webhook.Enabled = true
+	kcfg.Authentication.X509.ClientCAFile = l.Cert("ca.crt")
+	kcfg.Authorization.Mode = "Webhook"
+	kcfg.CgroupDriver = "cgroupfs"
+	for _, d := range strings.Split(k.ClusterDNS, ",") {
+		kcfg.ClusterDNS = append(kcfg.ClusterDNS, strings.TrimSpace(d))
+	}
+	kcfg.ClusterDomain = k.ClusterDomain
+	kcfg.ContainerRuntimeEndpoint = l.ContainerRuntimeEndpoint
+	kcfg.HealthzBindAddress = "127.0.0.1"
+	kcfg.ResolvConf = l.ResolvConf
+	kcfg.RotateCertificates = true
+	for _, t := range k.NodeTaint {
+		kcfg.RegisterWithTaints = append(kcfg.RegisterWithTaints, parseTaint(t))
+	}
+	data, err := marshal(&kcfg)
+	if err != nil {
+		return nil, fmt.Errorf("rendering the kubelet config: %w", err)
+	}
+	configPath := filepath.Join(l.KubeletDir, "config.yaml")
+
+	var f flags
+	f.set("bootstrap-kubeconfig", l.Kubeconfig("bootstrap-kubelet"))
+	f.set("cert-dir", filepath.Join(l.KubeletDir, "pki"))
+	f.set("config", configPath)
+	if node.Name != "" {
+		f.set("hostname-override", node.Name)
+	}
+	f.set("kubeconfig", l.Kubeconfig("kubelet"))
+	if node.IP != "" {
+		f.set("node-ip", node.IP)
+	}
+	if len(k.NodeLabel) > 0 {
+		f.set("node-labels", strings.Join(sortedCopy(k.NodeLabel), ","))
+	}
+	f.set("root-dir", l.KubeletDir)
+	f.extra(k.KubeletArg)
+	c := &Command{Name: "kubelet", Args: f.args(), Files: []File{{Path: configPath, Mode: 0o644, Data: data}}}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// KubeProxy returns kube-proxy's command and its config file.
+func KubeProxy(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	l := node.layout()
+	hostname := ""
+	if node.Name != "" {
+		hostname = "hostnameOverride: " + node.Name + "\n"
+	}
+	doc := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: %s
+clusterCIDR: %s
+conntrack:
+  maxPerCore: 0
+healthzBindAddress: 127.0.0.1:10256
+%smetricsBindAddress: 127.0.0.1:10249
+mode: iptables
+`, l.Kubeconfig("kube-proxy"), k.ClusterCIDR, hostname)
+	configPath := filepath.Join(l.DataDir, "kube-proxy.yaml")
+	var f flags
+	f.set("config", configPath)
+	f.extra(k.KubeProxyArg)
+	c := &Command{Name: "kube-proxy", Args: f.args(), Files: []File{{Path: configPath, Mode: 0o644, Data: []byte(doc)}}}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// K3s returns the k3s command (k3s server|agent) and its config file,
+// for kubernetes.distribution k3s. The file holds the token and the
+// datastore password, so its mode is 0600. The VIP becomes a tls-san on
+// servers; agents already have server set from it by config.Load.
+func K3s(cfg *config.Config, node Node) (*Command, error) {
+	k := cfg.Kubernetes // a copy: fields are cleared below
+	l := node.layout()
+	role := k.Role
+	if role != "server" && role != "agent" {
+		return nil, fmt.Errorf("rendering k3s: kubernetes.role %q is not server or agent", role)
+	}
+	if role == "server" && k.VIP != "" && !contains(k.TLSSAN, k.VIP) {
+		k.TLSSAN = append(append([]string(nil), k.TLSSAN...), k.VIP)
+	}
+	if k.NodeName == "" {
+		k.NodeName = node.Name
+	}
+	// cairn's own keys; k3s does not know them.
+	k.Role, k.Distribution, k.VIP = "", "", ""
+	if role == "agent" {
+		// Agents take only agent flags.
+		k = config.Kubernetes{
+			Token: k.Token, TokenFile: k.TokenFile, Server: k.Server,
+			NodeName: k.NodeName, NodeIP: k.NodeIP, NodeLabel: k.NodeLabel, NodeTaint: k.NodeTaint,
+			KubeletArg: k.KubeletArg, KubeProxyArg: k.KubeProxyArg,
+		}
+	}
+	data, err := marshal(&k)
+	if err != nil {
+		return nil, fmt.Errorf("rendering the k3s config: %w", err)
+	}
+	c := &Command{Name: "k3s", Args: []string{role}, Files: []File{{Path: l.K3sConfig, Mode: 0o600, Data: data}}}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// marshal renders YAML with two-space indents, as the other files are.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstOf(list string) string {
+	first, _, _ := strings.Cut(list, ",")
+	return strings.TrimSpace(first)
+}

@@ -1,0 +1,235 @@
+// Package render turns a loaded config into what each node component is
+// started with: the argument lists of kube-apiserver, kube-controller-manager,
+// kube-scheduler, kubelet, kube-proxy and kine for the builtin distribution,
+// and /etc/rancher/k3s/config.yaml for distribution k3s.
+//
+// Every function here is pure: the same config and node give the same
+// commands and files. Secrets never appear in a command's arguments
+// (/proc/PID/cmdline is world-readable); they go into files of mode 0600 or
+// into the child's environment.
+package render
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cairn-os/cairn/config"
+)
+
+// File is a file a component needs before it starts. The caller writes it
+// atomically with Mode (0600 for anything secret) and creates its
+// directory with mode 0700.
+type File struct {
+	Path string
+	Mode fs.FileMode
+	Data []byte
+}
+
+// Command is one component's invocation.
+type Command struct {
+	// Name is the applet (argv[0]) of the multicall binary.
+	Name string
+	// Args are the arguments after the name; never secret.
+	Args []string
+	// Env is added to the child's environment and may hold secrets
+	// (/proc/PID/environ is readable only by the process's owner).
+	Env []string
+	// Files are written before the command starts.
+	Files []File
+}
+
+// Layout is where a node keeps its state and certificates. The PKI and
+// kubeconfig writers use the same names (see the path methods).
+type Layout struct {
+	// DataDir holds cairn's node state (/var/lib/cairn).
+	DataDir string
+	// CertDir holds the cluster PKI (DataDir/pki).
+	CertDir string
+	// KubeconfigDir holds the components' kubeconfigs (DataDir/kubeconfig).
+	KubeconfigDir string
+	// KubeletDir is the kubelet's root directory (/var/lib/kubelet).
+	KubeletDir string
+	// ContainerRuntimeEndpoint is containerd's CRI socket.
+	ContainerRuntimeEndpoint string
+	// ResolvConf is the resolv.conf pods inherit.
+	ResolvConf string
+	// DatastoreListen is where kine or embedded etcd serves the
+	// apiserver, on loopback.
+	DatastoreListen string
+	// K3sConfig is where distribution k3s reads its config.
+	K3sConfig string
+}
+
+// DefaultLayout is the layout of a cairn node.
+func DefaultLayout() Layout {
+	l := Layout{DataDir: "/var/lib/cairn"}
+	return l.withDefaults()
+}
+
+func (l Layout) withDefaults() Layout {
+	if l.DataDir == "" {
+		l.DataDir = "/var/lib/cairn"
+	}
+	if l.CertDir == "" {
+		l.CertDir = filepath.Join(l.DataDir, "pki")
+	}
+	if l.KubeconfigDir == "" {
+		l.KubeconfigDir = filepath.Join(l.DataDir, "kubeconfig")
+	}
+	if l.KubeletDir == "" {
+		l.KubeletDir = "/var/lib/kubelet"
+	}
+	if l.ContainerRuntimeEndpoint == "" {
+		l.ContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
+	}
+	if l.ResolvConf == "" {
+		l.ResolvConf = "/etc/resolv.conf"
+	}
+	if l.DatastoreListen == "" {
+		l.DatastoreListen = "127.0.0.1:2379"
+	}
+	if l.K3sConfig == "" {
+		l.K3sConfig = "/etc/rancher/k3s/config.yaml"
+	}
+	return l
+}
+
+// Cert is the path of a PKI file by name: "ca.crt", "apiserver.key",
+// "sa.pub", "etcd/ca.crt".
+func (l Layout) Cert(name string) string { return filepath.Join(l.CertDir, name) }
+
+// Kubeconfig is the path of a component's kubeconfig: "admin",
+// "controller-manager", "scheduler", "kubelet", "bootstrap-kubelet",
+// "kube-proxy".
+func (l Layout) Kubeconfig(name string) string {
+	return filepath.Join(l.KubeconfigDir, name+".conf")
+}
+
+// Node is what render needs to know about this machine.
+type Node struct {
+	// Name is the node name: kubernetes.node-name, else the hostname.
+	Name string
+	// IP is the node's address (kubernetes.node-ip, else the address of
+	// the interface with the default route).
+	IP string
+	// Token is the cluster token (Kubernetes.JoinToken, or the one a first
+	// server generated); secrets-encryption derives its key from it.
+	Token  string
+	Layout Layout
+}
+
+func (n Node) layout() Layout { return n.Layout.withDefaults() }
+
+// flags is an ordered flag list where a later value for the same name
+// replaces the earlier one in place (so user *-arg entries override
+// cairn's defaults, as in k3s).
+type flags struct {
+	names []string
+	vals  map[string][]string
+}
+
+func (f *flags) set(name, val string) {
+	if f.vals == nil {
+		f.vals = map[string][]string{}
+	}
+	if _, ok := f.vals[name]; !ok {
+		f.names = append(f.names, name)
+	}
+	f.vals[name] = []string{val}
+}
+
+// extra applies user arguments "name=value", "--name=value" or "name".
+// A name given twice by the user is passed twice.
+func (f *flags) extra(args []string) {
+	seen := map[string]bool{}
+	for _, a := range args {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !hasVal {
+			val = "true"
+		}
+		if seen[name] {
+			f.vals[name] = append(f.vals[name], val)
+			continue
+		}
+		seen[name] = true
+		f.set(name, val)
+	}
+}
+
+func (f *flags) args() []string {
+	var out []string
+	for _, n := range f.names {
+		for _, v := range f.vals[n] {
+			out = append(out, "--"+n+"="+v)
+		}
+	}
+	return out
+}
+
+func requireServer(k *config.Kubernetes, what string) error {
+	if k.Role != "server" {
+		return fmt.Errorf("rendering %s: this node's role is %q; only servers run it", what, k.Role)
+	}
+	return nil
+}
+
+// checkNoSecrets is the last guard before a command leaves this package:
+// no argument may contain the token or the datastore password.
+func checkNoSecrets(c *Command, secrets ...string) error {
+	for _, a := range c.Args {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(a, s) {
+				return fmt.Errorf("rendering %s: a secret would appear on the command line; refusing", c.Name)
+			}
+		}
+	}
+	return nil
+}
+
+func secretsOf(cfg *config.Config, node Node) []string {
+	out := []string{cfg.Kubernetes.Token, node.Token}
+	if ds, err := cfg.Kubernetes.Datastore(); err == nil {
+		out = append(out, ds.Password)
+	}
+	return out
+}
+
+// Components returns the commands a node of cfg's role runs, in start
+// order: kine (when the datastore needs it), kube-apiserver,
+// kube-controller-manager, kube-scheduler on servers; then kubelet and
+// kube-proxy on every node. Embedded etcd is started by the node code, not
+// rendered here.
+func Components(cfg *config.Config, node Node) ([]Command, error) {
+	var out []Command
+	add := func(c *Command, err error) error {
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			out = append(out, *c)
+		}
+		return nil
+	}
+	if cfg.Kubernetes.Role == "server" {
+		for _, f := range []func(*config.Config, Node) (*Command, error){Kine, APIServer, ControllerManager, Scheduler} {
+			if err := add(f(cfg, node)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, f := range []func(*config.Config, Node) (*Command, error){Kubelet, KubeProxy} {
+		if err := add(f(cfg, node)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,208 @@
+package render
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+const (
+	token    = "a-long-shared-secret"
+	password = "s3cret-pw"
+)
+
+var cases = []struct {
+	name string
+	doc  string
+}{
+	{"ha-server-postgres", `#cloud-config
+kubernetes:
+  token: ` + token + `
+  datastore-endpoint: postgres://k3s:` + password + `@192.168.1.5:5432/k3s?sslmode=verify-full
+  datastore-cafile: /etc/cairn/datastore-ca.pem
+  vip: 192.168.1.100
+  tls-san: [k8s.example.com]
+  node-label: [zone=a, disk=ssd]
+  node-taint: ["CriticalAddonsOnly=true:NoExecute"]
+  secrets-encryption: true
+  kube-apiserver-arg: ["v=2", "--profiling=true"]
+  kubelet-arg: [max-pods=200]
+`},
+	{"server-mysql-tls", `kubernetes:
+  token: ` + token + `
+  datastore-endpoint: mysql://k3s:` + password + `@tcp(db.example.com:3306)/k3s
+  datastore-cafile: /etc/cairn/ca.pem
+  datastore-certfile: /etc/cairn/client.pem
+  datastore-keyfile: /etc/cairn/client-key.pem
+  vip: 10.0.0.100
+`},
+	{"server-embedded-etcd", `kubernetes:
+  cluster-cidr: 10.244.0.0/16
+  service-cidr: 10.96.0.0/12
+  cluster-domain: k8s.internal
+`},
+	{"server-external-etcd", `kubernetes:
+  token: ` + token + `
+  datastore-endpoint: https://10.0.0.5:2379,https://10.0.0.6:2379
+  datastore-cafile: /etc/cairn/etcd-ca.pem
+  datastore-certfile: /etc/cairn/etcd.pem
+  datastore-keyfile: /etc/cairn/etcd-key.pem
+  kube-proxy-arg: [v=4]
+`},
+	{"agent", `kubernetes:
+  role: agent
+  token: ` + token + `
+  vip: 192.168.1.100
+  node-label: [zone=b]
+  node-taint: ["dedicated=gpu:NoSchedule"]
+`},
+}
+
+func load(t *testing.T, doc string) *config.Config {
+	t.Helper()
+	cfg, diags := config.Load(config.Source{Name: "test", Data: []byte(doc)})
+	if diags.HasErrors() {
+		t.Fatalf("test document invalid: %v", diags.Err())
+	}
+	return cfg
+}
+
+var testNode = Node{Name: "node-1", IP: "192.168.1.11", Token: token}
+
+func show(b *bytes.Buffer, c Command) {
+	fmt.Fprintf(b, "=== %s\n", c.Name)
+	for _, a := range c.Args {
+		fmt.Fprintf(b, "  %s\n", a)
+	}
+	for _, e := range c.Env {
+		fmt.Fprintf(b, "env %s\n", e)
+	}
+	for _, f := range c.Files {
+		fmt.Fprintf(b, "--- file %s (mode %04o)\n%s", f.Path, f.Mode, f.Data)
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestComponents renders every component for each case and compares with
+// the golden file; it also checks that no secret reaches an argument list
+// and that every file holding one is mode 0600.
+func TestComponents(t *testing.T) {
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := load(t, tt.doc)
+			cmds, err := Components(cfg, testNode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k3s, err := K3s(cfg, testNode); err != nil {
+				t.Fatal(err)
+			} else {
+				cmds = append(cmds, *k3s)
+			}
+			var b bytes.Buffer
+			for _, c := range cmds {
+				show(&b, c)
+				for _, a := range c.Args {
+					if strings.Contains(a, token) || strings.Contains(a, password) {
+						t.Errorf("%s: secret on the command line: %s", c.Name, a)
+					}
+				}
+				for _, f := range c.Files {
+					secret := strings.Contains(string(f.Data), token) || strings.Contains(string(f.Data), password) || strings.Contains(string(f.Data), "aescbc")
+					if secret && f.Mode != 0o600 {
+						t.Errorf("%s: %s holds a secret but has mode %04o", c.Name, f.Path, f.Mode)
+					}
+				}
+			}
+			golden(t, tt.name, b.Bytes())
+		})
+	}
+}
+
+func TestComponentsByRole(t *testing.T) {
+	names := func(cmds []Command) string {
+		var n []string
+		for _, c := range cmds {
+			n = append(n, c.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	for _, tt := range []struct{ doc, want string }{
+		{cases[0].doc, "kine kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
+		{cases[2].doc, "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
+		{cases[3].doc, "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
+		{cases[4].doc, "kubelet kube-proxy"},
+	} {
+		cmds, err := Components(load(t, tt.doc), testNode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := names(cmds); got != tt.want {
+			t.Errorf("components = %q, want %q", got, tt.want)
+		}
+	}
+	agent := load(t, cases[4].doc)
+	if _, err := APIServer(agent, testNode); err == nil || !strings.Contains(err.Error(), `this node's role is "agent"`) {
+		t.Errorf("APIServer on an agent: err = %v", err)
+	}
+}
+
+func TestExtraArgsOverride(t *testing.T) {
+	cmd, err := APIServer(load(t, cases[0].doc), testNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Join(cmd.Args, " ")
+	if !strings.Contains(args, "--profiling=true") || strings.Contains(args, "--profiling=false") {
+		t.Errorf("kube-apiserver-arg profiling=true did not replace the default: %s", args)
+	}
+	if !strings.HasSuffix(args, "--v=2") {
+		t.Errorf("a new flag goes last: %s", args)
+	}
+}
+
+func TestSecretsEncryptionNeedsToken(t *testing.T) {
+	cfg := load(t, "kubernetes:\n  secrets-encryption: true\n")
+	if _, err := APIServer(cfg, Node{Name: "n"}); err == nil || !strings.Contains(err.Error(), "derives its key from the cluster token") {
+		t.Errorf("err = %v", err)
+	}
+	// Two servers with the same token derive the same key.
+	a, _ := EncryptionConfig("tok", DefaultLayout())
+	b, _ := EncryptionConfig("tok", DefaultLayout())
+	c, _ := EncryptionConfig("other", DefaultLayout())
+	if !bytes.Equal(a.Data, b.Data) || bytes.Equal(a.Data, c.Data) {
+		t.Errorf("key derivation is not a function of the token")
+	}
+}
+
+func TestCheckNoSecrets(t *testing.T) {
+	c := &Command{Name: "x", Args: []string{"--endpoint=postgres://u:pw123@h/db"}}
+	if err := checkNoSecrets(c, "pw123"); err == nil {
+		t.Errorf("a password in the arguments must be refused")
+	}
+}
