@@ -29,7 +29,9 @@ func (c *Config) Redacted() *Config {
 	}
 	for i := range r.WriteFiles {
 		if r.WriteFiles[i].Secret() {
+			// Plain text, so that the printed config still loads.
 			r.WriteFiles[i].Content = redactedText
+			r.WriteFiles[i].Encoding = "text"
 		}
 	}
 	return r
