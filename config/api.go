@@ -33,7 +33,21 @@ type Diagnostics []Diagnostic
 type Source struct {
 	Name string
 	Data []byte
+	// Kind says what the document is; the zero value is a cloud-config.
+	Kind SourceKind
 }
+
+// SourceKind is what a Source's document holds.
+type SourceKind int
+
+const (
+	// CloudConfig is user-data: a #cloud-config document (or plain YAML).
+	CloudConfig SourceKind = iota
+	// NetworkConfig is a NoCloud network-config file: network config
+	// version 2 at its top level or under "network:". It sets the network
+	// key and nothing else, and its diagnostics point into the file as is.
+	NetworkConfig
+)
 
 // The functions below are the package's entry points (implemented elsewhere
 // in this package):

@@ -269,8 +269,21 @@ func TestParseNetwork(t *testing.T) {
 		}
 	}
 	_, diags := ParseNetwork(src("network-config", "version: 1\nconfig: []\n"))
-	if got := messages(diags); !strings.Contains(got, `network-config:2:1: error: unknown key "config"`) || !strings.Contains(got, "network-config:1:10: error: version is 1") {
+	if got := messages(diags); !strings.Contains(got, `network-config:2:1: error: unknown key "config" in network`) || !strings.Contains(got, "network-config:1:10: error: network.version is 1") {
 		t.Errorf("got:\n%s", got)
+	}
+	// As a Load source, a network-config sets network (replacing the
+	// user-data's) and its diagnostics point into the file as written.
+	user := src("user-data", "hostname: a\nnetwork:\n  version: 2\n  ethernets: {eth9: {dhcp4: true}}\n")
+	netcfg := Source{Name: "network-config", Kind: NetworkConfig, Data: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [10.0.0.300/24]\n")}
+	_, diags = Load(user, netcfg)
+	if got := messages(diags); got != "network-config:4:17: error: network.ethernets.eth0.addresses[0] \"10.0.0.300/24\" is not an address with a prefix length, like 192.168.1.11/24\n" {
+		t.Errorf("got:\n%s", got)
+	}
+	netcfg.Data = []byte("network:\n  version: 2\n  ethernets:\n    eth0: {dhcp4: true}\n")
+	cfg, diags := Load(user, netcfg)
+	if diags.HasErrors() || cfg.Hostname != "a" || len(cfg.Network.Ethernets) != 1 || !cfg.Network.Ethernets["eth0"].DHCP4 {
+		t.Errorf("cfg = %+v, %s", cfg, messages(diags))
 	}
 }
 

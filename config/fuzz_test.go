@@ -33,6 +33,10 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("diagnostic without a location or message: %#v", d)
 			}
 		}
+		nw, diags := ParseNetwork(Source{Name: "fuzz", Data: data})
+		if (nw == nil) != diags.HasErrors() {
+			t.Fatalf("ParseNetwork: nw nil = %v, HasErrors = %v", nw == nil, diags.HasErrors())
+		}
 	})
 }
 

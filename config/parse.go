@@ -118,7 +118,11 @@ func Parse(src Source) (cfg *Config, diags Diagnostics) {
 	d := newDecoder(src.Name)
 	d.unknownTop = unknownTopLevel
 	root := d.document(src.Data)
-	if root != nil {
+	switch {
+	case root == nil:
+	case src.Kind == NetworkConfig:
+		cfg.Network = d.networkDocument(root)
+	default:
 		d.decode(root, reflect.ValueOf(cfg).Elem(), "")
 		if cfg.Network != nil {
 			d.checkNetworkShape(cfg.Network, "network")
@@ -135,23 +139,12 @@ func Parse(src Source) (cfg *Config, diags Diagnostics) {
 
 // ParseNetwork reads a NoCloud network-config file: cloud-init network
 // config version 2, either at the top level or under a "network:" key.
+// Load does the same for a Source of Kind NetworkConfig.
 func ParseNetwork(src Source) (*Network, Diagnostics) {
 	d := newDecoder(src.Name)
-	root := d.document(src.Data)
 	var nw *Network
-	if root != nil {
-		path := ""
-		if root.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(root.Content); i += 2 {
-				if root.Content[i].Value == "network" {
-					root, path = root.Content[i+1], "network"
-					break
-				}
-			}
-		}
-		nw = &Network{}
-		d.decode(root, reflect.ValueOf(nw).Elem(), path)
-		d.checkNetworkShape(nw, path)
+	if root := d.document(src.Data); root != nil {
+		nw = d.networkDocument(root)
 	}
 	sortDiags(d.diags, []string{src.Name})
 	if d.diags.HasErrors() {
@@ -161,6 +154,32 @@ func ParseNetwork(src Source) (*Network, Diagnostics) {
 		nw = &Network{Version: 2}
 	}
 	return nw, d.diags
+}
+
+// networkDocument decodes a network-config file's root; its keys are
+// recorded under "network." whether or not the file nests them so.
+func (d *decoder) networkDocument(root *yaml.Node) *Network {
+	d.locs["network"] = d.at(root)
+	if root = d.resolve(root); root != nil && root.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			if root.Content[i].Value == "network" {
+				d.locs["network"] = d.at(root.Content[i])
+				if len(root.Content) > 2 {
+					for j := 0; j+1 < len(root.Content); j += 2 {
+						if j != i {
+							d.errorf(root.Content[j], root.Content[j].Value, "unknown key %q in a network-config file; it holds only network", root.Content[j].Value)
+						}
+					}
+				}
+				root = root.Content[i+1]
+				break
+			}
+		}
+	}
+	nw := &Network{}
+	d.decode(root, reflect.ValueOf(nw).Elem(), "network")
+	d.checkNetworkShape(nw, "network")
+	return nw
 }
 
 // checkNetworkShape is what Parse can tell about a network section on its
