@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -167,10 +168,19 @@ func (c *dhcpClient) renew(ctx context.Context, rebinding bool, until time.Time)
 		if server == nil {
 			server = c.lease.Offer.ServerIdentifier()
 		}
-		cl, err = nclient4.New(c.link,
-			nclient4.WithUnicast(&net.UDPAddr{IP: c.addr.Addr().AsSlice(), Port: nclient4.ClientPort}),
-			nclient4.WithServerAddr(&net.UDPAddr{IP: server, Port: nclient4.ServerPort}),
-			nclient4.WithTimeout(dhcpAttempt), nclient4.WithRetry(3))
+		var conn net.PacketConn
+		conn, err = unicastConn(c.link)
+		if err == nil {
+			var l netlink.Link
+			if l, err = netlink.LinkByName(c.link); err == nil {
+				cl, err = nclient4.NewWithConn(conn, l.Attrs().HardwareAddr,
+					nclient4.WithServerAddr(&net.UDPAddr{IP: server, Port: nclient4.ServerPort}),
+					nclient4.WithTimeout(dhcpAttempt), nclient4.WithRetry(3))
+			}
+			if err != nil {
+				conn.Close()
+			}
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening a DHCP socket: %w", err)
@@ -192,6 +202,30 @@ func (c *dhcpClient) renew(ctx context.Context, rebinding bool, until time.Time)
 		return nil, &nclient4.ErrNak{Offer: c.lease.Offer, Nak: resp}
 	}
 	return &nclient4.Lease{Offer: c.lease.Offer, ACK: resp, CreationTime: time.Now()}, nil
+}
+
+// unicastConn is a UDP socket on the client port of one link, for RENEWING:
+// requests go to the server by unicast, the ACK comes back by unicast and a
+// NAK by broadcast, so it binds the wildcard address, tied to the link (and
+// shareable with the other links' clients).
+func unicastConn(link string) (net.PacketConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				return
+			}
+			serr = unix.BindToDevice(int(fd), link)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	return lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", nclient4.ClientPort))
 }
 
 // apply puts a lease on the link: address with the lease's lifetime, MTU,

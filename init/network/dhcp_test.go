@@ -15,8 +15,9 @@ import (
 
 // lockedBuffer collects dnsmasq's log.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu   sync.Mutex
+	b    strings.Builder
+	stop func() // kills dnsmasq
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
@@ -42,15 +43,7 @@ func TestDHCPWithDnsmasq(t *testing.T) {
 	vethPair(t, srv, "vs", cli, "vc")
 	sh(t, "ip", "-n", srv, "addr", "add", "10.77.0.1/24", "dev", "vs")
 
-	dir := t.TempDir()
-	dnsLog := &lockedBuffer{}
-	dnsmasq := exec.Command("ip", "netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--port=0", "--interface=vs", "--bind-interfaces", "--log-dhcp", "--log-facility=-",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"),
-		"--dhcp-authoritative",
-		// The shortest lease dnsmasq grants is 2m; T1 at 20s keeps the test short.
-		"--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,2m",
-		"--dhcp-option=option:T1,20", "--dhcp-option=option:T2,90",
+	dnsLog := startDnsmasq(t, srv, "10.77.0.50,10.77.0.60",
 		// Option 3 says .99, option 121 says .1: RFC 3442 wants 121 to win.
 		"--dhcp-option=option:router,10.77.0.99",
 		"--dhcp-option=option:classless-static-route,10.200.0.0/16,10.77.0.254,0.0.0.0/0,10.77.0.1",
@@ -59,17 +52,6 @@ func TestDHCPWithDnsmasq(t *testing.T) {
 		"--dhcp-option=option:mtu,1400",
 		"--dhcp-option=option:ntp-server,10.77.0.123",
 	)
-	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
-	if err := dnsmasq.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dnsmasq.Process.Kill()
-		dnsmasq.Wait()
-		if t.Failed() {
-			t.Logf("dnsmasq:\n%s", dnsLog.String())
-		}
-	})
 
 	root := t.TempDir()
 	h := startHelper(t, cli, helperRequest{Root: root, Hostname: "cairn-test", Network: &config.Network{
@@ -131,5 +113,77 @@ func TestDHCPWithDnsmasq(t *testing.T) {
 	// The renewal is a REQUEST for the same address, answered by an ACK.
 	if n := strings.Count(dnsLog.String(), "DHCPACK(vs) "+addr); n < 2 {
 		t.Errorf("dnsmasq acknowledged %s %d times, want the lease and its renewal", addr, n)
+	}
+}
+
+// startDnsmasq serves DHCP on vs in srv from the address range given, with
+// the shortest lease dnsmasq grants (2m) and T1 at 20s to keep tests short.
+// It is killed when the test ends or when the returned func is called.
+func startDnsmasq(t *testing.T, srv, addrRange string, extra ...string) *lockedBuffer {
+	t.Helper()
+	dir := t.TempDir()
+	dnsLog := &lockedBuffer{}
+	args := []string{"netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=vs", "--bind-interfaces", "--log-dhcp", "--log-facility=-",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"),
+		"--dhcp-authoritative",
+		"--dhcp-range=" + addrRange + ",255.255.255.0,2m",
+		"--dhcp-option=option:T1,20", "--dhcp-option=option:T2,90",
+	}
+	dnsmasq := exec.Command("ip", append(args, extra...)...)
+	dnsmasq.Stdout, dnsmasq.Stderr = dnsLog, dnsLog
+	if err := dnsmasq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			dnsmasq.Process.Kill()
+			dnsmasq.Wait()
+		})
+	}
+	dnsLog.stop = stop
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("dnsmasq:\n%s", dnsLog.String())
+		}
+	})
+	return dnsLog
+}
+
+// TestDHCPNakStartsOver replaces the DHCP server with one serving another
+// range: the renewal at T1 is refused (NAK), and the client drops the old
+// address and DISCOVERs a new one.
+func TestDHCPNakStartsOver(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		t.Skip("needs dnsmasq (Debian: dnsmasq-base)")
+	}
+	srv, cli := netns(t, "naks"), netns(t, "nakc")
+	vethPair(t, srv, "vs", cli, "vc")
+	sh(t, "ip", "-n", srv, "addr", "add", "10.78.0.1/24", "dev", "vs")
+	first := startDnsmasq(t, srv, "10.78.0.50,10.78.0.50")
+	h := startHelper(t, cli, helperRequest{Root: t.TempDir(), Network: &config.Network{
+		Version: 2, Ethernets: map[string]config.Ethernet{"vc": {Interface: config.Interface{DHCP4: true}}},
+	}})
+	if l := h.waitFor(t, "network: up vc ", 60*time.Second); l != "network: up vc 10.78.0.50/24 via dhcp" {
+		t.Fatalf("console line %q", l)
+	}
+	first.stop()
+	startDnsmasq(t, srv, "10.78.0.70,10.78.0.70")
+	h.waitFor(t, "network: the DHCP server refused to renew 10.78.0.50/24 on vc", 60*time.Second)
+	if l := h.waitFor(t, "network: up vc ", 60*time.Second); l != "network: up vc 10.78.0.70/24 via dhcp" {
+		t.Fatalf("console line %q after the NAK", l)
+	}
+	li := linkInfo(t, cli, "vc")
+	var got []string
+	for _, a := range li.AddrInfo {
+		if a.Family == "inet" {
+			got = append(got, a.Local)
+		}
+	}
+	if strings.Join(got, ",") != "10.78.0.70" {
+		t.Errorf("addresses on vc: %v, want only the new lease", got)
 	}
 }

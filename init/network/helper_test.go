@@ -188,10 +188,10 @@ func vethPair(t *testing.T, ns1, a, ns2, b string) {
 }
 
 type ipAddr struct {
-	IfName    string `json:"ifname"`
-	MTU       int    `json:"mtu"`
-	Address   string `json:"address"`
-	AddrInfo  []struct {
+	IfName   string `json:"ifname"`
+	MTU      int    `json:"mtu"`
+	Address  string `json:"address"`
+	AddrInfo []struct {
 		Local     string `json:"local"`
 		PrefixLen int    `json:"prefixlen"`
 		ValidLife uint64 `json:"valid_life_time"`
