@@ -23,6 +23,7 @@ import (
 
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/console"
+	"github.com/cairn-os/cairn/init/network"
 	"github.com/cairn-os/cairn/init/shutdown"
 	"github.com/cairn-os/cairn/init/supervise"
 
@@ -52,6 +53,7 @@ type initState struct {
 	cmdline  Cmdline
 	log      *console.Logger
 	services *supervise.Supervisor
+	net      *network.State
 }
 
 func main() {
@@ -116,29 +118,81 @@ func main() {
 
 // boot runs stage 1 (when in the initramfs) and stage 2.
 func (st *initState) boot(ctx context.Context, stage2 bool) {
-	if st.platform == Metal && !stage2 && st.cmdline.Get("cairn.system") != "" {
-		if err := stage1(st); err != nil {
-			st.log.Printf("init: %v", err)
-			st.log.Printf("init: cannot continue the boot; fix the image or the kernel command line and restart the machine")
-			return
-		}
-		// stage1 only returns on error: on success it execs stage 2.
+	if st.platform == Metal && !stage2 && boot.InInitramfs() && st.cmdline.Get("cairn.system") != "" {
+		err := stage1(st)
+		// stage1 returns only on error: on success it executes stage 2.
+		st.log.Printf("init: %v", err)
+		st.log.Printf("init: cannot continue the boot; fix the image or the kernel command line and restart the machine")
 		return
 	}
 	stage2Boot(ctx, st)
 }
 
-// stage1 prepares and switches to the system image.
+// stage1 loads the modules needed to find the system image, mounts it and
+// switches to it. It returns only on failure.
 func stage1(st *initState) error {
-	return fmt.Errorf("system image: cairn.system=%s is not supported yet", st.cmdline.Get("cairn.system"))
+	var boardModules []string
+	if b, err := boot.ReadBoard(boot.BoardFile); err != nil {
+		slog.Warn(fmt.Sprintf("init: %v; loading only what devices ask for", err))
+	} else {
+		boardModules = b.Modules
+	}
+	steps := []boot.Entry{
+		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules, Extra: []string{"loop", "squashfs", "overlay"}, Missing: slog.LevelDebug}, OnError: boot.Continue},
+	}
+	switch sys := st.cmdline.Get("cairn.system"); sys {
+	case "live":
+		steps = append(steps, boot.Entry{Step: boot.SystemImage{
+			Image: "/system.sqfs", Lower: "/run/cairn/system", RW: "/run/cairn/rw", NewRoot: newRoot,
+		}, OnError: boot.Stop})
+	default:
+		return fmt.Errorf("cairn.system=%s: this init boots only cairn.system=live (the system image inside the initramfs)", sys)
+	}
+	if err := boot.Run(steps); err != nil {
+		return err
+	}
+	slog.Info("boot: switch to the system image")
+	env := append(os.Environ(), stageEnv+"=2")
+	err := boot.SwitchRoot(newRoot, []string{"/dev", "/proc", "/sys", "/run"}, "/sbin/init", os.Args, env)
+	return fmt.Errorf("switching to the system image: %w", err)
 }
 
-// stage2Boot reads the config, applies it and starts the services.
+// newRoot is where stage 1 assembles the root file system of stage 2.
+const newRoot = "/sysroot"
+
+// stage2Boot prepares the running system, reads the config, applies it and
+// starts the services.
 func stage2Boot(ctx context.Context, st *initState) {
-	if err := boot.Run(stage2Mounts(st.platform)); err != nil {
+	if err := boot.Run(st.stage2Steps()); err != nil {
 		st.log.Printf("init: %v", err)
 	}
+	cfg := st.loadConfig(ctx)
+	st.applyConfig(cfg)
+	if st.net == nil {
+		st.startNetwork(ctx, cfg.Network, cfg.Hostname)
+	}
+	st.startClock(ctx, cfg)
 	st.startNode()
+}
+
+// stage2Steps prepare the system image's root for the node.
+func (st *initState) stage2Steps() []boot.Entry {
+	tmp := boot.Mount{Source: "tmp", Target: "/tmp", FSType: "tmpfs", Flags: unix.MS_NODEV | unix.MS_NOSUID, Data: "mode=1777", Mode: 0o1777}
+	if st.platform == Container {
+		return []boot.Entry{{Step: tmp, OnError: boot.Continue}}
+	}
+	var boardModules []string
+	if b, err := boot.ReadBoard(boot.BoardFile); err != nil {
+		slog.Warn(fmt.Sprintf("init: %v; loading only what devices ask for", err))
+	} else {
+		boardModules = b.Modules
+	}
+	return []boot.Entry{
+		{Step: boot.Group{Name: "mount the API file systems", Steps: boot.APIMounts()}, OnError: boot.Continue},
+		{Step: tmp, OnError: boot.Continue},
+		{Step: boot.Cgroup2{Path: "/sys/fs/cgroup"}, OnError: boot.Continue},
+		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules, Extra: []string{"evdev"}, Missing: slog.LevelWarn}, OnError: boot.Continue},
+	}
 }
 
 // startNode starts the node's components, if the image has them.
@@ -161,7 +215,8 @@ func (st *initState) shutdown(req shutdown.Request) {
 // earlyMetal mounts the API file systems and makes sure the console is
 // standard input, output and error, then sends the log to /dev/kmsg too.
 func earlyMetal(log *console.Logger) {
-	if err := boot.Run(boot.APIMounts()); err != nil {
+	// Quietly: the first line on the console is "init: starting".
+	if err := (boot.Group{Steps: boot.APIMounts()}).Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "cairn: init: %v\n", err)
 	}
 	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err != nil {
@@ -186,17 +241,6 @@ func earlyContainer() error {
 		return fmt.Errorf("mounting /proc for the new PID namespace: %w", err)
 	}
 	return nil
-}
-
-// stage2Mounts are the mounts of the running system beyond the API ones.
-func stage2Mounts(p Platform) []boot.Entry {
-	steps := []boot.Entry{
-		{Step: boot.Mount{Source: "tmp", Target: "/tmp", FSType: "tmpfs", Flags: unix.MS_NODEV | unix.MS_NOSUID, Data: "mode=1777", Mode: 0o1777}, OnError: boot.Continue},
-	}
-	if p == Metal {
-		steps = append(steps, boot.APIMounts()...)
-	}
-	return steps
 }
 
 // idleForever blocks without using the CPU.

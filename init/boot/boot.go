@@ -5,6 +5,7 @@
 package boot
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -34,25 +35,41 @@ type Entry struct {
 	OnError Policy
 }
 
-// Run runs the steps in order. Each is logged at debug level before it
-// runs; a failure is printed with the step's name. It returns the first
-// error of a Stop step (after which nothing else ran).
+// Run runs the steps in order, each announced on the console as
+// "boot: <step>"; a failure is printed with the step's name. It returns the
+// first error of a Stop step (after which nothing else ran).
 func Run(steps []Entry) error {
+	return run(steps, slog.LevelInfo)
+}
+
+func run(steps []Entry, announce slog.Level) error {
 	for _, e := range steps {
 		start := time.Now()
-		slog.Debug(e.String())
+		slog.Log(context.Background(), announce, "boot: "+e.String())
 		err := e.Run()
 		if err == nil {
-			slog.Debug(fmt.Sprintf("%s: done in %s", e, time.Since(start).Round(time.Millisecond)))
+			slog.Debug(fmt.Sprintf("boot: %s: done in %s", e, time.Since(start).Round(time.Millisecond)))
 			continue
 		}
 		if e.OnError == Stop {
 			return fmt.Errorf("%s: %w", e, err)
 		}
-		slog.Warn(fmt.Sprintf("%s: %v", e, err))
+		slog.Warn(fmt.Sprintf("boot: %s: %v", e, err))
 	}
 	return nil
 }
+
+// Group is a named table of steps that the console shows as one line;
+// its steps show with cairn.debug.
+type Group struct {
+	Name  string
+	Steps []Entry
+}
+
+func (g Group) String() string { return g.Name }
+
+// Run runs the steps.
+func (g Group) Run() error { return run(g.Steps, slog.LevelDebug) }
 
 // Func is a step made from a function and its name.
 type Func struct {

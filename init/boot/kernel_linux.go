@@ -1,0 +1,141 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/init/boot/modules"
+
+	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
+)
+
+// BoardFile is where the image builder puts a copy of the board's data file.
+const BoardFile = "/etc/cairn/board.yaml"
+
+// ReadBoard reads the board file of the running image.
+func ReadBoard(path string) (*boards.Board, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the board file: %w", err)
+	}
+	var b boards.Board
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&b); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &b, nil
+}
+
+// KernelRelease is the running kernel's release (uname -r).
+func KernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// Modules loads the board's kernel modules and those of every device the
+// kernel found (coldplug), dependencies first.
+type Modules struct {
+	// Dir is the module directory, /lib/modules/<release>.
+	Dir string
+	// Board lists the board's modules; Extra what this stage needs beyond
+	// them (loop, squashfs, overlay in stage 1).
+	Board, Extra []string
+	// Missing is how to report a listed module the image lacks: stage 1
+	// carries only a subset, so it logs them at debug level.
+	Missing slog.Level
+}
+
+func (m Modules) String() string {
+	return "load the board's kernel modules and coldplug devices"
+}
+
+// Run loads them.
+func (m Modules) Run() error {
+	ix, err := modules.Open(m.Dir)
+	if err != nil {
+		return err
+	}
+	l := modules.NewLoader(ix)
+	var listed []string
+	for _, name := range append(append([]string(nil), m.Board...), m.Extra...) {
+		did, err := l.Load(name)
+		if errors.Is(err, modules.ErrNotFound) {
+			slog.Log(context.Background(), m.Missing, fmt.Sprintf("boot: module %s is not in this image", name))
+			continue
+		}
+		if err != nil {
+			slog.Warn(fmt.Sprintf("boot: %v", err))
+			continue
+		}
+		if did {
+			listed = append(listed, modules.Name(name))
+		}
+	}
+	found, errs := l.Coldplug(5)
+	for _, err := range errs {
+		slog.Debug(fmt.Sprintf("boot: coldplug: %v", err))
+	}
+	if all := append(listed, found...); len(all) > 0 {
+		slog.Info(fmt.Sprintf("boot: loaded %d kernel modules: %s", len(all), strings.Join(all, " ")))
+	} else {
+		slog.Info("boot: no kernel modules to load")
+	}
+	return nil
+}
+
+// ModuleDir is the running kernel's module directory under root.
+func ModuleDir(root string) string {
+	return filepath.Join(root, "lib", "modules", KernelRelease())
+}
+
+// Cgroup2 mounts the unified cgroup hierarchy and enables every available
+// controller for the cgroups below the root, as the kubelet expects.
+type Cgroup2 struct{ Path string }
+
+func (c Cgroup2) String() string { return "mount cgroup2 on " + c.Path + " and enable its controllers" }
+
+// Run mounts it.
+func (c Cgroup2) Run() error {
+	if !Mounted(c.Path) {
+		if err := os.MkdirAll(c.Path, 0o755); err != nil {
+			return err
+		}
+		err := unix.Mount("cgroup2", c.Path, "cgroup2", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "nsdelegate,memory_recursiveprot")
+		if errors.Is(err, unix.EINVAL) {
+			err = unix.Mount("cgroup2", c.Path, "cgroup2", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return EnableControllers(c.Path)
+}
+
+// EnableControllers writes every controller listed in dir/cgroup.controllers
+// to dir/cgroup.subtree_control.
+func EnableControllers(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, c := range strings.Fields(string(data)) {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+c), 0); err != nil {
+			failed = append(failed, c)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("enabling cgroup controllers %s failed", strings.Join(failed, ", "))
+	}
+	return nil
+}

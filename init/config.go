@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/init/boot"
+	"github.com/cairn-os/cairn/init/clock"
+	"github.com/cairn-os/cairn/init/datasource"
+	"github.com/cairn-os/cairn/init/network"
+	"github.com/cairn-os/cairn/init/supervise"
+
+	"golang.org/x/sys/unix"
+)
+
+// Retrying an invalid or unreachable config: the first wait, and the cap.
+var (
+	configRetryFirst = 5 * time.Second
+	configRetryMax   = time.Minute
+)
+
+// loadConfig gathers the config sources and loads them, retrying with
+// backoff until the result is valid. Sources on the network need the
+// network first: it comes up from the local sources' network section (or
+// DHCP on every link) before they are read.
+func (st *initState) loadConfig(ctx context.Context) *config.Config {
+	delay := configRetryFirst
+	for {
+		opts := datasource.Options{
+			Cmdline:   st.cmdline.String(),
+			Log:       slog.Default(),
+			NoDevices: st.platform == Container,
+		}
+		local := opts
+		local.LocalOnly = true
+		srcs, err := datasource.Gather(ctx, local)
+		if err == nil && datasource.NeedsNetwork(opts) {
+			if st.net == nil {
+				var netCfg *config.Network
+				var hostname string
+				if c, diags := config.Load(srcs...); !diags.HasErrors() {
+					netCfg, hostname = c.Network, c.Hostname
+				}
+				st.startNetwork(ctx, netCfg, hostname)
+			}
+			srcs, err = datasource.Gather(ctx, opts)
+		}
+		if err != nil {
+			st.log.Printf("config: reading the sources failed: %v", err)
+		} else {
+			cfg, diags := config.Load(srcs...)
+			for _, d := range diags {
+				if d.Severity != config.Error || cfg == nil {
+					st.log.Printf("config: %s", d)
+				}
+			}
+			if !diags.HasErrors() && cfg != nil {
+				names := cfg.Sources()
+				if len(names) == 0 {
+					st.log.Printf("config: loaded from defaults (no config source found)")
+				} else {
+					st.log.Printf("config: loaded from %s", strings.Join(names, ", "))
+				}
+				return cfg
+			}
+		}
+		st.log.Printf("config: invalid, nothing applied; retrying sources in %s", delay)
+		select {
+		case <-ctx.Done():
+			return &config.Config{}
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, configRetryMax)
+	}
+}
+
+// applyConfig sets the hostname, sysctls and files. A failure is printed
+// and the boot goes on: the node stays reachable to be fixed.
+func (st *initState) applyConfig(cfg *config.Config) {
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			st.log.Printf("config: setting the hostname to %q failed: %v", cfg.Hostname, err)
+		} else if err := boot.WriteHostname("/", cfg.Hostname); err != nil {
+			st.log.Printf("config: writing /etc/hostname failed: %v", err)
+		}
+	}
+	if err := boot.ApplySysctls("/", cfg.Sysctl); err != nil {
+		st.log.Printf("config: %v", err)
+	}
+	if err := boot.WriteFiles("/", cfg.WriteFiles); err != nil {
+		st.log.Printf("config: %v", err)
+	}
+}
+
+// startNetwork brings the links up; DHCP clients keep running until ctx ends.
+func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, hostname string) {
+	if hostname == "" {
+		if h, err := unixHostname(); err == nil {
+			hostname = h
+		}
+	}
+	state, err := network.Up(ctx, cfg, network.Options{Hostname: hostname, Log: slog.Default()})
+	if err != nil {
+		st.log.Printf("network: %s", strings.TrimPrefix(err.Error(), "network: "))
+	}
+	if state != nil {
+		st.net = state
+	}
+}
+
+// startClock syncs the clock in the background from the configured
+// servers, then those DHCP offered.
+func (st *initState) startClock(ctx context.Context, cfg *config.Config) {
+	var servers []string
+	if cfg.NTP != nil {
+		servers = append(append(servers, cfg.NTP.Servers...), cfg.NTP.Pools...)
+	}
+	if st.net != nil {
+		for _, a := range st.net.NTPServers() {
+			servers = append(servers, a.String())
+		}
+	}
+	supervise.Go("clock", func() {
+		if err := clock.Sync(ctx, servers, slog.Default()); err != nil {
+			st.log.Printf("clock: %v", err)
+		}
+	})
+}
+
+func unixHostname() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", fmt.Errorf("uname: %w", err)
+	}
+	return unix.ByteSliceToString(u.Nodename[:]), nil
+}
