@@ -9,7 +9,7 @@ CAIRN   := $(OUT)/bin/cairn
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components clean
+.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components components-test clean
 
 all: cairn
 
@@ -60,3 +60,8 @@ clean:
 # architectures into $(OUT)/components/linux-<arch>/, cached by version.
 components: deps
 	bash image/components/build.sh $(abspath $(OUT))/components
+
+# The components' tests: every applet's version, components.json, a real
+# PostgreSQL + kine + kube-apiserver serving /readyz, arm64 under qemu-user.
+components-test: components
+	cd image/components && CAIRN_COMPONENTS=$(abspath $(OUT))/components $(GO) test -count=1 -v -timeout 30m ./...

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Builds the node components for linux/amd64 and linux/arm64 into
+# OUTDIR/linux-<arch>/ as root-filesystem-shaped trees:
+#   usr/bin/cairn-node                  the multicall binary (CGO_ENABLED=0)
+#   usr/bin/<applet> -> cairn-node      one link per applet
+#   usr/bin/runc                        static, cgo + libseccomp
+#   usr/share/cairn/images/pause.tar    OCI/docker archive for `ctr images import`
+#   usr/share/cairn/components.json     component, version, sha256
+# Versions come from versions.env (checked against go.mod). Each arch's tree
+# is cached under $CAIRN_CACHE (default $XDG_CACHE_HOME/cairn, else
+# ~/.cache/cairn) by a key over the versions, the sources, the Go version and
+# the arch; a hit copies the tree and builds nothing.
+#
+# usage: build.sh OUTDIR [ARCH...]      (ARCH: amd64 arm64; default both)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+out=${1:?usage: build.sh OUTDIR [ARCH...]}
+shift
+arches=("$@")
+((${#arches[@]})) || arches=(amd64 arm64)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+# shellcheck source=versions.env
+. ./versions.env
+cache=${CAIRN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn}
+export GOCACHE=${GOCACHE_CAIRN:-$cache/go-build}
+export GOFLAGS=-buildvcs=false
+mkdir -p "$cache/components" "$GOCACHE"
+
+log() { echo "components: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# versions.env and go.mod must agree.
+check_version() {
+	local mod=$1 want=$2 got
+	got=$(go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' "$mod") ||
+		die "go list -m $mod failed; run 'go mod download' in image/components"
+	[ "$got" = "$want" ] || die "go.mod has $mod $got but versions.env pins $want; run 'go get $mod@$want' in image/components"
+}
+check_version k8s.io/kubernetes "$KUBERNETES_VERSION"
+check_version k8s.io/component-base "v0${KUBERNETES_VERSION#v1}"
+check_version github.com/k3s-io/kine "$KINE_VERSION"
+check_version go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+check_version github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
+check_version github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION"
+
+bash ./gencni.sh
+
+# The cache key: everything that decides the bytes of the output.
+source_hash() {
+	{
+		go version
+		cat versions.env go.mod go.sum build.sh gencni.sh
+		find cmd internal -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs sha256sum
+		dpkg-query -W -f='${Package} ${Version}\n' libseccomp-dev gcc gcc-aarch64-linux-gnu 2>/dev/null || true
+	} | sha256sum | cut -c1-16
+}
+key=$(source_hash)
+
+kube_time=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.info")
+kv=${KUBERNETES_VERSION#v}
+kmajor=${kv%%.*} kminor=${kv#*.} kminor=${kminor%%.*}
+ldflags="-s -w -buildid="
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$kmajor -X $pkg.gitMinor=$kminor"
+	ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$kube_time"
+done
+ldflags+=" -X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION -X github.com/k3s-io/kine/pkg/version.GitCommit=$KINE_VERSION"
+ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+ldflags+=" -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION"
+
+applets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+	kine etcd containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap)
+
+# timed NAME CMD...: runs CMD under /usr/bin/time -v when there is one and
+# appends elapsed time and peak memory to $cache/components/build-times.log.
+timed() {
+	local name=$1
+	shift
+	if [ -x /usr/bin/time ]; then
+		local t
+		t=$(mktemp)
+		/usr/bin/time -v -o "$t" "$@" || { cat "$t" >&2; rm -f "$t"; return 1; }
+		local wall rss
+		wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$t")
+		rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$t")
+		echo "$(date -u +%FT%TZ) $key $name wall=$wall maxrss_kb=$rss" >>"$cache/components/build-times.log"
+		log "$name: $wall, peak RSS $((rss / 1024)) MiB"
+		rm -f "$t"
+	else
+		"$@"
+	fi
+}
+
+build_runc() {
+	local arch=$1 dest=$2 dir cc=gcc
+	dir=$(go mod download -json "github.com/opencontainers/runc@$RUNC_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[ -d "$dir" ] || die "runc $RUNC_VERSION is not in the module cache"
+	[ "$arch" = arm64 ] && cc=aarch64-linux-gnu-gcc
+	command -v "$cc" >/dev/null || die "$cc not found; install gcc-aarch64-linux-gnu and libseccomp-dev:$arch (make deps)"
+	# runc vendors its dependencies; build in its module directory.
+	(cd "$dir" && CGO_ENABLED=1 GOOS=linux GOARCH=$arch CC=$cc \
+		timed "runc-$arch" go build -mod=vendor -trimpath -tags 'seccomp netgo osusergo' \
+		-ldflags "-s -w -buildid= -X main.version=${RUNC_VERSION#v} -X main.gitCommit=$RUNC_VERSION -extldflags -static" \
+		-o "$dest" .)
+}
+
+build_arch() {
+	local arch=$1 tree=$2
+	mkdir -p "$tree/usr/bin" "$tree/usr/share/cairn/images"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "cairn-node-$arch" \
+		go build -trimpath -ldflags "$ldflags" -o "$tree/usr/bin/cairn-node" ./cmd/cairn-node
+	for a in "${applets[@]}"; do ln -sf cairn-node "$tree/usr/bin/$a"; done
+	build_runc "$arch" "$tree/usr/bin/runc"
+	local tmp
+	tmp=$(mktemp -d)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildid= -X main.version=${PAUSE_IMAGE##*:}" -o "$tmp/pause" ./cmd/pause
+	go run ./cmd/ociarchive -arch "$arch" -name "$PAUSE_IMAGE" -binary "$tmp/pause" -o "$tree/usr/share/cairn/images/pause.tar"
+	rm -rf "$tmp"
+	write_manifest "$arch" "$tree"
+}
+
+write_manifest() {
+	local arch=$1 tree=$2 node runc pause
+	node=$(sha256sum "$tree/usr/bin/cairn-node" | cut -d' ' -f1)
+	runc=$(sha256sum "$tree/usr/bin/runc" | cut -d' ' -f1)
+	pause=$(sha256sum "$tree/usr/share/cairn/images/pause.tar" | cut -d' ' -f1)
+	{
+		echo '{'
+		echo "  \"arch\": \"$arch\","
+		echo "  \"key\": \"$key\","
+		echo '  "components": ['
+		local c v first=1
+		for c in kube-apiserver:$KUBERNETES_VERSION kube-controller-manager:$KUBERNETES_VERSION \
+			kube-scheduler:$KUBERNETES_VERSION kubelet:$KUBERNETES_VERSION kube-proxy:$KUBERNETES_VERSION \
+			kubectl:$KUBERNETES_VERSION kine:$KINE_VERSION etcd:$ETCD_VERSION containerd:$CONTAINERD_VERSION \
+			containerd-shim-runc-v2:$CONTAINERD_VERSION ctr:$CONTAINERD_VERSION bridge:$CNI_PLUGINS_VERSION host-local:$CNI_PLUGINS_VERSION \
+			loopback:$CNI_PLUGINS_VERSION portmap:$CNI_PLUGINS_VERSION; do
+			v=${c#*:} c=${c%%:*}
+			((first)) || echo ','
+			first=0
+			printf '    {"component": "%s", "version": "%s", "path": "usr/bin/%s", "sha256": "%s"}' "$c" "$v" "$c" "$node"
+		done
+		echo ','
+		printf '    {"component": "runc", "version": "%s", "path": "usr/bin/runc", "sha256": "%s"},\n' "$RUNC_VERSION" "$runc"
+		printf '    {"component": "pause", "version": "%s", "path": "usr/share/cairn/images/pause.tar", "sha256": "%s"}\n' "$PAUSE_IMAGE" "$pause"
+		echo '  ]'
+		echo '}'
+	} >"$tree/usr/share/cairn/components.json"
+}
+
+for arch in "${arches[@]}"; do
+	case $arch in amd64 | arm64) ;; *) die "unknown arch $arch (amd64, arm64)" ;; esac
+	entry=$cache/components/$key/linux-$arch
+	if [ -f "$entry/usr/share/cairn/components.json" ]; then
+		log "linux-$arch: cached ($key)"
+	else
+		log "linux-$arch: building ($key); a cold build takes 10-20 minutes"
+		tmp=$cache/components/.tmp-$arch-$$
+		rm -rf "$tmp"
+		build_arch "$arch" "$tmp"
+		mkdir -p "$(dirname "$entry")"
+		rm -rf "$entry"
+		mv "$tmp" "$entry"
+	fi
+	rm -rf "$out/linux-$arch"
+	cp -a "$entry" "$out/linux-$arch"
+	log "linux-$arch: $out/linux-$arch"
+done

@@ -1,0 +1,91 @@
+// Command cairn-node is the node's multicall binary: kube-apiserver,
+// kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, kine,
+// etcd, containerd, containerd-shim-runc-v2, ctr and the CNI plugins the node uses,
+// built from pinned upstream modules and chosen by the name it is run as
+// (argv[0], a symlink in /usr/bin), the way busybox and k3s do it.
+//
+// `cairn-node APPLET ARGS...` works too, and `cairn-node` alone lists the
+// applets. A child re-executed through os.Executable() (the runc shim starts
+// itself that way, and the link is resolved to cairn-node) finds its applet
+// in $CAIRN_NODE_APPLET.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// appletEnv carries the applet name across re-execs of os.Executable().
+const appletEnv = "CAIRN_NODE_APPLET"
+
+// applets maps each name cairn-node answers to to its entry point. Every
+// entry point gets os.Args with os.Args[0] set to the applet name and
+// returns the process exit status.
+var applets = map[string]func() int{
+	"kube-apiserver":          kubeAPIServer,
+	"kube-controller-manager": kubeControllerManager,
+	"kube-scheduler":          kubeScheduler,
+	"kubelet":                 kubelet,
+	"kube-proxy":              kubeProxy,
+	"kubectl":                 kubectl,
+	"kine":                    kine,
+	"etcd":                    etcd,
+	"containerd":              containerd,
+	"containerd-shim-runc-v2": containerdShimRuncV2,
+	"bridge":                  cniBridge,
+	"host-local":              cniHostLocal,
+	"loopback":                cniLoopback,
+	"portmap":                 cniPortmap,
+}
+
+func main() {
+	name, args := pick(os.Args, os.Getenv(appletEnv))
+	run, ok := applets[name]
+	if !ok {
+		usage(name)
+		os.Exit(2)
+	}
+	os.Args = args
+	os.Exit(run())
+}
+
+// pick chooses the applet for a command line: the base name of argv[0] when
+// it names an applet, else $CAIRN_NODE_APPLET, else argv[1]. It returns the
+// applet's name and the arguments the applet sees, argv[0] first.
+func pick(argv []string, env string) (string, []string) {
+	if len(argv) == 0 {
+		return "", nil
+	}
+	base := filepath.Base(argv[0])
+	if _, ok := applets[base]; ok {
+		return base, argv
+	}
+	if _, ok := applets[env]; ok {
+		return env, argv
+	}
+	if len(argv) > 1 {
+		if _, ok := applets[argv[1]]; ok {
+			return argv[1], append([]string{argv[1]}, argv[2:]...)
+		}
+		return argv[1], nil
+	}
+	return "", nil
+}
+
+func usage(name string) {
+	if name != "" {
+		fmt.Fprintf(os.Stderr, "cairn-node: %q is not an applet of this binary\n", name)
+	}
+	names := make([]string, 0, len(applets))
+	for n := range applets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(os.Stderr, "usage: cairn-node APPLET [ARGS...], or run it through a link named after the applet")
+	fmt.Fprintln(os.Stderr, "applets:")
+	for _, n := range names {
+		fmt.Fprintln(os.Stderr, "  "+n)
+	}
+}

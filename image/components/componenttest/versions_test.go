@@ -1,0 +1,143 @@
+package componenttest
+
+import (
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// versionCase is one applet asked for its version, and what it must print.
+type versionCase struct {
+	applet string
+	args   []string
+	want   string
+	// exitNonZero: the applet prints its version and exits non-zero (the
+	// CNI plugins print their "about" line when CNI_COMMAND is not set).
+	exitNonZero bool
+}
+
+func versionCases(v versions) []versionCase {
+	kube := "Kubernetes " + v["KUBERNETES_VERSION"]
+	containerd := "github.com/containerd/containerd/v2 " + v["CONTAINERD_VERSION"]
+	cni := func(name string) versionCase {
+		return versionCase{applet: name, want: "CNI " + name + " plugin " + v["CNI_PLUGINS_VERSION"], exitNonZero: true}
+	}
+	return []versionCase{
+		{applet: "kube-apiserver", args: []string{"--version"}, want: kube},
+		{applet: "kube-controller-manager", args: []string{"--version"}, want: kube},
+		{applet: "kube-scheduler", args: []string{"--version"}, want: kube},
+		{applet: "kubelet", args: []string{"--version"}, want: kube},
+		{applet: "kube-proxy", args: []string{"--version"}, want: kube},
+		{applet: "kubectl", args: []string{"version", "--client"}, want: "Client Version: " + v["KUBERNETES_VERSION"]},
+		{applet: "kine", args: []string{"--version"}, want: "kine version " + v["KINE_VERSION"]},
+		{applet: "etcd", args: []string{"--version"}, want: "etcd Version: " + strings.TrimPrefix(v["ETCD_VERSION"], "v")},
+		{applet: "containerd", args: []string{"--version"}, want: "containerd " + containerd},
+		{applet: "containerd-shim-runc-v2", args: []string{"-v"}, want: v["CONTAINERD_VERSION"]},
+		{applet: "ctr", args: []string{"--version"}, want: "ctr " + containerd},
+		cni("bridge"), cni("host-local"), cni("loopback"), cni("portmap"),
+		{applet: "runc", args: []string{"--version"}, want: "runc version " + strings.TrimPrefix(v["RUNC_VERSION"], "v")},
+	}
+}
+
+func checkVersion(t *testing.T, out string, err error, c versionCase) {
+	t.Helper()
+	if _, timedOut := err.(*timeoutError); timedOut || (err != nil && !c.exitNonZero) {
+		t.Fatalf("%s %s: %v\n%s", c.applet, strings.Join(c.args, " "), err, out)
+	}
+	if !strings.Contains(out, c.want) {
+		t.Errorf("%s %s printed\n%s\nwant it to contain %q", c.applet, strings.Join(c.args, " "), out, c.want)
+	}
+}
+
+// TestVersions runs every applet of the amd64 tree through its link in
+// usr/bin, as the node does, and checks it reports the pinned version.
+func TestVersions(t *testing.T) {
+	root := tree(t, "amd64")
+	for _, c := range versionCases(loadVersions(t)) {
+		t.Run(c.applet, func(t *testing.T) {
+			out, err := run(t, 2*time.Minute, filepath.Join(root, "usr/bin", c.applet), c.args...)
+			checkVersion(t, out, err, c)
+		})
+	}
+}
+
+// TestManifest checks components.json against the tree: every applet has a
+// link to cairn-node, every listed file exists with the listed hash.
+func TestManifest(t *testing.T) {
+	v := loadVersions(t)
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			root := tree(t, arch)
+			m := loadManifest(t, root)
+			if m.Arch != arch {
+				t.Errorf("components.json says arch %q, want %q", m.Arch, arch)
+			}
+			listed := map[string]string{}
+			for _, c := range m.Components {
+				listed[c.Component] = c.Version
+				data, err := os.ReadFile(filepath.Join(root, c.Path))
+				if err != nil {
+					t.Errorf("%s: %v", c.Component, err)
+					continue
+				}
+				sum := sha256.Sum256(data)
+				if got := hex.EncodeToString(sum[:]); got != c.SHA256 {
+					t.Errorf("%s: %s has sha256 %s, components.json says %s", c.Component, c.Path, got, c.SHA256)
+				}
+			}
+			for _, c := range versionCases(v) {
+				if listed[c.applet] == "" {
+					t.Errorf("components.json does not list %s", c.applet)
+				}
+				if c.applet == "runc" {
+					continue
+				}
+				if dest, err := os.Readlink(filepath.Join(root, "usr/bin", c.applet)); err != nil || dest != "cairn-node" {
+					t.Errorf("usr/bin/%s links to %q (%v), want cairn-node", c.applet, dest, err)
+				}
+			}
+			if listed["pause"] != v["PAUSE_IMAGE"] {
+				t.Errorf("components.json lists pause %q, want %q", listed["pause"], v["PAUSE_IMAGE"])
+			}
+		})
+	}
+}
+
+// TestArm64 checks the arm64 tree holds arm64 executables and runs some of
+// them under qemu-aarch64-static (user-mode emulation).
+func TestArm64(t *testing.T) {
+	root := tree(t, "arm64")
+	for _, bin := range []string{"cairn-node", "runc"} {
+		f, err := elf.Open(filepath.Join(root, "usr/bin", bin))
+		if err != nil {
+			t.Fatalf("%s: %v", bin, err)
+		}
+		if f.Machine != elf.EM_AARCH64 || f.Class != elf.ELFCLASS64 {
+			t.Errorf("%s is %v %v, want an ELFCLASS64 EM_AARCH64 executable", bin, f.Class, f.Machine)
+		}
+		if interp := f.Section(".interp"); interp != nil {
+			t.Errorf("%s has a program interpreter; want a static executable", bin)
+		}
+		f.Close()
+	}
+	qemu, err := exec.LookPath("qemu-aarch64-static")
+	if err != nil {
+		t.Fatalf("qemu-aarch64-static is needed to run the arm64 binaries: %v; install qemu-user-static (make deps)", err)
+	}
+	want := map[string]bool{"kubectl": true, "kine": true, "runc": true, "containerd": true, "etcd": true}
+	for _, c := range versionCases(loadVersions(t)) {
+		if !want[c.applet] {
+			continue
+		}
+		t.Run(c.applet, func(t *testing.T) {
+			out, err := run(t, 5*time.Minute, qemu, append([]string{filepath.Join(root, "usr/bin", c.applet)}, c.args...)...)
+			checkVersion(t, out, err, c)
+		})
+	}
+}
