@@ -215,28 +215,22 @@ func checkHostPort(hp string) error {
 const redactedText = "<redacted>"
 
 // redactEndpoint hides the password in any endpoint form (and a
-// password= query parameter), without needing the endpoint to parse.
+// password= query parameter), without needing the endpoint to parse. It
+// errs on the side of hiding: everything between the first ":" of the user
+// info and the last "@" goes.
 func redactEndpoint(ep string) string {
-	out := ep
+	prefix, body := "", ep
 	if scheme, rest, ok := strings.Cut(ep, "://"); ok {
-		// The user info ends at the last "@" before the host part.
-		hostStart := len(rest)
-		if i := strings.Index(rest, "@tcp("); i >= 0 {
-			hostStart = i + 1
-		} else if i := strings.Index(rest, "@unix("); i >= 0 {
-			hostStart = i + 1
-		} else if i := strings.IndexAny(rest, "/?"); i >= 0 {
-			hostStart = i
-		}
-		if at := strings.LastIndex(rest[:hostStart], "@"); at >= 0 {
-			user, _, hasPass := strings.Cut(rest[:at], ":")
-			if hasPass {
-				out = scheme + "://" + user + ":" + redactedText + rest[at:]
-			}
+		prefix, body = scheme+"://", rest
+	}
+	if at := strings.LastIndex(body, "@"); at >= 0 {
+		if user, _, hasPass := strings.Cut(body[:at], ":"); hasPass {
+			body = user + ":" + redactedText + body[at:]
 		}
 	}
+	out := prefix + body
 	// password=... in a query string or a key=value DSN.
-	lower := strings.ToLower(out)
+	lower := asciiLower(out)
 	for _, key := range []string{"password=", "passwd="} {
 		for from := 0; ; {
 			i := strings.Index(lower[from:], key)
@@ -254,9 +248,21 @@ func redactEndpoint(ep string) string {
 				end = len(out) - start
 			}
 			out = out[:start] + redactedText + out[start+end:]
-			lower = strings.ToLower(out)
+			lower = asciiLower(out)
 			from = start + len(redactedText)
 		}
 	}
 	return out
+}
+
+// asciiLower lowercases ASCII letters only, so that indexes into the
+// result are indexes into s.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -29,6 +29,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("cfg nil = %v, HasErrors = %v", cfg == nil, diags.HasErrors())
 		}
 		for _, d := range diags {
+			if strings.Contains(d.Message, internalError) {
+				t.Fatalf("Parse panicked: %s", d)
+			}
 			if d.File != "fuzz" || d.Line < 1 || d.Column < 1 || d.Message == "" {
 				t.Fatalf("diagnostic without a location or message: %#v", d)
 			}
@@ -47,6 +50,9 @@ func FuzzLoad(f *testing.F) {
 	seedCorpus(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, diags := Load(Source{Name: "base", Data: []byte("kubernetes:\n  role: server\n")}, Source{Name: "fuzz", Data: data})
+		if strings.Contains(messages(diags), internalError) {
+			t.Fatalf("Load panicked:\n%s", messages(diags))
+		}
 		if (cfg == nil) != diags.HasErrors() {
 			t.Fatalf("cfg nil = %v, HasErrors = %v", cfg == nil, diags.HasErrors())
 		}
@@ -68,6 +74,38 @@ func FuzzLoad(f *testing.F) {
 			if ds, err := ParseDatastore(cfg.Kubernetes.DatastoreEndpoint); err == nil && ds.Password != "" {
 				t.Fatalf("printed config holds the datastore password: %q", again.Kubernetes.DatastoreEndpoint)
 			}
+		}
+	})
+}
+
+// FuzzDatastore checks that no parsed password survives redaction and that
+// errors never quote one.
+func FuzzDatastore(f *testing.F) {
+	for _, ep := range []string{
+		"postgres://k3s:s3cret@192.168.1.5:5432/k3s?sslmode=verify-full",
+		"postgres://db/k3s?user=k3s&password=hunter2",
+		"mysql://k3s:p@ss@tcp(db:3306)/k3s?tls=true",
+		"https://10.0.0.5:2379,https://10.0.0.6:2379",
+		"sqlite:///var/lib/cairn/state.db",
+		"k3s:secret@db",
+	} {
+		f.Add(ep)
+	}
+	f.Fuzz(func(t *testing.T, ep string) {
+		d, err := ParseDatastore(ep)
+		if err != nil {
+			// The error must not contain what looks like the password.
+			if _, rest, ok := strings.Cut(ep, "://"); ok {
+				if at := strings.LastIndex(rest, "@"); at > 0 {
+					if _, pw, ok := strings.Cut(rest[:at], ":"); ok && len(pw) >= 4 && strings.Count(ep, pw) == 1 && strings.Contains(err.Error(), pw) {
+						t.Fatalf("error quotes the password %q: %v", pw, err)
+					}
+				}
+			}
+			return
+		}
+		if pw := d.Password; len(pw) >= 4 && strings.Count(ep, pw) == 1 && strings.Contains(d.Redacted(), pw) {
+			t.Fatalf("Redacted() = %q keeps password %q", d.Redacted(), pw)
 		}
 	})
 }

@@ -34,6 +34,11 @@ const (
 // are appended), sysctl (merged per sysctl) and kubernetes (merged per key).
 // network is replaced as a whole.
 func Load(srcs ...Source) (cfg *Config, diags Diagnostics) {
+	name := ""
+	if len(srcs) > 0 {
+		name = srcs[len(srcs)-1].Name
+	}
+	defer recoverInto(name, &cfg, &diags)
 	var parsed []*Config
 	var files []string
 	for _, s := range srcs {

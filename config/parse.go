@@ -114,6 +114,7 @@ func unknownTopLevel(key string) (Severity, string) {
 // reports every problem at once; cfg is nil when there is an error.
 // A gzip-compressed document is decompressed first, as cloud-init does.
 func Parse(src Source) (cfg *Config, diags Diagnostics) {
+	defer recoverInto(src.Name, &cfg, &diags)
 	cfg = &Config{}
 	d := newDecoder(src.Name)
 	d.unknownTop = unknownTopLevel
@@ -289,4 +290,17 @@ func (d *decoder) yamlError(err error) {
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	d.errorf(&yaml.Node{Line: line, Column: col}, "", "not valid YAML: %s", msg)
+}
+
+// internalError starts the message of a diagnostic made from a panic.
+const internalError = "internal error while reading the config"
+
+// recoverInto turns a panic into one error diagnostic, so that a bug here
+// never takes PID 1 down; the fuzz targets fail on such a diagnostic.
+func recoverInto(file string, cfg **Config, diags *Diagnostics) {
+	if r := recover(); r != nil {
+		*cfg = nil
+		*diags = append(*diags, Diagnostic{File: file, Line: 1, Column: 1, Severity: Error,
+			Message: fmt.Sprintf("%s (%v); nothing applied — please report this with the document", internalError, r)})
+	}
 }
