@@ -413,3 +413,16 @@ func TestWriteFileHelpers(t *testing.T) {
 		t.Errorf("a file with mode 0640 is not world-readable and must count as secret")
 	}
 }
+
+func TestPanicBecomesDiagnostic(t *testing.T) {
+	cfg, diags := func() (cfg *Config, diags Diagnostics) {
+		defer recoverInto("user-data", &cfg, &diags)
+		cfg = &Config{}
+		var m map[string]int
+		m["boom"] = 1 // a nil-map write stands in for a bug
+		return cfg, nil
+	}()
+	if cfg != nil || !diags.HasErrors() || !strings.HasPrefix(diags[0].String(), "user-data:1:1: error: internal error while reading the config") {
+		t.Errorf("cfg = %v, diags = %v", cfg, diags)
+	}
+}
