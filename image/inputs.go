@@ -62,7 +62,9 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 		return "", nil, fmt.Errorf("cache directory: %w", err)
 	}
 	tmp := out + ".tmp"
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -buildid=", "-o", tmp, pkg)
+	ver := sourceVersion(ctx, dir)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
+		"-ldflags", "-s -w -buildid= -X main.version="+ver, "-o", tmp, pkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	var stderr bytes.Buffer
@@ -84,7 +86,23 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 	if name == "./init" {
 		name = modulePath + "/init"
 	}
-	return initInput(out, name)
+	bin, in, err := initInput(out, name)
+	if in != nil {
+		in.Version = ver
+	}
+	return bin, in, err
+}
+
+// sourceVersion names the source tree the init is built from: git describe
+// of the repository ("v0.1.0-3-gabc1234-dirty"), or "dev" outside git.
+func sourceVersion(ctx context.Context, dir string) string {
+	cmd := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if v := strings.TrimSpace(string(out)); err == nil && v != "" && !strings.ContainsAny(v, " '\"") {
+		return v
+	}
+	return "dev"
 }
 
 // initInput describes an init binary: its digest and, from the Go build
