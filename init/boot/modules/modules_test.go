@@ -78,10 +78,22 @@ alias acpi*:LNXPWRBN:* button
 `))
 	write(t, filepath.Join(dir, "modules.builtin"), []byte("kernel/fs/ext4/ext4.ko\n"))
 	sys = filepath.Join(t.TempDir(), "sys")
-	write(t, filepath.Join(sys, "devices/pci0000:00/0000:00:02.0/modalias"), []byte("pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n"))
-	write(t, filepath.Join(sys, "devices/pci0000:00/0000:00:03.0/modalias"), []byte("pci:v00001AF4d00001003sv00001AF4sd00000003bc07sc80i00\n"))
+	device(t, sys, "pci", "0000:00:02.0", "devices/pci0000:00/0000:00:02.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00")
+	device(t, sys, "pci", "0000:00:03.0", "devices/pci0000:00/0000:00:03.0", "pci:v00001AF4d00001003sv00001AF4sd00000003bc07sc80i00")
 	os.MkdirAll(filepath.Join(sys, "module"), 0o755)
 	return dir, sys
+}
+
+// device adds a device to a sysfs tree the way the kernel lays it out: the
+// device directory with its modalias, linked from its bus.
+func device(t *testing.T, sys, bus, name, dir, modalias string) {
+	t.Helper()
+	write(t, filepath.Join(sys, dir, "modalias"), []byte(modalias+"\n"))
+	link := filepath.Join(sys, "bus", bus, "devices", name)
+	os.MkdirAll(filepath.Dir(link), 0o755)
+	if err := os.Symlink(filepath.Join(sys, dir), link); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // recorder loads into a fake kernel: it records the order, checks the
@@ -97,8 +109,8 @@ func recorder(t *testing.T, l *Loader, sys string) *[]string {
 		order = append(order, name)
 		os.MkdirAll(filepath.Join(sys, "module", name), 0o755)
 		if name == "virtio_pci" {
-			write(t, filepath.Join(sys, "devices/pci0000:00/0000:00:02.0/virtio0/modalias"), []byte("virtio:d00000001v00001AF4\n"))
-			write(t, filepath.Join(sys, "devices/pci0000:00/0000:00:03.0/virtio1/modalias"), []byte("virtio:d00000003v00001AF4\n"))
+			device(t, sys, "virtio", "virtio0", "devices/pci0000:00/0000:00:02.0/virtio0", "virtio:d00000001v00001AF4")
+			device(t, sys, "virtio", "virtio1", "devices/pci0000:00/0000:00:03.0/virtio1", "virtio:d00000003v00001AF4")
 		}
 		return nil
 	}
