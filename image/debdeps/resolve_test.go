@@ -1,0 +1,196 @@
+package debdeps
+
+import (
+	"strings"
+	"testing"
+)
+
+const testIndex = `Package: app
+Version: 1.0-1
+Architecture: amd64
+Depends: libfoo (>= 2.0), mta | mail-transport-agent, netbase
+Pre-Depends: libc
+
+Package: libfoo
+Version: 1.9-1
+Architecture: amd64
+Depends: libc
+
+Package: libfoo
+Version: 2.1-1
+Architecture: amd64
+Depends: libc (>= 2.36)
+
+Package: libfoo
+Version: 2.1-1
+Architecture: arm64
+Depends: libc-arm64-only
+
+Package: libc
+Version: 2.36-9+deb12u7
+Architecture: amd64
+Multi-Arch: same
+
+Package: libc
+Version: 2.36-9+deb12u14
+Architecture: amd64
+Multi-Arch: same
+Description: a long one
+ continued on a second line,
+ .
+ and a third.
+
+Package: postfix
+Version: 3.7
+Architecture: amd64
+Provides: mail-transport-agent
+Depends: libc
+
+Package: netbase
+Version: 6.4
+Architecture: all
+
+Package: broken
+Version: 1
+Architecture: amd64
+Depends: libfoo (>= 3)
+
+Package: cyclic-a
+Version: 1
+Architecture: amd64
+Depends: cyclic-b
+
+Package: cyclic-b
+Version: 1
+Architecture: amd64
+Depends: cyclic-a:any
+`
+
+func testIx(t *testing.T) *Index {
+	t.Helper()
+	pkgs, err := ParsePackages(strings.NewReader(testIndex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewIndex("amd64", pkgs)
+}
+
+func names(rs []Resolved) string {
+	var s []string
+	for _, r := range rs {
+		s = append(s, r.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func TestResolve(t *testing.T) {
+	tests := []struct {
+		name    string
+		want    []string
+		skip    []string
+		result  string
+		wantErr string
+	}{
+		{name: "alternatives, provides, highest allowed version, arch all",
+			want:   []string{"app"},
+			result: "app=1.0-1 libc=2.36-9+deb12u14 libfoo=2.1-1 netbase=6.4 postfix=3.7"},
+		{name: "skipped names are not followed",
+			want: []string{"app"}, skip: []string{"mail-transport-agent", "mta"},
+			result: "app=1.0-1 libc=2.36-9+deb12u14 libfoo=2.1-1 netbase=6.4"},
+		{name: "a version constraint on what is asked",
+			want:   []string{"libfoo (<< 2.0)"},
+			result: "libc=2.36-9+deb12u14 libfoo=1.9-1"},
+		{name: "cycles end", want: []string{"cyclic-a"}, result: "cyclic-a=1 cyclic-b=1"},
+		{name: "unsatisfiable dependency names the chain",
+			want:    []string{"broken"},
+			wantErr: "libfoo (>= 3) (needed by broken): cannot satisfy libfoo (>= 3): libfoo (>= 3): the index has 2.1-1, 1.9-1"},
+		{name: "unknown package",
+			want:    []string{"nosuch"},
+			wantErr: "nosuch: not in the amd64 index"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := testIx(t).Resolve(tt.want, tt.skip...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Resolve(%v) error = %v, want one containing %q", tt.want, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if names(got) != tt.result {
+				t.Errorf("Resolve(%v) = %s\nwant %s", tt.want, names(got), tt.result)
+			}
+		})
+	}
+}
+
+func TestResolveRecordsWhoNeededWhat(t *testing.T) {
+	got, err := testIx(t).Resolve([]string{"app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]string{}
+	for _, r := range got {
+		by[r.Name] = r.NeededBy
+	}
+	if by["app"] != "" || by["libfoo"] != "app" || by["postfix"] != "app" {
+		t.Errorf("NeededBy = %v", by)
+	}
+}
+
+func TestParseRelations(t *testing.T) {
+	tests := []struct {
+		in, want, wantErr string
+	}{
+		{in: "libc6 (>= 2.34), libmnl0 (>= 1.0.3-4~)", want: "[[libc6 (>= 2.34)] [libmnl0 (>= 1.0.3-4~)]]"},
+		{in: "a | b:any (= 1:2.0-1) , c:native", want: "[[a b:any (= 1:2.0-1)] [c:native]]"},
+		{in: "python3 (<< 3.12) <!nocheck>", want: "[[python3 (<< 3.12)]]"},
+		{in: "old (< 2)", want: "[[old (<= 2)]]"},
+		{in: "", want: "[]"},
+		{in: "a (>= 1", wantErr: "unclosed"},
+		{in: "a (1.0)", wantErr: "no operator"},
+		{in: "a (=> 1)", wantErr: `unknown operator "=>"`},
+		{in: "a (>=)", wantErr: "empty version"},
+	}
+	for _, tt := range tests {
+		got, err := ParseRelations(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseRelations(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseRelations(%q): %v", tt.in, err)
+			continue
+		}
+		var groups []string
+		for _, g := range got {
+			var alts []string
+			for _, d := range g {
+				alts = append(alts, d.String())
+			}
+			groups = append(groups, "["+strings.Join(alts, " ")+"]")
+		}
+		if s := "[" + strings.Join(groups, " ") + "]"; s != tt.want {
+			t.Errorf("ParseRelations(%q) = %s, want %s", tt.in, s, tt.want)
+		}
+	}
+}
+
+func FuzzParsePackages(f *testing.F) {
+	f.Add(testIndex)
+	f.Fuzz(func(t *testing.T, s string) {
+		pkgs, err := ParsePackages(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		ix := NewIndex("amd64", pkgs)
+		for _, p := range pkgs {
+			_, _ = ix.Resolve([]string{p.Name})
+		}
+	})
+}
