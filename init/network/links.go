@@ -20,6 +20,9 @@ import (
 func physicalLinks(root string) ([]string, error) {
 	dir := filepath.Join(root, "sys/class/net")
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // no sysfs: no device-backed links to find
+	}
 	if err != nil {
 		return nil, fmt.Errorf("network: listing links in %s: %w", dir, err)
 	}
@@ -31,6 +34,22 @@ func physicalLinks(root string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// vethLinks lists the veth links, in name order.
+func vethLinks() []string {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "veth" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // matches reports whether a link fits an ethernets entry: its MAC and name

@@ -101,7 +101,8 @@ type job struct {
 }
 
 // Up brings up loopback and then every link: per cfg, or DHCPv4 on every
-// physical link when cfg is nil. It returns when each link has its address
+// physical link when cfg is nil (every veth when there is no physical link,
+// as in the container platform). It returns when each link has its address
 // or Options.Timeout passed; the error then names each link that failed or
 // is still waiting (those keep trying until ctx ends).
 func Up(ctx context.Context, cfg *config.Network, opts Options) (*State, error) {
@@ -127,6 +128,10 @@ func Up(ctx context.Context, cfg *config.Network, opts Options) (*State, error) 
 		links, err := physicalLinks(opts.Root)
 		if err != nil {
 			return st, err
+		}
+		if len(links) == 0 {
+			// In the container platform the node's NIC is a veth.
+			links = vethLinks()
 		}
 		if len(links) == 0 {
 			log.Warn("network: no physical links found; only loopback is up")
