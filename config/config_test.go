@@ -406,9 +406,6 @@ func TestWriteFileHelpers(t *testing.T) {
 	if m, err := w.Mode(); err != nil || m != 0o640 {
 		t.Errorf("Mode = %v, %v", m, err)
 	}
-	if u, g, ok := w.OwnerIDs(); !ok || u != 1000 || g != 100 {
-		t.Errorf("OwnerIDs = %d %d %v", u, g, ok)
-	}
 	if !w.Secret() {
 		t.Errorf("a file with mode 0640 is not world-readable and must count as secret")
 	}
@@ -424,5 +421,18 @@ func TestPanicBecomesDiagnostic(t *testing.T) {
 	}()
 	if cfg != nil || !diags.HasErrors() || !strings.HasPrefix(diags[0].String(), "user-data:1:1: error: internal error while reading the config") {
 		t.Errorf("cfg = %v, diags = %v", cfg, diags)
+	}
+}
+
+// A config built in code has no locations; its diagnostics say so.
+func TestValidateInCode(t *testing.T) {
+	c := &Config{Kubernetes: Kubernetes{Role: "agent", VIP: "10.0.0.100"}}
+	got := messages(c.Validate())
+	want := "<config>: error: kubernetes: an agent needs token (or token-file) to join the cluster; use the servers' token\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if c.Kubernetes.ClusterCIDR != "" {
+		t.Errorf("Validate filled defaults into the caller's config")
 	}
 }

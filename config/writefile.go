@@ -94,27 +94,3 @@ func (w WriteFile) Mode() (fs.FileMode, error) {
 	}
 	return m, nil
 }
-
-// OwnerIDs returns the numeric owner and group. Names other than root are
-// looked up by the caller in the image's /etc/passwd and /etc/group; here
-// "root" is 0 and a name that is not numeric returns ok=false.
-func (w WriteFile) OwnerIDs() (uid, gid int, ok bool) {
-	o := w.Owner
-	if o == "" {
-		o = DefaultOwner
-	}
-	user, group, hasGroup := strings.Cut(o, ":")
-	if !hasGroup {
-		group = user
-	}
-	id := func(s string) (int, bool) {
-		if s == "root" {
-			return 0, true
-		}
-		n, err := strconv.Atoi(s)
-		return n, err == nil && n >= 0
-	}
-	u, ok1 := id(user)
-	g, ok2 := id(group)
-	return u, g, ok1 && ok2
-}
