@@ -117,6 +117,7 @@ func TestCheck(t *testing.T) {
 		{"extra args", "kubernetes:\n  kubelet-arg: [\"max-pods=200\", \"--v=2\", \"bad flag\"]\n",
 			[]string{`kubernetes.kubelet-arg[2] "bad flag" is not a flag`}, false},
 		{"anchors and merge keys", "x-base: &b {role: agent, token: t}\n", []string{`unknown key "x-base"`}, false},
+		{"merge key into itself", "kubernetes: &x {<<: *x}\n", []string{"c:1:17: error: kubernetes: the merge key (<<) names a mapping that contains it"}, false},
 		{"merge key", "kubernetes:\n  <<: {role: agent, token: t}\n  vip: 10.0.0.100\n", nil, true},
 		{"alias expansion is bounded", aliasBomb(), []string{"error: document is too large or expands too many aliases"}, false},
 		{"two documents", "hostname: a\n---\nhostname: b\n", []string{"c:2:1: error: a cloud-config is one YAML document"}, false},

@@ -32,6 +32,9 @@ type decoder struct {
 	locs     map[string]pos
 	nodes    int
 	tooLarge bool
+	// merging holds the mappings whose keys are being collected, to
+	// refuse a merge key that names its own mapping.
+	merging map[*yaml.Node]bool
 	// unknown decides what an unknown key at the top level is; nil means
 	// an error.
 	unknownTop func(key string) (sev Severity, msg string)
@@ -177,6 +180,11 @@ type pair struct {
 func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 	var explicit, merged []pair
 	seen := map[string]*yaml.Node{}
+	if d.merging == nil {
+		d.merging = map[*yaml.Node]bool{}
+	}
+	d.merging[n] = true
+	defer delete(d.merging, n)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := d.resolve(n.Content[i]), n.Content[i+1]
 		if k == nil || !d.visit(k) {
@@ -205,6 +213,10 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 			for _, s := range srcs {
 				if s.Kind != yaml.MappingNode {
 					d.errorf(s, path, "%s: a merge key (<<) must name a mapping, not %s", orTop(path), kindName(s))
+					continue
+				}
+				if d.merging[s] {
+					d.errorf(k, path, "%s: the merge key (<<) names a mapping that contains it", orTop(path))
 					continue
 				}
 				merged = append(merged, d.pairs(s, path)...)
