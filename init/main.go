@@ -68,7 +68,9 @@ func main() {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	platformFlag := fs.String("platform", "", "metal or container (default: container when $container is set)")
-	cmdlineFlag := fs.String("cmdline", "", "kernel command line to use instead of /proc/cmdline (container platform)")
+	cmdlineFlag := fs.String("cmdline", "", "kernel command line to use instead of /proc/cmdline (the container platform has none)")
+	rootFlag := fs.String("root", "", "container platform: the system image (squashfs file or directory) to run on")
+	netnsFlag := fs.String("netns", "", "container platform: join this network namespace instead of a new one")
 	// The kernel passes unknown boot words as arguments; ignore what we don't know.
 	fs.Parse(os.Args[1:])
 
@@ -80,14 +82,27 @@ func main() {
 	st.log = log
 	slog.SetDefault(slog.New(log.Handler()))
 
+	if st.platform == Container {
+		if *rootFlag == "" {
+			log.Printf("init: the container platform needs -root, the system image to run on (the host's files are never written)")
+			os.Exit(2)
+		}
+		if os.Getpid() != 1 {
+			os.Exit(launchContainer(*netnsFlag))
+		}
+		if err := (boot.ContainerRoot{Image: *rootFlag}).Run(); err != nil {
+			log.Printf("init: %v", err)
+			os.Exit(1)
+		}
+		if *cmdlineFlag == "" {
+			// Not the host's /proc/cmdline: it is not this node's.
+			*cmdlineFlag = "cairn.platform=container"
+		}
+	}
+
 	stage2 := os.Getenv(stageEnv) == "2"
 	if st.platform == Metal && !stage2 {
 		earlyMetal(log)
-	}
-	if st.platform == Container {
-		if err := earlyContainer(); err != nil {
-			log.Printf("init: %v", err)
-		}
 	}
 	st.cmdline = readCmdline(*cmdlineFlag)
 	log.SetDebug(st.cmdline.Has("cairn.debug"))
@@ -179,7 +194,7 @@ func stage2Boot(ctx context.Context, st *initState) {
 func (st *initState) stage2Steps() []boot.Entry {
 	tmp := boot.Mount{Source: "tmp", Target: "/tmp", FSType: "tmpfs", Flags: unix.MS_NODEV | unix.MS_NOSUID, Data: "mode=1777", Mode: 0o1777}
 	if st.platform == Container {
-		return []boot.Entry{{Step: tmp, OnError: boot.Continue}}
+		return nil // ContainerRoot made the mounts; there is no hardware
 	}
 	var boardModules []string
 	if b, err := boot.ReadBoard(boot.BoardFile); err != nil {
@@ -229,18 +244,6 @@ func earlyMetal(log *console.Logger) {
 	}
 	log.SetOutput(os.Stdout)
 	log.SetKmsg("/dev/kmsg")
-}
-
-// earlyContainer keeps our mounts out of the host's mount namespace and
-// gives the new PID namespace its own /proc.
-func earlyContainer() error {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("making mounts private (is this a new mount namespace?): %w", err)
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mounting /proc for the new PID namespace: %w", err)
-	}
-	return nil
 }
 
 // idleForever blocks without using the CPU.

@@ -32,13 +32,21 @@ func (s SystemImage) Run() error {
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{s.Lower, s.RW, s.NewRoot} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(s.Lower, 0o755); err != nil {
+		return err
 	}
 	if err := unix.Mount(dev, s.Lower, "squashfs", unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("mounting %s (%s) as squashfs on %s: %w; is the squashfs module in the initramfs?", s.Image, dev, s.Lower, err)
+	}
+	return s.overlay()
+}
+
+// overlay mounts the tmpfs and the overlay over the mounted Lower.
+func (s SystemImage) overlay() error {
+	for _, d := range []string{s.RW, s.NewRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount("cairn-rw", s.RW, "tmpfs", unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("mounting the tmpfs for the overlay on %s: %w", s.RW, err)
