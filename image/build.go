@@ -141,9 +141,106 @@ type Listed []string
 // /system.sqfs inside the initramfs.
 const LiveSystem = "cairn.system=live"
 
+// plan is a build's inputs resolved: the board, the kernel, the module
+// subsets and the two file trees, everything but the compressed outputs.
+type plan struct {
+	b              *boards.Board
+	k              *Kernel
+	debPath        string
+	out, cacheDir  string
+	comp           string
+	epoch          int64
+	stage1, system []*kmod.Module
+	sys, ird       tree
+	initIn         *InitInput
+	compIn         *ComponentsInput
+	cfgData        []byte
+	prog           *progress
+}
+
 // Build builds the artifacts described by o into o.Out. On error nothing is
 // left under an artifact's final name that this build did not finish.
 func Build(ctx context.Context, o Options) (*Result, error) {
+	p, err := makePlan(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	b, k, out, cacheDir, comp, epoch, prog := p.b, p.k, p.out, p.cacheDir, p.comp, p.epoch, p.prog
+	sys, ird, cfgData := p.sys, p.ird, p.cfgData
+	work, err := os.MkdirTemp(cacheDir, ".build-")
+	if err != nil {
+		return nil, fmt.Errorf("cache directory %s: %w", cacheDir, err)
+	}
+	defer os.RemoveAll(work)
+	sqfs := filepath.Join(work, "system.sqfs")
+	if err := makeSquashfs(sys, sqfs, epoch, cacheDir, prog); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	files := newOutFiles(out)
+	defer files.abort()
+
+	prog.start("writing the initramfs (" + comp + ")")
+	err = writeInitramfs(files.create("initramfs.img"), ird, sqfs, comp, epoch)
+	prog.done()
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	if err := copyTo(files.create("vmlinuz"), k.VmlinuzPath()); err != nil {
+		return nil, fmt.Errorf("vmlinuz: %w", err)
+	}
+	cmdline := strings.TrimSpace(b.Cmdline + " " + LiveSystem)
+	if err := writeTo(files.create("cmdline"), []byte(cmdline+"\n")); err != nil {
+		return nil, err
+	}
+
+	m := &Manifest{
+		Board: b.Name, Arch: b.Arch, SourceDateEpoch: epoch, Compression: comp,
+		Kernel: KernelInput{Package: k.Package, Version: k.Version, Release: k.Release,
+			File: filepath.Base(p.debPath), SHA256: k.SHA256},
+		Init:       *p.initIn,
+		Components: p.compIn,
+		Modules:    map[string]Listed{"initramfs": names(p.stage1), "system": names(p.system)},
+	}
+	if cfgData != nil {
+		sum := sha256.Sum256(cfgData)
+		m.Config = &FileInput{Name: filepath.Base(o.Config), SHA256: hex.EncodeToString(sum[:])}
+	}
+	if m.SystemImage, err = describe("system.sqfs", sqfs); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"vmlinuz", "initramfs.img", "cmdline"} {
+		a, err := describe(name, files.tmp[name])
+		if err != nil {
+			return nil, err
+		}
+		m.Artifacts = append(m.Artifacts, a)
+	}
+	js, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeTo(files.create("manifest.json"), append(js, '\n')); err != nil {
+		return nil, err
+	}
+	if files.err != nil {
+		return nil, fmt.Errorf("output directory %s: %w", out, files.err)
+	}
+	if err := files.commit(); err != nil {
+		return nil, err
+	}
+	return &Result{
+		Dir: out, Vmlinuz: filepath.Join(out, "vmlinuz"), Initramfs: filepath.Join(out, "initramfs.img"),
+		Cmdline: filepath.Join(out, "cmdline"), Manifest: filepath.Join(out, "manifest.json"),
+		CmdlineText: cmdline, Info: m,
+	}, nil
+}
+
+// makePlan checks the inputs and resolves them into a plan.
+func makePlan(ctx context.Context, o Options) (*plan, error) {
 	b, err := boards.Load(o.Board)
 	if err != nil {
 		return nil, err
@@ -260,21 +357,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			compIn.Digest, _ = sub.digest()
 		}
 	}
-	work, err := os.MkdirTemp(cacheDir, ".build-")
-	if err != nil {
-		return nil, fmt.Errorf("cache directory %s: %w", cacheDir, err)
-	}
-	defer os.RemoveAll(work)
-	sqfs := filepath.Join(work, "system.sqfs")
-	if err := makeSquashfs(sys, sqfs, epoch, cacheDir, prog); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	// The initramfs: a compressed cpio with the init and stage-1 modules,
-	// then an uncompressed cpio holding the already compressed system image.
+	// The initramfs: a compressed cpio with the init and stage-1 modules;
+	// Build appends an uncompressed cpio holding the system image.
 	ird := tree{}
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "mnt", "root"} {
 		ird.mkdirAll(d)
@@ -285,63 +369,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	addModules(ird, k, stage1)
 	ird.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
 
-	files := newOutFiles(out)
-	defer files.abort()
-
-	prog.start("writing the initramfs (" + comp + ")")
-	err = writeInitramfs(files.create("initramfs.img"), ird, sqfs, comp, epoch)
-	prog.done()
-	if err != nil {
-		return nil, fmt.Errorf("initramfs: %w", err)
-	}
-	if err := copyTo(files.create("vmlinuz"), k.VmlinuzPath()); err != nil {
-		return nil, fmt.Errorf("vmlinuz: %w", err)
-	}
-	cmdline := strings.TrimSpace(b.Cmdline + " " + LiveSystem)
-	if err := writeTo(files.create("cmdline"), []byte(cmdline+"\n")); err != nil {
-		return nil, err
-	}
-
-	m := &Manifest{
-		Board: b.Name, Arch: b.Arch, SourceDateEpoch: epoch, Compression: comp,
-		Kernel: KernelInput{Package: k.Package, Version: k.Version, Release: k.Release,
-			File: filepath.Base(debPath), SHA256: k.SHA256},
-		Init:       *initIn,
-		Components: compIn,
-		Modules:    map[string]Listed{"initramfs": names(stage1), "system": names(system)},
-	}
-	if cfgData != nil {
-		sum := sha256.Sum256(cfgData)
-		m.Config = &FileInput{Name: filepath.Base(o.Config), SHA256: hex.EncodeToString(sum[:])}
-	}
-	if m.SystemImage, err = describe("system.sqfs", sqfs); err != nil {
-		return nil, err
-	}
-	for _, name := range []string{"vmlinuz", "initramfs.img", "cmdline"} {
-		a, err := describe(name, files.tmp[name])
-		if err != nil {
-			return nil, err
-		}
-		m.Artifacts = append(m.Artifacts, a)
-	}
-	js, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := writeTo(files.create("manifest.json"), append(js, '\n')); err != nil {
-		return nil, err
-	}
-	if files.err != nil {
-		return nil, fmt.Errorf("output directory %s: %w", out, files.err)
-	}
-	if err := files.commit(); err != nil {
-		return nil, err
-	}
-	return &Result{
-		Dir: out, Vmlinuz: filepath.Join(out, "vmlinuz"), Initramfs: filepath.Join(out, "initramfs.img"),
-		Cmdline: filepath.Join(out, "cmdline"), Manifest: filepath.Join(out, "manifest.json"),
-		CmdlineText: cmdline, Info: m,
-	}, nil
+	return &plan{b: b, k: k, debPath: debPath, out: out, cacheDir: cacheDir, comp: comp, epoch: epoch,
+		stage1: stage1, system: system, sys: sys, ird: ird, initIn: initIn, compIn: compIn, cfgData: cfgData, prog: prog}, nil
 }
 
 func defaultCacheDir() (string, error) {
