@@ -43,21 +43,29 @@ func Load(srcs ...Source) (cfg *Config, diags Diagnostics) {
 	var files []string
 	for _, s := range srcs {
 		files = append(files, s.Name)
-		c, ds := Parse(s)
+		c, ds := parse(s)
 		diags = append(diags, ds...)
-		if c != nil {
-			parsed = append(parsed, c)
-		}
+		parsed = append(parsed, c)
 	}
-	if diags.HasErrors() {
-		return nil, diags
+	// Validation goes on after parse errors, over what did decode, so
+	// that one run reports everything; a check about a key that already
+	// has a parse error (or a key above or below it) is left out.
+	var bad []string
+	for _, d := range diags {
+		if d.Severity == Error {
+			bad = append(bad, d.Path)
+		}
 	}
 	cfg = merge(parsed)
 	cfg.files = files
 	cfg.fillDefaults()
 	vd := cfg.validate()
-	sortDiags(vd, files)
-	diags = append(diags, vd...)
+	for _, d := range vd {
+		if !related(d.Path, bad) {
+			diags = append(diags, d)
+		}
+	}
+	sortDiags(diags, files)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -127,6 +135,16 @@ func merge(cs []*Config) *Config {
 		}
 	}
 	return out
+}
+
+// related reports whether path is one of paths, under one, or above one.
+func related(path string, paths []string) bool {
+	for _, p := range paths {
+		if p == "" || path == "" || underPrefix(path, p) || underPrefix(p, path) {
+			return true
+		}
+	}
+	return false
 }
 
 func underPrefix(k, prefix string) bool {

@@ -115,7 +115,17 @@ func unknownTopLevel(key string) (Severity, string) {
 // A gzip-compressed document is decompressed first, as cloud-init does.
 func Parse(src Source) (cfg *Config, diags Diagnostics) {
 	defer recoverInto(src.Name, &cfg, &diags)
-	cfg = &Config{}
+	cfg, diags = parse(src)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+// parse is Parse that also returns what it could decode when there are
+// errors, so that Load can go on to report the document's other problems.
+func parse(src Source) (*Config, Diagnostics) {
+	cfg := &Config{}
 	d := newDecoder(src.Name)
 	d.unknownTop = unknownTopLevel
 	root := d.document(src.Data)
@@ -130,9 +140,6 @@ func Parse(src Source) (cfg *Config, diags Diagnostics) {
 		}
 	}
 	sortDiags(d.diags, []string{src.Name})
-	if d.diags.HasErrors() {
-		return nil, d.diags
-	}
 	cfg.locs = d.locs
 	cfg.files = []string{src.Name}
 	return cfg, d.diags

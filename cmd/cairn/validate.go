@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/cairn-os/cairn/config"
 )
@@ -20,6 +22,8 @@ const validateUsage = `usage: cairn validate [--print] [--merge] FILE...
 Checks each cloud-config FILE ("-" reads standard input) and prints every
 problem as FILE:LINE:COL: error|warning: message on standard error.
 Exits 1 when any file has an error, 0 otherwise (warnings included).
+A file named network-config (or network-config.*) is read as a NoCloud
+network-config file: network config version 2, not a whole cloud-config.
 
   --print  write the normalized config (defaults filled, secrets
            redacted) to standard output
@@ -81,7 +85,11 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			status = 1
 			continue
 		}
-		srcs = append(srcs, config.Source{Name: name, Data: data})
+		src := config.Source{Name: name, Data: data}
+		if base := filepath.Base(f); base == "network-config" || strings.HasPrefix(base, "network-config.") {
+			src.Kind = config.NetworkConfig
+		}
+		srcs = append(srcs, src)
 	}
 
 	var groups [][]config.Source

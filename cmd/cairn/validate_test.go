@@ -33,6 +33,7 @@ func TestValidate(t *testing.T) {
 		{"stdin-error", []string{"-"}, "#cloud-config\nkubernetes:\n  role: agent\n"},
 		{"missing-file", []string{filepath.Join(validateData, "validate", "does-not-exist.yaml")}, ""},
 		{"no-args", nil, ""},
+		{"network-config", []string{"--print", filepath.Join(validateData, "validate", "network-config.yaml"), filepath.Join(validateData, "validate", "network-config")}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
