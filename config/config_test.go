@@ -32,6 +32,8 @@ func TestCheck(t *testing.T) {
 		want []string // substrings of the printed diagnostics, in order
 		ok   bool     // no errors expected
 	}{
+		{"only the parse error for a key that failed to parse", "kubernetes:\n  role: agent\n  token: [a]\n  vip: 10.0.0.100\n",
+			[]string{"c:3:10: error: kubernetes.token must be a string, not a list\n"}, false},
 		{"agent ok", agentOK, nil, true},
 		{"agent without token", "kubernetes:\n  role: agent\n  vip: 10.0.0.100\n",
 			[]string{"c:2:9: error: kubernetes: an agent needs token (or token-file)"}, false},
@@ -117,6 +119,8 @@ func TestCheck(t *testing.T) {
 		{"extra args", "kubernetes:\n  kubelet-arg: [\"max-pods=200\", \"--v=2\", \"bad flag\"]\n",
 			[]string{`kubernetes.kubelet-arg[2] "bad flag" is not a flag`}, false},
 		{"anchors and merge keys", "x-base: &b {role: agent, token: t}\n", []string{`unknown key "x-base"`}, false},
+		{"parse and validation errors together", "kubernetes:\n  tls-san: x\n  vip: 10.0.0.300\n",
+			[]string{"c:2:12: error: kubernetes.tls-san must be a list", `c:3:8: error: kubernetes.vip "10.0.0.300" is not an IP address`}, false},
 		{"merge key into itself", "kubernetes: &x {<<: *x}\n", []string{"c:1:17: error: kubernetes: the merge key (<<) names a mapping that contains it"}, false},
 		{"merge key", "kubernetes:\n  <<: {role: agent, token: t}\n  vip: 10.0.0.100\n", nil, true},
 		{"alias expansion is bounded", aliasBomb(), []string{"error: document is too large or expands too many aliases"}, false},
@@ -143,6 +147,9 @@ func TestCheck(t *testing.T) {
 					break
 				}
 				rest = rest[i+len(w):]
+			}
+			if strings.HasPrefix(tt.name, "only ") && got != strings.Join(tt.want, "") {
+				t.Errorf("want exactly:\n%s\ngot:\n%s", strings.Join(tt.want, ""), got)
 			}
 			if tt.want == nil && len(diags) > 0 {
 				t.Errorf("unexpected diagnostics:\n%s", got)
