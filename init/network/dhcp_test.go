@@ -187,3 +187,38 @@ func TestDHCPNakStartsOver(t *testing.T) {
 		t.Errorf("addresses on vc: %v, want only the new lease", got)
 	}
 }
+
+// TestDHCPLeaseExpires stops the DHCP server: renewing and rebinding fail,
+// the lease runs out (2m, the shortest dnsmasq grants), the address goes,
+// and when a server is back the client DISCOVERs a new lease.
+func TestDHCPLeaseExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 2-minute lease to expire")
+	}
+	requireRoot(t)
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		t.Skip("needs dnsmasq (Debian: dnsmasq-base)")
+	}
+	srv, cli := netns(t, "exps"), netns(t, "expc")
+	vethPair(t, srv, "vs", cli, "vc")
+	sh(t, "ip", "-n", srv, "addr", "add", "10.79.0.1/24", "dev", "vs")
+	server := startDnsmasq(t, srv, "10.79.0.50,10.79.0.50")
+	h := startHelper(t, cli, helperRequest{Root: t.TempDir()})
+	if l := h.waitFor(t, "network: up vc ", 60*time.Second); l != "network: up vc 10.79.0.50/24 via dhcp" {
+		t.Fatalf("console line %q", l)
+	}
+	server.stop()
+	h.waitFor(t, "network: the lease for 10.79.0.50/24 on vc expired; asking for a new one", 150*time.Second)
+	for _, a := range linkInfo(t, cli, "vc").AddrInfo {
+		if a.Family == "inet" {
+			t.Errorf("vc still has %s after the lease expired", a.Local)
+		}
+	}
+	if rt := routes(t, cli); strings.Contains(rt, "default") {
+		t.Errorf("the lease's default route outlived it:\n%s", rt)
+	}
+	startDnsmasq(t, srv, "10.79.0.60,10.79.0.60")
+	if l := h.waitFor(t, "network: up vc ", 90*time.Second); l != "network: up vc 10.79.0.60/24 via dhcp" {
+		t.Fatalf("console line %q after the server came back", l)
+	}
+}
