@@ -181,6 +181,9 @@ func stage2Boot(ctx context.Context, st *initState) {
 	if err := boot.Run(st.stage2Steps()); err != nil {
 		st.log.Printf("init: %v", err)
 	}
+	if boot.Persistent("/var/log") {
+		st.services.SetLogDir("/var/log/cairn")
+	}
 	cfg := st.loadConfig(ctx)
 	st.applyConfig(cfg)
 	if st.net == nil {

@@ -139,3 +139,17 @@ func EnableControllers(dir string) error {
 	}
 	return nil
 }
+
+// Persistent reports whether path lives on a disk file system (ext4, xfs,
+// btrfs, f2fs) rather than in memory: only then do services keep log files.
+func Persistent(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return true
+	}
+	return false
+}

@@ -146,6 +146,14 @@ func (s *Supervisor) Start(svc Service) error {
 	return nil
 }
 
+// SetLogDir sets where services started from now on keep their log files
+// ("" for none): call it once the log directory turns out persistent.
+func (s *Supervisor) SetLogDir(dir string) {
+	s.mu.Lock()
+	s.o.LogDir = dir
+	s.mu.Unlock()
+}
+
 // Output returns the recent output of a service (nil for an unknown one).
 func (s *Supervisor) Output(name string) []byte {
 	s.mu.Lock()
