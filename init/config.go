@@ -108,7 +108,7 @@ func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, host
 		st.log.Printf("network: %s", strings.TrimPrefix(err.Error(), "network: "))
 	}
 	if state != nil {
-		st.net = state
+		st.net, st.netCfg = state, cfg
 	}
 }
 

@@ -17,10 +17,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/console"
 	"github.com/cairn-os/cairn/init/network"
@@ -54,6 +56,7 @@ type initState struct {
 	log      *console.Logger
 	services *supervise.Supervisor
 	net      *network.State
+	netCfg   *config.Network // what net came up with
 }
 
 func main() {
@@ -188,6 +191,8 @@ func stage2Boot(ctx context.Context, st *initState) {
 	st.applyConfig(cfg)
 	if st.net == nil {
 		st.startNetwork(ctx, cfg.Network, cfg.Hostname)
+	} else if !reflect.DeepEqual(st.netCfg, cfg.Network) {
+		st.log.Printf("network: the config's network section differs from the one the network came up with to read the config; it applies at the next boot")
 	}
 	st.startClock(ctx, cfg)
 	st.startNode()
