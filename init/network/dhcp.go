@@ -2,12 +2,14 @@ package network
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -59,6 +61,7 @@ func (c *dhcpClient) modifiers() []dhcpv4.Modifier {
 // the kernel expires it with the lease, and a shutting-down node should keep
 // talking until its last service has stopped.
 func (c *dhcpClient) run(ctx context.Context) {
+	seedRandom()
 	backoff := dhcpAttempt
 	for ctx.Err() == nil {
 		lease, err := c.discover(ctx)
@@ -87,6 +90,16 @@ func (c *dhcpClient) run(ctx context.Context) {
 		c.keep(ctx)
 	}
 }
+
+// seedRandom waits, once, for the kernel's random pool. The DHCP library
+// draws transaction IDs with non-blocking getrandom calls, which fail until
+// the pool is ready and, early in boot on a machine without a hardware RNG
+// (QEMU under TCG), never make it ready; a blocking read, as crypto/rand
+// does, lets the kernel gather jitter entropy and finishes in about a second.
+var seedRandom = sync.OnceFunc(func() {
+	var b [4]byte
+	crand.Read(b[:])
+})
 
 // discover runs DISCOVER/OFFER/REQUEST/ACK on a raw socket, since the link
 // has no address yet.

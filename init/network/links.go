@@ -195,8 +195,18 @@ func createBond(name string, b config.Bond, resolve func(string) string) error {
 	}
 	existing, err := netlink.LinkByName(name)
 	if err == nil {
+		// Loading the bonding module creates an empty bond0: take it over
+		// with the configured parameters (a mode changes only while the
+		// bond is down and has no members).
 		if _, ok := existing.(*netlink.Bond); !ok {
 			return fmt.Errorf("a %s link named %s already exists", existing.Type(), name)
+		}
+		if err := netlink.LinkSetDown(existing); err != nil {
+			return err
+		}
+		bond.Index = existing.Attrs().Index
+		if err := netlink.LinkModify(bond); err != nil {
+			return fmt.Errorf("setting the bond's parameters: %w", err)
 		}
 	} else if err := netlink.LinkAdd(bond); err != nil {
 		return fmt.Errorf("creating the bond: %w (is the bonding module loaded?)", err)
