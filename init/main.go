@@ -227,7 +227,22 @@ func (st *initState) startNode() {
 	st.log.Printf("node: components found, but this init cannot run a role yet")
 }
 
+// shutdown stops everything and powers off or reboots. Should the orderly
+// path fail with a panic, the machine still goes down, synced.
 func (st *initState) shutdown(req shutdown.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			st.log.Printf("shutdown: internal error (panic): %v; going down at once", r)
+			unix.Sync()
+			if st.platform == Container {
+				os.Exit(1)
+			}
+			if req.Action == shutdown.Reboot {
+				unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+			}
+			unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		}
+	}()
 	shutdown.Run(req, shutdown.Options{
 		Log:       st.log.Print,
 		Services:  []shutdown.Stopper{st.services},

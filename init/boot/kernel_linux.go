@@ -118,7 +118,11 @@ func (c Cgroup2) Run() error {
 			return err
 		}
 	}
-	return EnableControllers(c.Path)
+	err := EnableControllers(c.Path)
+	if data, rerr := os.ReadFile(filepath.Join(c.Path, "cgroup.subtree_control")); rerr == nil {
+		slog.Debug("boot: cgroup controllers enabled for the kubelet: " + strings.TrimSpace(string(data)))
+	}
+	return err
 }
 
 // EnableControllers writes every controller listed in dir/cgroup.controllers

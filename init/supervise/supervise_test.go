@@ -346,3 +346,14 @@ func TestLogFileRotates(t *testing.T) {
 		t.Errorf("%s.3 exists; only 2 old files should be kept", p)
 	}
 }
+
+func TestGoSurvivesPanic(t *testing.T) {
+	done := make(chan struct{})
+	Go("test", func() {
+		defer close(done)
+		var m map[string]int
+		m["boom"] = 1 // a nil map write panics
+	})
+	<-done
+	// Still here: the panic was recovered, the process lives on.
+}
