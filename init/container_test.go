@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,10 +28,7 @@ func TestContainerPlatform(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the init")
 	}
-	bin := filepath.Join(t.TempDir(), "init")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildInit(t)
 	root := t.TempDir()
 	files := map[string]string{
 		"etc/passwd": "root:x:0:0:root:/root:/bin/false\nnode:x:1000:1000::/:/bin/false\n",
@@ -142,4 +142,59 @@ func nodePID(t *testing.T, launcher int) string {
 	}
 	t.Fatalf("no child of the launcher %d", launcher)
 	return ""
+}
+
+// TestRefusesToRunAsAnOrdinaryProcess: started by hand on a host, the init
+// must not mount, take Ctrl-Alt-Del or power the host off.
+func TestRefusesToRunAsAnOrdinaryProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the init")
+	}
+	bin := buildInit(t)
+	for _, args := range [][]string{{}, {"-platform", "container"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = []string{} // no $container
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("init %v: %v, want exit status 2", args, err)
+		}
+		if !regexp.MustCompile(`^cairn: \[\d{5,}\.\d{3}\] init: (not PID 1|the container platform needs -root)`).Match(out) {
+			t.Errorf("init %v printed %q, want it to say why it refuses", args, out)
+		}
+	}
+}
+
+var (
+	buildOnce sync.Once
+	builtInit string
+	buildErr  error
+)
+
+// buildInit builds this package's program once for the tests.
+func buildInit(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cairn-init-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtInit = filepath.Join(dir, "init")
+		if out, err := exec.Command("go", "build", "-o", builtInit, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtInit
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtInit != "" {
+		os.RemoveAll(filepath.Dir(builtInit))
+	}
+	os.Exit(code)
 }

@@ -103,9 +103,18 @@ func main() {
 		}
 	}
 
+	if st.platform == Metal && os.Getpid() != 1 {
+		// Mounting, taking Ctrl-Alt-Del and powering off belong to the
+		// machine's own init; never do them to a host by accident.
+		log.Printf("init: not PID 1; this program is a machine's init (or run it with -platform container -root IMAGE)")
+		os.Exit(2)
+	}
 	stage2 := os.Getenv(stageEnv) == "2"
-	if st.platform == Metal && !stage2 {
-		earlyMetal(log)
+	if st.platform == Metal {
+		if !stage2 {
+			earlyMetal(log)
+		}
+		log.SetKmsg("/dev/kmsg")
 	}
 	st.cmdline = readCmdline(*cmdlineFlag)
 	log.SetDebug(st.cmdline.Has("cairn.debug"))
@@ -251,7 +260,7 @@ func (st *initState) shutdown(req shutdown.Request) {
 }
 
 // earlyMetal mounts the API file systems and makes sure the console is
-// standard input, output and error, then sends the log to /dev/kmsg too.
+// standard input, output and error.
 func earlyMetal(log *console.Logger) {
 	// Quietly: the first line on the console is "init: starting".
 	if err := (boot.Group{Steps: boot.APIMounts()}).Run(); err != nil {
@@ -266,7 +275,6 @@ func earlyMetal(log *console.Logger) {
 		}
 	}
 	log.SetOutput(os.Stdout)
-	log.SetKmsg("/dev/kmsg")
 }
 
 // idleForever blocks without using the CPU.
