@@ -107,8 +107,30 @@ type ExtractOptions struct {
 	Links map[string]string
 }
 
-// DefaultDrop is documentation and translations, which an appliance does not need.
-var DefaultDrop = []string{"usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/lintian/", "usr/share/locale/", "usr/share/bug/"}
+// DefaultDrop is what an appliance does not need: documentation,
+// translations, glibc's iconv modules (8 MB; nothing the node runs from
+// these packages converts character sets) and systemd units. A "*" matches
+// one path element.
+var DefaultDrop = []string{
+	"usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/lintian/", "usr/share/locale/", "usr/share/bug/",
+	"usr/lib/*/gconv/", "lib/systemd/", "usr/lib/systemd/",
+}
+
+// dropped reports whether name (tree-relative, no leading slash) falls under
+// one of the drop prefixes.
+func dropped(name string, drop []string) bool {
+	elems := strings.Split(name, "/")
+	for _, p := range drop {
+		pe := strings.Split(strings.TrimSuffix(p, "/"), "/")
+		if len(elems) < len(pe) {
+			continue
+		}
+		if ok, _ := path.Match(strings.Join(pe, "/"), strings.Join(elems[:len(pe)], "/")); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // Manifest records what Extract put into a tree.
 type Manifest struct {
@@ -196,10 +218,8 @@ func extractOne(debPath, dest string, drop []string) (ManifestEntry, error) {
 		if name == "" {
 			return nil
 		}
-		for _, p := range drop {
-			if strings.HasPrefix(name+"/", p) {
-				return nil
-			}
+		if dropped(name, drop) {
+			return nil
 		}
 		target, err := inside(dest, name)
 		if err != nil {

@@ -194,3 +194,24 @@ func FuzzParsePackages(f *testing.F) {
 		}
 	})
 }
+
+func TestDropped(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"usr/share/doc", true},
+		{"usr/share/doc/libc6/copyright", true},
+		{"usr/share/docs", false},
+		{"usr/lib/x86_64-linux-gnu/gconv/UTF-16.so", true},
+		{"usr/lib/aarch64-linux-gnu/gconv", true},
+		{"usr/lib/x86_64-linux-gnu/libc.so.6", false},
+		{"usr/sbin/iptables", false},
+		{"usr", false},
+	}
+	for _, tt := range tests {
+		if got := dropped(tt.name, DefaultDrop); got != tt.want {
+			t.Errorf("dropped(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
