@@ -143,7 +143,7 @@ func image(t *testing.T, board string, extra ...string) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cairn %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	t.Logf("figures: %s: cairn build %s took %s", board, strings.Join(extra, " "), time.Since(began).Round(100*time.Millisecond))
+	t.Logf("figures: %s: %s took %s", board, strings.Join(append([]string{"cairn build"}, extra...), " "), time.Since(began).Round(100*time.Millisecond))
 	images[key] = dir
 	return dir
 }

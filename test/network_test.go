@@ -20,6 +20,7 @@ import (
 const (
 	bridgeAddr = "192.168.77.1/24"
 	staticAddr = "192.168.77.11/24"
+	staticMAC  = "52:54:00:77:00:11"
 )
 
 // bridged creates a namespace with a bridge and one TAP device on it, removed
@@ -48,7 +49,7 @@ func bridged(t *testing.T, ctx context.Context) (*qemu.Netns, string) {
 }
 
 // TestStaticAddressOnBridge gives a node a static address through a NoCloud
-// seed's network-config and pings it from the bridge.
+// seed's network-config and reaches it from the bridge.
 func TestStaticAddressOnBridge(t *testing.T) {
 	for _, ab := range archBoards {
 		t.Run(ab.arch, func(t *testing.T) {
@@ -71,7 +72,7 @@ ethernets:
 			m := boot(t, ctx, ab.board, image(t, ab.board), qemu.Config{
 				Seed:  seed,
 				Netns: ns,
-				NICs:  []qemu.NIC{{TAP: tap}},
+				NICs:  []qemu.NIC{{TAP: tap, MAC: staticMAC}},
 			})
 			waitFor(t, ctx, m, bootTimeout, reInitStarting)
 			waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
@@ -79,18 +80,24 @@ ethernets:
 			if got := reNetworkUp.FindStringSubmatch(up.Text); got[1] != "eth0" || got[2] != staticAddr || got[3] != "static" {
 				t.Errorf("network line %q: want eth0 %s via static", up.Text, staticAddr)
 			}
-			// The address is real: the guest answers on the bridge.
+			// The address is real: the guest's kernel answers a TCP
+			// connection to it from the bridge (with a reset: nothing
+			// listens), and the bridge's neighbour table shows the NIC's MAC.
 			addr := strings.Split(staticAddr, "/")[0]
 			deadline := time.Now().Add(stepTimeout)
 			for {
-				out, err := ns.Command(ctx, "ping", "-c", "1", "-W", "2", addr).CombinedOutput()
-				if err == nil {
+				out, _ := ns.Command(ctx, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/"+addr+"/9").CombinedOutput()
+				if strings.Contains(string(out), "Connection refused") {
 					break
 				}
 				if time.Now().After(deadline) || ctx.Err() != nil {
-					t.Fatalf("ping %s from the bridge: %v\n%s", addr, err, out)
+					t.Fatalf("TCP to %s:9 from the bridge: want connection refused by the guest, got %q", addr, out)
 				}
 				time.Sleep(time.Second)
+			}
+			out, err := ns.Command(ctx, "ip", "neigh", "show", addr).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), staticMAC) {
+				t.Errorf("bridge neighbour entry for %s: %q (%v), want MAC %s", addr, out, err, staticMAC)
 			}
 		})
 	}
