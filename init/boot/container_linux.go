@@ -93,7 +93,14 @@ func (c ContainerRoot) Run() error {
 			return fmt.Errorf("%s: %w", m, err)
 		}
 	}
-	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty", "net/tun", "fuse"} {
+	// The host's cgroups, for the kubelet and containerd on this platform.
+	if _, err := os.Stat("/sys/fs/cgroup"); err == nil {
+		cg := filepath.Join(root, "sys/fs/cgroup")
+		if err := unix.Mount("/sys/fs/cgroup", cg, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("binding the host's cgroups into the container: %w", err)
+		}
+	}
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty", "kmsg", "net/tun", "fuse"} {
 		src, dst := "/dev/"+n, filepath.Join(root, "dev", n)
 		if _, err := os.Stat(src); err != nil {
 			continue
