@@ -110,6 +110,7 @@ func main() {
 		os.Exit(2)
 	}
 	stage2 := os.Getenv(stageEnv) == "2"
+	os.Unsetenv(stageEnv) // not for anything this init starts
 	if st.platform == Metal {
 		if !stage2 {
 			earlyMetal(log)
