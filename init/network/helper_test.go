@@ -30,6 +30,10 @@ type helperRequest struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getpid() == 1 {
+		runInVM() // booted as /init by TestInQEMU
+		return
+	}
 	if req := os.Getenv(helperEnv); req != "" {
 		os.Exit(runHelper(req))
 	}
