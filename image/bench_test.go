@@ -145,7 +145,7 @@ func BenchmarkCompressFloor(b *testing.B) {
 				zw.Write(ird.Bytes())
 				zw.Close()
 				irdOut = cw.n
-				cmd := exec.Command("zstd", "-"+strconv.Itoa(squashfsLevel), "-T0", "-c")
+				cmd := exec.Command("zstd", "-"+strconv.Itoa(p.level), "-T0", "-c")
 				cmd.Stdin = bytes.NewReader(sys.Bytes())
 				out, err := cmd.Output()
 				if err != nil {

@@ -58,6 +58,9 @@ type Options struct {
 	Config string
 	// Compression of the initramfs: "zstd" (default) or "gzip".
 	Compression string
+	// SquashfsLevel is the zstd level (1-22) of the system image; 0 means
+	// DefaultSquashfsLevel.
+	SquashfsLevel int
 	// Modules are extra modules for the system image (and their
 	// dependencies), beyond the board's and NodeModules.
 	Modules []string
@@ -93,6 +96,7 @@ type Manifest struct {
 	Components      *ComponentsInput  `json:"components,omitempty"`
 	Config          *FileInput        `json:"config,omitempty"`
 	Compression     string            `json:"compression"`
+	SquashfsLevel   int               `json:"squashfs_zstd_level"`
 	Modules         map[string]Listed `json:"modules"`
 	SystemImage     Artifact          `json:"system_image"`
 }
@@ -149,6 +153,7 @@ type plan struct {
 	debPath        string
 	out, cacheDir  string
 	comp           string
+	level          int
 	epoch          int64
 	stage1, system []*kmod.Module
 	sys, ird       tree
@@ -173,7 +178,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 	sqfs := filepath.Join(work, "system.sqfs")
-	if err := makeSquashfs(sys, sqfs, epoch, cacheDir, prog); err != nil {
+	if err := makeSquashfs(sys, sqfs, epoch, p.level, cacheDir, prog); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -198,7 +203,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	m := &Manifest{
-		Board: b.Name, Arch: b.Arch, SourceDateEpoch: epoch, Compression: comp,
+		Board: b.Name, Arch: b.Arch, SourceDateEpoch: epoch, Compression: comp, SquashfsLevel: p.level,
 		Kernel: KernelInput{Package: k.Package, Version: k.Version, Release: k.Release,
 			File: filepath.Base(p.debPath), SHA256: k.SHA256},
 		Init:       *p.initIn,
@@ -261,6 +266,13 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	}
 	if comp != "zstd" && comp != "gzip" {
 		return nil, fmt.Errorf("initramfs compression %q is not supported; use zstd or gzip", comp)
+	}
+	level := o.SquashfsLevel
+	if level == 0 {
+		level = DefaultSquashfsLevel
+	}
+	if level < 1 || level > 22 {
+		return nil, fmt.Errorf("squashfs zstd level %d is out of range; use 1 to 22", level)
 	}
 	epoch := o.SourceDateEpoch
 	if epoch == 0 {
@@ -354,7 +366,7 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 		}
 		sub := tree{}
 		if err := sub.addDir(compDir, ""); err == nil {
-			compIn.Digest, _ = sub.digest()
+			compIn.Digest, _ = sub.digest(digests{cacheDir})
 		}
 	}
 	// The initramfs: a compressed cpio with the init and stage-1 modules;
@@ -369,7 +381,7 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	addModules(ird, k, stage1)
 	ird.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
 
-	return &plan{b: b, k: k, debPath: debPath, out: out, cacheDir: cacheDir, comp: comp, epoch: epoch,
+	return &plan{b: b, k: k, debPath: debPath, out: out, cacheDir: cacheDir, comp: comp, level: level, epoch: epoch,
 		stage1: stage1, system: system, sys: sys, ird: ird, initIn: initIn, compIn: compIn, cfgData: cfgData, prog: prog}, nil
 }
 

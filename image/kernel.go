@@ -146,7 +146,7 @@ func digits(s string) int {
 // loadKernel returns the kernel of the .deb at path for board, unpacking it
 // into cacheDir on first use (the cache is keyed by the .deb's sha256).
 func loadKernel(path string, b *boards.Board, cacheDir string, prog *progress) (*Kernel, error) {
-	sum, err := fileSHA256(path)
+	sum, err := digests{cacheDir}.sum(path)
 	if err != nil {
 		return nil, fmt.Errorf("kernel package %s: %w", path, err)
 	}

@@ -177,23 +177,25 @@ func (t tree) writeCPIO(w io.Writer, mtime int64) error {
 
 // digest is a hash of the tree's paths, modes, targets and contents: two
 // trees with the same digest give the same filesystem image.
-func (t tree) digest() (string, error) {
+func (t tree) digest(d digests) (string, error) {
 	h := sha256.New()
 	for _, p := range t.paths() {
 		n := t[p]
-		fmt.Fprintf(h, "%q %o %q %d %d\n", p, n.mode, n.link, n.major, n.minor)
+		fmt.Fprintf(h, "%q %o %q %d %d", p, n.mode, n.link, n.major, n.minor)
 		if n.isFile() {
-			r, _, err := n.open()
-			if err != nil {
-				return "", err
+			var sum string
+			if n.src != "" {
+				var err error
+				if sum, err = d.sum(n.src); err != nil {
+					return "", fmt.Errorf("%s: %w", p, err)
+				}
+			} else {
+				b := sha256.Sum256(n.data)
+				sum = hex.EncodeToString(b[:])
 			}
-			_, err = io.Copy(h, r)
-			r.Close()
-			if err != nil {
-				return "", fmt.Errorf("%s: %w", p, err)
-			}
-			h.Write([]byte{0})
+			fmt.Fprintf(h, " %s", sum)
 		}
+		h.Write([]byte{'\n'})
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

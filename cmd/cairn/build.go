@@ -40,6 +40,7 @@ flags:
 	fs.StringVar(&o.Components, "components", "", "directory with linux-<arch>/ component trees (make components); none when empty")
 	fs.StringVar(&o.Config, "config", "", "cloud-config to bake in as /etc/cairn/config.yaml (validated)")
 	fs.StringVar(&o.Compression, "compress", "zstd", "initramfs compression: zstd or gzip")
+	fs.IntVar(&o.SquashfsLevel, "squashfs-level", image.DefaultSquashfsLevel, "zstd level of the system image, 1-22 (19 for the smallest image, slowly)")
 	fs.Var(&mods, "module", "extra kernel module for the system image (repeatable)")
 	fs.StringVar(&o.CacheDir, "cache", "", "cache of unpacked kernels and system images (default ~/.cache/cairn)")
 	if err := fs.Parse(args); err != nil {

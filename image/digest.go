@@ -1,0 +1,51 @@
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// digests remembers files' sha256 by path, size, modification time and
+// inode, so a warm rebuild does not hash its unchanged inputs again (the
+// kernel package alone is 60-70 MB). The memo lives in the cache
+// directory, one small file per key; with no cache directory every file is
+// hashed.
+type digests struct{ dir string }
+
+func (d digests) sum(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if d.dir == "" || !st.Mode().IsRegular() {
+		return fileSHA256(path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fileSHA256(path)
+	}
+	var ino uint64
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = s.Ino
+	}
+	k := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano(), ino))
+	memo := filepath.Join(d.dir, "sums", hex.EncodeToString(k[:16]))
+	if b, err := os.ReadFile(memo); err == nil && len(b) == 64 {
+		return string(b), nil
+	}
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return "", err
+	}
+	if os.MkdirAll(filepath.Dir(memo), 0o755) == nil {
+		tmp := fmt.Sprintf("%s.%d.tmp", memo, os.Getpid())
+		if os.WriteFile(tmp, []byte(sum), 0o644) == nil {
+			os.Rename(tmp, memo)
+		}
+	}
+	return sum, nil
+}
