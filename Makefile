@@ -24,9 +24,12 @@ kernels: deps
 cairn:
 	$(GO) build -trimpath -o $(CAIRN) ./cmd/cairn
 
-# The default image: kernel + initramfs + system image for $(BOARD).
+# The default image: kernel + initramfs + system image for $(BOARD), with the
+# node components when `make components` has built them for the board's arch.
+BOARD_ARCH = $(shell awk '/^arch:/ {print $$2; exit}' boards/$(BOARD).yaml)
 image: cairn kernels
-	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD)
+	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD) \
+		$(if $(wildcard $(OUT)/components/linux-$(BOARD_ARCH)/usr),-components $(OUT)/components)
 
 # Boot the default image in QEMU (TCG); Ctrl-A X quits.
 run: image
