@@ -127,6 +127,9 @@ func main() {
 	}
 
 	ctx := context.Background()
+	// The boot ends when a shutdown begins: no config retries, no DHCP,
+	// nothing new started while services stop.
+	bootCtx, endBoot := context.WithCancel(ctx)
 	supervise.Go("reaper", func() { supervise.DefaultReaper().Run(ctx) })
 	if st.platform == Metal {
 		if err := shutdown.DisableCAD(); err != nil {
@@ -136,9 +139,10 @@ func main() {
 	requests := shutdown.Watch(ctx, st.platform == Metal)
 	st.services = supervise.New(supervise.Options{Log: log.Print, Raw: log.Raw})
 
-	supervise.Go("boot", func() { st.boot(ctx, stage2) })
+	supervise.Go("boot", func() { st.boot(bootCtx, stage2) })
 
 	for req := range requests {
+		endBoot()
 		st.shutdown(req)
 	}
 	idleForever()
@@ -198,14 +202,20 @@ func stage2Boot(ctx context.Context, st *initState) {
 		st.services.SetLogDir("/var/log/cairn")
 	}
 	cfg := st.loadConfig(ctx)
+	if ctx.Err() != nil {
+		return
+	}
 	st.applyConfig(cfg)
 	if st.net == nil {
 		st.startNetwork(ctx, cfg.Network, cfg.Hostname)
 	} else if !reflect.DeepEqual(st.netCfg, cfg.Network) {
 		st.log.Printf("network: the config's network section differs from the one the network came up with to read the config; it applies at the next boot")
 	}
+	if ctx.Err() != nil {
+		return
+	}
 	st.startClock(ctx, cfg)
-	st.startNode()
+	st.startNode(ctx)
 }
 
 // stage2Steps prepare the system image's root for the node.
@@ -229,7 +239,10 @@ func (st *initState) stage2Steps() []boot.Entry {
 }
 
 // startNode starts the node's components, if the image has them.
-func (st *initState) startNode() {
+func (st *initState) startNode(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
 	if _, err := os.Stat("/usr/bin/cairn-node"); err != nil {
 		st.log.Printf("node: nothing to run: this image has no node components")
 		return

@@ -86,15 +86,16 @@ func (l *Logger) Printf(format string, args ...any) {
 
 // Print writes text as one line (several when it holds newlines).
 func (l *Logger) Print(text string) {
-	t := l.clock()
 	text = strings.TrimRight(text, "\n")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// The time is taken under the lock, so lines appear in time order.
+	t := l.clock()
 	var b strings.Builder
 	for _, line := range strings.Split(text, "\n") {
 		b.WriteString(Line(t, line))
 		b.WriteByte('\n')
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	io.WriteString(l.out, b.String())
 	if l.kmsg != "" {
 		writeKmsg(l.kmsg, b.String())
