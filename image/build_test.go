@@ -5,6 +5,7 @@ import (
 	"context"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -239,4 +240,91 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The modules.dep the builder writes agrees with depmod's for the same
+// module subset of the real kernel, and its order is a valid load order.
+func TestModulesDepMatchesDepmod(t *testing.T) {
+	depmod, err := exec.LookPath("depmod")
+	if err != nil {
+		t.Skip("depmod (kmod) is not installed")
+	}
+	for _, board := range []string{"qemu-x86_64", "qemu-arm64"} {
+		t.Run(board, func(t *testing.T) {
+			b, err := boards.Load(board)
+			must(t, err)
+			deb, err := findKernelDeb(debsDir(t), b)
+			must(t, err)
+			k, err := loadKernel(deb, b, testCache(), nil)
+			must(t, err)
+			mods, err := k.Modules.Closure(append(append(append([]string{}, b.Modules...), Stage1Modules...), NodeModules...))
+			must(t, err)
+			root := t.TempDir()
+			dir := filepath.Join(root, "lib", "modules", k.Release)
+			for _, m := range mods {
+				dst := filepath.Join(dir, m.Path)
+				must(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+				must(t, copyFile(k.ModulePath(m.Path), dst))
+			}
+			must(t, os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte(k.Modules.BuiltinFile), 0o644))
+			if out, err := exec.Command(depmod, "-b", root, k.Release).CombinedOutput(); err != nil {
+				t.Fatalf("depmod: %v\n%s", err, out)
+			}
+			theirs, err := os.ReadFile(filepath.Join(dir, "modules.dep"))
+			must(t, err)
+			ours := k.Modules.BuildIndex(mods).Dep
+			parse := func(s string) map[string][]string {
+				m := map[string][]string{}
+				for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+					k, v, _ := strings.Cut(line, ":")
+					m[k] = strings.Fields(v)
+				}
+				return m
+			}
+			o, th := parse(ours), parse(string(theirs))
+			if len(th) < 50 || len(o) != len(th) {
+				t.Errorf("modules.dep: %d modules, depmod has %d", len(o), len(th))
+			}
+			byPath := map[string]string{}
+			for _, m := range mods {
+				byPath[m.Path] = m.Name
+			}
+			for path, deps := range th {
+				if !sameSet(o[path], deps) {
+					t.Errorf("%s: dependencies %q, depmod says %q", path, o[path], deps)
+				}
+				// Loading the list from its end, then the module, loads
+				// every module after its direct dependencies.
+				loaded := map[string]bool{}
+				for i := len(o[path]) - 1; i >= 0; i-- {
+					m := k.Modules.Modules[byPath[o[path][i]]]
+					for _, d := range m.Depends {
+						if !loaded[d] {
+							t.Errorf("%s: %s comes before its dependency %s", path, m.Name, d)
+						}
+					}
+					loaded[m.Name] = true
+				}
+			}
+		})
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, x := range a {
+		m[x]++
+	}
+	for _, x := range b {
+		m[x]--
+	}
+	for _, v := range m {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
 }
