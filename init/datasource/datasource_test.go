@@ -84,9 +84,9 @@ func TestGatherPrecedence(t *testing.T) {
 		"openstack/latest/meta_data.json": `{"uuid": "x", "hostname": "from-config-drive"}`,
 	})
 	mux := http.NewServeMux()
-	mux.HandleFunc("/seed/user-data", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "#cloud-config\nsysctl: {a: b}\n") })
+	mux.HandleFunc("/seed/user-data", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "#cloud-config\nsysctl: {net.ipv4.ip_forward: \"1\"}\n") })
 	mux.HandleFunc("/seed/meta-data", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local-hostname: from-url-seed\n") })
-	mux.HandleFunc("/cairn.yaml", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "kubernetes:\n  role: agent\n") })
+	mux.HandleFunc("/cairn.yaml", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ntp:\n  servers: [time.example]\n") })
 	var sawToken atomic.Bool
 	mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds") == "" {
@@ -152,8 +152,8 @@ func TestGatherPrecedence(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("config.Load: %v", diags.Err())
 	}
-	if cfg.Hostname != "from-ec2" || cfg.Kubernetes.Role != "agent" || cfg.Network == nil || !cfg.Network.Ethernets["eth0"].DHCP4 {
-		t.Errorf("merged config: hostname %q role %q network %+v", cfg.Hostname, cfg.Kubernetes.Role, cfg.Network)
+	if cfg.Hostname != "from-ec2" || cfg.NTP == nil || strings.Join(cfg.NTP.Servers, ",") != "time.example" || cfg.Network == nil || !cfg.Network.Ethernets["eth0"].DHCP4 {
+		t.Errorf("merged config: hostname %q ntp %+v network %+v", cfg.Hostname, cfg.NTP, cfg.Network)
 	}
 
 	// Without the network only the local sources are read.
@@ -174,7 +174,7 @@ func TestMetaDataHostnameYieldsToUserData(t *testing.T) {
 		want     string
 	}{
 		{"user-data sets hostname", "#cloud-config\nhostname: explicit\n", "explicit"},
-		{"user-data leaves it out", "#cloud-config\nsysctl: {a: b}\n", "from-meta"},
+		{"user-data leaves it out", "#cloud-config\nsysctl: {net.ipv4.ip_forward: \"1\"}\n", "from-meta"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := vfatImage(t, "cidata", 2, "", map[string]string{"user-data": c.userData, "meta-data": "local-hostname: from-meta\n"})

@@ -102,7 +102,8 @@ type job struct {
 
 // Up brings up loopback and then every link: per cfg, or DHCPv4 on every
 // physical link when cfg is nil (every veth when there is no physical link,
-// as in the container platform). It returns when each link has its address
+// as in the container platform). Call it once per boot: its DHCP clients own
+// their links until ctx ends. It returns when each link has its address
 // or Options.Timeout passed; the error then names each link that failed or
 // is still waiting (those keep trying until ctx ends).
 func Up(ctx context.Context, cfg *config.Network, opts Options) (*State, error) {
