@@ -84,7 +84,9 @@ func TestGatherPrecedence(t *testing.T) {
 		"openstack/latest/meta_data.json": `{"uuid": "x", "hostname": "from-config-drive"}`,
 	})
 	mux := http.NewServeMux()
-	mux.HandleFunc("/seed/user-data", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "#cloud-config\nsysctl: {net.ipv4.ip_forward: \"1\"}\n") })
+	mux.HandleFunc("/seed/user-data", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "#cloud-config\nsysctl: {net.ipv4.ip_forward: \"1\"}\n")
+	})
 	mux.HandleFunc("/seed/meta-data", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "local-hostname: from-url-seed\n") })
 	mux.HandleFunc("/cairn.yaml", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ntp:\n  servers: [time.example]\n") })
 	var sawToken atomic.Bool
