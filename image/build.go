@@ -189,7 +189,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	defer files.abort()
 
 	prog.start("writing the initramfs (" + comp + ")")
-	err = writeInitramfs(files.create("initramfs.img"), ird, sqfs, comp, epoch)
+	err = writeInitramfs(files.create("initramfs.img"), ird, sqfs, comp, epoch, cacheDir)
 	prog.done()
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
@@ -467,27 +467,25 @@ func names(mods []*kmod.Module) Listed {
 // writeInitramfs writes the compressed stage-1 cpio, zero padding to a
 // 4-byte boundary, then an uncompressed cpio holding /system.sqfs (already
 // compressed; the kernel unpacks concatenated archives in turn).
-func writeInitramfs(w io.WriteCloser, t tree, sqfs, comp string, mtime int64) error {
+func writeInitramfs(w io.WriteCloser, t tree, sqfs, comp string, mtime int64, cacheDir string) error {
 	if w == nil {
 		return errors.New("cannot create the file")
 	}
-	cw := &countWriter{w: w}
-	var zw io.WriteCloser
-	var err error
-	switch comp {
-	case "gzip":
-		g, _ := gzip.NewWriterLevel(cw, gzip.BestCompression)
-		zw = g
-	default:
-		zw, err = zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(2))
-		if err != nil {
-			return err
-		}
-	}
-	if err := t.writeCPIO(zw, mtime); err != nil {
+	seg, err := compressedCPIO(t, comp, mtime, cacheDir)
+	if err != nil {
+		w.Close()
 		return err
 	}
-	if err := zw.Close(); err != nil {
+	cw := &countWriter{w: w}
+	f, err := os.Open(seg)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	_, err = io.Copy(cw, f)
+	f.Close()
+	if err != nil {
+		w.Close()
 		return err
 	}
 	if r := cw.n % 4; r != 0 {
@@ -496,12 +494,67 @@ func writeInitramfs(w io.WriteCloser, t tree, sqfs, comp string, mtime int64) er
 	live := tree{}
 	live.file("system.sqfs", 0o644, sqfs)
 	if err := live.writeCPIO(cw, mtime); err != nil {
+		w.Close()
 		return err
 	}
 	if cw.err != nil {
+		w.Close()
 		return cw.err
 	}
 	return w.Close()
+}
+
+// compressedCPIO returns a file holding t as a compressed cpio, cached in
+// cacheDir by the tree's digest and the codec's settings.
+func compressedCPIO(t tree, comp string, mtime int64, cacheDir string) (string, error) {
+	d, err := t.digest(digests{cacheDir})
+	if err != nil {
+		return "", err
+	}
+	settings := "zstd better concurrency=2"
+	if comp == "gzip" {
+		settings = "gzip best"
+	}
+	key := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%s", d, mtime, settings))
+	path := filepath.Join(cacheDir, "initramfs", hex.EncodeToString(key[:16])+".cpio."+comp)
+	if cacheHit(path) {
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	cachePrune(filepath.Dir(path))
+	f, err := os.CreateTemp(filepath.Dir(path), ".seg-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	var zw io.WriteCloser
+	switch comp {
+	case "gzip":
+		zw, _ = gzip.NewWriterLevel(f, gzip.BestCompression)
+	default:
+		zw, err = zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(2))
+		if err != nil {
+			f.Close()
+			return "", err
+		}
+	}
+	if err := t.writeCPIO(zw, mtime); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := zw.Close(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 type countWriter struct {

@@ -33,7 +33,8 @@ func debsDir(t testing.TB) string {
 }
 
 // testCache is shared by the tests of one machine so a kernel is unpacked
-// once; tests that need a fresh system image remove its squashfs/ part.
+// once; tests that need a fresh system image remove its squashfs/ and
+// initramfs/ parts.
 func testCache() string { return filepath.Join(os.TempDir(), "cairn-image-test-cache") }
 
 func build(t testing.TB, o Options) *Result {
@@ -67,8 +68,10 @@ func TestBuildIsReproducible(t *testing.T) {
 			initBin, _, err := buildInit(context.Background(), "", b0.Arch, t.TempDir(), nil)
 			must(t, err)
 			a := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin})
-			// Drop the cached system image so the second build makes its own.
+			// Drop the cached system image and stage-1 archive so the
+			// second build makes its own.
 			os.RemoveAll(filepath.Join(testCache(), "squashfs"))
+			os.RemoveAll(filepath.Join(testCache(), "initramfs"))
 			b := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin})
 			for _, name := range []string{"vmlinuz", "initramfs.img", "cmdline", "manifest.json"} {
 				x, err := os.ReadFile(filepath.Join(a.Dir, name))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // digests remembers files' sha256 by path, size, modification time and
@@ -48,4 +49,28 @@ func (d digests) sum(path string) (string, error) {
 		}
 	}
 	return sum, nil
+}
+
+// cacheMaxAge is how long an unused system image or initramfs segment
+// stays in the cache.
+const cacheMaxAge = 24 * time.Hour
+
+// cacheHit reports whether the cache entry path exists, marking it used.
+func cacheHit(path string) bool {
+	if _, err := os.Stat(path); err != nil {
+		return false
+	}
+	now := time.Now()
+	os.Chtimes(path, now, now)
+	return true
+}
+
+// cachePrune removes the entries of dir unused for cacheMaxAge.
+func cachePrune(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > cacheMaxAge {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

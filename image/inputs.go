@@ -3,13 +3,16 @@ package image
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"debug/buildinfo"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cairn-os/cairn/config"
 )
@@ -57,30 +60,37 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 		}
 		dir, pkg = root, "./init"
 	}
-	out := filepath.Join(cacheDir, "init", arch, "init")
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", nil, fmt.Errorf("cache directory: %w", err)
-	}
-	tmp := out + ".tmp"
 	ver := sourceVersion(ctx, dir)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -buildid= -X main.version="+ver, "-o", tmp, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	prog.start("building the init (" + pkg + ") for linux/" + arch)
-	err := cmd.Run()
-	prog.done()
+	ldflags := "-s -w -buildid= -X main.version=" + ver
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	// An unchanged source tree reuses the last binary: go build relinks
+	// every time, which is most of a warm rebuild.
+	key, err := initKey(ctx, dir, pkg, arch, ldflags, env, digests{cacheDir})
 	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return "", nil, fmt.Errorf("building the init (%s) for %s failed: %s", pkg, arch, oneLine(msg))
-	}
-	if err := os.Rename(tmp, out); err != nil {
 		return "", nil, err
+	}
+	out := filepath.Join(cacheDir, "init", arch, key[:32])
+	if _, err := os.Stat(out); err != nil {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return "", nil, fmt.Errorf("cache directory: %w", err)
+		}
+		tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", tmp, pkg)
+		cmd.Dir = dir
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		prog.start("building the init (" + pkg + ") for linux/" + arch)
+		err := cmd.Run()
+		prog.done()
+		if err != nil {
+			os.Remove(tmp)
+			return "", nil, fmt.Errorf("building the init (%s) for %s failed: %s", pkg, arch, oneLine(goErr(&stderr, err)))
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return "", nil, err
+		}
+		pruneExcept(filepath.Dir(out), filepath.Base(out))
 	}
 	name := pkg
 	if name == "./init" {
@@ -91,6 +101,56 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 		in.Version = ver
 	}
 	return bin, in, err
+}
+
+// initKey identifies an init build: the Go version, the flags and the
+// contents of every non-standard-library source file the package uses.
+func initKey(ctx context.Context, dir, pkg, arch, ldflags string, env []string, d digests) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-f",
+		"{{if not .Standard}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}", pkg)
+	cmd.Dir = dir
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("building the init (%s) failed: %s", pkg, oneLine(goErr(&stderr, err)))
+	}
+	gover, _ := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", strings.TrimSpace(string(gover)), ldflags, arch)
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		for _, name := range f[1:] {
+			sum, err := d.sum(filepath.Join(f[0], name))
+			if err != nil {
+				return "", fmt.Errorf("init source %s: %w", filepath.Join(f[0], name), err)
+			}
+			fmt.Fprintf(h, "%s/%s %s\n", f[0], name, sum)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func goErr(stderr *bytes.Buffer, err error) string {
+	if msg := strings.TrimSpace(stderr.String()); msg != "" {
+		return msg
+	}
+	return err.Error()
+}
+
+// pruneExcept removes the files of dir other than keep that are older than
+// an hour (a concurrent build may be about to use a recent one).
+func pruneExcept(dir, keep string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && e.Name() != keep && time.Since(info.ModTime()) > time.Hour {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // sourceVersion names the source tree the init is built from: git describe

@@ -32,9 +32,10 @@ func makeSquashfs(t tree, dst string, mtime int64, level int, cacheDir string, p
 	}
 	key := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%d\n%s", d, mtime, level, firstLine(ver)))
 	cached := filepath.Join(cacheDir, "squashfs", hex.EncodeToString(key[:16])+".sqfs")
-	if err := copyFile(cached, dst); err == nil {
+	if cacheHit(cached) && copyFile(cached, dst) == nil {
 		return nil
 	}
+	cachePrune(filepath.Dir(cached))
 
 	stage, err := os.MkdirTemp(cacheDir, ".stage-")
 	if err != nil {

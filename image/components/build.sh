@@ -6,6 +6,8 @@
 #   usr/bin/runc                        static, cgo + libseccomp
 #   usr/share/cairn/images/pause.tar    OCI/docker archive for `ctr images import`
 #   usr/share/cairn/components.json     component, version, sha256
+#   iptables, nftables, conntrack        Debian's, with their library closure
+#   usr/share/cairn/debs.json            those packages' versions and hashes
 # Versions come from versions.env (checked against go.mod). Each arch's tree
 # is cached under $CAIRN_CACHE (default $XDG_CACHE_HOME/cairn, else
 # ~/.cache/cairn) by a key over the versions, the sources, the Go version and
@@ -168,5 +170,9 @@ for arch in "${arches[@]}"; do
 	fi
 	rm -rf "$out/linux-$arch"
 	cp -a "$entry" "$out/linux-$arch"
+	# Netfilter userland from Debian: resolved against apt's lists on every
+	# run (the .debs are cached), so a security update is picked up.
+	(cd "$here/../.." && go run ./image/debdeps/cmd/debdeps -arch "$arch" -debs "$cache/debs/$arch" -o "$out/linux-$arch") ||
+		die "adding iptables/nftables/conntrack for $arch failed; run apt-get update (and dpkg --add-architecture arm64)"
 	log "linux-$arch: $out/linux-$arch"
 done

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,6 +105,32 @@ func TestManifest(t *testing.T) {
 			}
 			if listed["pause"] != v["PAUSE_IMAGE"] {
 				t.Errorf("components.json lists pause %q, want %q", listed["pause"], v["PAUSE_IMAGE"])
+			}
+
+			// Debian's netfilter userland, with versions recorded.
+			data, err := os.ReadFile(filepath.Join(root, "usr/share/cairn/debs.json"))
+			if err != nil {
+				t.Fatalf("debs.json: %v", err)
+			}
+			var debs struct {
+				Packages []struct{ Package, Version, Architecture string }
+			}
+			if err := json.Unmarshal(data, &debs); err != nil {
+				t.Fatalf("debs.json: %v", err)
+			}
+			have := map[string]bool{}
+			for _, p := range debs.Packages {
+				have[p.Package] = p.Version != "" && (p.Architecture == arch || p.Architecture == "all")
+			}
+			for _, want := range []string{"iptables", "nftables", "conntrack", "libc6"} {
+				if !have[want] {
+					t.Errorf("debs.json lacks %s for %s (or its version)", want, arch)
+				}
+			}
+			for _, bin := range []string{"usr/sbin/iptables", "usr/sbin/ip6tables", "usr/sbin/nft", "usr/sbin/conntrack"} {
+				if _, err := os.Stat(filepath.Join(root, bin)); err != nil {
+					t.Errorf("%s: %v", bin, err)
+				}
 			}
 		})
 	}

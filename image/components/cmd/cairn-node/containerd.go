@@ -9,6 +9,7 @@ import (
 	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/task/plugin" // the shim's task service
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"                 // the daemon's plugins, CRI included
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
+	ctrapp "github.com/containerd/containerd/v2/cmd/ctr/app"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/plugin/registry"
@@ -17,6 +18,16 @@ import (
 func containerd() int {
 	if err := command.App().Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "containerd: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+// ctr is containerd's client; the node uses it to import the images it
+// carries (the pause image) into containerd at boot.
+func ctr() int {
+	if err := ctrapp.New().Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "ctr: %s\n", err)
 		return 1
 	}
 	return 0

@@ -13,8 +13,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/cairn-os/cairn/image/components/internal/multicall"
 )
 
 // appletEnv carries the applet name across re-execs of os.Executable().
@@ -34,6 +35,7 @@ var applets = map[string]func() int{
 	"etcd":                    etcd,
 	"containerd":              containerd,
 	"containerd-shim-runc-v2": containerdShimRuncV2,
+	"ctr":                     ctr,
 	"bridge":                  cniBridge,
 	"host-local":              cniHostLocal,
 	"loopback":                cniLoopback,
@@ -41,37 +43,14 @@ var applets = map[string]func() int{
 }
 
 func main() {
-	name, args := pick(os.Args, os.Getenv(appletEnv))
+	name, args := multicall.Pick(os.Args, os.Getenv(appletEnv), func(n string) bool { _, ok := applets[n]; return ok })
 	run, ok := applets[name]
-	if !ok {
+	if !ok || args == nil {
 		usage(name)
 		os.Exit(2)
 	}
 	os.Args = args
 	os.Exit(run())
-}
-
-// pick chooses the applet for a command line: the base name of argv[0] when
-// it names an applet, else $CAIRN_NODE_APPLET, else argv[1]. It returns the
-// applet's name and the arguments the applet sees, argv[0] first.
-func pick(argv []string, env string) (string, []string) {
-	if len(argv) == 0 {
-		return "", nil
-	}
-	base := filepath.Base(argv[0])
-	if _, ok := applets[base]; ok {
-		return base, argv
-	}
-	if _, ok := applets[env]; ok {
-		return env, argv
-	}
-	if len(argv) > 1 {
-		if _, ok := applets[argv[1]]; ok {
-			return argv[1], append([]string{argv[1]}, argv[2:]...)
-		}
-		return argv[1], nil
-	}
-	return "", nil
 }
 
 func usage(name string) {
