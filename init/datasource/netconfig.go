@@ -12,9 +12,8 @@ import (
 )
 
 // networkConfig turns a NoCloud network-config file into a Source holding a
-// top-level network: key. Version 2 passes through (indented under
-// network: when the file starts at version:, so diagnostics point one line
-// below and two columns right of the original); version 1 is translated.
+// network config. Version 2 passes through unchanged as a NetworkConfig
+// source, so diagnostics point into the user's file; version 1 is translated.
 // A file saying config: disabled yields nil.
 func networkConfig(name string, data []byte) (*config.Source, error) {
 	var top map[string]any
@@ -34,22 +33,9 @@ func networkConfig(name string, data []byte) (*config.Source, error) {
 	}
 	switch fmt.Sprint(body["version"]) {
 	case "2":
-		if _, ok := top["network"]; ok {
-			return &config.Source{Name: name, Data: data}, nil
-		}
-		var b strings.Builder
-		b.WriteString("network:\n")
-		for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-			if strings.TrimSpace(line) == "---" {
-				line = ""
-			}
-			if line != "" {
-				b.WriteString("  ")
-			}
-			b.WriteString(line)
-			b.WriteString("\n")
-		}
-		return &config.Source{Name: name, Data: []byte(b.String())}, nil
+		// The config package reads version 2 at the top level or under
+		// network: itself, so its diagnostics point into the file as is.
+		return &config.Source{Name: name, Kind: config.NetworkConfig, Data: data}, nil
 	case "1":
 		var v1 struct {
 			Network *netV1 `yaml:"network"`
