@@ -103,9 +103,9 @@ build_runc() {
 	[ -d "$dir" ] || die "runc $RUNC_VERSION is not in the module cache"
 	[ "$arch" = arm64 ] && cc=aarch64-linux-gnu-gcc
 	command -v "$cc" >/dev/null || die "$cc not found; install gcc-aarch64-linux-gnu and libseccomp-dev:$arch (make deps)"
-	# runc vendors its dependencies; build in its module directory.
+	# Build in runc's own module (its go.mod and go.sum), not ours.
 	(cd "$dir" && CGO_ENABLED=1 GOOS=linux GOARCH=$arch CC=$cc \
-		timed "runc-$arch" go build -mod=vendor -trimpath -tags 'seccomp netgo osusergo' \
+		timed "runc-$arch" go build -mod=readonly -trimpath -tags 'seccomp netgo osusergo' \
 		-ldflags "-s -w -buildid= -X main.version=${RUNC_VERSION#v} -X main.gitCommit=$RUNC_VERSION -extldflags -static" \
 		-o "$dest" .)
 }
