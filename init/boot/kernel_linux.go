@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cairn-os/cairn/boards"
 	"github.com/cairn-os/cairn/init/boot/modules"
@@ -61,10 +62,12 @@ func (m Modules) String() string {
 
 // Run loads them.
 func (m Modules) Run() error {
+	t0 := time.Now()
 	ix, err := modules.Open(m.Dir)
 	if err != nil {
 		return err
 	}
+	t1 := time.Now()
 	l := modules.NewLoader(ix)
 	var listed []string
 	for _, name := range append(append([]string(nil), m.Board...), m.Extra...) {
@@ -81,7 +84,19 @@ func (m Modules) Run() error {
 			listed = append(listed, modules.Name(name))
 		}
 	}
+	t2 := time.Now()
+	if slog.Default().Enabled(context.Background(), slog.LevelDebug) {
+		mas := modules.Modaliases("/sys")
+		t := time.Now()
+		for _, ma := range mas {
+			ix.Lookup(ma)
+		}
+		slog.Debug(fmt.Sprintf("boot: %d modaliases found in %s, looked up in %s", len(mas), t.Sub(t2).Round(time.Millisecond), time.Since(t).Round(time.Millisecond)))
+		t2 = time.Now()
+	}
 	found, errs := l.Coldplug(5)
+	slog.Debug(fmt.Sprintf("boot: module index read in %s, listed modules in %s, coldplug in %s",
+		t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond)))
 	for _, err := range errs {
 		slog.Debug(fmt.Sprintf("boot: coldplug: %v", err))
 	}

@@ -241,23 +241,37 @@ func readModule(file string) ([]byte, error) {
 }
 
 // Modaliases returns every distinct modalias of the devices under sys (the
-// sysfs mount point), sorted. Devices are found through their buses and
-// classes and the CPU's own modalias, which is much cheaper than walking
-// all of sys/devices (seconds under emulation).
+// sysfs mount point), sorted. Devices are found through their buses, the
+// input and DMI classes and the CPU's own modalias: much cheaper
+// than walking sys/devices, and every lookup counts under emulation, so
+// directories are listed and modalias files read without globbing.
 func Modaliases(sys string) []string {
 	seen := map[string]bool{}
-	for _, pattern := range []string{"bus/*/devices/*/modalias", "class/*/*/modalias", "devices/system/cpu/modalias"} {
-		paths, _ := filepath.Glob(filepath.Join(sys, pattern))
-		for _, p := range paths {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				continue
-			}
-			if s := strings.TrimSpace(string(data)); s != "" {
-				seen[s] = true
-			}
+	read := func(p string) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return
+		}
+		if s := strings.TrimSpace(string(data)); s != "" {
+			seen[s] = true
 		}
 	}
+	each := func(dir string, fn func(name string)) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			fn(e.Name())
+		}
+	}
+	each(filepath.Join(sys, "bus"), func(bus string) {
+		devs := filepath.Join(sys, "bus", bus, "devices")
+		each(devs, func(dev string) { read(filepath.Join(devs, dev, "modalias")) })
+	})
+	// Outside buses only input devices and the DMI table carry a modalias.
+	for _, class := range []string{"input", "dmi"} {
+		dir := filepath.Join(sys, "class", class)
+		each(dir, func(dev string) { read(filepath.Join(dir, dev, "modalias")) })
+	}
+	read(filepath.Join(sys, "devices/system/cpu/modalias"))
 	out := make([]string, 0, len(seen))
 	for s := range seen {
 		out = append(out, s)
