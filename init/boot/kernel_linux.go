@@ -85,15 +85,6 @@ func (m Modules) Run() error {
 		}
 	}
 	t2 := time.Now()
-	if slog.Default().Enabled(context.Background(), slog.LevelDebug) {
-		mas := modules.Modaliases("/sys")
-		t := time.Now()
-		for _, ma := range mas {
-			ix.Lookup(ma)
-		}
-		slog.Debug(fmt.Sprintf("boot: %d modaliases found in %s, looked up in %s", len(mas), t.Sub(t2).Round(time.Millisecond), time.Since(t).Round(time.Millisecond)))
-		t2 = time.Now()
-	}
 	found, errs := l.Coldplug(5)
 	slog.Debug(fmt.Sprintf("boot: module index read in %s, listed modules in %s, coldplug in %s",
 		t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond)))
