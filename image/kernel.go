@@ -281,9 +281,12 @@ func unpackKernel(path, sum, dir string) (*Kernel, error) {
 	if err := writeFile(filepath.Join(tmp, "kernel.json"), js); err != nil {
 		return nil, err
 	}
-	os.RemoveAll(dir) // a stale, incomplete copy
 	if err := os.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("kernel cache %s: %w", dir, err)
+		// Another build unpacked the same package meanwhile: use its copy.
+		if k, err2 := readKernelCache(dir); err2 == nil {
+			return k, nil
+		}
+		return nil, fmt.Errorf("kernel cache %s: %w; remove it and build again", dir, err)
 	}
 	return readKernelCache(dir)
 }

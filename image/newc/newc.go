@@ -72,6 +72,9 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 const magic = "070701"
 
+// maxPath bounds names and symlink targets read (the kernel's PATH_MAX).
+const maxPath = 4096
+
 func (w *Writer) write(b []byte) {
 	if w.err != nil {
 		return
@@ -204,6 +207,9 @@ func (r *Reader) Next() (*Header, error) {
 		}
 		f[i] = uint32(v)
 	}
+	if f[11] > maxPath {
+		return nil, fmt.Errorf("cpio: name of %d bytes at offset %d", f[11], r.n-110)
+	}
 	name := make([]byte, f[11])
 	if _, err := io.ReadFull(r.r, name); err != nil {
 		return nil, err
@@ -221,6 +227,9 @@ func (r *Reader) Next() (*Header, error) {
 		return nil, io.EOF
 	}
 	if h.Type() == TypeSymlink {
+		if h.Size > maxPath {
+			return nil, fmt.Errorf("cpio: %s: symlink target of %d bytes", h.Name, h.Size)
+		}
 		t := make([]byte, h.Size)
 		if _, err := io.ReadFull(r.r, t); err != nil {
 			return nil, err
