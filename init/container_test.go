@@ -198,3 +198,74 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestContainerPlatformBadConfig: an invalid config prints every error
+// with its location, applies nothing, and the node keeps retrying; once the
+// file is fixed, it loads without a restart.
+func TestContainerPlatformBadConfig(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the container platform needs root for its namespaces")
+	}
+	if testing.Short() {
+		t.Skip("builds and runs the init")
+	}
+	bin := buildInit(t)
+	root := t.TempDir()
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc/cairn"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	cfgPath := filepath.Join(root, "etc/cairn/config.yaml")
+	bad := "#cloud-config\nhostname: bad-1\nkubernetes:\n  role: boss\n  vip: 10.0.0.300\n"
+	if err := os.WriteFile(cfgPath, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-platform", "container", "-root", root)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	var seen []string
+	expect := func(re string) {
+		t.Helper()
+		r := regexp.MustCompile(`^cairn: \[\d{5,}\.\d{3}\] ` + re + `$`)
+		for sc.Scan() {
+			seen = append(seen, sc.Text())
+			if strings.Contains(sc.Text(), "config: loaded") && !strings.Contains(re, "loaded") {
+				t.Fatalf("an invalid config was loaded:\n%s", strings.Join(seen, "\n"))
+			}
+			if r.MatchString(sc.Text()) {
+				return
+			}
+		}
+		t.Fatalf("no line %q; the init printed:\n%s", re, strings.Join(seen, "\n"))
+	}
+	expect(`config: /etc/cairn/config\.yaml:4:9: error: .*boss.*`)
+	expect(`config: /etc/cairn/config\.yaml:5:8: error: .*10\.0\.0\.300.*`)
+	expect(`config: invalid, nothing applied; retrying sources in 5s`)
+	node := nodePID(t, cmd.Process.Pid)
+	if got, _ := os.ReadFile(filepath.Join("/proc", node, "root/etc/hostname")); strings.Contains(string(got), "bad-1") {
+		t.Errorf("the hostname of an invalid config was applied")
+	}
+
+	if err := os.WriteFile(cfgPath, []byte("#cloud-config\nhostname: good-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expect(`config: loaded from /etc/cairn/config\.yaml`)
+	// The hostname is applied right after that line.
+	for {
+		got, _ := os.ReadFile(filepath.Join("/proc", node, "root/etc/hostname"))
+		if string(got) == "good-1\n" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("/etc/hostname holds %q after the fix, want good-1", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
