@@ -234,7 +234,7 @@ func (st *initState) stage2Steps() []boot.Entry {
 		{Step: boot.Group{Name: "mount the API file systems", Steps: boot.APIMounts()}, OnError: boot.Continue},
 		{Step: tmp, OnError: boot.Continue},
 		{Step: boot.Cgroup2{Path: "/sys/fs/cgroup"}, OnError: boot.Continue},
-		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules, Extra: []string{"evdev"}, Missing: slog.LevelWarn}, OnError: boot.Continue},
+		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules, Missing: slog.LevelWarn}, OnError: boot.Continue},
 	}
 }
 
