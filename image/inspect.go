@@ -91,7 +91,7 @@ func inspectInitramfs(f *os.File, size int64) (*Contents, error) {
 		b := head[:n]
 		switch {
 		case n > 0 && b[0] == 0:
-			off++
+			off += zeros(f, off, size)
 			continue
 		case string(b) == "070701" || string(b) == "070702":
 			used, err := readCPIO(f, io.NewSectionReader(f, off, size-off), off, "", c)
@@ -105,7 +105,8 @@ func inspectInitramfs(f *os.File, size int64) (*Contents, error) {
 			if err != nil {
 				return nil, fmt.Errorf("zstd at offset %d: %w", off, err)
 			}
-			z, err := zstd.NewReader(io.NewSectionReader(f, off, n), zstd.WithDecoderConcurrency(1))
+			z, err := zstd.NewReader(io.NewSectionReader(f, off, n), zstd.WithDecoderConcurrency(1),
+				zstd.WithDecoderMaxMemory(1<<32), zstd.WithDecoderMaxWindow(1<<27))
 			if err != nil {
 				return nil, err
 			}
@@ -136,6 +137,25 @@ func inspectInitramfs(f *os.File, size int64) (*Contents, error) {
 		}
 	}
 	return c, nil
+}
+
+// zeros returns how many zero bytes (padding between archives) start at off.
+func zeros(f *os.File, off, size int64) int64 {
+	buf := make([]byte, 64<<10)
+	var n int64
+	for off+n < size {
+		m, _ := f.ReadAt(buf, off+n)
+		if m == 0 {
+			break
+		}
+		for i := 0; i < m; i++ {
+			if buf[i] != 0 {
+				return n + int64(i)
+			}
+		}
+		n += int64(m)
+	}
+	return n
 }
 
 // readCPIO appends r's entries to c and returns the bytes consumed. When
