@@ -67,22 +67,6 @@ func Mounted(path string) bool {
 	return false
 }
 
-// MountPoints returns every mount point, in mount order.
-func MountPoints() ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) > 4 {
-			out = append(out, unescapeMount(fields[4]))
-		}
-	}
-	return out, nil
-}
-
 // unescapeMount undoes the octal escapes of /proc/self/mountinfo ("\040").
 func unescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
@@ -102,17 +86,6 @@ func unescapeMount(s string) string {
 	}
 	return b.String()
 }
-
-// Dir creates a directory with a mode.
-type Dir struct {
-	Path string
-	Mode os.FileMode
-}
-
-func (d Dir) String() string { return fmt.Sprintf("create %s", d.Path) }
-
-// Run creates it.
-func (d Dir) Run() error { return os.MkdirAll(d.Path, d.Mode) }
 
 // Symlink creates a symbolic link unless the path exists.
 type Symlink struct{ Target, Link string }

@@ -103,13 +103,6 @@ func (ix *Index) parseAliases(data []byte) {
 	}
 }
 
-// Has reports whether the index knows the module (as a file or built in).
-func (ix *Index) Has(name string) bool {
-	name = Name(name)
-	_, ok := ix.paths[name]
-	return ok || ix.builtin[name]
-}
-
 // Lookup returns the modules whose aliases match modalias, sorted.
 func (ix *Index) Lookup(modalias string) []string {
 	seen := map[string]bool{}
