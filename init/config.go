@@ -113,8 +113,14 @@ func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, host
 }
 
 // startClock syncs the clock in the background from the configured
-// servers, then those DHCP offered.
+// servers, then those DHCP offered; on the container platform the host
+// keeps the time.
 func (st *initState) startClock(ctx context.Context, cfg *config.Config) {
+	if st.platform == Container {
+		// The clock is the host's: never step it from a container.
+		clock.Vouch("the container platform shares the host's clock", slog.Default())
+		return
+	}
 	var servers []string
 	if cfg.NTP != nil {
 		servers = append(append(servers, cfg.NTP.Servers...), cfg.NTP.Pools...)
