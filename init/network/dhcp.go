@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -89,6 +90,30 @@ func (c *dhcpClient) run(ctx context.Context) {
 		}
 		c.keep(ctx)
 	}
+}
+
+// runGuarded is run, restarted after a panic: PID 1 must survive a bug in
+// the client, and the node must keep its lease.
+func (c *dhcpClient) runGuarded(ctx context.Context) {
+	for ctx.Err() == nil {
+		if !c.runRecovering(ctx) {
+			return
+		}
+		sleep(ctx, dhcpAttempt)
+	}
+}
+
+// runRecovering runs the client and reports whether it panicked.
+func (c *dhcpClient) runRecovering(ctx context.Context) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error(fmt.Sprintf("network: DHCP client on %s stopped by an internal error (%v); restarting it in %s, please report this", c.link, r, dhcpAttempt))
+			c.log.Debug(string(debug.Stack()))
+			panicked = true
+		}
+	}()
+	c.run(ctx)
+	return false
 }
 
 // seedRandom waits, once, for the kernel's random pool. The DHCP library

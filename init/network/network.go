@@ -152,7 +152,7 @@ func Up(ctx context.Context, cfg *config.Network, opts Options) (*State, error) 
 		}
 		if j.iface.DHCP4 {
 			c := &dhcpClient{link: j.link, hostname: opts.Hostname, log: log, state: st, res: res, bound: make(chan struct{})}
-			go c.run(ctx)
+			go c.runGuarded(ctx)
 			waits = append(waits, c)
 		}
 	}
