@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -113,7 +114,7 @@ func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, host
 }
 
 // startClock syncs the clock in the background from the configured
-// servers, then those DHCP offered; on the container platform the host
+// servers, then those DHCP offered, then the pools; on the container platform the host
 // keeps the time.
 func (st *initState) startClock(ctx context.Context, cfg *config.Config) {
 	if st.platform == Container {
@@ -121,15 +122,12 @@ func (st *initState) startClock(ctx context.Context, cfg *config.Config) {
 		clock.Vouch("the container platform shares the host's clock", slog.Default())
 		return
 	}
-	var servers []string
-	if cfg.NTP != nil {
-		servers = append(append(servers, cfg.NTP.Servers...), cfg.NTP.Pools...)
-	}
+	var dhcp []netip.Addr
 	if st.net != nil {
-		for _, a := range st.net.NTPServers() {
-			servers = append(servers, a.String())
-		}
+		dhcp = st.net.NTPServers()
 	}
+	// Configured servers, then DHCP's option 42, then pools.
+	servers := clock.Servers(cfg.NTP, dhcp)
 	supervise.Go("clock", func() {
 		if err := clock.Sync(ctx, servers, slog.Default()); err != nil {
 			st.log.Printf("clock: %v", err)
