@@ -178,7 +178,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 	sqfs := filepath.Join(work, "system.sqfs")
-	if err := makeSquashfs(sys, sqfs, epoch, p.level, cacheDir, prog); err != nil {
+	if err := makeSquashfs(ctx, sys, sqfs, epoch, p.level, cacheDir, prog); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

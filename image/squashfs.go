@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -20,7 +21,7 @@ const DefaultSquashfsLevel = 6
 // makeSquashfs writes t as a zstd squashfs to dst with every time set to
 // mtime, owners 0:0 and no xattrs. The result is cached under cacheDir by
 // the tree's digest: an unchanged tree is not compressed again.
-func makeSquashfs(t tree, dst string, mtime int64, level int, cacheDir string, prog *progress) error {
+func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, level int, cacheDir string, prog *progress) error {
 	tool, err := exec.LookPath("mksquashfs")
 	if err != nil {
 		return fmt.Errorf("mksquashfs not found; install squashfs-tools (make deps)")
@@ -51,7 +52,7 @@ func makeSquashfs(t tree, dst string, mtime int64, level int, cacheDir string, p
 	}
 	tmp := filepath.Join(stage, "system.sqfs")
 	e := strconv.FormatInt(mtime, 10)
-	cmd := exec.Command(tool, root, tmp, "-noappend", "-comp", "zstd",
+	cmd := exec.CommandContext(ctx, tool, root, tmp, "-noappend", "-comp", "zstd",
 		"-Xcompression-level", strconv.Itoa(level),
 		"-reproducible", "-mkfs-time", e, "-all-time", e, "-all-root", "-no-xattrs",
 		"-no-progress", "-quiet")
