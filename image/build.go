@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -218,11 +219,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	for _, name := range []string{"vmlinuz", "initramfs.img", "cmdline"} {
-		a, err := describe(name, files.tmp[name])
-		if err != nil {
-			return nil, err
-		}
-		m.Artifacts = append(m.Artifacts, a)
+		m.Artifacts = append(m.Artifacts, files.describe(name))
 	}
 	js, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -290,7 +287,7 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 		}
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("cache directory %s: %w; set XDG_CACHE_HOME to a writable directory", cacheDir, errors.Unwrap(err))
+		return nil, fmt.Errorf("cache directory %s: %w; set XDG_CACHE_HOME to a writable directory", cacheDir, unwrapPath(err))
 	}
 	out, err := prepareOut(o.Out)
 	if err != nil {
@@ -616,13 +613,16 @@ func writeTo(w io.WriteCloser, data []byte) error {
 // outFiles writes artifacts under temporary names in the output directory
 // and renames them all at the end; abort removes what was not committed.
 type outFiles struct {
-	dir   string
-	tmp   map[string]string
-	order []string
-	err   error
+	dir     string
+	tmp     map[string]string
+	written map[string]*hashingFile
+	order   []string
+	err     error
 }
 
-func newOutFiles(dir string) *outFiles { return &outFiles{dir: dir, tmp: map[string]string{}} }
+func newOutFiles(dir string) *outFiles {
+	return &outFiles{dir: dir, tmp: map[string]string{}, written: map[string]*hashingFile{}}
+}
 
 func (o *outFiles) create(name string) io.WriteCloser {
 	f, err := os.CreateTemp(o.dir, "."+name+".tmp-")
@@ -634,8 +634,32 @@ func (o *outFiles) create(name string) io.WriteCloser {
 	}
 	o.tmp[name] = f.Name()
 	o.order = append(o.order, name)
-	return f
+	hf := &hashingFile{f: f, h: sha256.New()}
+	o.written[name] = hf
+	return hf
 }
+
+// describe returns the size and digest of an artifact written with create.
+func (o *outFiles) describe(name string) Artifact {
+	hf := o.written[name]
+	return Artifact{Name: name, Size: hf.n, SHA256: hex.EncodeToString(hf.h.Sum(nil))}
+}
+
+// hashingFile is a file that hashes and counts what is written to it.
+type hashingFile struct {
+	f *os.File
+	h hash.Hash
+	n int64
+}
+
+func (w *hashingFile) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.h.Write(b[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *hashingFile) Close() error { return w.f.Close() }
 
 func (o *outFiles) commit() error {
 	for _, name := range o.order {
