@@ -57,7 +57,8 @@ type Options struct {
 	// Config is a cloud-config file baked in as /etc/cairn/config.yaml;
 	// it is validated first.
 	Config string
-	// Compression of the initramfs: "zstd" (default) or "gzip".
+	// Compression of the initramfs: "zstd" or "gzip"; empty means zstd
+	// when the kernel can unpack it (CONFIG_RD_ZSTD), else gzip.
 	Compression string
 	// SquashfsLevel is the zstd level (1-22) of the system image; 0 means
 	// DefaultSquashfsLevel.
@@ -88,18 +89,21 @@ type Result struct {
 
 // Manifest is manifest.json: every artifact and every input.
 type Manifest struct {
-	Board           string            `json:"board"`
-	Arch            string            `json:"arch"`
-	SourceDateEpoch int64             `json:"source_date_epoch"`
-	Artifacts       []Artifact        `json:"artifacts"`
-	Kernel          KernelInput       `json:"kernel"`
-	Init            InitInput         `json:"init"`
-	Components      *ComponentsInput  `json:"components,omitempty"`
-	Config          *FileInput        `json:"config,omitempty"`
-	Compression     string            `json:"compression"`
-	SquashfsLevel   int               `json:"squashfs_zstd_level"`
-	Modules         map[string]Listed `json:"modules"`
-	SystemImage     Artifact          `json:"system_image"`
+	Board           string           `json:"board"`
+	Arch            string           `json:"arch"`
+	SourceDateEpoch int64            `json:"source_date_epoch"`
+	Artifacts       []Artifact       `json:"artifacts"`
+	Kernel          KernelInput      `json:"kernel"`
+	Init            InitInput        `json:"init"`
+	Components      *ComponentsInput `json:"components,omitempty"`
+	Config          *FileInput       `json:"config,omitempty"`
+	Compression     string           `json:"compression"`
+	// SquashfsCompression is the system image's compressor; the level
+	// applies to zstd.
+	SquashfsCompression string            `json:"squashfs_compression"`
+	SquashfsLevel       int               `json:"squashfs_zstd_level"`
+	Modules             map[string]Listed `json:"modules"`
+	SystemImage         Artifact          `json:"system_image"`
 }
 
 // Artifact is one output file.
@@ -153,7 +157,7 @@ type plan struct {
 	k              *Kernel
 	debPath        string
 	out, cacheDir  string
-	comp           string
+	comp, sqComp   string
 	level          int
 	epoch          int64
 	stage1, system []*kmod.Module
@@ -179,7 +183,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 	sqfs := filepath.Join(work, "system.sqfs")
-	if err := makeSquashfs(ctx, sys, sqfs, epoch, p.level, cacheDir, prog); err != nil {
+	if err := makeSquashfs(ctx, sys, sqfs, epoch, p.sqComp, p.level, cacheDir, prog); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -204,7 +208,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	m := &Manifest{
-		Board: b.Name, Arch: b.Arch, SourceDateEpoch: epoch, Compression: comp, SquashfsLevel: p.level,
+		Board: b.Name, Arch: b.Arch, SourceDateEpoch: epoch, Compression: comp, SquashfsCompression: p.sqComp, SquashfsLevel: p.level,
 		Kernel: KernelInput{Package: k.Package, Version: k.Version, Release: k.Release,
 			File: filepath.Base(p.debPath), SHA256: k.SHA256},
 		Init:       *p.initIn,
@@ -257,12 +261,8 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	if o.Out == "" {
 		return nil, errors.New("no output directory given; pass -o DIR")
 	}
-	comp := o.Compression
-	if comp == "" {
-		comp = "zstd"
-	}
-	if comp != "zstd" && comp != "gzip" {
-		return nil, fmt.Errorf("initramfs compression %q is not supported; use zstd or gzip", comp)
+	if c := o.Compression; c != "" && c != "zstd" && c != "gzip" {
+		return nil, fmt.Errorf("initramfs compression %q is not supported; use zstd or gzip", c)
 	}
 	level := o.SquashfsLevel
 	if level == 0 {
@@ -318,6 +318,15 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	comp, err := initramfsCodec(o.Compression, k)
+	if err != nil {
+		return nil, err
+	}
+	sqComp, err := squashfsCodec(k)
+	if err != nil {
 		return nil, err
 	}
 
@@ -378,8 +387,43 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	addModules(ird, k, stage1)
 	ird.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
 
-	return &plan{b: b, k: k, debPath: debPath, out: out, cacheDir: cacheDir, comp: comp, level: level, epoch: epoch,
+	return &plan{b: b, k: k, debPath: debPath, out: out, cacheDir: cacheDir, comp: comp, sqComp: sqComp, level: level, epoch: epoch,
 		stage1: stage1, system: system, sys: sys, ird: ird, initIn: initIn, compIn: compIn, cfgData: cfgData, prog: prog}, nil
+}
+
+// initramfsCodec picks the initramfs compression: the one asked for, which
+// the kernel must be able to unpack, or zstd, or gzip for a kernel without
+// zstd support.
+func initramfsCodec(asked string, k *Kernel) (string, error) {
+	option := map[string]string{"zstd": "CONFIG_RD_ZSTD", "gzip": "CONFIG_RD_GZIP"}
+	if asked != "" {
+		if !k.ConfigEnabled(option[asked], false) {
+			return "", fmt.Errorf("kernel %s cannot unpack a %s initramfs (%s is not set); pass another -compress", k.Release, asked, option[asked])
+		}
+		return asked, nil
+	}
+	for _, c := range []string{"zstd", "gzip"} {
+		if k.ConfigEnabled(option[c], false) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("kernel %s can unpack neither a zstd nor a gzip initramfs (CONFIG_RD_ZSTD, CONFIG_RD_GZIP); use a kernel with one of them", k.Release)
+}
+
+// squashfsCodec picks the system image's compressor: zstd, else xz, else
+// gzip, whichever the kernel's squashfs reads first.
+func squashfsCodec(k *Kernel) (string, error) {
+	if !k.ConfigEnabled("CONFIG_SQUASHFS", true) {
+		return "", fmt.Errorf("kernel %s has no squashfs (CONFIG_SQUASHFS); use a kernel with it", k.Release)
+	}
+	for _, c := range []struct{ codec, option string }{
+		{"zstd", "CONFIG_SQUASHFS_ZSTD"}, {"xz", "CONFIG_SQUASHFS_XZ"}, {"gzip", "CONFIG_SQUASHFS_ZLIB"},
+	} {
+		if k.ConfigEnabled(c.option, false) {
+			return c.codec, nil
+		}
+	}
+	return "", fmt.Errorf("kernel %s's squashfs reads neither zstd, xz nor gzip; use a kernel with CONFIG_SQUASHFS_ZSTD", k.Release)
 }
 
 func defaultCacheDir() (string, error) {

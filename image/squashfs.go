@@ -18,10 +18,10 @@ import (
 // 7% larger; docs/build.md has the measurements.
 const DefaultSquashfsLevel = 6
 
-// makeSquashfs writes t as a zstd squashfs to dst with every time set to
-// mtime, owners 0:0 and no xattrs. The result is cached under cacheDir by
+// makeSquashfs writes t as a squashfs compressed with codec (zstd at level,
+// xz or gzip) to dst with every time set to mtime, owners 0:0 and no xattrs. The result is cached under cacheDir by
 // the tree's digest: an unchanged tree is not compressed again.
-func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, level int, cacheDir string, prog *progress) error {
+func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, codec string, level int, cacheDir string, prog *progress) error {
 	tool, err := exec.LookPath("mksquashfs")
 	if err != nil {
 		return fmt.Errorf("mksquashfs not found; install squashfs-tools (make deps)")
@@ -31,7 +31,7 @@ func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, level in
 	if err != nil {
 		return fmt.Errorf("system image: %w", err)
 	}
-	key := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%d\n%s", d, mtime, level, firstLine(ver)))
+	key := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%s %d\n%s", d, mtime, codec, level, firstLine(ver)))
 	cached := filepath.Join(cacheDir, "squashfs", hex.EncodeToString(key[:16])+".sqfs")
 	if cacheHit(cached) && copyFile(cached, dst) == nil {
 		return nil
@@ -52,10 +52,13 @@ func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, level in
 	}
 	tmp := filepath.Join(stage, "system.sqfs")
 	e := strconv.FormatInt(mtime, 10)
-	cmd := exec.CommandContext(ctx, tool, root, tmp, "-noappend", "-comp", "zstd",
-		"-Xcompression-level", strconv.Itoa(level),
+	args := []string{root, tmp, "-noappend", "-comp", codec}
+	if codec == "zstd" {
+		args = append(args, "-Xcompression-level", strconv.Itoa(level))
+	}
+	cmd := exec.CommandContext(ctx, tool, append(args,
 		"-reproducible", "-mkfs-time", e, "-all-time", e, "-all-root", "-no-xattrs",
-		"-no-progress", "-quiet")
+		"-no-progress", "-quiet")...)
 	// mksquashfs refuses SOURCE_DATE_EPOCH together with -mkfs-time.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SOURCE_DATE_EPOCH=") {
@@ -64,7 +67,7 @@ func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, level in
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	prog.start("compressing the system image (squashfs, zstd)")
+	prog.start("compressing the system image (squashfs, " + codec + ")")
 	err = cmd.Run()
 	prog.done()
 	if err != nil {

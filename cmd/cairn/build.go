@@ -39,7 +39,7 @@ flags:
 	fs.StringVar(&o.Init, "init", "", "init to use: a Go package directory, or a static binary (default: build ./init)")
 	fs.StringVar(&o.Components, "components", "", "directory with linux-<arch>/ component trees (make components); none when empty")
 	fs.StringVar(&o.Config, "config", "", "cloud-config to bake in as /etc/cairn/config.yaml (validated)")
-	fs.StringVar(&o.Compression, "compress", "zstd", "initramfs compression: zstd or gzip")
+	fs.StringVar(&o.Compression, "compress", "", "initramfs compression: zstd or gzip (default zstd, gzip for a kernel without CONFIG_RD_ZSTD)")
 	fs.IntVar(&o.SquashfsLevel, "squashfs-level", image.DefaultSquashfsLevel, "zstd level of the system image, 1-22 (19 for the smallest image, slowly)")
 	fs.Var(&mods, "module", "extra kernel module for the system image (repeatable)")
 	fs.StringVar(&o.CacheDir, "cache", "", "cache of unpacked kernels and system images (default ~/.cache/cairn)")
