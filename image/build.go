@@ -77,7 +77,8 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Result says what a build wrote.
+// Result says what a build wrote. Device trees the board lists (boards'
+// dtbs) are written next to vmlinuz under their base names.
 type Result struct {
 	// Dir is Options.Out; the other paths are files in it.
 	Dir, Vmlinuz, Initramfs, Cmdline, Manifest string
@@ -202,6 +203,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := copyTo(files.create("vmlinuz"), k.VmlinuzPath()); err != nil {
 		return nil, fmt.Errorf("vmlinuz: %w", err)
 	}
+	var dtbs []string
+	for _, rel := range b.DTBs {
+		name := filepath.Base(rel)
+		if err := copyTo(files.create(name), k.DTBPath(rel)); err != nil {
+			return nil, fmt.Errorf("board %s: device tree %s is not in %s: %w; fix the board's dtbs list", b.Name, rel, k.Package, unwrapPath(err))
+		}
+		dtbs = append(dtbs, name)
+	}
 	cmdline := strings.TrimSpace(b.Cmdline + " " + LiveSystem)
 	if err := writeTo(files.create("cmdline"), []byte(cmdline+"\n")); err != nil {
 		return nil, err
@@ -222,7 +231,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if m.SystemImage, err = describe("system.sqfs", sqfs); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"vmlinuz", "initramfs.img", "cmdline"} {
+	for _, name := range append([]string{"vmlinuz", "initramfs.img", "cmdline"}, dtbs...) {
 		m.Artifacts = append(m.Artifacts, files.describe(name))
 	}
 	js, err := json.MarshalIndent(m, "", "  ")
