@@ -43,9 +43,12 @@ func (d digests) sum(path string) (string, error) {
 		return "", err
 	}
 	if os.MkdirAll(filepath.Dir(memo), 0o755) == nil {
-		tmp := fmt.Sprintf("%s.%d.tmp", memo, os.Getpid())
-		if os.WriteFile(tmp, []byte(sum), 0o644) == nil {
-			os.Rename(tmp, memo)
+		if f, err := os.CreateTemp(filepath.Dir(memo), ".sum-"); err == nil {
+			_, werr := f.WriteString(sum)
+			if f.Close() == nil && werr == nil {
+				os.Rename(f.Name(), memo)
+			}
+			os.Remove(f.Name())
 		}
 	}
 	return sum, nil

@@ -70,18 +70,23 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 		return "", nil, err
 	}
 	out := filepath.Join(cacheDir, "init", arch, key[:32])
-	if _, err := os.Stat(out); err != nil {
+	if !cacheHit(out) {
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			return "", nil, fmt.Errorf("cache directory: %w", err)
 		}
-		tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+		tf, err := os.CreateTemp(filepath.Dir(out), ".build-*.tmp")
+		if err != nil {
+			return "", nil, fmt.Errorf("cache directory: %w", err)
+		}
+		tf.Close()
+		tmp := tf.Name()
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", tmp, pkg)
 		cmd.Dir = dir
 		cmd.Env = env
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		prog.start("building the init (" + pkg + ") for linux/" + arch)
-		err := cmd.Run()
+		err = cmd.Run()
 		prog.done()
 		if err != nil {
 			os.Remove(tmp)
