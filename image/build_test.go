@@ -331,3 +331,39 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
+
+// Builds sharing a cold cache may run at once (tests build several boards
+// in parallel): they unpack kernels, build inits and fill caches side by side.
+func TestConcurrentBuildsShareACache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("unpacks a kernel into a fresh cache")
+	}
+	debs := debsDir(t)
+	cache := t.TempDir()
+	boardsToBuild := []string{"qemu-x86_64", "qemu-x86_64"}
+	results := make([]*Result, len(boardsToBuild))
+	errs := make([]error, len(boardsToBuild))
+	done := make(chan int)
+	for i, board := range boardsToBuild {
+		go func() {
+			results[i], errs[i] = Build(context.Background(), Options{Board: board, Kernel: debs, Out: t.TempDir(), CacheDir: cache, SourceDateEpoch: 1})
+			done <- i
+		}()
+	}
+	for range boardsToBuild {
+		<-done
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("build %d (%s): %v", i, boardsToBuild[i], err)
+		}
+	}
+	for i := 0; i < len(results); i += 2 {
+		a, b := results[i].Info.Artifacts, results[i+1].Info.Artifacts
+		for j := range a {
+			if a[j] != b[j] {
+				t.Errorf("%s: %s differs between two concurrent builds", boardsToBuild[i], a[j].Name)
+			}
+		}
+	}
+}
