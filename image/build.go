@@ -194,25 +194,38 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	files := newOutFiles(out)
 	defer files.abort()
 
+	w, err := files.create("initramfs.img")
+	if err != nil {
+		return nil, err
+	}
 	prog.start("writing the initramfs (" + comp + ")")
-	err = writeInitramfs(files.create("initramfs.img"), ird, sqfs, comp, epoch, cacheDir)
+	err = writeInitramfs(w, ird, sqfs, comp, epoch, cacheDir)
 	prog.done()
 	if err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
-	if err := copyTo(files.create("vmlinuz"), k.VmlinuzPath()); err != nil {
+	if w, err = files.create("vmlinuz"); err != nil {
+		return nil, err
+	}
+	if err := copyTo(w, k.VmlinuzPath()); err != nil {
 		return nil, fmt.Errorf("vmlinuz: %w", err)
 	}
 	var dtbs []string
 	for _, rel := range b.DTBs {
 		name := filepath.Base(rel)
-		if err := copyTo(files.create(name), k.DTBPath(rel)); err != nil {
+		if w, err = files.create(name); err != nil {
+			return nil, err
+		}
+		if err := copyTo(w, k.DTBPath(rel)); err != nil {
 			return nil, fmt.Errorf("board %s: device tree %s is not in %s: %w; fix the board's dtbs list", b.Name, rel, k.Package, unwrapPath(err))
 		}
 		dtbs = append(dtbs, name)
 	}
 	cmdline := strings.TrimSpace(b.Cmdline + " " + LiveSystem)
-	if err := writeTo(files.create("cmdline"), []byte(cmdline+"\n")); err != nil {
+	if w, err = files.create("cmdline"); err != nil {
+		return nil, err
+	}
+	if err := writeTo(w, []byte(cmdline+"\n")); err != nil {
 		return nil, err
 	}
 
@@ -238,11 +251,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeTo(files.create("manifest.json"), append(js, '\n')); err != nil {
+	if w, err = files.create("manifest.json"); err != nil {
 		return nil, err
 	}
-	if files.err != nil {
-		return nil, fmt.Errorf("output directory %s: %w", out, files.err)
+	if err := writeTo(w, append(js, '\n')); err != nil {
+		return nil, err
 	}
 	if err := files.commit(); err != nil {
 		return nil, err
@@ -518,9 +531,6 @@ func names(mods []*kmod.Module) Listed {
 // 4-byte boundary, then an uncompressed cpio holding /system.sqfs (already
 // compressed; the kernel unpacks concatenated archives in turn).
 func writeInitramfs(w io.WriteCloser, t tree, sqfs, comp string, mtime int64, cacheDir string) error {
-	if w == nil {
-		return errors.New("cannot create the file")
-	}
 	seg, err := compressedCPIO(t, comp, mtime, cacheDir)
 	if err != nil {
 		w.Close()
@@ -636,9 +646,6 @@ func describe(name, path string) (Artifact, error) {
 }
 
 func copyTo(w io.WriteCloser, src string) error {
-	if w == nil {
-		return errors.New("cannot create the file")
-	}
 	f, err := os.Open(src)
 	if err != nil {
 		w.Close()
@@ -653,9 +660,6 @@ func copyTo(w io.WriteCloser, src string) error {
 }
 
 func writeTo(w io.WriteCloser, data []byte) error {
-	if w == nil {
-		return errors.New("cannot create the file")
-	}
 	if _, err := io.Copy(w, bytes.NewReader(data)); err != nil {
 		w.Close()
 		return err
@@ -670,26 +674,22 @@ type outFiles struct {
 	tmp     map[string]string
 	written map[string]*hashingFile
 	order   []string
-	err     error
 }
 
 func newOutFiles(dir string) *outFiles {
 	return &outFiles{dir: dir, tmp: map[string]string{}, written: map[string]*hashingFile{}}
 }
 
-func (o *outFiles) create(name string) io.WriteCloser {
+func (o *outFiles) create(name string) (io.WriteCloser, error) {
 	f, err := os.CreateTemp(o.dir, "."+name+".tmp-")
 	if err != nil {
-		if o.err == nil {
-			o.err = err
-		}
-		return nil
+		return nil, fmt.Errorf("output directory %s: %w; pass -o a writable directory", o.dir, unwrapPath(err))
 	}
 	o.tmp[name] = f.Name()
 	o.order = append(o.order, name)
 	hf := &hashingFile{f: f, h: sha256.New()}
 	o.written[name] = hf
-	return hf
+	return hf, nil
 }
 
 // describe returns the size and digest of an artifact written with create.
