@@ -5,10 +5,12 @@ package test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,12 +88,18 @@ ethernets:
 			addr := strings.Split(staticAddr, "/")[0]
 			deadline := time.Now().Add(stepTimeout)
 			for {
-				out, _ := ns.Command(ctx, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/"+addr+"/9").CombinedOutput()
-				if strings.Contains(string(out), "Connection refused") {
+				dctx, cancelDial := context.WithTimeout(ctx, 5*time.Second)
+				c, err := ns.DialContext(dctx, "tcp", addr+":9")
+				cancelDial()
+				if err == nil {
+					c.Close()
+					t.Fatalf("something listens on %s:9 in a node with no services", addr)
+				}
+				if errors.Is(err, syscall.ECONNREFUSED) {
 					break
 				}
 				if time.Now().After(deadline) || ctx.Err() != nil {
-					t.Fatalf("TCP to %s:9 from the bridge: want connection refused by the guest, got %q", addr, out)
+					t.Fatalf("TCP to %s:9 from the bridge: %v; want the guest to refuse the connection", addr, err)
 				}
 				time.Sleep(time.Second)
 			}
