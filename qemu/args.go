@@ -14,8 +14,14 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 	if b == nil || b.QEMU == nil {
 		return nil, errors.New("qemu: no board, or the board has no qemu section: QEMU cannot emulate it")
 	}
-	if c.Kernel == "" || c.Initrd == "" {
-		return nil, errors.New("qemu: no kernel or initramfs given: build them with `cairn build` and pass the output directory")
+	direct := c.Kernel != "" || c.Initrd != ""
+	switch {
+	case direct && (c.Kernel == "" || c.Initrd == ""):
+		return nil, errors.New("qemu: a direct kernel boot needs both the kernel and the initramfs: pass the directory `cairn build` wrote")
+	case !direct && len(c.Drives) == 0:
+		return nil, errors.New("qemu: nothing to boot: no kernel and initramfs (build them with `cairn build` and pass the output directory) and no disk")
+	case !direct && len(c.ExtraCmdline) > 0:
+		return nil, errors.New("qemu: extra kernel arguments need a direct kernel boot; a disk's bootloader has its own command line")
 	}
 	mem := c.Memory
 	if mem == 0 {
@@ -36,14 +42,17 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 		"-m", fmt.Sprint(mem),
 		"-smp", fmt.Sprint(smp),
 		"-display", "none",
-		"-kernel", c.Kernel,
-		"-initrd", c.Initrd,
-		"-append", c.cmdline(),
 		"-qmp", "unix:" + qmpPath + ",server=on,wait=off",
 		"-device", "virtio-rng-pci",
 	}
 	if b.QEMU.CPU != "" {
 		a = append(a, "-cpu", b.QEMU.CPU)
+	}
+	if direct {
+		a = append(a, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.cmdline())
+	} else if b.QEMU.Firmware != "" {
+		// A disk boots through the board's firmware; none means BIOS.
+		a = append(a, "-bios", b.QEMU.Firmware)
 	}
 	if !c.AllowReboot {
 		a = append(a, "-no-reboot")
@@ -62,9 +71,13 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 			"-monitor", "none")
 	}
 
+	// The seed comes first on the bus; without a direct kernel the first
+	// further drive is the boot disk.
 	drives := c.Drives
+	bootDisk := 0
 	if c.Seed != "" {
 		drives = append([]Drive{{Path: c.Seed, ReadOnly: true}}, drives...)
+		bootDisk = 1
 	}
 	for i, d := range drives {
 		if strings.Contains(d.Path, ",") {
@@ -74,14 +87,18 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 		if format == "" {
 			format = "raw"
 		}
-		opt := fmt.Sprintf("file=%s,if=virtio,format=%s,id=drive%d", d.Path, format, i)
+		opt := fmt.Sprintf("file=%s,if=none,format=%s,id=drive%d", d.Path, format, i)
 		if d.ReadOnly {
 			opt += ",readonly=on"
 		}
 		if d.Snapshot {
 			opt += ",snapshot=on"
 		}
-		a = append(a, "-drive", opt)
+		dev := fmt.Sprintf("virtio-blk-pci,drive=drive%d", i)
+		if !direct && i == bootDisk {
+			dev += ",bootindex=0"
+		}
+		a = append(a, "-drive", opt, "-device", dev)
 	}
 
 	nics := c.NICs

@@ -121,7 +121,8 @@ type Config struct {
 	// Name appears in errors and console prefixes; the board's name when empty.
 	Name  string
 	Board *boards.Board
-	// Artifacts of a direct kernel boot.
+	// Artifacts of a direct kernel boot; when empty, the first of Drives
+	// boots through the board's firmware (UEFI, or BIOS when it has none).
 	Artifacts
 	// ExtraCmdline is appended to Artifacts.Cmdline.
 	ExtraCmdline []string

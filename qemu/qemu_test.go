@@ -74,16 +74,47 @@ func TestArgs(t *testing.T) {
 				"-append":  {"console=ttyS0 cairn.system=live cairn.config=http://10.0.2.2:8080/c cairn.debug"},
 				"-netdev":  {"user,id=net0,hostfwd=tcp:127.0.0.1:6443-:6443,hostfwd=tcp:0.0.0.0:2222-:22"},
 				"-drive": {
-					"file=/t/seed.iso,if=virtio,format=raw,id=drive0,readonly=on",
-					"file=/t/disk.qcow2,if=virtio,format=qcow2,id=drive1,snapshot=on",
+					"file=/t/seed.iso,if=none,format=raw,id=drive0,readonly=on",
+					"file=/t/disk.qcow2,if=none,format=qcow2,id=drive1,snapshot=on",
 				},
+				"-bios": nil,
 			},
+		},
+		{
+			name: "disk boot through the board's UEFI firmware, seed beside it",
+			cfg:  Config{Board: arm, Seed: "/t/seed.iso", Drives: []Drive{{Path: "/t/disk.img", Snapshot: true}}, NICs: []NIC{}},
+			want: map[string][]string{
+				"-kernel": nil,
+				"-append": nil,
+				"-bios":   {"/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"},
+				"-device": {"virtio-rng-pci", "virtio-blk-pci,drive=drive0", "virtio-blk-pci,drive=drive1,bootindex=0"},
+			},
+		},
+		{
+			name: "disk boot through BIOS",
+			cfg:  Config{Board: x86, Drives: []Drive{{Path: "/t/disk.img"}}, NICs: []NIC{}},
+			want: map[string][]string{
+				"-bios":   nil,
+				"-device": {"virtio-rng-pci", "virtio-blk-pci,drive=drive0,bootindex=0"},
+			},
+		},
+		{
+			name:    "extra kernel arguments on a disk boot",
+			cfg:     Config{Board: x86, Drives: []Drive{{Path: "/t/disk.img"}}, ExtraCmdline: []string{"cairn.debug"}},
+			wantErr: "direct kernel boot",
+		},
+		{
+			name:    "kernel without initramfs",
+			cfg:     Config{Board: x86, Artifacts: Artifacts{Kernel: "/o/vmlinuz"}},
+			wantErr: "both the kernel and the initramfs",
 		},
 		{
 			name: "TAP in a namespace, fixed MAC",
 			cfg:  Config{Board: x86, Artifacts: art, Netns: ns, NICs: []NIC{{TAP: "tap0", MAC: "52:54:00:00:00:01"}}},
 			want: map[string][]string{
 				"-netdev": {"tap,id=net0,ifname=tap0,script=no,downscript=no"},
+				"-kernel": {"/o/vmlinuz"},
+				"-initrd": {"/o/initramfs.img"},
 				"-device": {"virtio-rng-pci", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01"},
 			},
 		},
