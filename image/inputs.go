@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,11 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 	}
 	ver := sourceVersion(ctx, dir)
 	ldflags := "-s -w -buildid= -X main.version=" + ver
+	if t := sourceTime(ctx, dir); t != "" {
+		// A clock earlier than the source's last commit is plainly wrong;
+		// the init steps it forward before anything checks a certificate.
+		ldflags += " -X " + modulePath + "/init/clock.BuildTimestamp=" + t
+	}
 	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	// An unchanged source tree reuses the last binary: go build relinks
 	// every time, which is most of a warm rebuild.
@@ -168,6 +174,23 @@ func sourceVersion(ctx context.Context, dir string) string {
 		return v
 	}
 	return "dev"
+}
+
+// sourceTime is the commit time of the source tree in Unix seconds, or ""
+// outside a git checkout. It is stable for a commit, so builds stay
+// reproducible.
+func sourceTime(ctx context.Context, dir string) string {
+	cmd := exec.CommandContext(ctx, "git", "log", "-1", "--format=%ct")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	t := strings.TrimSpace(string(out))
+	if _, err := strconv.ParseInt(t, 10, 64); err != nil {
+		return ""
+	}
+	return t
 }
 
 // initInput describes an init binary: its digest and, from the Go build
