@@ -16,14 +16,13 @@
 # usage: build.sh OUTDIR [ARCH...]      (ARCH: amd64 arm64; default both)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here"
-
 out=${1:?usage: build.sh OUTDIR [ARCH...]}
 shift
 arches=("$@")
 ((${#arches[@]})) || arches=(amd64 arm64)
 mkdir -p "$out"
-out=$(cd "$out" && pwd)
+out=$(cd "$out" && pwd) # relative to the caller's directory
+cd "$here"
 
 # shellcheck source=versions.env
 . ./versions.env
