@@ -26,7 +26,8 @@ const (
 // watchPowerKeys watches every input device that has a power key (the
 // ACPI button driver's "Power Button", gpio-keys on arm64) and calls
 // pressed on each press. Devices appear as modules load, so the class
-// directory is rescanned, often at first and then slowly.
+// directory is rescanned, every quarter second while the machine boots and
+// then slowly.
 func watchPowerKeys(ctx context.Context, class, dev string, pressed func()) {
 	watched := map[string]bool{}
 	start := time.Now()
@@ -45,8 +46,12 @@ func watchPowerKeys(ctx context.Context, class, dev string, pressed func()) {
 				readPowerKey(ctx, f, pressed)
 			})
 		}
-		wait := 2 * time.Second
-		if time.Since(start) > time.Minute {
+		// Power keys appear as coldplug loads button, gpio_keys and evdev;
+		// a press made as soon as the network is up must not be missed,
+		// so look often while the machine boots (a scan reads a few small
+		// sysfs files), then rarely.
+		wait := 250 * time.Millisecond
+		if time.Since(start) > 2*time.Minute {
 			wait = 30 * time.Second
 		}
 		select {
