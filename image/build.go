@@ -35,7 +35,7 @@ import (
 
 	"github.com/cairn-os/cairn/boards"
 	"github.com/cairn-os/cairn/image/kmod"
-	"github.com/cairn-os/cairn/image/newc"
+	"github.com/cavaliergopher/cpio"
 )
 
 // Options are a build's inputs. Board, Kernel and Out are required.
@@ -403,8 +403,8 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "mnt", "root"} {
 		ird.mkdirAll(d)
 	}
-	ird.chardev("dev/console", 0o600, 5, 1)
-	ird.chardev("dev/null", 0o666, 1, 3)
+	// No device nodes: the kernel's built-in initramfs, unpacked first,
+	// has /dev/console, and the init mounts devtmpfs before anything else.
 	ird.file("init", 0o755, initBin)
 	addModules(ird, k, stage1)
 	ird.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
@@ -485,8 +485,8 @@ func addBase(t tree) {
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "mnt", "root", "var", "etc/cairn", "usr/bin", "usr/lib"} {
 		t.mkdirAll(d)
 	}
-	t["tmp"].mode = newc.TypeDir | 0o1777
-	t["root"].mode = newc.TypeDir | 0o700
+	t["tmp"].mode = cpio.TypeDir | 0o1777
+	t["root"].mode = cpio.TypeDir | 0o700
 	t.symlink("bin", "usr/bin")
 }
 

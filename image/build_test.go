@@ -123,7 +123,7 @@ func TestBuildLayout(t *testing.T) {
 		mode fs.FileMode
 	}{
 		{"/init", 0o755},
-		{"/dev/console", fs.ModeDevice | fs.ModeCharDevice | 0o600},
+		{"/dev", fs.ModeDir | 0o755},
 		{"/etc/cairn/board.yaml", 0o644},
 		{mods + "modules.dep", 0o644},
 		{mods + "modules.alias", 0o644},
@@ -150,8 +150,10 @@ func TestBuildLayout(t *testing.T) {
 			t.Errorf("%s has mode %v, want %v", want.path, e.Mode, want.mode)
 		}
 	}
-	if e := got["/dev/console"]; e.Major != 5 || e.Minor != 1 {
-		t.Errorf("/dev/console is %d,%d, want 5,1", e.Major, e.Minor)
+	// /dev/console comes from the kernel's built-in initramfs; ours holds
+	// no device nodes (the cpio library cannot write them).
+	if _, ok := got["/dev/console"]; ok {
+		t.Error("the initramfs carries /dev/console; the kernel's built-in archive provides it")
 	}
 	// The initramfs carries only stage 1's modules; the node's are in the system image.
 	if _, ok := got[mods+"kernel/net/bridge/br_netfilter.ko"]; ok {

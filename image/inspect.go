@@ -17,7 +17,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/cairn-os/cairn/image/newc"
+	"github.com/cavaliergopher/cpio"
 )
 
 // Entry is one file of an inspected artifact.
@@ -161,23 +161,33 @@ func zeros(f *os.File, off, size int64) int64 {
 // readCPIO appends r's entries to c and returns the bytes consumed. When
 // the archive is uncompressed in f at base, a squashfs in it is listed too.
 func readCPIO(f *os.File, r io.Reader, base int64, prefix string, c *Contents) (int64, error) {
-	cr := newc.NewReader(r)
+	// cpio's reader takes exactly each header and body from r, so counting
+	// what it consumed gives the body's offset in the archive.
+	counted := &byteCounter{r: r}
+	cr := cpio.NewReader(counted)
 	for {
 		h, err := cr.Next()
 		if err == io.EOF {
-			return cr.Offset(), nil
+			return counted.n, nil
 		}
 		if err != nil {
 			return 0, err
 		}
 		p := prefix + "/" + strings.TrimPrefix(h.Name, "/")
-		c.Entries = append(c.Entries, Entry{Path: p, Mode: h.FileMode(), Size: h.Size, Link: h.Linkname,
-			Major: h.Major, Minor: h.Minor, UID: h.UID, GID: h.GID})
-		if h.Type() != newc.TypeFile || !strings.HasSuffix(h.Name, ".sqfs") {
+		e := Entry{Path: p, Mode: h.FileInfo().Mode(), Size: h.Size, UID: uint32(h.Uid), GID: uint32(h.Guid)}
+		if h.Mode&cpio.ModeType == cpio.TypeSymlink {
+			target, err := io.ReadAll(io.LimitReader(cr, 4096))
+			if err != nil {
+				return 0, fmt.Errorf("%s: %w", p, err)
+			}
+			e.Link = string(target)
+		}
+		c.Entries = append(c.Entries, e)
+		if !h.Mode.IsRegular() || !strings.HasSuffix(h.Name, ".sqfs") {
 			continue
 		}
 		if f != nil {
-			ents, err := listSquashfs(f, base+cr.Offset(), h.Size, p+":")
+			ents, err := listSquashfs(f, base+counted.n, h.Size, p+":")
 			if err != nil {
 				return 0, fmt.Errorf("%s: %w", p, err)
 			}
@@ -330,6 +340,18 @@ func zstdFrameLen(r io.Reader) (int64, error) {
 
 // countingReader counts the bytes read through it; it is an io.ByteReader
 // so decompressors read no further than they need.
+// byteCounter counts the bytes read through it.
+type byteCounter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *byteCounter) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
 type countingReader struct {
 	r *bufio.Reader
 	n int64

@@ -11,18 +11,18 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
-	"github.com/cairn-os/cairn/image/newc"
+	"github.com/cavaliergopher/cpio"
 )
 
 // node is one entry of a file tree being assembled. Owners are always 0:0
 // and times the build's fixed time.
 type node struct {
-	mode         uint32 // newc.Type* | permission bits
-	src          string // regular file: read from here, or
-	data         []byte // these bytes
-	link         string // symlink target
-	major, minor uint32
+	mode uint32 // cpio.Type* | permission bits
+	src  string // regular file: read from here, or
+	data []byte // these bytes
+	link string // symlink target
 }
 
 // tree is a root filesystem being assembled, by path without a leading "/".
@@ -33,11 +33,11 @@ func (t tree) mkdirAll(p string) {
 	if p == "." || p == "/" || p == "" {
 		return
 	}
-	if n, ok := t[p]; ok && n.mode&0o170000 == newc.TypeDir {
+	if n, ok := t[p]; ok && n.mode&0o170000 == cpio.TypeDir {
 		return
 	}
 	t.mkdirAll(path.Dir(p))
-	t[p] = &node{mode: newc.TypeDir | 0o755}
+	t[p] = &node{mode: cpio.TypeDir | 0o755}
 }
 
 func (t tree) add(p string, n *node) {
@@ -47,19 +47,15 @@ func (t tree) add(p string, n *node) {
 }
 
 func (t tree) file(p string, perm uint32, src string) {
-	t.add(p, &node{mode: newc.TypeFile | perm, src: src})
+	t.add(p, &node{mode: cpio.TypeReg | perm, src: src})
 }
 
 func (t tree) bytes(p string, perm uint32, data []byte) {
-	t.add(p, &node{mode: newc.TypeFile | perm, data: data})
+	t.add(p, &node{mode: cpio.TypeReg | perm, data: data})
 }
 
 func (t tree) symlink(p, target string) {
-	t.add(p, &node{mode: newc.TypeSymlink | 0o777, link: target})
-}
-
-func (t tree) chardev(p string, perm, major, minor uint32) {
-	t.add(p, &node{mode: newc.TypeChar | perm, major: major, minor: minor})
+	t.add(p, &node{mode: cpio.TypeSymlink | 0o777, link: target})
 }
 
 // addDir copies the tree on disk at root into t under prefix. Permissions
@@ -87,7 +83,7 @@ func (t tree) addDir(root, prefix string) error {
 		switch {
 		case d.IsDir():
 			t.mkdirAll(dst)
-			t[strings.TrimPrefix(path.Clean("/"+dst), "/")].mode = newc.TypeDir | perm
+			t[strings.TrimPrefix(path.Clean("/"+dst), "/")].mode = cpio.TypeDir | perm
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
@@ -127,7 +123,7 @@ func (t tree) paths() []string {
 	return ps
 }
 
-func (n *node) isFile() bool { return n.mode&0o170000 == newc.TypeFile }
+func (n *node) isFile() bool { return n.mode&0o170000 == cpio.TypeReg }
 
 func (n *node) open() (io.ReadCloser, int64, error) {
 	if n.src == "" {
@@ -145,31 +141,45 @@ func (n *node) open() (io.ReadCloser, int64, error) {
 	return f, st.Size(), nil
 }
 
-// writeCPIO writes t as a newc archive with every time set to mtime.
+// writeCPIO writes t as a newc archive with every time set to mtime and
+// every owner 0:0. It holds no device nodes: the kernel unpacks its own
+// built-in archive, with /dev/console, before this one.
 func (t tree) writeCPIO(w io.Writer, mtime int64) error {
-	cw := newc.NewWriter(w)
+	cw := cpio.NewWriter(w)
 	for _, p := range t.paths() {
 		n := t[p]
-		h := &newc.Header{Name: p, Mode: n.mode, MTime: mtime, Linkname: n.link, Major: n.major, Minor: n.minor}
-		if !n.isFile() {
+		h := &cpio.Header{Name: p, Mode: cpio.FileMode(n.mode), ModTime: time.Unix(mtime, 0)}
+		switch n.mode & cpio.ModeType {
+		case cpio.TypeDir:
 			if err := cw.WriteHeader(h); err != nil {
 				return err
 			}
-			continue
-		}
-		r, size, err := n.open()
-		if err != nil {
-			return err
-		}
-		h.Size = size
-		if err := cw.WriteHeader(h); err != nil {
+		case cpio.TypeSymlink:
+			// newc keeps a symlink's target as its contents.
+			h.Size = int64(len(n.link))
+			if err := cw.WriteHeader(h); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(cw, n.link); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		case cpio.TypeReg:
+			r, size, err := n.open()
+			if err != nil {
+				return err
+			}
+			h.Size = size
+			if err := cw.WriteHeader(h); err != nil {
+				r.Close()
+				return err
+			}
+			_, err = io.CopyN(cw, r, size)
 			r.Close()
-			return err
-		}
-		_, err = io.CopyN(cw, r, size)
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		default:
+			return fmt.Errorf("%s: mode %o cannot go into an initramfs; only files, directories and symlinks can", p, n.mode)
 		}
 	}
 	return cw.Close()
@@ -181,7 +191,7 @@ func (t tree) digest(d digests) (string, error) {
 	h := sha256.New()
 	for _, p := range t.paths() {
 		n := t[p]
-		fmt.Fprintf(h, "%q %o %q %d %d", p, n.mode, n.link, n.major, n.minor)
+		fmt.Fprintf(h, "%q %o %q", p, n.mode, n.link)
 		if n.isFile() {
 			var sum string
 			if n.src != "" {
@@ -213,18 +223,18 @@ func (t tree) stage(dir string) error {
 			perm |= fs.ModeSticky
 		}
 		switch n.mode & 0o170000 {
-		case newc.TypeDir:
+		case cpio.TypeDir:
 			if err := os.Mkdir(dst, perm); err != nil {
 				return err
 			}
 			if err := os.Chmod(dst, perm); err != nil {
 				return err
 			}
-		case newc.TypeSymlink:
+		case cpio.TypeSymlink:
 			if err := os.Symlink(n.link, dst); err != nil {
 				return err
 			}
-		case newc.TypeFile:
+		case cpio.TypeReg:
 			if n.src != "" {
 				if st, err := os.Stat(n.src); err == nil && st.Mode().Perm() == perm {
 					if os.Link(n.src, dst) == nil {
