@@ -49,8 +49,10 @@ boot: cairn
 	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -run '^TestBoot(X86_64|Arm64)$$' -v -timeout 30m ./test/
 
 # Every end-to-end test (docs/testing.md): config sources, bad config, static
-# address on a TAP bridge, DHCP lease renewal with dnsmasq; needs root.
-e2e: deps kernels cairn
+# address on a TAP bridge, DHCP lease renewal with dnsmasq; needs root. The
+# node components' tests run first: their cold build takes 20-40 minutes, too
+# long for `make test` on a fresh CI machine, and seconds once cached.
+e2e: deps kernels cairn components-test
 	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -v -timeout 120m ./test/
 
 bench: deps kernels
