@@ -67,7 +67,7 @@ func Inspect(name string) (*Contents, error) {
 			return nil, fmt.Errorf("inspect %s: %w", name, err)
 		}
 		c.Entries = ents
-		c.Parts = []string{fmt.Sprintf("squashfs, %s", humanBytes(st.Size()))}
+		c.Parts = []string{fmt.Sprintf("squashfs, %s", HumanSize(st.Size()))}
 		return c, nil
 	case string(magic) == "070701" || string(magic) == "070702" || isZstd(magic) || isGzip(magic):
 		c, err := inspectInitramfs(f, st.Size())
@@ -98,7 +98,7 @@ func inspectInitramfs(f *os.File, size int64) (*Contents, error) {
 			if err != nil {
 				return nil, fmt.Errorf("cpio at offset %d: %w", off, err)
 			}
-			c.Parts = append(c.Parts, fmt.Sprintf("cpio, %s at offset %d", humanBytes(used), off))
+			c.Parts = append(c.Parts, fmt.Sprintf("cpio, %s at offset %d", HumanSize(used), off))
 			off += used
 		case isZstd(b):
 			n, err := zstdFrameLen(io.NewSectionReader(f, off, size-off))
@@ -115,7 +115,7 @@ func inspectInitramfs(f *os.File, size int64) (*Contents, error) {
 			if err != nil {
 				return nil, fmt.Errorf("zstd cpio at offset %d: %w", off, err)
 			}
-			c.Parts = append(c.Parts, fmt.Sprintf("zstd cpio, %s at offset %d", humanBytes(n), off))
+			c.Parts = append(c.Parts, fmt.Sprintf("zstd cpio, %s at offset %d", HumanSize(n), off))
 			off += n
 		case isGzip(b):
 			cr := &countingReader{r: bufio.NewReader(io.NewSectionReader(f, off, size-off))}
@@ -130,7 +130,7 @@ func inspectInitramfs(f *os.File, size int64) (*Contents, error) {
 			if _, err := io.Copy(io.Discard, z); err != nil {
 				return nil, fmt.Errorf("gzip at offset %d: %w", off, err)
 			}
-			c.Parts = append(c.Parts, fmt.Sprintf("gzip cpio, %s at offset %d", humanBytes(cr.n), off))
+			c.Parts = append(c.Parts, fmt.Sprintf("gzip cpio, %s at offset %d", HumanSize(cr.n), off))
 			off += cr.n
 		default:
 			return nil, fmt.Errorf("unknown data at offset %d (%x)", off, b)
@@ -371,7 +371,8 @@ func (c *countingReader) ReadByte() (byte, error) {
 	return b, err
 }
 
-func humanBytes(n int64) string {
+// HumanSize writes a byte count the way people read it: "66.6 MiB".
+func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))

@@ -69,16 +69,6 @@ flags:
 
 func printSummary(w io.Writer, res *image.Result) {
 	for _, a := range res.Info.Artifacts {
-		fmt.Fprintf(w, "cairn: build: %s/%s %s\n", res.Dir, a.Name, humanSize(a.Size))
+		fmt.Fprintf(w, "cairn: build: %s/%s %s\n", res.Dir, a.Name, image.HumanSize(a.Size))
 	}
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
