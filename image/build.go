@@ -377,6 +377,8 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 		return nil, err
 	}
 	sys.file("sbin/init", 0o755, initBin)
+	// The kernel runs /sbin/modprobe for modules it needs; the init answers.
+	sys.symlink("sbin/modprobe", "init")
 	addModules(sys, k, system)
 	sys.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
 	if cfgData != nil {

@@ -131,6 +131,7 @@ func TestBuildLayout(t *testing.T) {
 		{mods + "kernel/fs/squashfs/squashfs.ko", 0o644},
 		{"/system.sqfs", 0o644},
 		{"/system.sqfs:/sbin/init", 0o755},
+		{"/system.sqfs:/sbin/modprobe", fs.ModeSymlink | 0o777},
 		{"/system.sqfs:/etc/cairn/config.yaml", 0o600},
 		{"/system.sqfs:/etc/cairn/board.yaml", 0o644},
 		{"/system.sqfs:/etc/passwd", 0o644},

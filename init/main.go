@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -67,6 +68,10 @@ func main() {
 			idleForever()
 		}
 	}()
+
+	if filepath.Base(os.Args[0]) == "modprobe" {
+		os.Exit(modprobeMain(os.Args[1:]))
+	}
 
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

@@ -306,3 +306,25 @@ func (l *Loader) Coldplug(maxRounds int) (loaded []string, errs []error) {
 	}
 	return loaded, errs
 }
+
+// Request loads what the kernel or a program asks for by module name or by
+// alias ("fs-overlay", "nft-chain-2-nat", a device modalias), the way
+// modprobe does, and returns the modules it resolved to.
+func (l *Loader) Request(name string) ([]string, error) {
+	n := Name(name)
+	if _, ok := l.Index.paths[n]; ok || l.Index.builtin[n] {
+		_, err := l.Load(n)
+		return []string{n}, err
+	}
+	mods := l.Index.Lookup(name)
+	if len(mods) == 0 {
+		return nil, fmt.Errorf("%s: %w in %s (neither a module name nor an alias)", name, ErrNotFound, l.Index.Dir)
+	}
+	var errs []error
+	for _, m := range mods {
+		if _, err := l.Load(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return mods, errors.Join(errs...)
+}

@@ -184,3 +184,34 @@ func TestLookup(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestByNameOrAlias(t *testing.T) {
+	dir, _ := fixture(t)
+	ix, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		request string
+		want    []string // modules resolved to
+		loaded  []string // inserted, in order
+		err     bool
+	}{
+		{request: "virtio-net", want: []string{"virtio_net"}, loaded: []string{"failover", "net_failover", "virtio_net"}},
+		{request: "pci:v00008086d0000100Esv00008086sd00000001bc02sc00i00", want: []string{"e1000"}, loaded: []string{"e1000"}},
+		{request: "ext4", want: []string{"ext4"}},
+		{request: "fs-zfs", err: true},
+	} {
+		t.Run(tc.request, func(t *testing.T) {
+			l := NewLoader(ix)
+			order := recorder(t, l, t.TempDir())
+			got, err := l.Request(tc.request)
+			if (err != nil) != tc.err {
+				t.Fatalf("Request(%q) error = %v, want error %v", tc.request, err, tc.err)
+			}
+			if !slices.Equal(got, tc.want) || !slices.Equal(*order, tc.loaded) {
+				t.Errorf("Request(%q) = %v, inserted %v; want %v, inserted %v", tc.request, got, *order, tc.want, tc.loaded)
+			}
+		})
+	}
+}
