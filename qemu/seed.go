@@ -15,45 +15,42 @@ type Seed struct {
 	NetworkConfig []byte // optional network config version 2
 }
 
-func (s Seed) files(dir string) (user, meta, network string, err error) {
-	meta = s.defaultMeta()
+// files writes the seed's files into a new temporary directory, which the
+// caller removes; network is empty when the seed has no network config.
+func (s Seed) files() (dir, user, meta, network string, err error) {
+	dir, err = os.MkdirTemp("", "cairn-seed-")
+	if err != nil {
+		return "", "", "", "", err
+	}
 	user = filepath.Join(dir, "user-data")
-	if err = os.WriteFile(user, s.UserData, 0o600); err != nil {
-		return
+	meta = filepath.Join(dir, "meta-data")
+	metaData := s.MetaData
+	if metaData == nil {
+		metaData = []byte("instance-id: cairn-test\n")
 	}
-	metaPath := filepath.Join(dir, "meta-data")
-	if err = os.WriteFile(metaPath, []byte(meta), 0o600); err != nil {
-		return
+	if err = os.WriteFile(user, s.UserData, 0o600); err == nil {
+		err = os.WriteFile(meta, metaData, 0o600)
 	}
-	if s.NetworkConfig != nil {
+	if err == nil && s.NetworkConfig != nil {
 		network = filepath.Join(dir, "network-config")
-		if err = os.WriteFile(network, s.NetworkConfig, 0o600); err != nil {
-			return
-		}
+		err = os.WriteFile(network, s.NetworkConfig, 0o600)
 	}
-	return user, metaPath, network, nil
-}
-
-func (s Seed) defaultMeta() string {
-	if s.MetaData != nil {
-		return string(s.MetaData)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", "", "", err
 	}
-	return "instance-id: cairn-test\n"
+	return dir, user, meta, network, nil
 }
 
 // MakeSeedISO writes the seed as an iso9660 image labelled "cidata" to path,
 // with Debian's cloud-localds (package cloud-image-utils), the way users make
 // seeds for cloud images.
 func MakeSeedISO(ctx context.Context, path string, s Seed) error {
-	dir, err := os.MkdirTemp("", "cairn-seed-")
+	dir, user, meta, network, err := s.files()
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", path, err)
 	}
 	defer os.RemoveAll(dir)
-	user, meta, network, err := s.files(dir)
-	if err != nil {
-		return fmt.Errorf("seed %s: %w", path, err)
-	}
 	argv := []string{"cloud-localds"}
 	if network != "" {
 		argv = append(argv, "--network-config="+network)
@@ -68,15 +65,11 @@ func MakeSeedISO(ctx context.Context, path string, s Seed) error {
 // MakeSeedVFAT writes the seed as a FAT volume labelled "cidata" to path, with
 // mkfs.vfat (dosfstools) and mcopy (mtools), as a user would prepare a USB stick.
 func MakeSeedVFAT(ctx context.Context, path string, s Seed) error {
-	dir, err := os.MkdirTemp("", "cairn-seed-")
+	dir, user, meta, network, err := s.files()
 	if err != nil {
 		return fmt.Errorf("seed %s: %w", path, err)
 	}
 	defer os.RemoveAll(dir)
-	user, meta, network, err := s.files(dir)
-	if err != nil {
-		return fmt.Errorf("seed %s: %w", path, err)
-	}
 	os.Remove(path)
 	// 2 MiB: mkfs.vfat picks FAT12, which every kernel reads.
 	steps := [][]string{
