@@ -196,21 +196,20 @@ func boot(t *testing.T, ctx context.Context, board, dir string, cfg qemu.Config)
 // with the console's last lines when none comes.
 func waitFor(t *testing.T, ctx context.Context, m *qemu.Machine, d time.Duration, re *regexp.Regexp) qemu.Line {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	l, err := m.WaitFor(ctx, re)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return wait(t, ctx, d, re, m.WaitFor)
 }
 
 // waitForNext is waitFor over the lines after the last one found.
 func waitForNext(t *testing.T, ctx context.Context, m *qemu.Machine, d time.Duration, re *regexp.Regexp) qemu.Line {
 	t.Helper()
+	return wait(t, ctx, d, re, m.WaitForNext)
+}
+
+func wait(t *testing.T, ctx context.Context, d time.Duration, re *regexp.Regexp, f func(context.Context, *regexp.Regexp) (qemu.Line, error)) qemu.Line {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	l, err := m.WaitForNext(ctx, re)
+	l, err := f(ctx, re)
 	if err != nil {
 		t.Fatal(err)
 	}
