@@ -294,7 +294,7 @@ func TestConsoleWaitFor(t *testing.T) {
 func TestQMP(t *testing.T) {
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (make deps)")
+		t.Fatal("qemu-system-x86_64 not installed: run `make deps`")
 	}
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -326,7 +326,7 @@ func TestQMP(t *testing.T) {
 func TestSeeds(t *testing.T) {
 	for _, tool := range []string{"cloud-localds", "mkfs.vfat", "mcopy", "blkid"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (make deps)", tool)
+			t.Fatalf("%s not installed: run `make deps`", tool)
 		}
 	}
 	ctx := context.Background()
