@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -245,7 +246,7 @@ func (ck *checker) network() {
 		if mode, ok := b.Parameters["mode"]; ok && !bondModes[mode] {
 			ck.errorf(p+".parameters.mode", "%s.parameters.mode %q is not one of balance-rr, active-backup, balance-xor, broadcast, 802.3ad, balance-tlb, balance-alb", p, mode)
 		}
-		if pr, ok := b.Parameters["primary"]; ok && !contains(b.Interfaces, pr) {
+		if pr, ok := b.Parameters["primary"]; ok && !slices.Contains(b.Interfaces, pr) {
 			ck.errorf(p+".parameters.primary", "%s.parameters.primary %q is not one of the bond's interfaces", p, pr)
 		}
 	}
@@ -320,15 +321,6 @@ func (ck *checker) network() {
 		}
 		ck.iface(p, nw.Bonds[name].Interface, vlanLink[name])
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // iface checks addressing; used says another link runs on this one, so it
@@ -616,7 +608,7 @@ func (ck *checker) kubernetes() {
 	}
 	for i, d := range k.Disable {
 		p := fmt.Sprintf("%sdisable[%d]", kp, i)
-		if !contains(knownDisable, d) {
+		if !slices.Contains(knownDisable, d) {
 			ck.warnf(p, "%s %q is not a component k3s packages (%s); it is ignored", p, d, strings.Join(knownDisable, ", "))
 		}
 	}

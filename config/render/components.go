@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -334,7 +335,7 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 	if role != "server" && role != "agent" {
 		return nil, fmt.Errorf("rendering k3s: kubernetes.role %q is not server or agent", role)
 	}
-	if role == "server" && k.VIP != "" && !contains(k.TLSSAN, k.VIP) {
+	if role == "server" && k.VIP != "" && !slices.Contains(k.TLSSAN, k.VIP) {
 		k.TLSSAN = append(append([]string(nil), k.TLSSAN...), k.VIP)
 	}
 	if k.NodeName == "" {
@@ -370,15 +371,6 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func firstOf(list string) string {
