@@ -170,12 +170,7 @@ func (ck *checker) ntp() {
 }
 
 func (ck *checker) sysctl() {
-	keys := make([]string, 0, len(ck.c.Sysctl))
-	for k := range ck.c.Sysctl {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(ck.c.Sysctl) {
 		p := "sysctl." + k
 		if !sysctlRe.MatchString(k) || strings.Contains(k, "..") {
 			ck.errorf(p, "sysctl %q is not a sysctl name like net.ipv4.ip_forward", k)
