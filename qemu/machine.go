@@ -36,7 +36,7 @@ type Machine struct {
 	last int // index of the line the last WaitFor/WaitForNext returned
 }
 
-// Start boots cfg in QEMU. QEMU is killed when ctx ends; call Close (or Kill)
+// Start boots cfg in QEMU. QEMU is killed when ctx ends; call Kill
 // when done with the machine in any case.
 func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if cfg.Board == nil || cfg.Board.QEMU == nil {
@@ -124,17 +124,8 @@ func (m *Machine) cleanup() {
 // Name is the machine's name as it appears in errors.
 func (m *Machine) Name() string { return m.name }
 
-// Started is when QEMU was started.
-func (m *Machine) Started() time.Time { return m.start }
-
 // Lines returns every console line so far.
 func (m *Machine) Lines() []Line { return m.con.Lines() }
-
-// Tail returns the last n console lines as text, for messages.
-func (m *Machine) Tail(n int) string { return m.con.tail(n) }
-
-// Stderr is what QEMU itself printed (warnings, errors).
-func (m *Machine) Stderr() string { return m.stderr.String() }
 
 // WaitFor returns the first console line since boot that matches re, waiting
 // for it until ctx ends or QEMU exits. The error then names the pattern and
@@ -201,9 +192,6 @@ func (m *Machine) Quit(ctx context.Context) error {
 	return m.Wait(ctx)
 }
 
-// Done is closed when QEMU has exited.
-func (m *Machine) Done() <-chan struct{} { return m.done }
-
 // Exited reports whether QEMU has exited.
 func (m *Machine) Exited() bool {
 	select {
@@ -236,12 +224,6 @@ func (m *Machine) Kill() {
 		m.cmd.Process.Kill()
 	}
 	<-m.done
-}
-
-// Close is Kill; it exists so a Machine can be deferred as an io.Closer.
-func (m *Machine) Close() error {
-	m.Kill()
-	return nil
 }
 
 // lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
