@@ -116,10 +116,10 @@ func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, from int, name
 				return l, i, nil
 			}
 			for _, f := range c.failOn {
-				if f.MatchString(c.lines[i].Text) {
+				if text := c.lines[i].Text; f.MatchString(text) {
 					c.mu.Unlock()
 					return Line{}, -1, fmt.Errorf("%s: the console showed %q (matching /%s/) before /%s/; last console lines:%s",
-						name, c.lines[i].Text, f, re, c.tail(30))
+						name, text, f, re, c.tail(30))
 				}
 			}
 		}
