@@ -482,18 +482,17 @@ func (ck *checker) kubernetes() {
 	}
 
 	// Address ranges.
-	clusterNets, hb, err := parseCIDRs(k.ClusterCIDR)
-	if err != nil {
-		ck.errorf(kp+"cluster-cidr", "kubernetes.cluster-cidr: %v", err)
-	} else if len(hb) > 0 {
-		ck.warnf(kp+"cluster-cidr", "kubernetes.cluster-cidr has host bits set; it is read as %s", strings.Join(hb, ","))
+	cidrs := func(key, val string) []*net.IPNet {
+		nets, hb, err := parseCIDRs(val)
+		if err != nil {
+			ck.errorf(kp+key, "kubernetes.%s: %v", key, err)
+		} else if len(hb) > 0 {
+			ck.warnf(kp+key, "kubernetes.%s has host bits set; it is read as %s", key, strings.Join(hb, ","))
+		}
+		return nets
 	}
-	serviceNets, hb, err := parseCIDRs(k.ServiceCIDR)
-	if err != nil {
-		ck.errorf(kp+"service-cidr", "kubernetes.service-cidr: %v", err)
-	} else if len(hb) > 0 {
-		ck.warnf(kp+"service-cidr", "kubernetes.service-cidr has host bits set; it is read as %s", strings.Join(hb, ","))
-	}
+	clusterNets := cidrs("cluster-cidr", k.ClusterCIDR)
+	serviceNets := cidrs("service-cidr", k.ServiceCIDR)
 	for _, cn := range clusterNets {
 		for _, sn := range serviceNets {
 			if overlaps(cn, sn) {
