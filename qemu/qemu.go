@@ -94,9 +94,9 @@ func (f Forward) hostfwd() string {
 	return fmt.Sprintf("hostfwd=tcp:%s:%d-:%d", addr, f.HostPort, f.GuestPort)
 }
 
-// NIC is one network card of the guest. Exactly one of User and TAP is used:
-// TAP names a device inside the machine's network namespace (see Netns);
-// otherwise the card is on QEMU's user network.
+// NIC is one network card of the guest: on a TAP device inside the machine's
+// network namespace (see Netns) when TAP is set, otherwise on QEMU's user
+// network.
 type NIC struct {
 	// Forwards are host-to-guest port forwards on the user network.
 	Forwards []Forward
