@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -252,9 +251,4 @@ func (k *Kubernetes) JoinToken() (string, error) {
 		return "", fmt.Errorf("kubernetes.token-file %s is empty; put the cluster token in it", k.TokenFile)
 	}
 	return t, nil
-}
-
-func sortedStrings(s []string) []string {
-	sort.Strings(s)
-	return s
 }

@@ -94,15 +94,6 @@ var ignoredKeys = map[string]string{
 	"reporting":                  "cairn logs to the console",
 }
 
-// IgnoredKeys lists the cloud-init keys cairn accepts with a warning.
-func IgnoredKeys() []string {
-	out := make([]string, 0, len(ignoredKeys))
-	for k := range ignoredKeys {
-		out = append(out, k)
-	}
-	return sortedStrings(out)
-}
-
 func unknownTopLevel(key string) (Severity, string) {
 	if why, ok := ignoredKeys[key]; ok {
 		return Warning, fmt.Sprintf("%s is a cloud-init key cairn does not implement (%s); it is ignored", key, why)
