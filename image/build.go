@@ -386,17 +386,22 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	}
 	var compIn *ComponentsInput
 	if compDir != "" {
-		n := len(sys)
-		if err := sys.addDir(compDir, ""); err != nil {
+		// Walk the directory once: its own tree gives the digest, and
+		// merging it into sys is what sys.addDir would do.
+		sub := tree{}
+		if err := sub.addDir(compDir, ""); err != nil {
 			return nil, fmt.Errorf("components %s: %w", compDir, err)
 		}
-		compIn = &ComponentsInput{Files: len(sys) - n}
-		if cj, err := fileSHA256(filepath.Join(compDir, "usr/share/cairn/components.json")); err == nil {
-			compIn.ComponentsJSON = cj
+		n := len(sys)
+		for p, nd := range sub {
+			sys[p] = nd
 		}
-		sub := tree{}
-		if err := sub.addDir(compDir, ""); err == nil {
-			compIn.Digest, _ = sub.digest(digests{cacheDir})
+		compIn = &ComponentsInput{Files: len(sys) - n}
+		d := digests{cacheDir}
+		compIn.Digest, _ = sub.digest(d)
+		// Hashed by the digest just above; the memo answers this one.
+		if cj, err := d.sum(filepath.Join(compDir, "usr/share/cairn/components.json")); err == nil {
+			compIn.ComponentsJSON = cj
 		}
 	}
 	// The initramfs: a compressed cpio with the init and stage-1 modules;
