@@ -175,9 +175,6 @@ func boot(t *testing.T, ctx context.Context, board, dir string, cfg qemu.Config)
 	}
 	cfg.Board, cfg.Artifacts = b, art
 	cfg.FailOn = append(cfg.FailOn, qemu.FatalLines...)
-	if cfg.Name == "" {
-		cfg.Name = board
-	}
 	cfg.ConsoleLog = filepath.Join(logDir(t), strings.ReplaceAll(t.Name(), "/", "_")+".log")
 	m, err := qemu.Start(ctx, cfg)
 	if err != nil {
