@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -151,23 +153,10 @@ func fieldsOf(t reflect.Type) map[string][]int {
 
 // keyNames lists a struct's keys in declaration order, for messages.
 func keyNames(t reflect.Type) []string {
-	var out []string
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, inline := yamlName(f)
-			if inline && f.Type.Kind() == reflect.Struct {
-				walk(f.Type)
-				continue
-			}
-			if name != "" {
-				out = append(out, name)
-			}
-		}
-	}
-	walk(t)
-	return out
+	fields := fieldsOf(t)
+	names := slices.Collect(maps.Keys(fields))
+	slices.SortFunc(names, func(a, b string) int { return slices.Compare(fields[a], fields[b]) })
+	return names
 }
 
 type pair struct {
