@@ -65,8 +65,7 @@ type Layout struct {
 
 // DefaultLayout is the layout of a cairn node.
 func DefaultLayout() Layout {
-	l := Layout{DataDir: "/var/lib/cairn"}
-	return l.withDefaults()
+	return Layout{}.withDefaults()
 }
 
 func (l Layout) withDefaults() Layout {
