@@ -47,7 +47,7 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
-// etcdServers is what the apiserver's --etcd-servers and TLS flags are.
+// etcdFlags sets the apiserver's --etcd-servers and its TLS flags.
 func etcdFlags(f *flags, k *config.Kubernetes, l Layout) error {
 	ds, err := k.Datastore()
 	if err != nil {
