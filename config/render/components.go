@@ -289,7 +289,7 @@ func Kubelet(cfg *config.Config, node Node) (*Command, error) {
 		f.set("node-ip", node.IP)
 	}
 	if len(k.NodeLabel) > 0 {
-		f.set("node-labels", strings.Join(sortedCopy(k.NodeLabel), ","))
+		f.set("node-labels", strings.Join(slices.Sorted(slices.Values(k.NodeLabel)), ","))
 	}
 	f.set("root-dir", l.KubeletDir)
 	f.extra(k.KubeletArg)

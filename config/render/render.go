@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/cairn-os/cairn/config"
@@ -225,10 +224,4 @@ func Components(cfg *config.Config, node Node) ([]Command, error) {
 		}
 	}
 	return out, nil
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
 }
