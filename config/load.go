@@ -178,14 +178,10 @@ func (c *Config) fillDefaults() {
 	if k.ServiceCIDR == "" {
 		k.ServiceCIDR = DefaultServiceCIDR
 	}
-	if k.ClusterDNS == "" && k.ServiceCIDR == DefaultServiceCIDR {
-		k.ClusterDNS = DefaultClusterDNS
-	}
 	if k.ClusterDNS == "" {
-		// The tenth address of the service range, as k3s picks it.
-		if ip := tenthAddress(k.ServiceCIDR); ip != "" {
-			k.ClusterDNS = ip
-		}
+		// The tenth address of the service range, as k3s picks it
+		// (DefaultClusterDNS in DefaultServiceCIDR).
+		k.ClusterDNS = tenthAddress(k.ServiceCIDR)
 	}
 	if k.ClusterDomain == "" {
 		k.ClusterDomain = DefaultClusterDomain
