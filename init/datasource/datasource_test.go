@@ -280,3 +280,16 @@ func TestCmdline(t *testing.T) {
 		}
 	}
 }
+
+// TestBadURLHidesPassword: a URL that does not parse is never echoed, in
+// errors or console lines, since it may hold a password.
+func TestBadURLHidesPassword(t *testing.T) {
+	const bad = "http://user:s3cret@[::1"
+	_, err := (&fetcher{}).get(context.Background(), http.MethodGet, bad, true, nil)
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("get(%q) = %v, want an error without the password", bad, err)
+	}
+	if got := redactURL(bad); strings.Contains(got, "s3cret") {
+		t.Errorf("redactURL(%q) = %q", bad, got)
+	}
+}

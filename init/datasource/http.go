@@ -36,7 +36,12 @@ type fetcher struct {
 func (f *fetcher) get(ctx context.Context, method, rawURL string, required bool, prepare func(*http.Request)) ([]byte, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("config URL %q is not a URL: %w", rawURL, err)
+		// Not rawURL, nor url.Parse's error that quotes it: it may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("a config URL is not a URL: %w", err)
 	}
 	switch u.Scheme {
 	case "file":

@@ -159,5 +159,5 @@ func redactURL(s string) string {
 	if u, err := url.Parse(s); err == nil {
 		return u.Redacted()
 	}
-	return s
+	return "(a URL that does not parse)" // it may hold a password
 }
