@@ -214,9 +214,7 @@ func tenthAddress(cidrs string) string {
 	if err != nil {
 		return ""
 	}
-	ip := make(net.IP, len(n.IP))
-	copy(ip, n.IP)
-	ip[len(ip)-1] += 10
+	ip := nthAddress(n, 10)
 	if !n.Contains(ip) {
 		return ""
 	}

@@ -511,7 +511,7 @@ func (ck *checker) kubernetes() {
 			for _, sn := range serviceNets {
 				if sn.Contains(ip) {
 					in = true
-					if ip.Equal(firstHost(sn)) {
+					if ip.Equal(nthAddress(sn, 1)) {
 						ck.add(Error, kp+"cluster-dns", []string{kp + "cluster-dns", kp + "service-cidr"},
 							"kubernetes.cluster-dns %s is the first address of service-cidr, which the kubernetes service takes; use another (like the tenth)", ip)
 					}
@@ -623,10 +623,10 @@ func (ck *checker) kubernetes() {
 	}
 }
 
-func firstHost(n *net.IPNet) net.IP {
-	ip := make(net.IP, len(n.IP))
-	copy(ip, n.IP)
-	ip[len(ip)-1]++
+// nthAddress is the range's address i (adding to its last byte only).
+func nthAddress(n *net.IPNet, i byte) net.IP {
+	ip := slices.Clone(n.IP)
+	ip[len(ip)-1] += i
 	return ip
 }
 
