@@ -300,21 +300,19 @@ func (ck *checker) network() {
 		used := member[name] != "" || vlanLink[name]
 		ck.iface(p, e.Interface, used)
 	}
-	for _, name := range sortedKeys(nw.VLANs) {
-		claim("vlans", name)
-		p := "network.vlans." + name
+	virtual := func(kind, name string, in Interface, used bool) {
+		claim(kind, name)
+		p := "network." + kind + "." + name
 		if !validIfName(name) {
 			ck.errorf(p, "%s: %q is not a Linux interface name (at most 15 characters, no / or spaces)", p, name)
 		}
-		ck.iface(p, nw.VLANs[name].Interface, false)
+		ck.iface(p, in, used)
+	}
+	for _, name := range sortedKeys(nw.VLANs) {
+		virtual("vlans", name, nw.VLANs[name].Interface, false)
 	}
 	for _, name := range sortedKeys(nw.Bonds) {
-		claim("bonds", name)
-		p := "network.bonds." + name
-		if !validIfName(name) {
-			ck.errorf(p, "%s: %q is not a Linux interface name (at most 15 characters, no / or spaces)", p, name)
-		}
-		ck.iface(p, nw.Bonds[name].Interface, vlanLink[name])
+		virtual("bonds", name, nw.Bonds[name].Interface, vlanLink[name])
 	}
 }
 
