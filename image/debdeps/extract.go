@@ -47,9 +47,10 @@ func Download(ctx context.Context, pkgs []Resolved, arch, dir string) ([]string,
 	}
 	var fetch []string
 	paths := make([]string, len(pkgs))
+	have := make([]bool, len(pkgs)) // already here and verified
 	for i, p := range pkgs {
 		paths[i] = filepath.Join(dir, DebFileName(p.Package))
-		if ok, _ := matches(paths[i], p.SHA256); ok {
+		if have[i], _ = matches(paths[i], p.SHA256); have[i] {
 			continue
 		}
 		spec := p.Name + "=" + p.Version
@@ -66,6 +67,9 @@ func Download(ctx context.Context, pkgs []Resolved, arch, dir string) ([]string,
 		}
 	}
 	for i, p := range pkgs {
+		if have[i] {
+			continue
+		}
 		ok, err := matches(paths[i], p.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
