@@ -1,9 +1,10 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -83,29 +84,22 @@ func sortDiags(ds Diagnostics, files []string) {
 			rank[f] = i
 		}
 	}
-	sort.SliceStable(ds, func(i, j int) bool {
-		a, b := ds[i], ds[j]
-		ra, oka := rank[a.File]
-		rb, okb := rank[b.File]
-		if !oka {
-			ra = len(files)
+	rankOf := func(f string) int {
+		if r, ok := rank[f]; ok {
+			return r
 		}
-		if !okb {
-			rb = len(files)
+		return len(files)
+	}
+	lineOf := func(d Diagnostic) int {
+		if d.Line <= 0 {
+			return 1 << 30
 		}
-		if ra != rb {
-			return ra < rb
-		}
-		la, lb := a.Line, b.Line
-		if la <= 0 {
-			la = 1 << 30
-		}
-		if lb <= 0 {
-			lb = 1 << 30
-		}
-		if la != lb {
-			return la < lb
-		}
-		return a.Column < b.Column
+		return d.Line
+	}
+	slices.SortStableFunc(ds, func(a, b Diagnostic) int {
+		return cmp.Or(
+			cmp.Compare(rankOf(a.File), rankOf(b.File)),
+			cmp.Compare(lineOf(a), lineOf(b)),
+			cmp.Compare(a.Column, b.Column))
 	})
 }
