@@ -151,7 +151,12 @@ func (ck *checker) writeFiles() {
 
 // isHost accepts an IP address or a DNS name.
 func isHost(s string) bool {
-	return net.ParseIP(s) != nil || isDNSName(strings.ToLower(strings.TrimSuffix(s, ".")))
+	return net.ParseIP(s) != nil || isDomain(s)
+}
+
+// isDomain accepts a DNS name in any case, with or without a trailing dot.
+func isDomain(s string) bool {
+	return isDNSName(strings.ToLower(strings.TrimSuffix(s, ".")))
 }
 
 func (ck *checker) ntp() {
@@ -356,7 +361,7 @@ func (ck *checker) iface(p string, in Interface, used bool) {
 		}
 		for i, s := range ns.Search {
 			sp := fmt.Sprintf("%s.nameservers.search[%d]", p, i)
-			if !isDNSName(strings.ToLower(strings.TrimSuffix(s, "."))) {
+			if !isDomain(s) {
 				ck.errorf(sp, "%s %q is not a DNS domain", sp, s)
 			}
 		}
