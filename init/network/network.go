@@ -73,24 +73,19 @@ func (s *State) NTPServers() []netip.Addr {
 	return out
 }
 
-func (s *State) setAddrs(link string, p []netip.Prefix) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(p) == 0 {
-		delete(s.addrs, link)
-		return
-	}
-	s.addrs[link] = p
-}
+func (s *State) setAddrs(link string, p []netip.Prefix) { setLocked(&s.mu, s.addrs, link, p) }
 
-func (s *State) setNTP(link string, a []netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(a) == 0 {
-		delete(s.ntp, link)
+func (s *State) setNTP(link string, a []netip.Addr) { setLocked(&s.mu, s.ntp, link, a) }
+
+// setLocked sets m[link] under mu, deleting it when v is empty.
+func setLocked[T any](mu *sync.Mutex, m map[string][]T, link string, v []T) {
+	mu.Lock()
+	defer mu.Unlock()
+	if len(v) == 0 {
+		delete(m, link)
 		return
 	}
-	s.ntp[link] = a
+	m[link] = v
 }
 
 // job is one link to address: static, DHCP, or just up.
