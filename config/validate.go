@@ -536,14 +536,14 @@ func (ck *checker) kubernetes() {
 		case ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast():
 			ck.errorf(kp+"vip", "kubernetes.vip %s cannot be a shared address (unspecified, loopback or multicast)", ip)
 		default:
-			for _, n := range clusterNets {
-				if n.Contains(ip) {
-					ck.errorf(kp+"vip", "kubernetes.vip %s is inside kubernetes.cluster-cidr %s; pick an address on the nodes' network", ip, n)
-				}
-			}
-			for _, n := range serviceNets {
-				if n.Contains(ip) {
-					ck.errorf(kp+"vip", "kubernetes.vip %s is inside kubernetes.service-cidr %s; pick an address on the nodes' network", ip, n)
+			for _, r := range []struct {
+				key  string
+				nets []*net.IPNet
+			}{{"cluster-cidr", clusterNets}, {"service-cidr", serviceNets}} {
+				for _, n := range r.nets {
+					if n.Contains(ip) {
+						ck.errorf(kp+"vip", "kubernetes.vip %s is inside kubernetes.%s %s; pick an address on the nodes' network", ip, r.key, n)
+					}
 				}
 			}
 			if k.NodeIP != "" {
