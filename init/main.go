@@ -168,14 +168,8 @@ func (st *initState) boot(ctx context.Context, stage2 bool) {
 // stage1 loads the modules needed to find the system image, mounts it and
 // switches to it. It returns only on failure.
 func stage1(st *initState) error {
-	var boardModules []string
-	if b, err := boot.ReadBoard(boot.BoardFile); err != nil {
-		slog.Warn(fmt.Sprintf("init: %v; loading only what devices ask for", err))
-	} else {
-		boardModules = b.Modules
-	}
 	steps := []boot.Entry{
-		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules, Extra: []string{"loop", "squashfs", "overlay"}, Missing: slog.LevelDebug}, OnError: boot.Continue},
+		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules(), Extra: []string{"loop", "squashfs", "overlay"}, Missing: slog.LevelDebug}, OnError: boot.Continue},
 	}
 	switch sys := st.cmdline.Get("cairn.system"); sys {
 	case "live":
@@ -192,6 +186,17 @@ func stage1(st *initState) error {
 	env := append(os.Environ(), stageEnv+"=2")
 	err := boot.SwitchRoot(newRoot, []string{"/dev", "/proc", "/sys", "/run"}, "/sbin/init", os.Args, env)
 	return fmt.Errorf("switching to the system image: %w", err)
+}
+
+// boardModules lists the modules the board file names, for stage 1 and
+// stage 2 alike.
+func boardModules() []string {
+	b, err := boot.ReadBoard(boot.BoardFile)
+	if err != nil {
+		slog.Warn(fmt.Sprintf("init: %v; loading only what devices ask for", err))
+		return nil
+	}
+	return b.Modules
 }
 
 // newRoot is where stage 1 assembles the root file system of stage 2.
@@ -229,17 +234,11 @@ func (st *initState) stage2Steps() []boot.Entry {
 	if st.platform == Container {
 		return nil // ContainerRoot made the mounts; there is no hardware
 	}
-	var boardModules []string
-	if b, err := boot.ReadBoard(boot.BoardFile); err != nil {
-		slog.Warn(fmt.Sprintf("init: %v; loading only what devices ask for", err))
-	} else {
-		boardModules = b.Modules
-	}
 	return []boot.Entry{
 		{Step: boot.Group{Name: "mount the API file systems", Steps: boot.APIMounts()}, OnError: boot.Continue},
 		{Step: tmp, OnError: boot.Continue},
 		{Step: boot.Cgroup2{Path: "/sys/fs/cgroup"}, OnError: boot.Continue},
-		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules, Missing: slog.LevelWarn}, OnError: boot.Continue},
+		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules(), Missing: slog.LevelWarn}, OnError: boot.Continue},
 	}
 }
 
