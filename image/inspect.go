@@ -338,8 +338,6 @@ func zstdFrameLen(r io.Reader) (int64, error) {
 	return br.n, nil
 }
 
-// countingReader counts the bytes read through it; it is an io.ByteReader
-// so decompressors read no further than they need.
 // byteCounter counts the bytes read through it.
 type byteCounter struct {
 	r io.Reader
@@ -352,6 +350,8 @@ func (c *byteCounter) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// countingReader counts the bytes read through it; it is an io.ByteReader
+// so decompressors read no further than they need.
 type countingReader struct {
 	r *bufio.Reader
 	n int64
