@@ -35,13 +35,7 @@ func (l *lockedBuffer) String() string {
 // TestDHCPWithDnsmasq leases an address from a real dnsmasq across a veth
 // pair and watches the client apply the lease and renew it at T1.
 func TestDHCPWithDnsmasq(t *testing.T) {
-	requireRoot(t)
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("needs dnsmasq (Debian: dnsmasq-base)")
-	}
-	srv, cli := netns(t, "dhcps"), netns(t, "dhcpc")
-	vethPair(t, srv, "vs", cli, "vc")
-	sh(t, "ip", "-n", srv, "addr", "add", "10.77.0.1/24", "dev", "vs")
+	srv, cli := dnsmasqPair(t, "dhcp", "10.77.0.1/24")
 
 	dnsLog := startDnsmasq(t, srv, "10.77.0.50,10.77.0.60",
 		// Option 3 says .99, option 121 says .1: RFC 3442 wants 121 to win.
@@ -116,6 +110,21 @@ func TestDHCPWithDnsmasq(t *testing.T) {
 	}
 }
 
+// dnsmasqPair makes the namespaces name+"s" (the DHCP server's, with addr
+// on vs) and name+"c" (the client's, with vc), joined by a veth pair. It
+// skips the test without root or dnsmasq.
+func dnsmasqPair(t *testing.T, name, addr string) (srv, cli string) {
+	t.Helper()
+	requireRoot(t)
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		t.Skip("needs dnsmasq (Debian: dnsmasq-base)")
+	}
+	srv, cli = netns(t, name+"s"), netns(t, name+"c")
+	vethPair(t, srv, "vs", cli, "vc")
+	sh(t, "ip", "-n", srv, "addr", "add", addr, "dev", "vs")
+	return srv, cli
+}
+
 // startDnsmasq serves DHCP on vs in srv from the address range given, with
 // the shortest lease dnsmasq grants (2m) and T1 at 20s to keep tests short.
 // It is killed when the test ends or when the returned func is called.
@@ -156,13 +165,7 @@ func startDnsmasq(t *testing.T, srv, addrRange string, extra ...string) *lockedB
 // range: the renewal at T1 is refused (NAK), and the client drops the old
 // address and DISCOVERs a new one.
 func TestDHCPNakStartsOver(t *testing.T) {
-	requireRoot(t)
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("needs dnsmasq (Debian: dnsmasq-base)")
-	}
-	srv, cli := netns(t, "naks"), netns(t, "nakc")
-	vethPair(t, srv, "vs", cli, "vc")
-	sh(t, "ip", "-n", srv, "addr", "add", "10.78.0.1/24", "dev", "vs")
+	srv, cli := dnsmasqPair(t, "nak", "10.78.0.1/24")
 	first := startDnsmasq(t, srv, "10.78.0.50,10.78.0.50")
 	// No network config: DHCP on every link; with no NIC in the namespace
 	// that is its veth, as in the container platform.
@@ -195,13 +198,7 @@ func TestDHCPLeaseExpires(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a 2-minute lease to expire")
 	}
-	requireRoot(t)
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("needs dnsmasq (Debian: dnsmasq-base)")
-	}
-	srv, cli := netns(t, "exps"), netns(t, "expc")
-	vethPair(t, srv, "vs", cli, "vc")
-	sh(t, "ip", "-n", srv, "addr", "add", "10.79.0.1/24", "dev", "vs")
+	srv, cli := dnsmasqPair(t, "exp", "10.79.0.1/24")
 	server := startDnsmasq(t, srv, "10.79.0.50,10.79.0.50")
 	h := startHelper(t, cli, helperRequest{Root: t.TempDir()})
 	if l := h.waitFor(t, "network: up vc ", 60*time.Second); l != "network: up vc 10.79.0.50/24 via dhcp" {
