@@ -96,6 +96,17 @@ func device(t *testing.T, sys, bus, name, dir, modalias string) {
 	}
 }
 
+// openFixture opens the index of fixture's module tree.
+func openFixture(t *testing.T) (ix *Index, dir, sys string) {
+	t.Helper()
+	dir, sys = fixture(t)
+	ix, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix, dir, sys
+}
+
 // recorder loads into a fake kernel: it records the order, checks the
 // image was decompressed, and makes the module appear in sysfs. Loading
 // virtio_pci reveals the virtio devices behind it, as the kernel does.
@@ -118,11 +129,7 @@ func recorder(t *testing.T, l *Loader, sys string) *[]string {
 }
 
 func TestLoadDependenciesFirst(t *testing.T) {
-	dir, sys := fixture(t)
-	ix, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, dir, sys := openFixture(t)
 	l := NewLoader(ix)
 	order := recorder(t, l, sys)
 	for _, m := range []string{"virtio-net", "failover", "ext4"} {
@@ -139,11 +146,7 @@ func TestLoadDependenciesFirst(t *testing.T) {
 }
 
 func TestColdplug(t *testing.T) {
-	dir, sys := fixture(t)
-	ix, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, _, sys := openFixture(t)
 	l := NewLoader(ix)
 	order := recorder(t, l, sys)
 	loaded, errs := l.Coldplug(5)
@@ -160,11 +163,7 @@ func TestColdplug(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	dir, _ := fixture(t)
-	ix, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, _, _ := openFixture(t)
 	for _, tc := range []struct {
 		modalias string
 		want     []string
@@ -186,11 +185,7 @@ func TestLookup(t *testing.T) {
 }
 
 func TestRequestByNameOrAlias(t *testing.T) {
-	dir, _ := fixture(t)
-	ix, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, _, _ := openFixture(t)
 	for _, tc := range []struct {
 		request string
 		want    []string // modules resolved to
