@@ -1,51 +1,143 @@
 // Command cairn builds, inspects and runs cairn appliance images and
-// validates their cloud-configs. Each subcommand lives in its own file and
-// registers itself in commands.
+// validates their cloud-configs. Each command lives in its own file and
+// registers a constructor of its *cobra.Command with register.
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"sort"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
-// command is one subcommand: its one-line summary and its entry point, which
-// gets the arguments after the subcommand name and returns the exit status.
-type command struct {
-	summary string
-	run     func(args []string) int
+// Exit statuses, the same for every command (cairn help exit-status).
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// commands holds one constructor per top-level command, added by each
+// command's file in its init function. A constructor makes a fresh command
+// (flags included) so that tests can run cairn many times in one process.
+var commands []func() *cobra.Command
+
+func register(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
+
+// usageError marks a failure as the user's invocation rather than the
+// command's work: exit status 2. Errors from flag parsing and argument checks
+// count as usage errors without it; a command returns one from RunE only when
+// it finds a bad combination of arguments itself.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// errReported is returned by a command that has already printed why it
+// failed (validate's diagnostics, for one): exit status 1, nothing more.
+var errReported = errors.New("failure already reported")
+
+// commandFailed wraps what a command's RunE returns, so execute can tell the
+// command's own failures (exit status 1) from cobra's usage errors.
+type commandFailed struct{ err error }
+
+func (e commandFailed) Error() string { return e.err.Error() }
+func (e commandFailed) Unwrap() error { return e.err }
+
+const rootLong = `cairn builds immutable appliance images that turn an x86_64 or arm64
+machine into a Kubernetes node, checks the cloud-configs that tell a node
+what to be, and boots images in QEMU.
+
+Flags are GNU style (--board NAME, -b NAME); the single-dash spelling of
+earlier releases (-board NAME) still works. Exit status: 0 success, 1 the
+command failed, 2 usage error (see 'cairn help exit-status').`
+
+// newRoot builds the command tree from the registered commands, reading
+// and writing the streams given.
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cairn",
+		Short: "build, check and boot cairn appliance images",
+		Long:  rootLong,
+		// execute prints errors itself, with the status they map to.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd())
+	}
+	markFailures(root)
+	// Made here rather than by Execute, so that the help of a bare
+	// 'cairn' lists them too; the completion command keeps the stdout
+	// it finds now.
+	root.InitDefaultHelpFlag()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	return root
 }
 
-// commands is filled by each subcommand file's init function.
-var commands = map[string]command{}
-
-func register(name, summary string, run func(args []string) int) {
-	commands[name] = command{summary: summary, run: run}
+// markFailures wraps the RunE of cmd and of every command under it so that
+// their errors become commandFailed (unless they are usage errors).
+func markFailures(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			err := run(c, args)
+			var u usageError
+			if err == nil || errors.As(err, &u) {
+				return err
+			}
+			return commandFailed{err}
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markFailures(sub)
+	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cairn COMMAND [ARGS]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// execute runs cairn with args (without the program name) and returns the
+// exit status. Errors go to stderr as one line prefixed with the command's
+// path; a usage error adds where to read the command's usage.
+func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdin, stdout, stderr)
+	if len(args) == 0 {
+		root.SetOut(stderr)
+		root.Help()
+		return exitUsage
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-11s %s\n", n, commands[n].summary)
+	if cmd, _, err := root.Find(args); err == nil {
+		args = longFlags(cmd, args)
 	}
-	fmt.Fprintln(os.Stderr, "\nRun 'cairn COMMAND -h' for a command's flags.")
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, errReported) {
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+	var failed commandFailed
+	if errors.As(err, &failed) {
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	return exitUsage
+}
+
+// isTerminal says whether w is a terminal, where progress may redraw a line.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
-	}
-	c, ok := commands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "cairn: unknown command %q\n", os.Args[1])
-		usage()
-		os.Exit(2)
-	}
-	os.Exit(c.run(os.Args[2:]))
+	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

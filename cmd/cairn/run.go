@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,61 +15,56 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cairn-os/cairn/boards"
 	"github.com/cairn-os/cairn/qemu"
 )
 
-func init() {
-	register("run", "boot a build output directory in QEMU (TCG) with the console on this terminal", runCmd)
+func init() { register(newRunCmd) }
+
+// runFlags are the settings of one cairn run.
+type runFlags struct {
+	board, seed, config, log string
+	fwds, appends            []string
+	memory, smp              int
 }
 
-// listFlag collects a repeatable flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-func runCmd(args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), `usage: cairn run [flags] DIR
-
-Boots the kernel, initramfs and cmdline that 'cairn build -o DIR' wrote, under
-QEMU's TCG emulator, with the serial console on this terminal. Ctrl-A X quits,
-Ctrl-A C switches to QEMU's monitor. The guest is on QEMU's user network: it
-gets 10.0.2.15 by DHCP and reaches this machine as 10.0.2.2.
-
-flags:`)
-		fs.PrintDefaults()
+func newRunCmd() *cobra.Command {
+	var rf runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] DIR",
+		Short: "boot a build output directory in QEMU (TCG) with the console on this terminal",
+		Long: `Boots the kernel, initramfs and cmdline that 'cairn build --output DIR' wrote,
+under QEMU's TCG emulator, with the serial console on this terminal. Ctrl-A X
+quits, Ctrl-A C switches to QEMU's monitor. The guest is on QEMU's user
+network: it gets 10.0.2.15 by DHCP and reaches this machine as 10.0.2.2.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), cmd.ErrOrStderr(), args[0], rf)
+		},
 	}
-	boardName := fs.String("board", "", "board to emulate (default: the board in DIR/manifest.json, else qemu-x86_64)")
-	seed := fs.String("seed", "", "NoCloud seed to attach: an image (iso9660 or vfat labelled cidata), or a #cloud-config file made into one")
-	configURL := fs.String("config", "", "config for the node: a URL the guest can reach (cairn.config=URL), or a local file served to it over HTTP")
-	var fwds, appends listFlag
-	fs.Var(&fwds, "fwd", "forward a host TCP port to the guest, HOSTPORT:GUESTPORT (repeatable)")
-	fs.Var(&appends, "append", "extra kernel command-line argument (repeatable)")
-	memory := fs.Int("memory", 0, "guest memory in MiB (default: the board's)")
-	smp := fs.Int("smp", 1, "guest CPUs")
-	logPath := fs.String("log", "", "also write the console to this file")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	if err := run(fs.Arg(0), *boardName, *seed, *configURL, fwds, appends, *memory, *smp, *logPath); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn run:", err)
-		return 1
-	}
-	return 0
+	f := cmd.Flags()
+	f.StringVarP(&rf.board, "board", "b", "", "board to emulate (default: the board in DIR/manifest.json, else qemu-x86_64)")
+	f.StringVarP(&rf.seed, "seed", "s", "", "NoCloud seed to attach: an image (iso9660 or vfat labelled cidata), or a #cloud-config file made into one")
+	f.StringVarP(&rf.config, "config", "c", "", "config for the node: a URL the guest can reach (cairn.config=URL), or a local file served to it over HTTP")
+	f.StringArrayVar(&rf.fwds, "fwd", nil, "forward a host TCP port to the guest, HOSTPORT:GUESTPORT (repeatable)")
+	f.StringArrayVar(&rf.appends, "append", nil, "extra kernel command-line argument (repeatable)")
+	f.IntVarP(&rf.memory, "memory", "m", 0, "guest memory in MiB (default: the board's)")
+	f.IntVar(&rf.smp, "smp", 1, "guest CPUs")
+	f.StringVar(&rf.log, "log", "", "also write the console to this file")
+	cmd.RegisterFlagCompletionFunc("board", completeBoards)
+	cmd.MarkFlagFilename("seed")
+	cmd.MarkFlagFilename("log")
+	return cmd
 }
 
-func run(dir, boardName, seed, configArg string, fwds, appends []string, memory, smp int, logPath string) error {
+func run(ctx context.Context, stderr io.Writer, dir string, rf runFlags) error {
 	art, err := qemu.LoadArtifacts(dir)
 	if err != nil {
 		return err
 	}
+	boardName := rf.board
 	if boardName == "" {
 		boardName = manifestBoard(dir)
 	}
@@ -78,42 +73,42 @@ func run(dir, boardName, seed, configArg string, fwds, appends []string, memory,
 		return err
 	}
 	nic := qemu.NIC{}
-	for _, f := range fwds {
+	for _, f := range rf.fwds {
 		fw, err := qemu.ParseForward(f)
 		if err != nil {
 			return err
 		}
 		nic.Forwards = append(nic.Forwards, fw)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
 	cfg := qemu.Config{
 		Board:        b,
 		Artifacts:    art,
-		ExtraCmdline: appends,
+		ExtraCmdline: rf.appends,
 		NICs:         []qemu.NIC{nic},
-		Memory:       memory,
-		SMP:          smp,
-		ConsoleLog:   logPath,
+		Memory:       rf.memory,
+		SMP:          rf.smp,
+		ConsoleLog:   rf.log,
 		Interactive:  true,
 	}
-	if seed != "" {
+	if rf.seed != "" {
 		var cleanup func()
-		if cfg.Seed, cleanup, err = seedImage(ctx, seed); err != nil {
+		if cfg.Seed, cleanup, err = seedImage(ctx, rf.seed); err != nil {
 			return err
 		}
 		defer cleanup()
 	}
-	if configArg != "" {
-		url, closeServer, err := configSource(configArg)
+	if rf.config != "" {
+		url, closeServer, err := configSource(rf.config)
 		if err != nil {
 			return err
 		}
 		defer closeServer()
 		cfg.ExtraCmdline = append(cfg.ExtraCmdline, "cairn.config="+url)
 	}
-	fmt.Fprintf(os.Stderr, "cairn run: booting %s as %s under TCG; Ctrl-A X quits\n", dir, b.Name)
+	fmt.Fprintf(stderr, "cairn run: booting %s as %s under TCG; Ctrl-A X quits\n", dir, b.Name)
 	m, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -176,11 +171,11 @@ func configSource(arg string) (url string, closeFn func(), err error) {
 		return arg, func() {}, nil
 	}
 	if _, err := os.Stat(arg); err != nil {
-		return "", nil, fmt.Errorf("-config %s: not a URL and not a readable file: %w", arg, err)
+		return "", nil, fmt.Errorf("--config %s: not a URL and not a readable file: %w", arg, err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, fmt.Errorf("-config %s: serve it over HTTP: %w", arg, err)
+		return "", nil, fmt.Errorf("--config %s: serve it over HTTP: %w", arg, err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Read on every request so edits show up on the guest's next retry.

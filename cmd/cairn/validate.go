@@ -1,66 +1,51 @@
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cairn-os/cairn/config"
 )
 
-func init() {
-	register("validate", "check cloud-configs and print every problem with file:line:column", func(args []string) int {
-		return validate(args, os.Stdin, os.Stdout, os.Stderr)
-	})
-}
+func init() { register(newValidateCmd) }
 
-const validateUsage = `usage: cairn validate [--print] [--merge] FILE...
-
-Checks each cloud-config FILE ("-" reads standard input) and prints every
+func newValidateCmd() *cobra.Command {
+	var printCfg, merge bool
+	cmd := &cobra.Command{
+		Use:   "validate [--print] [--merge] FILE...",
+		Short: "check cloud-configs and print every problem with file:line:column",
+		Long: `Checks each cloud-config FILE ("-" reads standard input) and prints every
 problem as FILE:LINE:COL: error|warning: message on standard error.
 Exits 1 when any file has an error, 0 otherwise (warnings included).
 A file named network-config (or network-config.*) is read as a NoCloud
-network-config file: network config version 2, not a whole cloud-config.
-
-  --print  write the normalized config (defaults filled, secrets
-           redacted) to standard output
-  --merge  treat the FILEs as one node's config sources, in order: later
-           files win per key, as the init merges baked config, seed and URL
-`
-
-// validate is the command's body, with its streams passed in for tests.
-func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, validateUsage) }
-	printCfg := fs.Bool("print", false, "write the normalized, redacted config to standard output")
-	merge := fs.Bool("merge", false, "merge the files in order as one node's sources")
-	// Flags may come before or after the files.
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
-				return 0
+network-config file: network config version 2, not a whole cloud-config.`,
+		Args: func(_ *cobra.Command, files []string) error {
+			if len(files) == 0 {
+				return errors.New("no FILE given: name the cloud-configs to check, or - for standard input")
 			}
-			return 2
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		files = append(files, args[0])
-		args = args[1:]
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, files []string) error {
+			return validate(files, printCfg, merge, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if len(files) == 0 {
-		fmt.Fprint(stderr, validateUsage)
-		return 2
-	}
+	cmd.Flags().BoolVarP(&printCfg, "print", "p", false, "write the normalized config (defaults filled, secrets redacted) to standard output")
+	cmd.Flags().BoolVar(&merge, "merge", false, "treat the FILEs as one node's config sources, in order: later files win per key, as the init merges baked config, seed and URL")
+	return cmd
+}
 
+// validate checks files, printing diagnostics to stderr and, with printCfg,
+// the normalized configs to stdout. It returns errReported when any file
+// has an error.
+func validate(files []string, printCfg, merge bool, stdin io.Reader, stdout, stderr io.Writer) error {
 	var srcs []config.Source
-	status := 0
+	failed := false
 	stdinRead := false
 	for _, f := range files {
 		var data []byte
@@ -69,8 +54,7 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if f == "-" {
 			name = "<stdin>"
 			if stdinRead {
-				fmt.Fprintln(stderr, "cairn: validate: standard input (-) can be given only once")
-				return 2
+				return usageErrorf("standard input (-) can be given only once")
 			}
 			stdinRead = true
 			data, err = io.ReadAll(io.LimitReader(stdin, config.MaxDocumentSize+1))
@@ -81,8 +65,8 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			data, err = os.ReadFile(f)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "cairn: validate: %v\n", err)
-			status = 1
+			fmt.Fprintf(stderr, "cairn validate: %v\n", err)
+			failed = true
 			continue
 		}
 		src := config.Source{Name: name, Data: data}
@@ -93,7 +77,7 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	var groups [][]config.Source
-	if *merge {
+	if merge {
 		groups = [][]config.Source{srcs}
 	} else {
 		for _, s := range srcs {
@@ -107,14 +91,14 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, d.String())
 		}
 		if diags.HasErrors() {
-			status = 1
+			failed = true
 			continue
 		}
-		if *printCfg {
+		if printCfg {
 			out, err := cfg.Redacted().Marshal()
 			if err != nil {
-				fmt.Fprintf(stderr, "cairn: validate: %v\n", err)
-				status = 1
+				fmt.Fprintf(stderr, "cairn validate: %v\n", err)
+				failed = true
 				continue
 			}
 			if printed > 0 {
@@ -124,5 +108,8 @@ func validate(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			printed++
 		}
 	}
-	return status
+	if failed {
+		return errReported
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -37,10 +36,9 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := validate(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			code, stdout, stderr := runCairn(t, tt.stdin, append([]string{"validate"}, tt.args...)...)
 			got := fmt.Sprintf("$ cairn validate %s\n--- exit %d\n--- stdout\n%s--- stderr\n%s",
-				strings.Join(tt.args, " "), code, stdout.String(), stderr.String())
+				strings.Join(tt.args, " "), code, stdout, stderr)
 			file := filepath.Join(validateData, "validate", tt.name+".golden")
 			if *updateGolden {
 				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
