@@ -34,7 +34,7 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 	}
 	l := node.layout()
 	var f flags
-	f.set("listen-address", l.DatastoreListen)
+	f.set("listen-address", "unix://"+l.KineSocket)
 	f.set("metrics-bind-address", "127.0.0.1:2381")
 	if k.DatastoreCAFile != "" {
 		f.set("ca-file", k.DatastoreCAFile)
@@ -44,6 +44,49 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 		f.set("key-file", k.DatastoreKeyFile)
 	}
 	c := &Command{Name: "kine", Args: f.args(), Env: []string{"KINE_ENDPOINT=" + ds.Endpoint}}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// Etcd returns embedded etcd's command when there is no datastore-endpoint,
+// and nil otherwise: one member on loopback, clients authenticated by the
+// etcd CA, its data in Layout.EtcdDir.
+func Etcd(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	if err := requireServer(k, "etcd"); err != nil {
+		return nil, err
+	}
+	ds, err := k.Datastore()
+	if err != nil {
+		return nil, fmt.Errorf("rendering etcd: kubernetes.datastore-endpoint: %w", err)
+	}
+	if ds.Kind != config.DatastoreEmbedded {
+		return nil, nil
+	}
+	l := node.layout()
+	name := node.Name
+	if name == "" {
+		name = "default"
+	}
+	client := "https://" + l.DatastoreListen
+	host, _, _ := strings.Cut(l.DatastoreListen, ":")
+	peer := "http://" + host + ":2380"
+	var f flags
+	f.set("name", name)
+	f.set("data-dir", l.EtcdDir)
+	f.set("listen-client-urls", client)
+	f.set("advertise-client-urls", client)
+	f.set("listen-peer-urls", peer)
+	f.set("initial-advertise-peer-urls", peer)
+	f.set("initial-cluster", name+"="+peer)
+	f.set("listen-metrics-urls", "http://"+host+":2381")
+	f.set("client-cert-auth", "true")
+	f.set("trusted-ca-file", l.Cert("etcd/ca.crt"))
+	f.set("cert-file", l.Cert("etcd/server.crt"))
+	f.set("key-file", l.Cert("etcd/server.key"))
+	// Compaction keeps the history from growing without bound.
+	f.set("auto-compaction-mode", "periodic")
+	f.set("auto-compaction-retention", "1h")
+	c := &Command{Name: "etcd", Args: f.args()}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
@@ -68,8 +111,8 @@ func etcdFlags(f *flags, k *config.Kubernetes, l Layout) error {
 			f.set("etcd-certfile", k.DatastoreCertFile)
 			f.set("etcd-keyfile", k.DatastoreKeyFile)
 		}
-	default: // kine on loopback
-		f.set("etcd-servers", "http://"+l.DatastoreListen)
+	default: // kine, on a unix socket
+		f.set("etcd-servers", "unix://"+l.KineSocket)
 	}
 	return nil
 }
@@ -87,7 +130,7 @@ func APIServer(cfg *config.Config, node Node) (*Command, error) {
 	}
 	f.set("allow-privileged", "true")
 	f.set("authorization-mode", "Node,RBAC")
-	f.set("client-ca-file", l.Cert("ca.crt"))
+	f.set("client-ca-file", l.Cert("client-ca.crt"))
 	f.set("enable-admission-plugins", "NodeRestriction")
 	f.set("enable-bootstrap-token-auth", "true")
 	if err := etcdFlags(&f, k, l); err != nil {
@@ -165,13 +208,22 @@ func ControllerManager(cfg *config.Config, node Node) (*Command, error) {
 	f.set("authorization-kubeconfig", kc)
 	f.set("bind-address", "127.0.0.1")
 	f.set("cluster-cidr", k.ClusterCIDR)
-	f.set("cluster-signing-cert-file", l.Cert("ca.crt"))
-	f.set("cluster-signing-key-file", l.Cert("ca.key"))
+	// Client certificates (kubelets', admins') from the client CA, serving
+	// certificates (kubelets') from the serving CA, as the apiserver and
+	// kubelets trust them.
+	f.set("cluster-signing-kube-apiserver-client-cert-file", l.Cert("client-ca.crt"))
+	f.set("cluster-signing-kube-apiserver-client-key-file", l.Cert("client-ca.key"))
+	f.set("cluster-signing-kubelet-client-cert-file", l.Cert("client-ca.crt"))
+	f.set("cluster-signing-kubelet-client-key-file", l.Cert("client-ca.key"))
+	f.set("cluster-signing-kubelet-serving-cert-file", l.Cert("server-ca.crt"))
+	f.set("cluster-signing-kubelet-serving-key-file", l.Cert("server-ca.key"))
+	f.set("cluster-signing-legacy-unknown-cert-file", l.Cert("server-ca.crt"))
+	f.set("cluster-signing-legacy-unknown-key-file", l.Cert("server-ca.key"))
 	f.set("controllers", "*,bootstrapsigner,tokencleaner")
 	f.set("kubeconfig", kc)
 	f.set("leader-elect", "true")
 	f.set("profiling", "false")
-	f.set("root-ca-file", l.Cert("ca.crt"))
+	f.set("root-ca-file", l.Cert("server-ca.crt"))
 	f.set("service-account-private-key-file", l.Cert("sa.key"))
 	f.set("service-cluster-ip-range", k.ServiceCIDR)
 	f.set("use-service-account-credentials", "true")
@@ -257,7 +309,7 @@ func Kubelet(cfg *config.Config, node Node) (*Command, error) {
 	kcfg.APIVersion = "kubelet.config.k8s.io/v1beta1"
 	kcfg.Kind = "KubeletConfiguration"
 	kcfg.Authentication.Webhook.Enabled = true
-	kcfg.Authentication.X509.ClientCAFile = l.Cert("ca.crt")
+	kcfg.Authentication.X509.ClientCAFile = l.Cert("client-ca.crt")
 	kcfg.Authorization.Mode = "Webhook"
 	kcfg.CgroupDriver = "cgroupfs"
 	for _, d := range strings.Split(k.ClusterDNS, ",") {

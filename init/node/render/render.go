@@ -55,9 +55,14 @@ type Layout struct {
 	ContainerRuntimeEndpoint string
 	// ResolvConf is the resolv.conf pods inherit.
 	ResolvConf string
-	// DatastoreListen is where kine or embedded etcd serves the
-	// apiserver, on loopback.
+	// DatastoreListen is where embedded etcd serves the apiserver, on
+	// loopback, with client certificates.
 	DatastoreListen string
+	// KineSocket is the unix socket where kine serves the apiserver (in a
+	// directory only root can enter).
+	KineSocket string
+	// EtcdDir is embedded etcd's data directory.
+	EtcdDir string
 	// K3sConfig is where distribution k3s reads its config.
 	K3sConfig string
 }
@@ -89,13 +94,19 @@ func (l Layout) withDefaults() Layout {
 	if l.DatastoreListen == "" {
 		l.DatastoreListen = "127.0.0.1:2379"
 	}
+	if l.KineSocket == "" {
+		l.KineSocket = "/run/cairn/kine.sock"
+	}
+	if l.EtcdDir == "" {
+		l.EtcdDir = filepath.Join(l.DataDir, "etcd")
+	}
 	if l.K3sConfig == "" {
 		l.K3sConfig = "/etc/rancher/k3s/config.yaml"
 	}
 	return l
 }
 
-// Cert is the path of a PKI file by name: "ca.crt", "apiserver.key",
+// Cert is the path of a PKI file by name: "server-ca.crt", "apiserver.key",
 // "sa.pub", "etcd/ca.crt".
 func (l Layout) Cert(name string) string { return filepath.Join(l.CertDir, name) }
 
@@ -196,10 +207,9 @@ func secretsOf(cfg *config.Config, node Node) []string {
 }
 
 // Components returns the commands a node of cfg's role runs, in start
-// order: kine (when the datastore needs it), kube-apiserver,
+// order: kine or etcd (when the datastore needs one), kube-apiserver,
 // kube-controller-manager, kube-scheduler on servers; then kubelet and
-// kube-proxy on every node. Embedded etcd is started by the node code, not
-// rendered here.
+// kube-proxy on every node.
 func Components(cfg *config.Config, node Node) ([]Command, error) {
 	var out []Command
 	add := func(c *Command, err error) error {
@@ -212,7 +222,7 @@ func Components(cfg *config.Config, node Node) ([]Command, error) {
 		return nil
 	}
 	if cfg.Kubernetes.Role == "server" {
-		for _, f := range []func(*config.Config, Node) (*Command, error){Kine, APIServer, ControllerManager, Scheduler} {
+		for _, f := range []func(*config.Config, Node) (*Command, error){Kine, Etcd, APIServer, ControllerManager, Scheduler} {
 			if err := add(f(cfg, node)); err != nil {
 				return nil, err
 			}

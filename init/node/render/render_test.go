@@ -154,7 +154,7 @@ func TestComponentsByRole(t *testing.T) {
 	}
 	for _, tt := range []struct{ doc, want string }{
 		{cases[0].doc, "kine kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
-		{cases[2].doc, "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
+		{cases[2].doc, "etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
 		{cases[3].doc, "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
 		{cases[4].doc, "kubelet kube-proxy"},
 	} {
