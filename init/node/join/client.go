@@ -1,0 +1,205 @@
+package join
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// What a server publishes through its apiserver for holders of the token.
+const (
+	// CAConfigMap (namespace kube-public, readable anonymously) holds the
+	// serving CA bundle under CAKey and its proof under ProofKey.
+	CAConfigMap = "cairn-ca"
+	CAKey       = "ca.crt"
+	ProofKey    = "proof"
+	// AdminSecret (namespace kube-system) holds an admin kubeconfig under
+	// KubeconfigKey, readable by the bootstrap token's group AdminGroup.
+	AdminSecret   = "cairn-admin-kubeconfig"
+	KubeconfigKey = "kubeconfig"
+	AdminGroup    = "system:bootstrappers:cairn:admin"
+	// TokenSecret (namespace kube-system) holds the full token under
+	// TokenKey, for `cairn token` with admin credentials.
+	TokenSecret = "cairn-token"
+	TokenKey    = "token"
+)
+
+// maxReply bounds what is read from a server.
+const maxReply = 1 << 20
+
+// Client talks to one server with the cluster token.
+type Client struct {
+	// Server is the apiserver's URL, "https://10.0.0.11:6443".
+	Server string
+	Token  Token
+	// Timeout bounds each request (10 s when zero).
+	Timeout time.Duration
+}
+
+func (c *Client) base() (*url.URL, error) {
+	u, err := url.Parse(c.Server)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("server %q: give the apiserver's address as https://HOST:6443", c.Server)
+	}
+	return u, nil
+}
+
+func (c *Client) get(ctx context.Context, tlsCfg *tls.Config, path, bearer string, out any) error {
+	u, err := c.base()
+	if err != nil {
+		return err
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath(path).String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("reaching %s: %w", u.Host, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
+	if err != nil {
+		return fmt.Errorf("reading from %s: %w", u.Host, err)
+	}
+	if len(body) > maxReply {
+		return fmt.Errorf("%s answered more than %d bytes for %s; is it a cairn server?", u.Host, maxReply, path)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%s refused the token (401 Unauthorized): it is not this cluster's token", u.Host)
+	case resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%s: the token may not read %s (403 Forbidden)", u.Host, path)
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s has no %s (404): not a cairn server, or it has not finished starting; try again in a minute", u.Host, path)
+	case resp.StatusCode/100 != 2:
+		return fmt.Errorf("%s answered %s for %s", u.Host, resp.Status, path)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%s: reading %s: %w", u.Host, path, err)
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// CA fetches the cluster's serving CA bundle from the server and verifies
+// it against the token before anything else is trusted.
+func (c *Client) CA(ctx context.Context) ([]byte, error) {
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	// Nothing is trusted yet: the bundle is checked against the token below.
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	if err := c.get(ctx, insecure, "/api/v1/namespaces/kube-public/configmaps/"+CAConfigMap, "", &cm); err != nil {
+		return nil, err
+	}
+	ca := []byte(cm.Data[CAKey])
+	if len(ca) == 0 {
+		return nil, fmt.Errorf("the server's %s has no %s", CAConfigMap, CAKey)
+	}
+	if err := VerifyCA(c.Token, ca, cm.Data[ProofKey]); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// Pinned is a TLS config that trusts only caPEM.
+func Pinned(caPEM []byte) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("the CA bundle holds no certificate")
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// AdminKubeconfig fetches an admin kubeconfig through a connection that
+// trusts only the verified CA, authenticating with the bootstrap token
+// derived from the cluster token. Its server is set to c.Server.
+func (c *Client) AdminKubeconfig(ctx context.Context) ([]byte, error) {
+	ca, err := c.CA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := Pinned(ca)
+	if err != nil {
+		return nil, err
+	}
+	var sec struct {
+		Data map[string]string `json:"data"`
+	}
+	id, secret := BootstrapToken(c.Token.Secret)
+	if err := c.get(ctx, tlsCfg, "/api/v1/namespaces/kube-system/secrets/"+AdminSecret, id+"."+secret, &sec); err != nil {
+		return nil, err
+	}
+	kc, err := base64.StdEncoding.DecodeString(sec.Data[KubeconfigKey])
+	if err != nil || len(kc) == 0 {
+		return nil, fmt.Errorf("the server's %s holds no kubeconfig", AdminSecret)
+	}
+	return SetServer(kc, c.Server)
+}
+
+// serverPlaceholder is the server line of the stored admin kubeconfig.
+const serverPlaceholder = "https://127.0.0.1:6443"
+
+// SetServer points a kubeconfig made by Kubeconfig at server.
+func SetServer(kc []byte, server string) ([]byte, error) {
+	line := "      server: " + serverPlaceholder + "\n"
+	if !strings.Contains(string(kc), line) {
+		return nil, errors.New("the kubeconfig has no server line to set")
+	}
+	return []byte(strings.Replace(string(kc), line, "      server: "+server+"\n", 1)), nil
+}
+
+// Kubeconfig renders a kubeconfig for one user with a client certificate,
+// at server (serverPlaceholder when empty).
+func Kubeconfig(server string, caPEM, certPEM, keyPEM []byte, user string) []byte {
+	if server == "" {
+		server = serverPlaceholder
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters:
+  - name: cairn
+    cluster:
+      certificate-authority-data: %s
+      server: %s
+users:
+  - name: %s
+    user:
+      client-certificate-data: %s
+      client-key-data: %s
+contexts:
+  - name: cairn
+    context:
+      cluster: cairn
+      user: %s
+current-context: cairn
+`, b64(caPEM), server, user, b64(certPEM), b64(keyPEM), user)
+}

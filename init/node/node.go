@@ -1,0 +1,211 @@
+// Package node turns a node's loaded config into its supervised
+// components: on a server the datastore (kine or embedded etcd), the
+// cluster's identity read from or created in it, kube-apiserver,
+// kube-controller-manager and kube-scheduler, each with the files it needs
+// written first (0600 for secrets), its dependencies, a ready check and a
+// restart policy with backoff.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/supervise"
+)
+
+// Options tell Start about the machine it runs on.
+type Options struct {
+	Config   *config.Config
+	Services *supervise.Supervisor
+	// Printf writes one console line.
+	Printf func(format string, args ...any)
+	// Hostname is the node's host name.
+	Hostname string
+	// Addresses returns the node's addresses, for its certificates and
+	// the console; nil when there is no network.
+	Addresses func() []netip.Addr
+	// Layout is where state and certificates live; render.DefaultLayout
+	// when zero.
+	Layout render.Layout
+	// Bin is the directory of the component applets (/usr/bin).
+	Bin string
+	// ConfigLoaded is when the config was loaded, to report the init's
+	// own overhead.
+	ConfigLoaded time.Time
+}
+
+// componentBackoff restarts a failed component quickly at first, and at
+// most every 15 s: a datastore back from an outage is used within seconds.
+var componentBackoff = supervise.Backoff{Initial: time.Second, Max: 15 * time.Second, Reset: 2 * time.Minute}
+
+// Start starts the node's role and returns once its components are handed
+// to the supervisor (a server's identity read from the datastore first),
+// or when ctx ends. An error means the node cannot run its role with this
+// config; the console has said why.
+func Start(ctx context.Context, o Options) error {
+	if o.Layout == (render.Layout{}) {
+		o.Layout = render.DefaultLayout()
+	}
+	if o.Bin == "" {
+		o.Bin = "/usr/bin"
+	}
+	k := &o.Config.Kubernetes
+	if k.Distribution == "k3s" {
+		return startK3s(o)
+	}
+	switch k.Role {
+	case "server", "":
+		s := &server{o: o, k: k}
+		return s.run(ctx)
+	default:
+		return fmt.Errorf("role %s: this cairn runs servers only; agents come with the agent role (kubelet, containerd, flannel)", k.Role)
+	}
+}
+
+// startK3s runs a user-supplied k3s binary with the config rendered to
+// /etc/rancher/k3s/config.yaml.
+func startK3s(o Options) error {
+	bin := filepath.Join(o.Bin, "k3s")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("kubernetes.distribution is k3s, but the image has no %s; build the image with `cairn build -k3s FILE`", bin)
+	}
+	cmd, err := render.K3s(o.Config, render.Node{Name: nodeName(o), Layout: o.Layout})
+	if err != nil {
+		return err
+	}
+	if err := writeFiles(cmd.Files); err != nil {
+		return err
+	}
+	return o.Services.Start(supervise.Service{
+		Name: "k3s", Path: bin, Args: cmd.Args, Env: append(baseEnv(), cmd.Env...),
+		Restart: supervise.Always, Backoff: componentBackoff, StopTimeout: 30 * time.Second,
+	})
+}
+
+func nodeName(o Options) string {
+	if n := o.Config.Kubernetes.NodeName; n != "" {
+		return n
+	}
+	return o.Hostname
+}
+
+// baseEnv is the environment every component starts with.
+func baseEnv() []string {
+	return []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+}
+
+// writeFiles writes each file atomically with its mode, its directory
+// created 0700.
+func writeFiles(files []render.File) error {
+	for _, f := range files {
+		if err := writeFile(f.Path, f.Data, f.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err == nil {
+		_, err = tmp.Write(data)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		return nil
+	}
+	tmp.Close()
+	return fmt.Errorf("writing %s: setting mode %v failed", path, mode)
+}
+
+// maxTokenFile bounds a token-file read.
+const maxTokenFile = 4096
+
+// resolveToken returns the cluster token: kubernetes.token, else the
+// token-file, else the one this node generated on an earlier boot, else a
+// new one (a single server that was given none).
+func resolveToken(k *config.Kubernetes, l render.Layout, printf func(string, ...any)) (join.Token, error) {
+	raw := k.Token
+	source := "kubernetes.token"
+	if raw == "" && k.TokenFile != "" {
+		data, err := readBounded(k.TokenFile, maxTokenFile)
+		if err != nil {
+			return join.Token{}, fmt.Errorf("kubernetes.token-file: %w", err)
+		}
+		raw, source = string(data), k.TokenFile
+	}
+	generated := filepath.Join(l.DataDir, "token")
+	if raw == "" {
+		if data, err := readBounded(generated, maxTokenFile); err == nil {
+			raw, source = string(data), generated
+		}
+	}
+	if raw == "" {
+		secret, err := join.Generate()
+		if err != nil {
+			return join.Token{}, err
+		}
+		printf("node: no token was given; this server made one for a new cluster")
+		return join.Token{Secret: secret}, nil
+	}
+	t, err := join.ParseToken(raw)
+	if err != nil {
+		return join.Token{}, fmt.Errorf("%s: %w", source, err)
+	}
+	return t, nil
+}
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes; it should hold one token", path, limit)
+	}
+	return []byte(strings.TrimSpace(string(data))), nil
+}
+
+// errStopped is returned when the boot ended (a shutdown began).
+var errStopped = errors.New("the boot ended")
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return errStopped
+	case <-time.After(d):
+		return nil
+	}
+}

@@ -1,0 +1,313 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/supervise"
+)
+
+// server runs the control plane of one server.
+type server struct {
+	o   Options
+	k   *config.Kubernetes
+	l   render.Layout
+	ds  *config.Datastore
+	tok join.Token
+	// first is when the first component was handed to the supervisor.
+	first time.Time
+}
+
+// Retrying the datastore: growing delays up to datastoreRetryMax; a wrong
+// token is retried slowly (someone may be fixing the config).
+var (
+	datastoreRetryFirst = 2 * time.Second
+	datastoreRetryMax   = 30 * time.Second
+	wrongTokenRetry     = time.Minute
+	datastoreAttempt    = 15 * time.Second
+)
+
+func (s *server) run(ctx context.Context) error {
+	s.l = s.o.Layout
+	ds, err := s.k.Datastore()
+	if err != nil {
+		return fmt.Errorf("kubernetes.datastore-endpoint: %w", err)
+	}
+	s.ds = ds
+	if s.tok, err = resolveToken(s.k, s.l, s.o.Printf); err != nil {
+		return err
+	}
+	for _, d := range []string{s.l.DataDir, s.l.CertDir, s.l.KubeconfigDir, filepath.Dir(s.l.KineSocket)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+		os.Chmod(d, 0o700)
+	}
+	s.o.Printf("node: server %s, datastore %s", nodeName(s.o), s.datastoreName())
+	cli, err := s.startDatastore()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	res, err := s.claimLoop(ctx, cli)
+	if err != nil {
+		return err
+	}
+	if diffs := settingsDiffer(mustMatch(s.k), res.Settings); len(diffs) > 0 {
+		for _, d := range diffs {
+			s.o.Printf("node: %s", d)
+		}
+		return errors.New("every server of a cluster must agree on these settings; fix this server's config. kube-apiserver is not started, and the cluster is untouched")
+	}
+	if res.Created {
+		s.o.Printf("node: created a new cluster: its certificate authorities are in the datastore, sealed with a key derived from the token")
+	} else {
+		s.o.Printf("node: read the cluster's certificate authorities from the datastore")
+	}
+	if err := s.writePKI(res.PKI); err != nil {
+		return err
+	}
+	if err := s.startControlPlane(res.PKI); err != nil {
+		return err
+	}
+	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI) })
+	return nil
+}
+
+// datastoreName says which datastore this is, without credentials.
+func (s *server) datastoreName() string {
+	switch s.ds.Kind {
+	case config.DatastoreEmbedded:
+		return "embedded etcd"
+	case config.DatastoreEtcd:
+		return "etcd at " + strings.Join(s.ds.Hosts, ",")
+	case config.DatastoreSQLite:
+		return "sqlite " + s.ds.Database
+	}
+	return fmt.Sprintf("%s at %s/%s", s.ds.Kind, strings.Join(s.ds.Hosts, ","), s.ds.Database)
+}
+
+func (s *server) service(name string, c render.Command) supervise.Service {
+	return supervise.Service{
+		Name:        name,
+		Path:        filepath.Join(s.o.Bin, c.Name),
+		Args:        c.Args,
+		Env:         append(baseEnv(), c.Env...),
+		Restart:     supervise.Always,
+		Backoff:     componentBackoff,
+		StopTimeout: 20 * time.Second,
+	}
+}
+
+func (s *server) start(svc supervise.Service) error {
+	if s.first.IsZero() {
+		s.first = time.Now()
+		if !s.o.ConfigLoaded.IsZero() {
+			s.o.Printf("node: first component (%s) started %.2fs after the config was loaded", svc.Name, s.first.Sub(s.o.ConfigLoaded).Seconds())
+		}
+	}
+	return s.o.Services.Start(svc)
+}
+
+func (s *server) renderNode() render.Node {
+	n := render.Node{Name: nodeName(s.o), Token: s.tok.Secret, Layout: s.l, IP: s.k.NodeIP}
+	if n.IP == "" {
+		if addrs := s.addresses(); len(addrs) > 0 {
+			n.IP = addrs[0].String()
+		}
+	}
+	return n
+}
+
+// addresses are the node's own unicast addresses, IPv4 first.
+func (s *server) addresses() []netip.Addr {
+	if s.o.Addresses == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range s.o.Addresses() {
+		if a.IsGlobalUnicast() || a.IsPrivate() {
+			out = append(out, a)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b netip.Addr) int {
+		if a.Is4() != b.Is4() {
+			if a.Is4() {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// startDatastore starts kine or embedded etcd when the datastore needs
+// one, and returns a client of the store the apiserver will use.
+func (s *server) startDatastore() (*clientv3.Client, error) {
+	cfg := clientv3.Config{DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	node := s.renderNode()
+	switch s.ds.Kind {
+	case config.DatastoreEmbedded:
+		if err := s.etcdCerts(); err != nil {
+			return nil, err
+		}
+		c, err := render.Etcd(s.o.Config, node)
+		if err != nil {
+			return nil, err
+		}
+		svc := s.service("etcd", *c)
+		svc.Ready = supervise.ReadyTCP(s.l.DatastoreListen)
+		svc.StopTimeout = 30 * time.Second
+		if err := s.start(svc); err != nil {
+			return nil, err
+		}
+		tlsCfg, err := tlsFromFiles(s.l.Cert("etcd/ca.crt"), s.l.Cert("apiserver-etcd-client.crt"), s.l.Cert("apiserver-etcd-client.key"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Endpoints, cfg.TLS = []string{"https://" + s.l.DatastoreListen}, tlsCfg
+	case config.DatastoreEtcd:
+		cfg.Endpoints = s.ds.URLs
+		if slices.ContainsFunc(s.ds.URLs, func(u string) bool { return strings.HasPrefix(u, "https://") }) {
+			tlsCfg, err := tlsFromFiles(s.k.DatastoreCAFile, s.k.DatastoreCertFile, s.k.DatastoreKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("the etcd datastore's TLS files: %w", err)
+			}
+			cfg.TLS = tlsCfg
+		}
+	default:
+		c, err := render.Kine(s.o.Config, node)
+		if err != nil {
+			return nil, err
+		}
+		os.Remove(s.l.KineSocket) // a stale socket from a killed kine
+		svc := s.service("kine", *c)
+		sock := s.l.KineSocket
+		svc.Ready = func(ctx context.Context) error {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return err
+			}
+			return conn.Close()
+		}
+		if err := s.start(svc); err != nil {
+			return nil, err
+		}
+		cfg.Endpoints = []string{"unix://" + s.l.KineSocket}
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("a client for the datastore: %w", err)
+	}
+	return cli, nil
+}
+
+// tlsFromFiles is a client TLS config: ca (system roots when empty) and a
+// client certificate (none when empty).
+func tlsFromFiles(ca, cert, key string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		data, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+		}
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, err
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
+}
+
+// claimLoop reads or creates the cluster, retrying while the datastore is
+// unreachable and saying why on the console.
+func (s *server) claimLoop(ctx context.Context, cli *clientv3.Client) (*claimResult, error) {
+	delay := datastoreRetryFirst
+	for {
+		actx, cancel := context.WithTimeout(ctx, datastoreAttempt)
+		res, err := claim(actx, cli, s.tok.Secret, mustMatch(s.k))
+		cancel()
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errStopped
+		}
+		wait := delay
+		if errors.Is(err, errWrongToken) {
+			wait = wrongTokenRetry
+			s.o.Printf("node: %v; retrying in %s", err, wait)
+		} else {
+			s.o.Printf("datastore: %s is not ready: %s; retrying in %s", s.datastoreName(), s.diagnose(err), wait)
+			delay = min(delay*2, datastoreRetryMax)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// reasons are what a datastore's failure looks like in kine's output or a
+// client error, and what the console says for it.
+var reasons = []struct{ match, say string }{
+	{"password authentication failed", "authentication failed: check the user and password in datastore-endpoint"},
+	{"Access denied", "authentication failed: check the user and password in datastore-endpoint"},
+	{"connection refused", "connection refused: is the database running and listening on that address?"},
+	{"no such host", "host not found: check the host name in datastore-endpoint"},
+	{"x509:", "TLS: the server's certificate is not trusted: check datastore-cafile"},
+	{"tls:", "TLS handshake failed: check datastore-cafile, -certfile and -keyfile"},
+	{"i/o timeout", "timed out: is the address reachable from this node?"},
+	{"no route to host", "no route to host: check the address and this node's network"},
+	{"does not exist", "the database or user does not exist"},
+}
+
+// diagnose turns a failed attempt into one short reason, from kine's
+// recent output when kine is in between, never with the password.
+func (s *server) diagnose(err error) string {
+	text := err.Error()
+	if s.o.Services != nil && s.ds.Kind != config.DatastoreEmbedded && s.ds.Kind != config.DatastoreEtcd {
+		out := s.o.Services.Output("kine")
+		if len(out) > 8192 {
+			out = out[len(out)-8192:]
+		}
+		text = string(out) + "\n" + text
+	}
+	for _, r := range reasons {
+		if strings.Contains(text, r.match) {
+			return r.say
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s", datastoreAttempt)
+	}
+	msg := err.Error()
+	if s.ds.Password != "" {
+		msg = strings.ReplaceAll(msg, s.ds.Password, "<redacted>")
+	}
+	return msg
+}
