@@ -5,6 +5,7 @@ package boards
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -65,17 +66,31 @@ func Load(name string) (*Board, error) {
 	if err != nil {
 		return nil, fmt.Errorf("board %q does not exist (known boards: %s)", name, strings.Join(Names(), ", "))
 	}
-	var b Board
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&b); err != nil {
+	b, err := Parse(data)
+	if err != nil {
 		return nil, fmt.Errorf("boards/%s.yaml: %w", name, err)
 	}
 	if b.Name != name {
 		return nil, fmt.Errorf("boards/%s.yaml: name is %q, want %q", name, b.Name, name)
 	}
+	return b, nil
+}
+
+// Parse reads a board file strictly: unknown keys are errors, and name and
+// arch must be set. The builder and the init (which reads the copy in the
+// image) both parse board files with it.
+func Parse(data []byte) (*Board, error) {
+	var b Board
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&b); err != nil {
+		return nil, err
+	}
+	if b.Name == "" {
+		return nil, errors.New("name is missing")
+	}
 	if b.Arch != "amd64" && b.Arch != "arm64" {
-		return nil, fmt.Errorf("boards/%s.yaml: arch %q is not amd64 or arm64", name, b.Arch)
+		return nil, fmt.Errorf("arch %q is not amd64 or arm64", b.Arch)
 	}
 	return &b, nil
 }

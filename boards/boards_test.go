@@ -1,6 +1,9 @@
 package boards
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestEveryBoardLoads(t *testing.T) {
 	names := Names()
@@ -22,5 +25,18 @@ func TestEveryBoardLoads(t *testing.T) {
 func TestUnknownBoard(t *testing.T) {
 	if _, err := Load("pdp-11"); err == nil {
 		t.Fatal("Load(pdp-11) succeeded")
+	}
+}
+
+func TestParseIsStrict(t *testing.T) {
+	for _, c := range []struct{ name, data, want string }{
+		{"unknown key", "name: x\narch: arm64\nconsol: ttyS0\n", "field consol not found"},
+		{"no name", "arch: arm64\n", "name is missing"},
+		{"bad arch", "name: x\narch: riscv64\n", `arch "riscv64" is not amd64 or arm64`},
+	} {
+		_, err := Parse([]byte(c.data))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Parse = %v, want an error containing %q", c.name, err, c.want)
+		}
 	}
 }

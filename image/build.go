@@ -34,6 +34,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/image/kmod"
 	"github.com/cavaliergopher/cpio"
 )
@@ -148,8 +149,8 @@ type FileInput struct {
 type Listed []string
 
 // LiveSystem is the cmdline argument telling the init the system image is
-// /system.sqfs inside the initramfs.
-const LiveSystem = "cairn.system=live"
+// inside the initramfs.
+const LiveSystem = layout.SystemParam + "=" + layout.SystemLive
 
 // plan is a build's inputs resolved: the board, the kernel, the module
 // subsets and the two file trees, everything but the compressed outputs.
@@ -354,11 +355,11 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 
 	// Modules: the initramfs gets what stage 1 needs, the system image
 	// also what the node needs.
-	stage1, err := k.Modules.Closure(append(append([]string{}, b.Modules...), Stage1Modules...))
+	stage1, err := k.Modules.Closure(append(append([]string{}, b.Modules...), layout.Stage1Modules...))
 	if err != nil {
 		return nil, fmt.Errorf("board %s: %w; fix the board's module list", b.Name, err)
 	}
-	wantSys := append(append(append([]string{}, b.Modules...), Stage1Modules...), NodeModules...)
+	wantSys := append(append(append([]string{}, b.Modules...), layout.Stage1Modules...), NodeModules...)
 	wantSys = append(wantSys, o.Modules...)
 	system, err := k.Modules.Closure(wantSys)
 	if err != nil {
@@ -380,9 +381,9 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	// The kernel runs /sbin/modprobe for modules it needs; the init answers.
 	sys.symlink("sbin/modprobe", "init")
 	addModules(sys, k, system)
-	sys.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
+	sys.bytes(layout.BoardFile, 0o644, rawBoard)
 	if cfgData != nil {
-		sys.bytes("etc/cairn/config.yaml", 0o600, cfgData)
+		sys.bytes(layout.ConfigFile, 0o600, cfgData)
 	}
 	var compIn *ComponentsInput
 	if compDir != "" {
@@ -414,7 +415,7 @@ func makePlan(ctx context.Context, o Options) (*plan, error) {
 	// has /dev/console, and the init mounts devtmpfs before anything else.
 	ird.file("init", 0o755, initBin)
 	addModules(ird, k, stage1)
-	ird.bytes("etc/cairn/board.yaml", 0o644, rawBoard)
+	ird.bytes(layout.BoardFile, 0o644, rawBoard)
 
 	return &plan{b: b, k: k, debPath: debPath, out: out, cacheDir: cacheDir, comp: comp, sqComp: sqComp, level: level, epoch: epoch,
 		stage1: stage1, system: system, sys: sys, ird: ird, initIn: initIn, compIn: compIn, cfgData: cfgData, prog: prog}, nil
@@ -559,7 +560,7 @@ func writeInitramfs(w io.WriteCloser, t tree, sqfs, comp string, mtime int64, ca
 		cw.Write(make([]byte, 4-r))
 	}
 	live := tree{}
-	live.file("system.sqfs", 0o644, sqfs)
+	live.file(layout.SystemImage, 0o644, sqfs)
 	if err := live.writeCPIO(cw, mtime); err != nil {
 		w.Close()
 		return err

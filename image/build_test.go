@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/config/layout"
 )
 
 // These tests build from the real Debian kernel packages that `make
@@ -263,7 +264,7 @@ func TestModulesDepMatchesDepmod(t *testing.T) {
 			must(t, err)
 			k, err := loadKernel(deb, b, testCache(), nil)
 			must(t, err)
-			mods, err := k.Modules.Closure(append(append(append([]string{}, b.Modules...), Stage1Modules...), NodeModules...))
+			mods, err := k.Modules.Closure(append(append(append([]string{}, b.Modules...), layout.Stage1Modules...), NodeModules...))
 			must(t, err)
 			root := t.TempDir()
 			dir := filepath.Join(root, "lib", "modules", k.Release)

@@ -1,18 +1,7 @@
 package image
 
-// Stage1Modules are what stage 1 of the init needs on every board, besides
-// the board's own list: finding and mounting the system image (loop,
-// squashfs, overlay), the STATE partition (ext4) and config volumes (vfat
-// and iso9660 NoCloud seeds with their code pages). The initramfs carries
-// these, the board's modules and their dependencies.
-var Stage1Modules = []string{
-	"loop", "squashfs", "overlay",
-	"ext4", "crc32c",
-	"vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8",
-	"isofs",
-}
-
-// NodeModules are what a Kubernetes node needs on top of stage 1: container
+// NodeModules are what a Kubernetes node needs on top of stage 1
+// (layout.Stage1Modules): container
 // networking (bridge, veth, vxlan for flannel, br_netfilter), and the
 // netfilter pieces kube-proxy's iptables mode and CNI portmap use, in both
 // the legacy (ip_tables) and the nftables (nft_compat) flavours of iptables.

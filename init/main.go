@@ -20,11 +20,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/init/boot"
+	"github.com/cairn-os/cairn/init/cmdline"
 	"github.com/cairn-os/cairn/init/console"
 	"github.com/cairn-os/cairn/init/network"
 	"github.com/cairn-os/cairn/init/shutdown"
@@ -53,7 +54,7 @@ const (
 // initState is what the boot shares with the shutdown path.
 type initState struct {
 	platform Platform
-	cmdline  Cmdline
+	cmdline  cmdline.Line
 	log      *console.Logger
 	services *supervise.Supervisor
 	net      *network.State
@@ -122,7 +123,11 @@ func main() {
 		}
 		log.SetKmsg("/dev/kmsg")
 	}
-	st.cmdline = readCmdline(*cmdlineFlag)
+	if *cmdlineFlag != "" {
+		st.cmdline = cmdline.Parse(*cmdlineFlag)
+	} else {
+		st.cmdline, _ = cmdline.Read("/proc/cmdline")
+	}
 	log.SetDebug(st.cmdline.Has("cairn.debug"))
 
 	if !stage2 {
@@ -155,7 +160,7 @@ func main() {
 
 // boot runs stage 1 (when in the initramfs) and stage 2.
 func (st *initState) boot(ctx context.Context, stage2 bool) {
-	if st.platform == Metal && !stage2 && boot.InInitramfs() && st.cmdline.Get("cairn.system") != "" {
+	if st.platform == Metal && !stage2 && boot.InInitramfs() && st.cmdline.Get(layout.SystemParam) != "" {
 		err := stage1(st)
 		// stage1 returns only on error: on success it executes stage 2.
 		st.log.Printf("init: %v", err)
@@ -169,15 +174,15 @@ func (st *initState) boot(ctx context.Context, stage2 bool) {
 // switches to it. It returns only on failure.
 func stage1(st *initState) error {
 	steps := []boot.Entry{
-		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules(), Extra: []string{"loop", "squashfs", "overlay"}, Missing: slog.LevelDebug}, OnError: boot.Continue},
+		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules(), Extra: layout.Stage1Modules, Missing: slog.LevelDebug}, OnError: boot.Continue},
 	}
-	switch sys := st.cmdline.Get("cairn.system"); sys {
-	case "live":
+	switch sys := st.cmdline.Get(layout.SystemParam); sys {
+	case layout.SystemLive:
 		steps = append(steps, boot.Entry{Step: boot.SystemImage{
-			Image: "/system.sqfs", Lower: "/run/cairn/system", RW: "/run/cairn/rw", NewRoot: newRoot,
+			Image: layout.SystemImage, Lower: "/run/cairn/system", RW: "/run/cairn/rw", NewRoot: newRoot,
 		}, OnError: boot.Stop})
 	default:
-		return fmt.Errorf("cairn.system=%s: this init boots only cairn.system=live (the system image inside the initramfs)", sys)
+		return fmt.Errorf("%s=%s: this init boots only %s=%s (the system image inside the initramfs)", layout.SystemParam, sys, layout.SystemParam, layout.SystemLive)
 	}
 	if err := boot.Run(steps); err != nil {
 		return err
@@ -191,7 +196,7 @@ func stage1(st *initState) error {
 // boardModules lists the modules the board file names, for stage 1 and
 // stage 2 alike.
 func boardModules() []string {
-	b, err := boot.ReadBoard(boot.BoardFile)
+	b, err := boot.ReadBoard(layout.BoardFile)
 	if err != nil {
 		slog.Warn(fmt.Sprintf("init: %v; loading only what devices ask for", err))
 		return nil
@@ -301,41 +306,3 @@ func idleForever() {
 		time.Sleep(time.Hour)
 	}
 }
-
-// Cmdline is the kernel command line, split into words.
-type Cmdline []string
-
-func readCmdline(override string) Cmdline {
-	if override != "" {
-		return Cmdline(strings.Fields(override))
-	}
-	data, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return nil
-	}
-	return Cmdline(strings.Fields(string(data)))
-}
-
-// Has reports whether the word key or key=... appears.
-func (c Cmdline) Has(key string) bool {
-	for _, w := range c {
-		if w == key || strings.HasPrefix(w, key+"=") {
-			return true
-		}
-	}
-	return false
-}
-
-// Get returns the value of the last key=value word, or "".
-func (c Cmdline) Get(key string) string {
-	v := ""
-	for _, w := range c {
-		if strings.HasPrefix(w, key+"=") {
-			v = w[len(key)+1:]
-		}
-	}
-	return v
-}
-
-// String joins the words back.
-func (c Cmdline) String() string { return strings.Join(c, " ") }

@@ -1,7 +1,6 @@
 package boot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,11 +14,7 @@ import (
 	"github.com/cairn-os/cairn/init/boot/modules"
 
 	"golang.org/x/sys/unix"
-	"gopkg.in/yaml.v3"
 )
-
-// BoardFile is where the image builder puts a copy of the board's data file.
-const BoardFile = "/etc/cairn/board.yaml"
 
 // ReadBoard reads the board file of the running image.
 func ReadBoard(path string) (*boards.Board, error) {
@@ -27,11 +22,11 @@ func ReadBoard(path string) (*boards.Board, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the board file: %w", err)
 	}
-	var b boards.Board
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&b); err != nil {
+	b, err := boards.Parse(data)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &b, nil
+	return b, nil
 }
 
 // KernelRelease is the running kernel's release (uname -r).

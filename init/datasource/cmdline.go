@@ -2,10 +2,12 @@ package datasource
 
 import (
 	"strings"
+
+	"github.com/cairn-os/cairn/init/cmdline"
 )
 
-// cmdline is the part of the kernel command line the sources care about.
-type cmdline struct {
+// cmdKeys is the part of the kernel command line the sources care about.
+type cmdKeys struct {
 	// configURL is cairn.config=URL: one cloud-config document.
 	configURL string
 	// seedURL is ds=nocloud;s=URL/ (or seedfrom=): a NoCloud seed served
@@ -18,10 +20,9 @@ type cmdline struct {
 }
 
 // parseCmdline reads the keys cairn understands from a kernel command line.
-// Double quotes group a value with spaces, as the kernel's own parser does.
-func parseCmdline(line string) cmdline {
-	var c cmdline
-	for _, field := range splitCmdline(line) {
+func parseCmdline(line cmdline.Line) cmdKeys {
+	var c cmdKeys
+	for _, field := range line {
 		key, value, _ := strings.Cut(field, "=")
 		switch key {
 		case "cairn.config":
@@ -47,31 +48,4 @@ func parseCmdline(line string) cmdline {
 		}
 	}
 	return c
-}
-
-// splitCmdline splits on spaces outside double quotes and drops the quotes.
-func splitCmdline(line string) []string {
-	var fields []string
-	var cur strings.Builder
-	quoted, have := false, false
-	for _, r := range line {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			have = true
-		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
-			if have {
-				fields = append(fields, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		fields = append(fields, cur.String())
-	}
-	return fields
 }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/layout"
+	"github.com/cairn-os/cairn/init/cmdline"
 )
 
 // Options says where to look.
@@ -47,13 +49,10 @@ type Options struct {
 	IMDS string
 }
 
-// BakedPath is where the image builder puts a config given at build time.
-const BakedPath = "/etc/cairn/config.yaml"
-
 // env is what every provider gets.
 type env struct {
 	opts  Options
-	cmd   cmdline
+	cmd   cmdKeys
 	log   *slog.Logger
 	fetch *fetcher
 }
@@ -139,13 +138,13 @@ func newEnv(opts Options) (*env, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	line := opts.Cmdline
-	if line == "" {
-		b, err := os.ReadFile(filepath.Join(opts.Root, "proc/cmdline"))
+	line := cmdline.Parse(opts.Cmdline)
+	if opts.Cmdline == "" {
+		var err error
+		line, err = cmdline.Read(filepath.Join(opts.Root, "proc/cmdline"))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("reading the kernel command line: %w", err)
+			return nil, err
 		}
-		line = string(b)
 	}
 	client := opts.HTTP
 	if client == nil {
@@ -160,15 +159,15 @@ func newEnv(opts Options) (*env, error) {
 }
 
 func gatherBaked(_ context.Context, e *env, f *found) error {
-	data, err := os.ReadFile(filepath.Join(e.opts.Root, BakedPath))
+	data, err := os.ReadFile(filepath.Join(e.opts.Root, layout.ConfigFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		e.log.Warn(fmt.Sprintf("config: cannot read %s: %v", BakedPath, err))
+		e.log.Warn(fmt.Sprintf("config: cannot read %s: %v", layout.ConfigFile, err))
 		return nil
 	}
-	s, err := userData(BakedPath, data)
+	s, err := userData(layout.ConfigFile, data)
 	if err != nil {
 		e.log.Warn("config: " + err.Error())
 		return nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/init/cmdline"
 )
 
 // syncBuffer collects log output from several goroutines.
@@ -266,16 +267,16 @@ func TestUserDataKinds(t *testing.T) {
 func TestCmdline(t *testing.T) {
 	for _, c := range []struct {
 		line string
-		want cmdline
+		want cmdKeys
 	}{
-		{"console=ttyS0 cairn.config=http://10.0.2.2:8000/c.yaml", cmdline{configURL: "http://10.0.2.2:8000/c.yaml"}},
-		{`"ds=nocloud;s=http://10.0.2.2:8000/;h=node1" quiet`, cmdline{seedURL: "http://10.0.2.2:8000/", hostname: "node1"}},
-		{"ds=nocloud-net;seedfrom=http://x/ cairn.datasource=ec2", cmdline{seedURL: "http://x/", ec2: true}},
-		{"ds=ec2", cmdline{ec2: true}},
-		{"ds=nocloud", cmdline{}},
-		{"cairn.datasource=gce", cmdline{}},
+		{"console=ttyS0 cairn.config=http://10.0.2.2:8000/c.yaml", cmdKeys{configURL: "http://10.0.2.2:8000/c.yaml"}},
+		{`"ds=nocloud;s=http://10.0.2.2:8000/;h=node1" quiet`, cmdKeys{seedURL: "http://10.0.2.2:8000/", hostname: "node1"}},
+		{"ds=nocloud-net;seedfrom=http://x/ cairn.datasource=ec2", cmdKeys{seedURL: "http://x/", ec2: true}},
+		{"ds=ec2", cmdKeys{ec2: true}},
+		{"ds=nocloud", cmdKeys{}},
+		{"cairn.datasource=gce", cmdKeys{}},
 	} {
-		if got := parseCmdline(c.line); got != c.want {
+		if got := parseCmdline(cmdline.Parse(c.line)); got != c.want {
 			t.Errorf("parseCmdline(%q) = %+v, want %+v", c.line, got, c.want)
 		}
 	}

@@ -3,6 +3,8 @@ package datasource
 import (
 	"os"
 	"testing"
+
+	"github.com/cairn-os/cairn/init/cmdline"
 )
 
 // The readers take outside input (any block device); they must never panic
@@ -38,6 +40,6 @@ func FuzzNetworkConfig(f *testing.F) {
 func FuzzCmdline(f *testing.F) {
 	f.Add(`"ds=nocloud;s=http://x/;h=n" cairn.config=http://y cairn.datasource=ec2`)
 	f.Fuzz(func(t *testing.T, s string) {
-		parseCmdline(s)
+		parseCmdline(cmdline.Parse(s))
 	})
 }
