@@ -24,8 +24,9 @@ type Netns struct {
 	// machines' network), or invalid when it has none.
 	Addr netip.Prefix
 
-	mu   sync.Mutex
-	taps int
+	mu    sync.Mutex
+	taps  int
+	peers []string // network namespaces of AddPeer, deleted by Close
 }
 
 // NewNetns creates a network namespace with loopback up and a bridge "br0"
@@ -83,6 +84,32 @@ func (n *Netns) AddTAP(ctx context.Context) (string, error) {
 	return name, nil
 }
 
+// AddPeer creates a network namespace for one more host on the bridge (a
+// node of the container platform): its link eth0 is a veth whose other
+// end is on the bridge. It returns the namespace's path, for the init's
+// -netns flag; Close deletes it.
+func (n *Netns) AddPeer(ctx context.Context) (string, error) {
+	n.mu.Lock()
+	i := len(n.peers)
+	name := fmt.Sprintf("%s-p%d", n.Name, i)
+	n.peers = append(n.peers, name)
+	n.mu.Unlock()
+	bridgeEnd := fmt.Sprintf("veth%d", i)
+	steps := [][]string{
+		{"ip", "netns", "add", name},
+		{"ip", "-n", name, "link", "set", "lo", "up"},
+		{"ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", bridgeEnd, "netns", n.Name},
+		{"ip", "-n", n.Name, "link", "set", bridgeEnd, "master", n.Bridge},
+		{"ip", "-n", n.Name, "link", "set", bridgeEnd, "up"},
+	}
+	for _, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			return "", fmt.Errorf("netns %s: peer %s: %w", n.Name, name, err)
+		}
+	}
+	return "/run/netns/" + name, nil
+}
+
 // Command is exec.CommandContext for a program run inside the namespace.
 func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	argv := append(n.prefix(), name)
@@ -93,6 +120,13 @@ func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.
 // Close deletes the namespace; its bridge and TAP devices go with it. Stop
 // the machines and programs running inside it first.
 func (n *Netns) Close() error {
+	n.mu.Lock()
+	peers := n.peers
+	n.peers = nil
+	n.mu.Unlock()
+	for _, p := range peers {
+		run(context.Background(), "ip", "netns", "delete", p)
+	}
 	if err := run(context.Background(), "ip", "netns", "delete", n.Name); err != nil {
 		return fmt.Errorf("netns: delete %s: %w", n.Name, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -80,6 +81,10 @@ func run(ctx context.Context, stderr io.Writer, dir string, rf runFlags) error {
 		}
 		nic.Forwards = append(nic.Forwards, fw)
 	}
+	if !slices.ContainsFunc(nic.Forwards, func(f qemu.Forward) bool { return f.GuestPort == 6443 }) {
+		nic.Forwards = append(nic.Forwards, apiForward(stderr))
+	}
+	apiPort := nic.Forwards[slices.IndexFunc(nic.Forwards, func(f qemu.Forward) bool { return f.GuestPort == 6443 })].HostPort
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 
@@ -99,6 +104,20 @@ func run(ctx context.Context, stderr io.Writer, dir string, rf runFlags) error {
 			return err
 		}
 		defer cleanup()
+	} else if rf.config == "" {
+		// No config of the user's: the node is a single server, and its
+		// token comes from beside the image, so the user can reach it.
+		path, token, err := ensureToken(dir)
+		if err != nil {
+			return err
+		}
+		var cleanup func()
+		if cfg.Seed, cleanup, err = defaultSeed(ctx, token); err != nil {
+			return err
+		}
+		defer cleanup()
+		fmt.Fprintf(stderr, "cairn run: the cluster token is in %s; once the console says the server is ready:\n"+
+			"  cairn kubeconfig --server https://127.0.0.1:%d --token-file %s -o kubeconfig\n", path, apiPort, path)
 	}
 	if rf.config != "" {
 		url, closeServer, err := configSource(rf.config)

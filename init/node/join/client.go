@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,6 +44,9 @@ type Client struct {
 	Token  Token
 	// Timeout bounds each request (10 s when zero).
 	Timeout time.Duration
+	// DialContext, when set, makes the connections (a test's network
+	// namespace, for one).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (c *Client) base() (*url.URL, error) {
@@ -62,7 +66,7 @@ func (c *Client) get(ctx context.Context, tlsCfg *tls.Config, path, bearer strin
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil}}
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil, DialContext: c.DialContext}}
 	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath(path).String(), nil)
 	if err != nil {

@@ -1,0 +1,383 @@
+//go:build qemu
+
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/qemu"
+)
+
+// The container platform: the real init as PID 1 of new namespaces on this
+// host, on a root made of the base overlay and the node components, each
+// node in its own network namespace with eth0 on a test bridge. It is the
+// fast bed for multi-node tests; the QEMU tests cover the boot path.
+
+// componentsDir is the node components' tree for this machine's arch:
+// $CAIRN_COMPONENTS, else out/components (`make components`).
+func componentsDir(t *testing.T) string {
+	t.Helper()
+	d := os.Getenv("CAIRN_COMPONENTS")
+	if d == "" {
+		d = filepath.Join(repoRoot(), "out", "components")
+	}
+	tree := filepath.Join(d, "linux-"+runtime.GOARCH)
+	if _, err := os.Stat(filepath.Join(tree, "usr/bin/cairn-node")); err != nil {
+		t.Fatalf("no node components in %s: run `make components` (or set CAIRN_COMPONENTS)", tree)
+	}
+	return tree
+}
+
+var (
+	initOnce sync.Once
+	initPath string
+	initErr  error
+)
+
+// initBinary builds the init of this tree once per run.
+func initBinary(t *testing.T) string {
+	t.Helper()
+	initOnce.Do(func() {
+		initPath = filepath.Join(workDir, "init")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", initPath, "./init")
+		cmd.Dir = repoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			initErr = fmt.Errorf("go build ./init: %v\n%s", err, out)
+		}
+	})
+	if initErr != nil {
+		t.Fatal(initErr)
+	}
+	return initPath
+}
+
+// nodeRoot makes a node's root: the base overlay, the components
+// (hard links, so it costs no space), and config as /etc/cairn/config.yaml.
+func nodeRoot(t *testing.T, config string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, src := range []string{filepath.Join(repoRoot(), "overlays/base"), componentsDir(t)} {
+		if out, err := exec.Command("cp", "-al", src+"/.", root).CombinedOutput(); err != nil {
+			t.Fatalf("cp -al %s: %v\n%s", src, err, out)
+		}
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var/lib", "etc/cairn"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/cairn/config.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// containerNode is one running init on the container platform.
+type containerNode struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+
+	mu    sync.Mutex
+	lines []string
+	more  chan struct{} // closed and replaced when a line arrives
+	done  chan struct{}
+}
+
+// startNode runs the init on root in the network namespace netns; its
+// console goes to out/test-logs/TEST-NAME.log.
+func startNode(t *testing.T, name, root, netns string) *containerNode {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(logDir(t), strings.ReplaceAll(t.Name(), "/", "_")+"-"+name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(initBinary(t), "-platform", "container", "-root", root, "-netns", netns)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n := &containerNode{name: name, cmd: cmd, log: logf, more: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(logf, sc.Text())
+			n.mu.Lock()
+			n.lines = append(n.lines, sc.Text())
+			close(n.more)
+			n.more = make(chan struct{})
+			n.mu.Unlock()
+		}
+		cmd.Wait()
+		close(n.done)
+	}()
+	t.Cleanup(func() { n.kill(); logf.Close() })
+	return n
+}
+
+// expect waits for a console line matching re (after the init's
+// "cairn: [time] " prefix) and returns its submatches.
+func (n *containerNode) expect(t *testing.T, d time.Duration, re string) []string {
+	t.Helper()
+	r := regexp.MustCompile(`^cairn: \[\s*\d+\.\d+\] ` + re)
+	deadline := time.After(d)
+	seen := 0
+	for {
+		n.mu.Lock()
+		lines, more := n.lines, n.more
+		n.mu.Unlock()
+		for ; seen < len(lines); seen++ {
+			if m := r.FindStringSubmatch(lines[seen]); m != nil {
+				return m
+			}
+		}
+		select {
+		case <-more:
+		case <-n.done:
+			n.mu.Lock()
+			if len(n.lines) == seen {
+				n.mu.Unlock()
+				t.Fatalf("%s ended before a line %q; its console:\n%s", n.name, re, n.tail(40))
+			}
+			n.mu.Unlock()
+		case <-deadline:
+			t.Fatalf("%s printed no line %q within %s; its console:\n%s", n.name, re, d, n.tail(40))
+		}
+	}
+}
+
+// tail is the last n console lines.
+func (n *containerNode) tail(k int) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.lines
+	if len(l) > k {
+		l = l[len(l)-k:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// console is everything the node printed.
+func (n *containerNode) console() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.lines, "\n")
+}
+
+// stop asks for an orderly shutdown and waits for it.
+func (n *containerNode) stop(t *testing.T) {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(2 * time.Minute):
+		t.Errorf("%s did not stop within 2 minutes of SIGTERM", n.name)
+		n.kill()
+	}
+}
+
+func (n *containerNode) kill() {
+	if n.cmd.Process != nil {
+		n.cmd.Process.Kill()
+	}
+	<-n.done
+}
+
+// postgres runs Debian's PostgreSQL inside ns, listening on addr:5432 with
+// password authentication, and returns its data directory and a stop
+// function that can be called again to start it anew.
+type postgres struct {
+	ns     *qemu.Netns
+	dir    string
+	addr   string
+	cmd    *exec.Cmd
+	stopFn func()
+}
+
+const pgPassword = "pg-s3cret-pw"
+
+func startPostgres(t *testing.T, ns *qemu.Netns, addr string) *postgres {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(bins) == 0 {
+		t.Fatal("PostgreSQL is not installed: run `make deps`")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	base, err := os.MkdirTemp("", "cairn-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	dir := filepath.Join(base, "data")
+	pw := filepath.Join(base, "pw")
+	os.WriteFile(pw, []byte(pgPassword+"\n"), 0o600)
+	exec.Command("chown", "-R", "postgres:postgres", base).Run()
+	os.Chmod(base, 0o755)
+	out, err := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(bin, "initdb"), "-D", dir,
+		"--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile="+pw, "-U", "postgres").CombinedOutput()
+	if err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	p := &postgres{ns: ns, dir: dir, addr: addr}
+	p.start(t, bin)
+	t.Cleanup(func() { p.stop() })
+	return p
+}
+
+func (p *postgres) start(t *testing.T, bin string) {
+	t.Helper()
+	cmd := p.ns.Command(context.Background(), "runuser", "-u", "postgres", "--", filepath.Join(bin, "postgres"),
+		"-D", p.dir, "-c", "listen_addresses="+p.addr, "-c", "unix_socket_directories="+filepath.Dir(p.dir),
+		"-c", "max_connections=200", "-c", "fsync=off")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = cmd
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := p.ns.DialContext(context.Background(), "tcp", p.addr+":5432")
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PostgreSQL did not listen on %s:5432: %v\n%s", p.addr, err, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (p *postgres) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	// runuser forwards SIGTERM: PostgreSQL's smart shutdown; SIGINT is fast.
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.cmd.Wait()
+	p.cmd = nil
+}
+
+func (p *postgres) endpoint() string {
+	return fmt.Sprintf("postgres://postgres:%s@%s:5432/kine?sslmode=disable", pgPassword, p.addr)
+}
+
+// serverConfig is a server's cloud-config on the test bridge.
+func serverConfig(name, addr, token, datastore string, extra ...string) string {
+	return fmt.Sprintf(`#cloud-config
+hostname: %s
+network:
+  version: 2
+  ethernets:
+    eth0:
+      addresses: [%s/24]
+kubernetes:
+  role: server
+  token: %s
+  datastore-endpoint: %q
+%s`, name, addr, token, datastore, strings.Join(extra, "\n"))
+}
+
+// apiClient reaches apiservers on the test bridge with a kubeconfig's
+// client certificate.
+type apiClient struct {
+	hc *http.Client
+}
+
+func newAPIClient(t *testing.T, ns *qemu.Netns, kubeconfig []byte) *apiClient {
+	t.Helper()
+	var kc struct {
+		Clusters []struct {
+			Cluster struct {
+				CA string `yaml:"certificate-authority-data"`
+			} `yaml:"cluster"`
+		} `yaml:"clusters"`
+		Users []struct {
+			User struct {
+				Cert string `yaml:"client-certificate-data"`
+				Key  string `yaml:"client-key-data"`
+			} `yaml:"user"`
+		} `yaml:"users"`
+	}
+	if err := yaml.Unmarshal(kubeconfig, &kc); err != nil || len(kc.Clusters) == 0 || len(kc.Users) == 0 {
+		t.Fatalf("the kubeconfig does not parse: %v\n%s", err, kubeconfig)
+	}
+	b64 := func(s string) []byte {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatalf("the kubeconfig: %v", err)
+		}
+		return b
+	}
+	tlsCfg, err := join.Pinned(b64(kc.Clusters[0].Cluster.CA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(b64(kc.Users[0].User.Cert), b64(kc.Users[0].User.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg.Certificates = []tls.Certificate{pair}
+	return &apiClient{hc: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DialContext: ns.DialContext}}}
+}
+
+func (c *apiClient) do(method, url string, body any) (int, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, data, err
+}
+
+// waitReady polls /readyz at server until it answers 200.
+func (c *apiClient) waitReady(t *testing.T, server string, d time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for {
+		code, body, err := c.do("GET", server+"/readyz", nil)
+		if code == 200 {
+			return time.Since(began)
+		}
+		if time.Since(began) > d {
+			t.Fatalf("%s/readyz did not answer 200 within %s: %d %v %s", server, d, code, err, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
