@@ -217,6 +217,7 @@ func stage2Boot(ctx context.Context, st *initState) {
 		st.services.SetLogDir("/var/log/cairn")
 	}
 	cfg := st.loadConfig(ctx)
+	loaded := time.Now()
 	if ctx.Err() != nil {
 		return
 	}
@@ -230,7 +231,7 @@ func stage2Boot(ctx context.Context, st *initState) {
 		return
 	}
 	st.startClock(ctx, cfg)
-	st.startNode(ctx)
+	st.startNode(ctx, cfg, loaded)
 }
 
 // stage2Steps prepare the system image's root for the node.
@@ -245,18 +246,6 @@ func (st *initState) stage2Steps() []boot.Entry {
 		{Step: boot.Cgroup2{Path: "/sys/fs/cgroup"}, OnError: boot.Continue},
 		{Step: boot.Modules{Dir: boot.ModuleDir("/"), Board: boardModules(), Missing: slog.LevelWarn}, OnError: boot.Continue},
 	}
-}
-
-// startNode starts the node's components, if the image has them.
-func (st *initState) startNode(ctx context.Context) {
-	if ctx.Err() != nil {
-		return
-	}
-	if _, err := os.Stat("/usr/bin/cairn-node"); err != nil {
-		st.log.Printf("node: nothing to run: this image has no node components")
-		return
-	}
-	st.log.Printf("node: components found, but this init cannot run a role yet")
 }
 
 // shutdown stops everything and powers off or reboots. Should the orderly

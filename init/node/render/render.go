@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/layout"
 )
 
 // File is a file a component needs before it starts. The caller writes it
@@ -74,7 +75,7 @@ func DefaultLayout() Layout {
 
 func (l Layout) withDefaults() Layout {
 	if l.DataDir == "" {
-		l.DataDir = "/var/lib/cairn"
+		l.DataDir = layout.StateDir
 	}
 	if l.CertDir == "" {
 		l.CertDir = filepath.Join(l.DataDir, "pki")
