@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/cairn-os/cairn/config"
 )
 
@@ -204,5 +206,45 @@ func TestCheckNoSecrets(t *testing.T) {
 	c := &Command{Name: "x", Args: []string{"--endpoint=postgres://u:pw123@h/db"}}
 	if err := checkNoSecrets(c, "pw123"); err == nil {
 		t.Errorf("a password in the arguments must be refused")
+	}
+}
+
+// Every key of the rendered k3s config is one k3s documents for the
+// node's role (testdata/k3s-keys.txt names the source), and the file is
+// 0600: it holds the token and the datastore password.
+func TestK3sKeysAreK3s(t *testing.T) {
+	data, err := os.ReadFile("testdata/k3s-keys.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for l := range strings.SplitSeq(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			known[l] = true
+		}
+	}
+	for _, tt := range cases {
+		cfg := load(t, tt.doc)
+		cmd, err := K3s(cfg, testNode)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		role := cfg.Kubernetes.Role
+		if len(cmd.Args) != 1 || cmd.Args[0] != role || cmd.Name != "k3s" {
+			t.Errorf("%s: command %s %q, want k3s %s", tt.name, cmd.Name, cmd.Args, role)
+		}
+		f := cmd.Files[0]
+		if f.Mode != 0o600 || f.Path != "/etc/rancher/k3s/config.yaml" {
+			t.Errorf("%s: %s mode %v, want /etc/rancher/k3s/config.yaml 0600", tt.name, f.Path, f.Mode)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(f.Data, &doc); err != nil {
+			t.Fatalf("%s: the k3s config does not parse: %v", tt.name, err)
+		}
+		for key := range doc {
+			if !known[role+" "+key] {
+				t.Errorf("%s: k3s %s has no config key %q (testdata/k3s-keys.txt)", tt.name, role, key)
+			}
+		}
 	}
 }
