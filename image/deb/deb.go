@@ -1,9 +1,6 @@
 // Package deb reads Debian binary packages (.deb): their control fields and
-// the files of their data archive. It is pure Go and reads data.tar
-// compressed with xz, zstd, gzip or nothing.
-//
-// A .deb is an ar archive holding debian-binary, control.tar[.xz|.zst|.gz]
-// and data.tar[.xz|.zst|.gz], in that order.
+// the files of their data archive, through pault.ag/go/debian's ar reader,
+// decompressors (xz, zstd, gzip, bzip2, lzma or none) and control parser.
 //
 //	p, err := deb.Open("linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb")
 //	defer p.Close()
@@ -14,36 +11,28 @@ package deb
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"path"
+	"path/filepath"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	deb822 "pault.ag/go/debian/control"
+	debian "pault.ag/go/debian/deb"
 )
 
 // Package is an opened .deb.
 type Package struct {
 	// Control holds the fields of the control file (Package, Version,
-	// Architecture, Depends, ...). Continuation lines are joined with "\n".
+	// Architecture, Depends, ...). A field's continuation lines follow its
+	// first line, each ending in "\n".
 	Control map[string]string
 
-	r       io.ReaderAt
-	closer  io.Closer
-	name    string
-	data    member
-	hasData bool
-}
-
-type member struct {
 	name   string
-	offset int64
-	size   int64
+	data   *debian.ArEntry
+	closer io.Closer
 }
 
 // Open opens the .deb at path and reads its control file.
@@ -68,43 +57,46 @@ func Open(path string) (*Package, error) {
 
 // NewReader reads a .deb of the given size from r; name is used in errors.
 func NewReader(r io.ReaderAt, size int64, name string) (*Package, error) {
-	p := &Package{r: r, name: name}
 	members, err := readAr(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a Debian package: %w", name, err)
 	}
-	if len(members) == 0 || members[0].name != "debian-binary" {
+	if len(members) == 0 || members[0].Name != "debian-binary" {
 		return nil, fmt.Errorf("%s: not a Debian package: first member is not debian-binary", name)
 	}
-	var control *member
-	for i := range members {
-		m := &members[i]
+	p := &Package{name: name}
+	var ctl *debian.ArEntry
+	for _, m := range members {
 		switch {
-		case strings.HasPrefix(m.name, "control.tar"):
-			control = m
-		case strings.HasPrefix(m.name, "data.tar"):
-			p.data, p.hasData = *m, true
+		case strings.HasPrefix(m.Name, "control.tar"):
+			ctl = m
+		case strings.HasPrefix(m.Name, "data.tar"):
+			p.data = m
 		}
 	}
-	if control == nil || !p.hasData {
+	if ctl == nil || p.data == nil {
 		return nil, fmt.Errorf("%s: not a Debian package: control.tar or data.tar missing", name)
 	}
-	err = walkTar(r, *control, func(h *tar.Header, body io.Reader) error {
-		if h.Name != "./control" && h.Name != "control" {
+	err = walkTar(ctl, func(h *tar.Header, body io.Reader) error {
+		if path.Clean(h.Name) != "control" {
 			return nil
 		}
-		b, err := io.ReadAll(body)
+		pr, err := deb822.NewParagraphReader(body, nil)
 		if err != nil {
 			return err
 		}
-		p.Control = ParseControl(b)
+		para, err := pr.Next()
+		if err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+		p.Control = para.Values
 		return ErrStop
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading %s: %w", name, control.name, err)
+		return nil, fmt.Errorf("%s: reading %s: %w", name, ctl.Name, err)
 	}
 	if p.Control == nil {
-		return nil, fmt.Errorf("%s: %s has no control file", name, control.name)
+		return nil, fmt.Errorf("%s: %s has no control file", name, ctl.Name)
 	}
 	return p, nil
 }
@@ -122,8 +114,8 @@ func (p *Package) Close() error {
 // returning an error stops the walk and Walk returns it, except for
 // ErrStop, which stops the walk and makes Walk return nil.
 func (p *Package) Walk(fn func(h *tar.Header, r io.Reader) error) error {
-	if err := walkTar(p.r, p.data, fn); err != nil {
-		return fmt.Errorf("%s: reading %s: %w", p.name, p.data.name, err)
+	if err := walkTar(p.data, fn); err != nil {
+		return fmt.Errorf("%s: reading %s: %w", p.name, p.data.Name, err)
 	}
 	return nil
 }
@@ -131,34 +123,15 @@ func (p *Package) Walk(fn func(h *tar.Header, r io.Reader) error) error {
 // ErrStop, returned by a Walk callback, ends the walk without an error.
 var ErrStop = errors.New("stop walking")
 
-func walkTar(r io.ReaderAt, m member, fn func(h *tar.Header, r io.Reader) error) error {
-	raw := bufio.NewReaderSize(io.NewSectionReader(r, m.offset, m.size), 1<<20)
-	var in io.Reader
-	switch {
-	case strings.HasSuffix(m.name, ".tar"):
-		in = raw
-	case strings.HasSuffix(m.name, ".tar.gz"):
-		z, err := gzip.NewReader(raw)
-		if err != nil {
-			return err
-		}
-		in = z
-	case strings.HasSuffix(m.name, ".tar.xz"):
-		z, err := xz.NewReader(raw)
-		if err != nil {
-			return err
-		}
-		in = z
-	case strings.HasSuffix(m.name, ".tar.zst"):
-		z, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return err
-		}
-		defer z.Close()
-		in = z
-	default:
-		return fmt.Errorf("unsupported compression of %s", m.name)
+// walkTar reads the tar archive member m from its start, so that a package
+// can be walked more than once.
+func walkTar(m *debian.ArEntry, fn func(h *tar.Header, r io.Reader) error) error {
+	raw := bufio.NewReaderSize(io.NewSectionReader(m.Data.Outer()), 1<<20)
+	in, err := debian.DecompressorFor(filepath.Ext(m.Name))(raw)
+	if err != nil {
+		return err
 	}
+	defer in.Close()
 	tr := tar.NewReader(in)
 	for {
 		h, err := tr.Next()
@@ -177,62 +150,26 @@ func walkTar(r io.ReaderAt, m member, fn func(h *tar.Header, r io.Reader) error)
 	}
 }
 
-// readAr lists the members of a common-format ar archive.
-func readAr(r io.ReaderAt, size int64) ([]member, error) {
-	magic := make([]byte, 8)
-	if _, err := r.ReadAt(magic, 0); err != nil {
+// readAr lists the members of the ar archive. The library's deb.Load reads
+// members until the end without checking their sizes, and never reaches
+// the end when a size is negative; here a member must fit in the file.
+func readAr(r io.ReaderAt, size int64) ([]*debian.ArEntry, error) {
+	ar, err := debian.LoadAr(r)
+	if err != nil {
 		return nil, err
 	}
-	if string(magic) != "!<arch>\n" {
-		return nil, errors.New("no ar magic")
+	var members []*debian.ArEntry
+	for {
+		m, err := ar.Next()
+		if err == io.EOF {
+			return members, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ar member %d: %w", len(members)+1, err)
+		}
+		if _, off, n := m.Data.Outer(); n < 0 || off+n > size {
+			return nil, fmt.Errorf("ar member %q: bad size", m.Name)
+		}
+		members = append(members, m)
 	}
-	var members []member
-	off := int64(8)
-	hdr := make([]byte, 60)
-	for off < size {
-		if _, err := r.ReadAt(hdr, off); err != nil {
-			return nil, fmt.Errorf("ar header at %d: %w", off, err)
-		}
-		if string(hdr[58:60]) != "`\n" {
-			return nil, fmt.Errorf("ar header at %d: bad terminator", off)
-		}
-		name := strings.TrimRight(string(hdr[0:16]), " ")
-		name = strings.TrimSuffix(name, "/") // GNU ar style
-		n, err := strconv.ParseInt(strings.TrimSpace(string(hdr[48:58])), 10, 64)
-		if err != nil || n < 0 || off+60+n > size {
-			return nil, fmt.Errorf("ar member %q: bad size", name)
-		}
-		members = append(members, member{name: name, offset: off + 60, size: n})
-		off += 60 + n
-		if off%2 == 1 {
-			off++
-		}
-	}
-	return members, nil
-}
-
-// ParseControl parses a deb822 control paragraph into its fields.
-func ParseControl(b []byte) map[string]string {
-	fields := map[string]string{}
-	var last string
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		s := string(line)
-		if s == "" {
-			if len(fields) > 0 {
-				break
-			}
-			continue
-		}
-		if (s[0] == ' ' || s[0] == '\t') && last != "" {
-			fields[last] += "\n" + strings.TrimSpace(s)
-			continue
-		}
-		k, v, ok := strings.Cut(s, ":")
-		if !ok {
-			continue
-		}
-		last = strings.TrimSpace(k)
-		fields[last] = strings.TrimSpace(v)
-	}
-	return fields
 }

@@ -35,7 +35,7 @@ var NodeNetworkingLinks = func() map[string]string {
 // DebFileName is the file name apt-get download gives a package:
 // name_version_arch.deb, with the epoch's ":" written as "%3a".
 func DebFileName(p *Package) string {
-	return p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Architecture + ".deb"
+	return p.Name + "_" + strings.ReplaceAll(p.Version.String(), ":", "%3a") + "_" + p.Architecture + ".deb"
 }
 
 // Download fetches the resolved packages into dir with `apt-get download`,
@@ -53,9 +53,9 @@ func Download(ctx context.Context, pkgs []Resolved, arch, dir string) ([]string,
 		if have[i], _ = matches(paths[i], p.SHA256); have[i] {
 			continue
 		}
-		spec := p.Name + "=" + p.Version
+		spec := p.String()
 		if p.Architecture != "all" {
-			spec = p.Name + ":" + arch + "=" + p.Version
+			spec = p.Name + ":" + arch + "=" + p.Version.String()
 		}
 		fetch = append(fetch, spec)
 	}

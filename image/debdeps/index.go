@@ -11,9 +11,8 @@
 package debdeps
 
 import (
-	"bufio"
-	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,204 +20,122 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/cairn-os/cairn/image/deb"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+	deb822 "pault.ag/go/debian/control"
+	"pault.ag/go/debian/dependency"
+	"pault.ag/go/debian/version"
+
+	"github.com/cairn-os/cairn/image/deb"
 )
 
 // Package is one binary package of an index.
 type Package struct {
 	Name         string
-	Version      string
+	Version      version.Version
 	Architecture string // amd64, arm64, all
 	MultiArch    string // same, foreign, allowed, or ""
 	Essential    bool
 	// Depends and PreDepends are AND-lists of OR-groups:
-	// "a | b (>= 1), c" is [[a, b>=1], [c]].
-	Depends    [][]Dep
-	PreDepends [][]Dep
-	Provides   []Dep
+	// "a | b (>= 1), c" is the relations [a, b (>= 1)] and [c].
+	Depends    []dependency.Relation
+	PreDepends []dependency.Relation
+	Provides   []dependency.Possibility
 	Filename   string // pool path in a mirror, or the .deb's path for a local directory
 	SHA256     string
 }
 
 // String is name=version, as apt-get takes it.
-func (p *Package) String() string { return p.Name + "=" + p.Version }
+func (p *Package) String() string { return p.Name + "=" + p.Version.String() }
 
-// Dep is one package relation: a name, an optional architecture qualifier
-// (":any", ":native") and an optional version constraint.
-type Dep struct {
-	Name    string
-	Arch    string
-	Op      string // <<, <=, =, >=, >> or ""
-	Version string
+// allows reports whether version v meets the version constraint of d, if
+// it has one.
+func allows(d dependency.Possibility, v version.Version) bool {
+	return d.Version == nil || d.Version.SatisfiedBy(v)
 }
 
-func (d Dep) String() string {
-	s := d.Name
-	if d.Arch != "" {
-		s += ":" + d.Arch
+// parseRelations parses a Depends-style field: comma-separated groups of
+// "|"-separated alternatives, each "name[:arch] [(op version)]". It refuses
+// what the library lets through: a version that is not one, an empty
+// alternative, a substitution variable.
+func parseRelations(field string) ([]dependency.Relation, error) {
+	dep, err := dependency.Parse(field)
+	if err != nil {
+		return nil, fmt.Errorf("relation %q: %w", field, err)
 	}
-	if d.Op != "" {
-		s += " (" + d.Op + " " + d.Version + ")"
-	}
-	return s
-}
-
-// Allows reports whether version satisfies the dependency's constraint.
-func (d Dep) Allows(version string) bool {
-	if d.Op == "" {
-		return true
-	}
-	c := CompareVersions(version, d.Version)
-	switch d.Op {
-	case "<<":
-		return c < 0
-	case "<=":
-		return c <= 0
-	case "=":
-		return c == 0
-	case ">=":
-		return c >= 0
-	case ">>":
-		return c > 0
-	}
-	return false
-}
-
-// ParseRelations parses a Depends-style field: comma-separated groups of
-// "|"-separated alternatives, each "name[:arch] [(op version)] [<profile>]".
-func ParseRelations(field string) ([][]Dep, error) {
-	var groups [][]Dep
-	for _, group := range strings.Split(field, ",") {
-		group = strings.TrimSpace(group)
-		if group == "" {
-			continue
+	for _, r := range dep.Relations {
+		if len(r.Possibilities) == 0 {
+			return nil, fmt.Errorf("relation %q: an alternative is empty", field)
 		}
-		var alts []Dep
-		for _, alt := range strings.Split(group, "|") {
-			d, err := parseDep(strings.TrimSpace(alt))
-			if err != nil {
-				return nil, err
+		for _, p := range r.Possibilities {
+			if p.Substvar {
+				return nil, fmt.Errorf("relation %q: unexpanded substitution variable ${%s}", field, p.Name)
 			}
-			alts = append(alts, d)
-		}
-		groups = append(groups, alts)
-	}
-	return groups, nil
-}
-
-func parseDep(s string) (Dep, error) {
-	// Build profiles (<!nocheck>) and arch restrictions ([amd64]) do not
-	// apply to binary packages' fields; drop them if present.
-	if i := strings.IndexAny(s, "[<"); i >= 0 && !strings.Contains(s[:i], "(") {
-		s = strings.TrimSpace(s[:i])
-	}
-	var d Dep
-	name := s
-	if i := strings.IndexByte(s, '('); i >= 0 {
-		j := strings.IndexByte(s, ')')
-		if j < i {
-			return d, fmt.Errorf("relation %q: unclosed version constraint", s)
-		}
-		name = strings.TrimSpace(s[:i])
-		c := strings.TrimSpace(s[i+1 : j])
-		k := strings.IndexFunc(c, func(r rune) bool { return r != '<' && r != '>' && r != '=' })
-		if k < 0 {
-			k = len(c) // an operator and no version
-		}
-		if k == 0 {
-			return d, fmt.Errorf("relation %q: version constraint %q has no operator", s, c)
-		}
-		d.Op, d.Version = c[:k], strings.TrimSpace(c[k:])
-		switch d.Op {
-		case "<<", "<=", "=", ">=", ">>":
-		case "<":
-			d.Op = "<="
-		case ">":
-			d.Op = ">="
-		default:
-			return d, fmt.Errorf("relation %q: unknown operator %q", s, d.Op)
-		}
-		if d.Version == "" {
-			return d, fmt.Errorf("relation %q: empty version", s)
+			if p.Version == nil {
+				continue
+			}
+			if _, err := version.Parse(p.Version.Number); err != nil {
+				return nil, fmt.Errorf("relation %q: version %q: %w", field, p.Version.Number, err)
+			}
 		}
 	}
-	d.Name, d.Arch, _ = strings.Cut(name, ":")
-	if d.Name == "" || strings.ContainsAny(d.Name, " \t") {
-		return d, fmt.Errorf("relation %q: bad package name", s)
-	}
-	return d, nil
+	return dep.Relations, nil
 }
 
 // fromControl makes a Package from a control stanza.
 func fromControl(c map[string]string) (*Package, error) {
 	p := &Package{
 		Name:         c["Package"],
-		Version:      c["Version"],
 		Architecture: c["Architecture"],
 		MultiArch:    c["Multi-Arch"],
 		Essential:    c["Essential"] == "yes",
 		Filename:     c["Filename"],
 		SHA256:       c["SHA256"],
 	}
-	if p.Name == "" || p.Version == "" {
+	if p.Name == "" || c["Version"] == "" {
 		return nil, fmt.Errorf("stanza without Package or Version (Package %q)", p.Name)
 	}
 	var err error
-	if p.Depends, err = ParseRelations(c["Depends"]); err != nil {
+	if p.Version, err = version.Parse(c["Version"]); err != nil {
+		return nil, fmt.Errorf("%s Version %q: %w", p.Name, c["Version"], err)
+	}
+	if p.Depends, err = parseRelations(c["Depends"]); err != nil {
 		return nil, fmt.Errorf("%s Depends: %w", p.Name, err)
 	}
-	if p.PreDepends, err = ParseRelations(c["Pre-Depends"]); err != nil {
+	if p.PreDepends, err = parseRelations(c["Pre-Depends"]); err != nil {
 		return nil, fmt.Errorf("%s Pre-Depends: %w", p.Name, err)
 	}
-	prov, err := ParseRelations(c["Provides"])
+	prov, err := parseRelations(c["Provides"])
 	if err != nil {
 		return nil, fmt.Errorf("%s Provides: %w", p.Name, err)
 	}
 	for _, g := range prov {
-		p.Provides = append(p.Provides, g...)
+		p.Provides = append(p.Provides, g.Possibilities...)
 	}
 	return p, nil
 }
 
 // ParsePackages reads a Packages index (deb822 stanzas separated by blank lines).
 func ParsePackages(r io.Reader) ([]*Package, error) {
+	pr, err := deb822.NewParagraphReader(r, nil)
+	if err != nil {
+		return nil, err
+	}
 	var pkgs []*Package
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	var stanza bytes.Buffer
-	line := 0
-	flush := func() error {
-		if stanza.Len() == 0 {
-			return nil
+	for {
+		para, err := pr.Next()
+		if errors.Is(err, io.EOF) {
+			return pkgs, nil
 		}
-		p, err := fromControl(deb.ParseControl(stanza.Bytes()))
-		stanza.Reset()
 		if err != nil {
-			return fmt.Errorf("stanza ending at line %d: %w", line, err)
+			return nil, fmt.Errorf("after stanza %d: %w", len(pkgs), err)
+		}
+		p, err := fromControl(para.Values)
+		if err != nil {
+			return nil, fmt.Errorf("stanza %d: %w", len(pkgs)+1, err)
 		}
 		pkgs = append(pkgs, p)
-		return nil
 	}
-	for sc.Scan() {
-		line++
-		if strings.TrimSpace(sc.Text()) == "" {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		stanza.Write(sc.Bytes())
-		stanza.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return pkgs, nil
 }
 
 // Index holds the packages of one architecture (plus "all"), by name and
@@ -242,7 +159,7 @@ func NewIndex(arch string, pkgs []*Package) *Index {
 		}
 	}
 	for _, list := range ix.byName {
-		sort.SliceStable(list, func(i, j int) bool { return CompareVersions(list[i].Version, list[j].Version) > 0 })
+		sort.SliceStable(list, func(i, j int) bool { return version.Compare(list[i].Version, list[j].Version) > 0 })
 	}
 	return ix
 }

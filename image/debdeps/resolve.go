@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"pault.ag/go/debian/dependency"
+	"pault.ag/go/debian/version"
 )
 
 // NodeNetworking is what a node needs from Debian: iptables (nft and legacy
@@ -31,16 +34,19 @@ func (ix *Index) Resolve(names []string, skip ...string) ([]Resolved, error) {
 	}
 	chosen := map[string]*Resolved{}
 	type want struct {
-		alts []Dep
+		alts []dependency.Possibility
 		by   string
 	}
 	var queue []want
 	for _, n := range names {
-		d, err := parseDep(n)
+		rels, err := parseRelations(n)
 		if err != nil {
 			return nil, err
 		}
-		queue = append(queue, want{alts: []Dep{d}})
+		if len(rels) != 1 || len(rels[0].Possibilities) != 1 {
+			return nil, fmt.Errorf("%q: name one package, with or without a version constraint", n)
+		}
+		queue = append(queue, want{alts: rels[0].Possibilities})
 	}
 	for len(queue) > 0 {
 		w := queue[0]
@@ -56,8 +62,8 @@ func (ix *Index) Resolve(names []string, skip ...string) ([]Resolved, error) {
 			return nil, err
 		}
 		chosen[p.Name] = &Resolved{Package: p, NeededBy: w.by}
-		for _, g := range append(append([][]Dep{}, p.PreDepends...), p.Depends...) {
-			queue = append(queue, want{alts: g, by: p.Name})
+		for _, g := range append(append([]dependency.Relation{}, p.PreDepends...), p.Depends...) {
+			queue = append(queue, want{alts: g.Possibilities, by: p.Name})
 		}
 	}
 	out := make([]Resolved, 0, len(chosen))
@@ -69,12 +75,12 @@ func (ix *Index) Resolve(names []string, skip ...string) ([]Resolved, error) {
 }
 
 // satisfied reports whether a chosen (or skipped) package meets one of alts.
-func (ix *Index) satisfied(alts []Dep, chosen map[string]*Resolved, skipped map[string]bool) bool {
+func (ix *Index) satisfied(alts []dependency.Possibility, chosen map[string]*Resolved, skipped map[string]bool) bool {
 	for _, d := range alts {
 		if skipped[d.Name] {
 			return true
 		}
-		if r, ok := chosen[d.Name]; ok && d.Allows(r.Version) {
+		if r, ok := chosen[d.Name]; ok && allows(d, r.Version) {
 			return true
 		}
 		for _, r := range chosen {
@@ -89,7 +95,7 @@ func (ix *Index) satisfied(alts []Dep, chosen map[string]*Resolved, skipped map[
 }
 
 // pick chooses a package for the first alternative the index can satisfy.
-func (ix *Index) pick(alts []Dep, chosen map[string]*Resolved) (*Package, error) {
+func (ix *Index) pick(alts []dependency.Possibility, chosen map[string]*Resolved) (*Package, error) {
 	var reasons []string
 	for _, d := range alts {
 		if r, ok := chosen[d.Name]; ok {
@@ -97,7 +103,7 @@ func (ix *Index) pick(alts []Dep, chosen map[string]*Resolved) (*Package, error)
 			continue
 		}
 		for _, p := range ix.byName[d.Name] {
-			if d.Allows(p.Version) {
+			if allows(d, p.Version) {
 				return p, nil
 			}
 		}
@@ -121,25 +127,25 @@ func (ix *Index) pick(alts []Dep, chosen map[string]*Resolved) (*Package, error)
 
 // providesAllows: an unversioned Provides satisfies only unversioned
 // dependencies; a versioned one ("foo (= 1.2)") is checked like a package.
-func providesAllows(d, pr Dep) bool {
-	if d.Op == "" {
+func providesAllows(d, pr dependency.Possibility) bool {
+	if d.Version == nil {
 		return true
 	}
-	return pr.Op == "=" && d.Allows(pr.Version)
+	if pr.Version == nil || pr.Version.Operator != "=" {
+		return false
+	}
+	v, err := version.Parse(pr.Version.Number)
+	return err == nil && allows(d, v)
 }
 
 func (ix *Index) versions(name string) string {
 	var vs []string
 	for _, p := range ix.byName[name] {
-		vs = append(vs, p.Version)
+		vs = append(vs, p.Version.String())
 	}
 	return strings.Join(vs, ", ")
 }
 
-func altString(alts []Dep) string {
-	s := make([]string, len(alts))
-	for i, d := range alts {
-		s[i] = d.String()
-	}
-	return strings.Join(s, " | ")
+func altString(alts []dependency.Possibility) string {
+	return dependency.Relation{Possibilities: alts}.String()
 }

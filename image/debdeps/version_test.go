@@ -1,8 +1,19 @@
 package debdeps
 
-import "testing"
+import (
+	"testing"
 
-func TestCompareVersions(t *testing.T) {
+	"pault.ag/go/debian/dependency"
+	"pault.ag/go/debian/version"
+)
+
+// constraint is the dependency "x (op v)".
+func constraint(op, v string) dependency.Possibility {
+	return dependency.Possibility{Name: "x", Version: &dependency.VersionRelation{Operator: op, Number: v}}
+}
+
+// TestVersionOrder checks that version constraints follow dpkg's ordering.
+func TestVersionOrder(t *testing.T) {
 	tests := []struct {
 		a, b string
 		want int
@@ -27,26 +38,43 @@ func TestCompareVersions(t *testing.T) {
 		{"1.8.9-2", "1.8.9-2", 0},
 		{"1:1.4.7-1+b2", "1.4.7", 1},
 	}
+	ops := map[int]string{-1: "<<", 0: "=", 1: ">>"}
 	for _, tt := range tests {
-		if got := CompareVersions(tt.a, tt.b); got != tt.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-		if got := CompareVersions(tt.b, tt.a); got != -tt.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tt.b, tt.a, got, -tt.want)
+		for _, c := range []struct {
+			a, b string
+			want int
+		}{{tt.a, tt.b, tt.want}, {tt.b, tt.a, -tt.want}} {
+			v, err := version.Parse(c.a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for cmp, op := range ops {
+				if got := allows(constraint(op, c.b), v); got != (cmp == c.want) {
+					t.Errorf("%s satisfies (%s %s): %v, want %v", c.a, op, c.b, got, !got)
+				}
+			}
 		}
 	}
 }
 
-func FuzzCompareVersions(f *testing.F) {
+func FuzzVersionOrder(f *testing.F) {
 	for _, s := range []string{"1.0", "1:2.3~rc1-4+b1", "0", "~", "a-b-c"} {
 		f.Add(s, "1.0-1")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if CompareVersions(a, b) != -CompareVersions(b, a) {
-			t.Errorf("CompareVersions is not antisymmetric on %q, %q", a, b)
+		va, errA := version.Parse(a)
+		_, errB := version.Parse(b)
+		if errA != nil || errB != nil {
+			return
 		}
-		if CompareVersions(a, a) != 0 {
-			t.Errorf("CompareVersions(%q, itself) != 0", a)
+		n := 0
+		for _, op := range []string{"<<", "=", ">>"} {
+			if allows(constraint(op, b), va) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%q meets %d of (<< %s), (= %s), (>> %s); want exactly one", a, n, b, b, b)
 		}
 	})
 }
