@@ -35,6 +35,9 @@ type Board struct {
 	Modules []string `yaml:"modules"`
 	// DTBs are device trees to ship, relative to the kernel's dtbs directory.
 	DTBs []string `yaml:"dtbs,omitempty"`
+	// Formats are the output formats cairn build writes when given none
+	// (image.Formats lists them); empty means kernel.
+	Formats []string `yaml:"formats,omitempty"`
 	// QEMU is set for boards QEMU can emulate.
 	QEMU *QEMU `yaml:"qemu,omitempty"`
 }

@@ -126,7 +126,16 @@ func BenchmarkCompressFloor(b *testing.B) {
 	}
 	for _, board := range benchBoards {
 		b.Run(board, func(b *testing.B) {
-			p, err := makePlan(context.Background(), benchOptions(b, board))
+			o := benchOptions(b, board)
+			s, err := o.check()
+			if err != nil {
+				b.Fatal(err)
+			}
+			in, err := gather(context.Background(), o, s, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := makePlan(s, in, o.Compression, o.Modules)
 			if err != nil {
 				b.Fatal(err)
 			}

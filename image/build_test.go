@@ -197,6 +197,7 @@ func TestBuildRejectsBadInput(t *testing.T) {
 		{"kernel for another arch", Options{Kernel: arm64Deb}, []string{"is for arm64", "qemu-x86_64 needs amd64"}, false},
 		{"module that is not in the kernel", Options{Modules: []string{"no_such_module"}}, []string{`module "no_such_module"`, "not in the kernel"}, false},
 		{"unwritable output directory", Options{Out: filepath.Join(notDir, "out")}, []string{"output directory " + filepath.Join(notDir, "out"), "writable"}, false},
+		{"format that does not exist", Options{Formats: []string{"floppy"}}, []string{`format "floppy" does not exist`, "kernel"}, false},
 		{"bad config", Options{Config: badCfg}, []string{badCfg + ":3:1: error", "no_such_key"}, true},
 		{"components without the arch", Options{Components: emptyDir}, []string{"linux-amd64", "make components"}, false},
 		{"unknown compression", Options{Compression: "lz4"}, []string{`"lz4"`, "zstd or gzip"}, false},

@@ -243,3 +243,82 @@ func readConfig(path string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// inputs are what a build reads or makes before planning: the kernel
+// unpacked, the init built, the config validated, and the overlay and
+// components trees walked.
+type inputs struct {
+	debPath             string
+	k                   *Kernel
+	initBin             string
+	initIn              *InitInput
+	cfgData             []byte
+	cfgName             string
+	overlay, components tree
+	compIn              *ComponentsInput
+}
+
+// gather reads, unpacks and builds the inputs o names.
+func gather(ctx context.Context, o Options, s *settings, prog *progress) (*inputs, error) {
+	in := &inputs{}
+	var err error
+	if o.Config != "" {
+		if in.cfgData, err = readConfig(o.Config); err != nil {
+			return nil, err
+		}
+		in.cfgName = filepath.Base(o.Config)
+	}
+	var compDir string
+	if o.Components != "" {
+		compDir = filepath.Join(o.Components, "linux-"+s.board.Arch)
+		if st, err := os.Stat(compDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("components: %s is not a directory; run 'make components' or leave out -components", compDir)
+		}
+	}
+	if in.debPath, err = findKernelDeb(o.Kernel, s.board); err != nil {
+		return nil, err
+	}
+	if in.k, err = loadKernel(in.debPath, s.board, s.cacheDir, prog); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if in.initBin, in.initIn, err = buildInit(ctx, o.Init, s.board.Arch, s.cacheDir, prog); err != nil {
+		return nil, err
+	}
+	if in.overlay, err = readOverlay("base"); err != nil {
+		return nil, err
+	}
+	if compDir != "" {
+		in.components = tree{}
+		if err := in.components.addDir(compDir, ""); err != nil {
+			return nil, fmt.Errorf("components %s: %w", compDir, err)
+		}
+		d := digests{s.cacheDir}
+		in.compIn = &ComponentsInput{}
+		in.compIn.Digest, _ = in.components.digest(d)
+		// Hashed by the digest just above; the memo answers this one.
+		if cj, err := d.sum(filepath.Join(compDir, "usr/share/cairn/components.json")); err == nil {
+			in.compIn.ComponentsJSON = cj
+		}
+	}
+	return in, nil
+}
+
+// readOverlay reads overlays/NAME from the repository.
+func readOverlay(name string) (tree, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, "overlays", name)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("overlay %s: %w", dir, unwrapPath(err))
+	}
+	t := tree{}
+	if err := t.addDir(dir, ""); err != nil {
+		return nil, fmt.Errorf("overlay %s: %w", dir, err)
+	}
+	return t, nil
+}

@@ -18,6 +18,22 @@ import (
 // 7% larger; docs/build.md has the measurements.
 const DefaultSquashfsLevel = 6
 
+// squashfsCodec picks the system image's compressor: zstd, else xz, else
+// gzip, whichever the kernel's squashfs reads first.
+func squashfsCodec(k *Kernel) (string, error) {
+	if !k.ConfigEnabled("CONFIG_SQUASHFS", true) {
+		return "", fmt.Errorf("kernel %s has no squashfs (CONFIG_SQUASHFS); use a kernel with it", k.Release)
+	}
+	for _, c := range []struct{ codec, option string }{
+		{"zstd", "CONFIG_SQUASHFS_ZSTD"}, {"xz", "CONFIG_SQUASHFS_XZ"}, {"gzip", "CONFIG_SQUASHFS_ZLIB"},
+	} {
+		if k.ConfigEnabled(c.option, false) {
+			return c.codec, nil
+		}
+	}
+	return "", fmt.Errorf("kernel %s's squashfs reads neither zstd, xz nor gzip; use a kernel with CONFIG_SQUASHFS_ZSTD", k.Release)
+}
+
 // makeSquashfs writes t as a squashfs compressed with codec (zstd at level,
 // xz or gzip) to dst with every time set to mtime, owners 0:0 and no xattrs. The result is cached under cacheDir by
 // the tree's digest: an unchanged tree is not compressed again.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -52,6 +53,28 @@ func (d digests) sum(path string) (string, error) {
 		}
 	}
 	return sum, nil
+}
+
+// fileSHA256 is the hex sha256 of a file's contents.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func defaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: %w; set XDG_CACHE_HOME", err)
+	}
+	return filepath.Join(d, "cairn"), nil
 }
 
 // cacheMaxAge is how long an unused system image or initramfs segment
