@@ -18,22 +18,20 @@ type pos struct {
 	Column int
 }
 
-// maxNodes bounds the work one document may cause, aliases included, so a
-// "billion laughs" document is refused instead of exhausting memory.
-const maxNodes = 100000
-
 // decoder fills Go values from a yaml.Node tree strictly: unknown keys,
 // repeated keys and values of the wrong type are located diagnostics, and
 // decoding goes on after each so that every problem is reported at once.
 type decoder struct {
-	file  string
-	diags Diagnostics
+	file string
+	collector
 	// locs maps each config path that the document sets ("kubernetes.vip",
 	// "write_files[0].path") to where it is written: the value for a
 	// scalar, the key for a mapping or a list.
-	locs     map[string]pos
-	nodes    int
-	tooLarge bool
+	locs map[string]pos
+	// nodes and bytes count the values visited and their size, aliases
+	// expanded; tooLarge is set once either is over budget.
+	nodes, bytes int
+	tooLarge     bool
 	// merging holds the mappings whose keys are being collected, to
 	// refuse a merge key that names its own mapping.
 	merging map[*yaml.Node]bool
@@ -55,9 +53,9 @@ func (d *decoder) at(n *yaml.Node) pos {
 
 func (d *decoder) report(n *yaml.Node, sev Severity, path, format string, args ...any) {
 	p := d.at(n)
-	d.diags = append(d.diags, Diagnostic{
+	d.keep(Diagnostic{
 		File: p.File, Line: p.Line, Column: p.Column,
-		Severity: sev, Path: path, Message: fmt.Sprintf(format, args...),
+		Severity: sev, Path: path, Message: message(format, args...),
 	})
 }
 
@@ -71,12 +69,24 @@ func (d *decoder) visit(n *yaml.Node) bool {
 		return false
 	}
 	d.nodes++
-	if d.nodes > maxNodes {
-		d.tooLarge = true
-		d.errorf(n, "", "document is too large or expands too many aliases (more than %d values); cairn refuses it", maxNodes)
-		return false
+	if n.Kind == yaml.ScalarNode {
+		d.bytes += len(n.Value)
 	}
-	return true
+	switch {
+	case d.nodes > maxNodes:
+		d.refuse(n, fmt.Sprintf("document has more than %d values, aliases expanded; cairn refuses it: a cloud-config is far smaller, check that this is the right file", maxNodes))
+	case d.bytes > maxExpanded:
+		d.refuse(n, fmt.Sprintf("document's aliases expand it to more than %d MiB; cairn refuses it: repeat long values less often", maxExpanded>>20))
+	}
+	return !d.tooLarge
+}
+
+// refuse replaces every diagnostic of the document with one saying why it
+// is refused as a whole: its other problems do not matter then.
+func (d *decoder) refuse(n *yaml.Node, msg string) {
+	d.tooLarge = true
+	d.collector = collector{}
+	d.errorf(n, "", "%s", msg)
 }
 
 // resolve follows aliases to the node they name.
@@ -400,6 +410,10 @@ func unknownKeyMessage(key, path string, known []string) string {
 }
 
 func suggest(key string, known []string) string {
+	if len(key) > 64 {
+		// Longer than any key; and editDistance would not look.
+		return ""
+	}
 	norm := func(s string) string {
 		return strings.ToLower(strings.NewReplacer("_", "-", " ", "-").Replace(s))
 	}

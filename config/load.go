@@ -40,10 +40,13 @@ func Load(srcs ...Source) (cfg *Config, diags Diagnostics) {
 	defer recoverInto(name, &cfg, &diags)
 	var parsed []*Config
 	var files []string
+	var kept collector
 	for _, s := range srcs {
 		files = append(files, s.Name)
-		c, ds := parse(s)
-		diags = append(diags, ds...)
+		c, col := parse(s)
+		diags = append(diags, col.diags...)
+		kept.dropped += col.dropped
+		kept.droppedErr = kept.droppedErr || col.droppedErr
 		parsed = append(parsed, c)
 	}
 	// Validation goes on after parse errors, over what did decode, so
@@ -58,13 +61,18 @@ func Load(srcs ...Source) (cfg *Config, diags Diagnostics) {
 	cfg = merge(parsed)
 	cfg.files = files
 	cfg.fillDefaults()
-	vd := cfg.validate()
-	for _, d := range vd {
+	vc := cfg.validate()
+	for _, d := range vc.diags {
 		if !related(d.Path, bad) {
 			diags = append(diags, d)
 		}
 	}
+	if len(bad) == 0 {
+		kept.dropped += vc.dropped
+		kept.droppedErr = kept.droppedErr || vc.droppedErr
+	}
 	sortDiags(diags, files)
+	diags = capped(diags, kept.dropped, kept.droppedErr)
 	if diags.HasErrors() {
 		return nil, diags
 	}

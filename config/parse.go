@@ -14,9 +14,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// MaxDocumentSize is the largest document Parse accepts, after gunzip.
-const MaxDocumentSize = 4 << 20
-
 // ignoredKeys are standard cloud-init modules cairn does not implement; a
 // document using them still applies, with a warning naming each.
 var ignoredKeys = map[string]string{
@@ -106,7 +103,8 @@ func unknownTopLevel(key string) (Severity, string) {
 // A gzip-compressed document is decompressed first, as cloud-init does.
 func Parse(src Source) (cfg *Config, diags Diagnostics) {
 	defer recoverInto(src.Name, &cfg, &diags)
-	cfg, diags = parse(src)
+	cfg, c := parse(src)
+	diags = capped(c.diags, c.dropped, c.droppedErr)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -115,7 +113,7 @@ func Parse(src Source) (cfg *Config, diags Diagnostics) {
 
 // parse is Parse that also returns what it could decode when there are
 // errors, so that Load can go on to report the document's other problems.
-func parse(src Source) (*Config, Diagnostics) {
+func parse(src Source) (*Config, collector) {
 	cfg := &Config{}
 	d := newDecoder(src.Name)
 	d.unknownTop = unknownTopLevel
@@ -133,7 +131,7 @@ func parse(src Source) (*Config, Diagnostics) {
 	sortDiags(d.diags, []string{src.Name})
 	cfg.locs = d.locs
 	cfg.files = []string{src.Name}
-	return cfg, d.diags
+	return cfg, d.collector
 }
 
 // ParseNetwork reads a NoCloud network-config file: cloud-init network
@@ -146,13 +144,14 @@ func ParseNetwork(src Source) (*Network, Diagnostics) {
 		nw = d.networkDocument(root)
 	}
 	sortDiags(d.diags, []string{src.Name})
-	if d.diags.HasErrors() {
-		return nil, d.diags
+	diags := capped(d.diags, d.dropped, d.droppedErr)
+	if diags.HasErrors() {
+		return nil, diags
 	}
 	if nw == nil {
 		nw = &Network{Version: 2}
 	}
-	return nw, d.diags
+	return nw, diags
 }
 
 // networkDocument decodes a network-config file's root; its keys are
@@ -187,12 +186,12 @@ func (d *decoder) checkNetworkShape(nw *Network, path string) {
 	vp := join(path, "version")
 	p, ok := d.locs[vp]
 	if !ok {
-		d.diags = append(d.diags, Diagnostic{File: d.file, Line: d.locs[path].Line, Column: d.locs[path].Column,
+		d.keep(Diagnostic{File: d.file, Line: d.locs[path].Line, Column: d.locs[path].Column,
 			Severity: Error, Path: vp, Message: vp + " is missing; cairn reads network config version 2 (add version: 2)"})
 		return
 	}
 	if nw.Version != 2 {
-		d.diags = append(d.diags, Diagnostic{File: d.file, Line: p.Line, Column: p.Column,
+		d.keep(Diagnostic{File: d.file, Line: p.Line, Column: p.Column,
 			Severity: Error, Path: vp, Message: fmt.Sprintf("%s is %d; cairn reads only network config version 2 (the netplan form)", vp, nw.Version)})
 	}
 }
@@ -231,6 +230,18 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 		return nil
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if bytes.HasPrefix(data, []byte("\xff\xfe")) || bytes.HasPrefix(data, []byte("\xfe\xff")) {
+		d.errorf(&yaml.Node{Line: 1, Column: 1}, "", "document is UTF-16 text; cairn reads UTF-8: save the file as UTF-8")
+		return nil
+	}
+	if line, col, b, ok := invalidUTF8(data); !ok {
+		d.errorf(&yaml.Node{Line: line, Column: col}, "", "byte 0x%02X is not UTF-8 text; a cloud-config is UTF-8: fix the character here or save the file as UTF-8", b)
+		return nil
+	}
+	if line, col, ok := structureOf(data); !ok {
+		d.errorf(&yaml.Node{Line: line, Column: col}, "", "document has more than %d of the characters that start YAML values (,:-?[{) by here; cairn refuses it unparsed: check that this is the right file, and give large files to write_files base64-encoded (encoding: gz+b64) or build them into the image", maxStructure)
+		return nil
+	}
 	first, _, _ := bytes.Cut(data, []byte("\n"))
 	first = bytes.TrimRight(first, "\r \t")
 	for _, h := range unsupportedHeaders {
@@ -257,14 +268,14 @@ func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		d.yamlError(err)
+		d.yamlError(err, data)
 		return nil
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil {
 		d.errorf(&next, "", "a cloud-config is one YAML document, and this one has a second (after ---); merge them or give them as separate sources")
 	} else if !errors.Is(err, io.EOF) {
-		d.yamlError(err)
+		d.yamlError(err, data)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil
@@ -276,7 +287,7 @@ func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
 	return root
 }
 
-func (d *decoder) yamlError(err error) {
+func (d *decoder) yamlError(err error, data []byte) {
 	msg := err.Error()
 	line, col := 1, 1
 	if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
@@ -286,8 +297,40 @@ func (d *decoder) yamlError(err error) {
 		}
 		msg = strings.Replace(msg, m[0]+": ", "", 1)
 	}
+	// A tab in the indentation is the usual cause; say so at the tab.
+	for _, l := range []int{line, line + 1, line - 1} {
+		if tab := tabIndent(data, l); tab > 0 {
+			d.errorf(&yaml.Node{Line: l, Column: tab}, "", "this line is indented with a tab; YAML indents with spaces only: replace the tab with spaces")
+			return
+		}
+	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	d.errorf(&yaml.Node{Line: line, Column: col}, "", "not valid YAML: %s", msg)
+}
+
+// tabIndent returns the column of a tab in the indentation of line n
+// (counting from 1), or 0.
+func tabIndent(data []byte, n int) int {
+	if n < 1 {
+		return 0
+	}
+	for i := 1; i < n; i++ {
+		_, rest, ok := bytes.Cut(data, []byte("\n"))
+		if !ok {
+			return 0
+		}
+		data = rest
+	}
+	for i, c := range data {
+		switch c {
+		case ' ':
+		case '\t':
+			return i + 1
+		default:
+			return 0
+		}
+	}
+	return 0
 }
 
 // internalError starts the message of a diagnostic made from a panic.

@@ -13,8 +13,8 @@ import (
 
 // checker collects the diagnostics of one merged config.
 type checker struct {
-	c     *Config
-	diags Diagnostics
+	c *Config
+	collector
 }
 
 // locate finds where the first of paths (or its nearest parent) was set.
@@ -45,8 +45,8 @@ func parentPath(p string) string {
 // path itself when at is empty).
 func (ck *checker) add(sev Severity, path string, at []string, format string, args ...any) {
 	l := ck.locate(append(append([]string{}, at...), path)...)
-	ck.diags = append(ck.diags, Diagnostic{File: l.File, Line: l.Line, Column: l.Column,
-		Severity: sev, Path: path, Message: fmt.Sprintf(format, args...)})
+	ck.keep(Diagnostic{File: l.File, Line: l.Line, Column: l.Column,
+		Severity: sev, Path: path, Message: message(format, args...)})
 }
 
 func (ck *checker) errorf(path, format string, args ...any) {
@@ -63,7 +63,7 @@ func (ck *checker) set(path string) bool {
 }
 
 // validate checks the merged, defaulted config and reports every problem.
-func (c *Config) validate() Diagnostics {
+func (c *Config) validate() collector {
 	if c.locs == nil {
 		c.locs = map[string]pos{}
 	}
@@ -74,7 +74,7 @@ func (c *Config) validate() Diagnostics {
 	ck.sysctl()
 	ck.network()
 	ck.kubernetes()
-	return ck.diags
+	return ck.collector
 }
 
 // Validate checks a config built in code (not by Load), after filling
@@ -82,7 +82,8 @@ func (c *Config) validate() Diagnostics {
 func (c *Config) Validate() Diagnostics {
 	cp := c.clone()
 	cp.fillDefaults()
-	return cp.validate()
+	vc := cp.validate()
+	return capped(vc.diags, vc.dropped, vc.droppedErr)
 }
 
 var (

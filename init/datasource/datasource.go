@@ -159,7 +159,7 @@ func newEnv(opts Options) (*env, error) {
 }
 
 func gatherBaked(_ context.Context, e *env, f *found) error {
-	data, err := os.ReadFile(filepath.Join(e.opts.Root, layout.ConfigFile))
+	data, err := config.ReadFile(filepath.Join(e.opts.Root, layout.ConfigFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

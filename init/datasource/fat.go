@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/cairn-os/cairn/config"
 )
 
 // maxFile bounds what a seed may hand us: config documents are small, and a
 // corrupt size field must not make PID 1 allocate gigabytes.
-const maxFile = 16 << 20
+const maxFile = config.MaxDocumentSize
 
 // fatFS reads files from a FAT12, FAT16 or FAT32 volume without mounting it,
 // so a seed is readable even when the kernel lacks the vfat module.

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cairn-os/cairn/config"
 )
 
 // errNotFound is an answer: the server (or directory) has no such document.
@@ -45,7 +46,7 @@ func (f *fetcher) get(ctx context.Context, method, rawURL string, required bool,
 	}
 	switch u.Scheme {
 	case "file":
-		data, err := os.ReadFile(filepath.Join(f.root, u.Path))
+		data, err := config.ReadFile(filepath.Join(f.root, u.Path))
 		if errors.Is(err, os.ErrNotExist) && !required {
 			return nil, errNotFound
 		}
@@ -103,12 +104,9 @@ func (f *fetcher) once(ctx context.Context, method string, u *url.URL, prepare f
 	default:
 		return nil, fmt.Errorf("server answered %s", resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFile+1))
+	data, err := config.ReadLimited(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("reading the body: %w", err)
-	}
-	if len(data) > maxFile {
-		return nil, fmt.Errorf("the document is larger than %d bytes", maxFile)
 	}
 	return data, nil
 }
