@@ -78,6 +78,26 @@ func TestHelpTopics(t *testing.T) {
 	}
 }
 
+// TestUsageErrors checks that what cobra would answer with a help page and
+// exit status 0 is a usage error here.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help", "nosuch"}, "cairn help: no command or help topic \"nosuch\"; 'cairn help' lists them\nRun 'cairn help --help' for usage.\n"},
+		{[]string{"help", "build", "extra"}, "cairn help: no command or help topic \"build extra\"; 'cairn help' lists them\nRun 'cairn help --help' for usage.\n"},
+		{[]string{"completion"}, "cairn completion: missing command: bash, fish, powershell, zsh\nRun 'cairn completion --help' for usage.\n"},
+		{[]string{"completion", "tcsh"}, "cairn completion: unknown command \"tcsh\" for \"cairn completion\"\nRun 'cairn completion --help' for usage.\n"},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runCairn(t, "", tt.args...)
+		if code != 2 || stdout != "" || stderr != tt.want {
+			t.Errorf("cairn %s: exit status %d, stdout %q, stderr %q; want 2 and %q", strings.Join(tt.args, " "), code, stdout, stderr, tt.want)
+		}
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	code, stdout, stderr := runCairn(t, "", "biuld")
 	want := "cairn: unknown command \"biuld\" for \"cairn\"\n\nDid you mean this?\n\tbuild\n\nRun 'cairn --help' for usage.\n"
@@ -157,6 +177,12 @@ func TestCompletion(t *testing.T) {
 	for _, c := range []string{"build", "completion", "help", "inspect", "run", "validate", "version"} {
 		if !slices.Contains(got, c) {
 			t.Errorf("completions of cairn: %q, want %q among them", got, c)
+		}
+	}
+	got = completions("help", "")
+	for _, c := range []string{"build", "exit-status"} {
+		if !slices.Contains(got, c) {
+			t.Errorf("completions of cairn help: %q, want %q among them", got, c)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -42,8 +43,9 @@ func usageErrorf(format string, a ...any) error { return usageError{fmt.Errorf(f
 // failed (validate's diagnostics, for one): exit status 1, nothing more.
 var errReported = errors.New("failure already reported")
 
-// commandFailed wraps what a command's RunE returns, so execute can tell the
-// command's own failures (exit status 1) from cobra's usage errors.
+// commandFailed wraps what a command's RunE returns (see settle), so execute
+// can tell the command's own failures (exit status 1) from cobra's usage
+// errors.
 type commandFailed struct{ err error }
 
 func (e commandFailed) Error() string { return e.err.Error() }
@@ -74,19 +76,40 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd())
 	}
-	markFailures(root)
+	root.SetHelpCommand(newHelpCmd())
 	// Made here rather than by Execute, so that the help of a bare
 	// 'cairn' lists them too; the completion command keeps the stdout
 	// it finds now.
 	root.InitDefaultHelpFlag()
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil {
+		c.Short = "print a shell completion script: bash, zsh, fish or powershell"
+	}
+	settle(root)
 	return root
 }
 
-// markFailures wraps the RunE of cmd and of every command under it so that
-// their errors become commandFailed (unless they are usage errors).
-func markFailures(cmd *cobra.Command) {
+// settle prepares cmd and every command under it once the tree is built.
+// Errors of a RunE become commandFailed (exit status 1) unless they are
+// usage errors. A command that only groups others (cairn completion) fails
+// with a usage error when its subcommand is missing or unknown, where cobra
+// would print its help and exit 0.
+func settle(cmd *cobra.Command) {
+	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				var names []string
+				for _, sub := range c.Commands() {
+					if sub.IsAvailableCommand() {
+						names = append(names, sub.Name())
+					}
+				}
+				return usageErrorf("missing command: %s", strings.Join(names, ", "))
+			}
+			return usageErrorf("unknown command %q for %q", args[0], c.CommandPath())
+		}
+	}
 	if run := cmd.RunE; run != nil {
 		cmd.RunE = func(c *cobra.Command, args []string) error {
 			err := run(c, args)
@@ -98,7 +121,37 @@ func markFailures(cmd *cobra.Command) {
 		}
 	}
 	for _, sub := range cmd.Commands() {
-		markFailures(sub)
+		settle(sub)
+	}
+}
+
+// newHelpCmd is cobra's help command, except that a command or topic that
+// does not exist is a usage error rather than a help page and exit status 0.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND|TOPIC]",
+		Short: "help about any command or topic",
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) != 0 {
+				return usageErrorf("no command or help topic %q; 'cairn help' lists them", strings.Join(args, " "))
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() || sub.IsAdditionalHelpTopicCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
 	}
 }
 
