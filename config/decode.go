@@ -35,9 +35,10 @@ type decoder struct {
 	// merging holds the mappings whose keys are being collected, to
 	// refuse a merge key that names its own mapping.
 	merging map[*yaml.Node]bool
-	// unknown decides what an unknown key at the top level is; nil means
-	// an error.
-	unknownTop func(key string) (sev Severity, msg string)
+	// unknown says what a key the schema lacks is, set to val: a message
+	// of its own, or silence when msg is "" and ok; nil, or ok false,
+	// means the generic unknown-key error.
+	unknown func(path, key string, val *yaml.Node) (sev Severity, msg string, ok bool)
 }
 
 func newDecoder(file string) *decoder {
@@ -289,6 +290,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Slice:
 		d.decodeSlice(n, v, path)
 	case reflect.String:
+		if n.Kind == yaml.SequenceNode && keyJoins[path] {
+			d.joinList(n, v, path)
+			return
+		}
 		if n.Kind != yaml.ScalarNode {
 			d.errorf(n, path, "%s must be a string, not %s", path, kindName(n))
 			return
@@ -299,14 +304,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.errorf(n, path, "%s must be true or false, not %s", path, kindName(n))
 			return
 		}
-		switch strings.ToLower(n.Value) {
-		case "true", "yes", "on":
-			v.SetBool(true)
-		case "false", "no", "off":
-			v.SetBool(false)
-		default:
+		b, ok := yamlBool(n.Value)
+		if !ok {
 			d.errorf(n, path, "%s must be true or false, not %q", path, n.Value)
+			return
 		}
+		v.SetBool(b)
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode {
 			d.errorf(n, path, "%s must be a whole number, not %s", path, kindName(n))
@@ -335,14 +338,16 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		kp := join(path, key)
 		idx, ok := fields[key]
 		if !ok {
-			sev, msg := Error, ""
-			if path == "" && d.unknownTop != nil {
-				sev, msg = d.unknownTop(key)
+			sev, msg, known := Error, "", false
+			if d.unknown != nil {
+				sev, msg, known = d.unknown(path, key, d.resolve(p.val))
 			}
-			if msg == "" {
-				msg = unknownKeyMessage(key, path, keyNames(v.Type()))
+			switch {
+			case !known:
+				d.report(p.key, Error, kp, "%s", unknownKeyMessage(key, path, keyNames(v.Type())))
+			case msg != "":
+				d.report(p.key, sev, kp, "%s", msg)
 			}
-			d.report(p.key, sev, kp, "%s", msg)
 			continue
 		}
 		d.record(kp, p.key, d.resolve(p.val))
@@ -366,7 +371,63 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	v.Set(m)
 }
 
+// yamlBool reads the booleans YAML 1.1 knows and cloud-init writes.
+func yamlBool(s string) (b, ok bool) {
+	switch strings.ToLower(s) {
+	case "true", "yes", "on":
+		return true, true
+	case "false", "no", "off":
+		return false, true
+	}
+	return false, false
+}
+
+// joinList reads a list of strings as one comma-separated string, the
+// way k3s takes cluster-cidr: [v4, v6].
+func (d *decoder) joinList(n *yaml.Node, v reflect.Value, path string) {
+	var parts []string
+	for _, e := range n.Content {
+		e = d.resolve(e)
+		if e == nil || !d.visit(e) {
+			return
+		}
+		if e.Kind != yaml.ScalarNode || isNull(e) {
+			d.errorf(e, path, "%s must be a string or a list of strings, not a list with %s", path, kindName(e))
+			return
+		}
+		parts = append(parts, e.Value)
+	}
+	v.SetString(strings.Join(parts, ","))
+}
+
+// kubernetesList reads a kubernetes key that is a list in k3s's config
+// file from the single string k3s also takes, split at commas for the keys
+// k3s splits.
+func (d *decoder) kubernetesList(n *yaml.Node, v reflect.Value, path string) {
+	items := []string{n.Value}
+	if keySplits[path] {
+		items = splitComma(n.Value)
+	}
+	d.locs[path+"[0]"] = d.at(n)
+	v.Set(reflect.ValueOf(items))
+}
+
+// splitComma splits s at commas, dropping blanks around and empty items.
+func splitComma(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.ScalarNode && strings.HasPrefix(path, "kubernetes.") && v.Type().Elem().Kind() == reflect.String {
+		d.kubernetesList(n, v, path)
+		return
+	}
 	if n.Kind != yaml.SequenceNode {
 		what := "strings"
 		if v.Type().Elem().Kind() != reflect.String {
@@ -388,6 +449,12 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		}
 		ev := reflect.New(v.Type().Elem()).Elem()
 		d.decode(e, ev, ep)
+		if keySplits[path] && re != nil && re.Kind == yaml.ScalarNode {
+			for _, item := range splitComma(ev.String()) {
+				s = reflect.Append(s, reflect.ValueOf(item))
+			}
+			continue
+		}
 		s = reflect.Append(s, ev)
 	}
 	v.Set(s)

@@ -91,11 +91,50 @@ var ignoredKeys = map[string]string{
 	"reporting":                  "cairn logs to the console",
 }
 
-func unknownTopLevel(key string) (Severity, string) {
-	if why, ok := ignoredKeys[key]; ok {
-		return Warning, fmt.Sprintf("%s is a cloud-init key cairn does not implement (%s); it is ignored", key, why)
+// unknownKey says what a key the schema lacks is, at path and set to val:
+// a cloud-init key cairn ignores, a k3s key, or a cloud-init shape of a key
+// cairn shares.
+func unknownKey(path, key string, val *yaml.Node) (Severity, string, bool) {
+	scalar := ""
+	if val != nil && val.Kind == yaml.ScalarNode {
+		scalar = val.Value
 	}
-	return Error, ""
+	kfields := fieldsOf(reflect.TypeOf(Kubernetes{}))
+	switch {
+	case path == "":
+		if why, ok := ignoredKeys[key]; ok {
+			return Warning, fmt.Sprintf("%s is a cloud-init key cairn does not implement (%s); it is ignored", key, why), true
+		}
+		if _, ok := kfields[key]; ok {
+			return Error, fmt.Sprintf("%s is a key of the kubernetes section; move it under kubernetes:", key), true
+		}
+		if _, msg, ok := k3sKeyMessage(key, scalar, kfields); ok {
+			if strings.Contains(key, "K3S_") {
+				return Error, msg, true
+			}
+			return Error, fmt.Sprintf("%q is a k3s key; k3s keys go under kubernetes:", key), true
+		}
+	case path == "kubernetes":
+		return k3sKeyMessage(key, scalar, kfields)
+	case path == "ntp":
+		switch key {
+		case "enabled":
+			if b, ok := yamlBool(scalar); ok && b {
+				return Warning, "", true
+			}
+			return Warning, "ntp.enabled: false is ignored: the node needs a synced clock before any TLS, so cairn always syncs it", true
+		case "ntp_client", "config":
+			return Warning, fmt.Sprintf("ntp.%s is ignored: cairn syncs the clock with its own NTP client", key), true
+		case "peers", "allow":
+			return Warning, fmt.Sprintf("ntp.%s is ignored: the node serves no time to others", key), true
+		}
+	case strings.HasPrefix(path, "write_files[") && key == "defer":
+		if b, ok := yamlBool(scalar); ok && !b {
+			return Warning, "", true
+		}
+		return Warning, path + ".defer is ignored: cairn writes every file before any service starts", true
+	}
+	return Error, "", false
 }
 
 // Parse reads one document (cloud-config or plain YAML) strictly. It
@@ -116,7 +155,7 @@ func Parse(src Source) (cfg *Config, diags Diagnostics) {
 func parse(src Source) (*Config, collector) {
 	cfg := &Config{}
 	d := newDecoder(src.Name)
-	d.unknownTop = unknownTopLevel
+	d.unknown = unknownKey
 	root := d.document(src.Data)
 	switch {
 	case root == nil:
