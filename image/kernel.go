@@ -151,9 +151,7 @@ func loadKernel(path string, b *boards.Board, cacheDir string, prog *progress) (
 	dir := filepath.Join(cacheDir, "kernel", sum[:32])
 	k, err := readKernelCache(dir)
 	if err != nil {
-		prog.start("unpacking " + filepath.Base(path) + " (once; cached after)")
-		k, err = unpackKernel(path, sum, dir)
-		prog.done()
+		k, err = unpackKernel(path, sum, dir, prog)
 		if err != nil {
 			return nil, err
 		}
@@ -184,13 +182,20 @@ func readKernelCache(dir string) (*Kernel, error) {
 }
 
 // unpackKernel extracts vmlinuz, the config, the modules (with their
-// modinfo) and the DTBs of a kernel .deb into dir.
-func unpackKernel(path, sum, dir string) (*Kernel, error) {
+// modinfo) and the DTBs of a kernel .deb into dir, reporting the bytes read
+// against the package's Installed-Size.
+func unpackKernel(path, sum, dir string, prog *progress) (*Kernel, error) {
 	p, err := deb.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("kernel package %s: %w", path, err)
 	}
 	defer p.Close()
+	size := int64(-1) // unknown: a spinner rather than a bar
+	if kib, err := strconv.ParseInt(p.Control["Installed-Size"], 10, 64); err == nil {
+		size = kib * 1024
+	}
+	prog.startSized("unpacking "+filepath.Base(path)+" (once; cached after)", size)
+	defer prog.done()
 	k := &Kernel{Package: p.Control["Package"], Version: p.Control["Version"], Arch: p.Control["Architecture"], SHA256: sum}
 	if !versionedKernel.MatchString(k.Package) {
 		return nil, fmt.Errorf("kernel package %s is %q, not a linux-image-<version>-<flavour> package; pass the versioned package (make kernels fetches it)", path, k.Package)
@@ -211,6 +216,7 @@ func unpackKernel(path, sum, dir string) (*Kernel, error) {
 		if h.Typeflag != tar.TypeReg {
 			return nil
 		}
+		prog.add(h.Size)
 		var dst string
 		switch {
 		case strings.HasPrefix(name, "boot/vmlinuz-"):

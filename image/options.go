@@ -3,11 +3,11 @@ package image
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 
 	"github.com/cairn-os/cairn/boards"
+	report "github.com/cairn-os/cairn/image/progress"
 )
 
 // Options are a build's inputs. Board, Kernel and Out are required.
@@ -48,9 +48,10 @@ type Options struct {
 	// CacheDir holds unpacked kernels and built system images; default
 	// $XDG_CACHE_HOME/cairn (~/.cache/cairn).
 	CacheDir string
-	// Progress, when set, receives a line for every step that takes more
-	// than a second (pass os.Stderr when it is a terminal).
-	Progress io.Writer
+	// Progress, when set, reports the long steps (unpacking the kernel,
+	// building the init, writing the images): progress.New(os.Stderr,
+	// "cairn: build: ") draws bars on a terminal and plain lines elsewhere.
+	Progress *report.Reporter
 }
 
 // Result says what a build wrote. Device trees the board lists (boards'

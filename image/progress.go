@@ -1,42 +1,40 @@
 package image
 
 import (
-	"fmt"
-	"io"
-	"time"
+	report "github.com/cairn-os/cairn/image/progress"
 )
 
-// progress prints a step to a terminal when it takes longer than a second.
+// progress reports the build's long steps, one at a time, through the
+// shared helper: a bar on a terminal, plain lines otherwise. A progress
+// without a reporter says nothing.
 type progress struct {
-	w     io.Writer
-	msg   string
-	begin time.Time
-	timer *time.Timer
-	shown chan bool
+	r    *report.Reporter
+	step *report.Task
 }
 
-func newProgress(w io.Writer) *progress { return &progress{w: w} }
+func newProgress(r *report.Reporter) *progress { return &progress{r: r} }
 
-func (p *progress) start(msg string) {
-	if p == nil || p.w == nil {
-		return
+// start begins a step whose size is not known.
+func (p *progress) start(msg string) { p.startSized(msg, -1) }
+
+// startSized begins a step of total bytes, counted with add.
+func (p *progress) startSized(msg string, total int64) {
+	if p != nil {
+		p.step = p.r.Start(msg, total)
 	}
-	p.msg, p.begin = msg, time.Now()
-	shown := make(chan bool, 1)
-	p.shown = shown
-	p.timer = time.AfterFunc(time.Second, func() {
-		fmt.Fprintf(p.w, "cairn: build: %s ...\n", msg)
-		shown <- true
-	})
 }
 
+// add counts n bytes of the current step.
+func (p *progress) add(n int64) {
+	if p != nil {
+		p.step.Add(n)
+	}
+}
+
+// done ends the current step.
 func (p *progress) done() {
-	if p == nil || p.w == nil || p.timer == nil {
-		return
+	if p != nil {
+		p.step.Done()
+		p.step = nil
 	}
-	if !p.timer.Stop() {
-		<-p.shown
-		fmt.Fprintf(p.w, "cairn: build: %s done in %.1fs\n", p.msg, time.Since(p.begin).Seconds())
-	}
-	p.timer = nil
 }

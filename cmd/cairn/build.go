@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-os/cairn/boards"
 	"github.com/cairn-os/cairn/image"
+	"github.com/cairn-os/cairn/image/progress"
 )
 
 func init() { register(newBuildCmd) }
@@ -25,19 +26,14 @@ func newBuildCmd() *cobra.Command {
 Boards: ` + strings.Join(boards.Names(), ", ") + ".",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			stderr := cmd.ErrOrStderr()
-			if isTerminal(stderr) {
-				o.Progress = stderr
-			}
+			o.Progress = progress.New(cmd.ErrOrStderr(), "cairn: build: ")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			res, err := image.Build(ctx, o)
 			if err != nil {
 				return err
 			}
-			if o.Progress != nil {
-				printSummary(stderr, res)
-			}
+			printSummary(cmd.ErrOrStderr(), res)
 			return nil
 		},
 	}

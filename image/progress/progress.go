@@ -57,19 +57,22 @@ func (r *Reporter) Start(desc string, total int64) *Task {
 		return nil
 	}
 	t := &Task{r: r, desc: desc, total: total, begin: time.Now()}
-	if r.tty {
-		t.bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(r.w),
-			progressbar.OptionSetDescription(r.prefix+desc),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionShowCount(),
-			progressbar.OptionUseIECUnits(true),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish())
-		return t
-	}
 	fmt.Fprintf(r.w, "%s%s ...\n", r.prefix, desc)
+	if r.tty {
+		// The bar has a line of its own, which fits 80 columns whatever
+		// the description, and which Done replaces.
+		opts := []progressbar.Option{
+			progressbar.OptionSetWriter(r.w),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100 * time.Millisecond),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionClearOnFinish(),
+		}
+		if total > 0 {
+			opts = append(opts, progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionUseIECUnits(true))
+		}
+		t.bar = progressbar.NewOptions64(total, opts...)
+	}
 	return t
 }
 

@@ -3,6 +3,7 @@ package progress
 import (
 	"bytes"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -43,8 +44,8 @@ func TestPlainLinesOfAnUnknownTotal(t *testing.T) {
 	}
 }
 
-// TestTerminalBar checks that a terminal gets a bar drawn in place (\r),
-// which the done line replaces.
+// TestTerminalBar checks that a terminal gets the start line, then a bar
+// on a line of its own, drawn in place (\r), which the done line replaces.
 func TestTerminalBar(t *testing.T) {
 	var out bytes.Buffer
 	r := &Reporter{w: &out, prefix: "cairn: build: ", tty: true}
@@ -54,13 +55,28 @@ func TestTerminalBar(t *testing.T) {
 	}
 	task.Done()
 	got := out.String()
-	for _, want := range []string{"\rcairn: build: writing disk.img  25% |", "(1.0/4.0 MiB", "\rcairn: build: writing disk.img done in "} {
+	// How often the bar is redrawn between depends on the clock; that it
+	// is drawn at the start, with the total, does not.
+	for _, want := range []string{"cairn: build: writing disk.img ...\n\r   0% |", "0 B/4.0 MiB)", "\rcairn: build: writing disk.img done in "} {
 		if !strings.Contains(got, want) {
 			t.Errorf("terminal output %q lacks %q", got, want)
 		}
 	}
 	if strings.Contains(got, "25%\n") {
 		t.Errorf("terminal output %q has plain quarter lines", got)
+	}
+}
+
+// TestTerminalSpinner checks that a step of unknown size gets a spinner
+// with the time it has taken, and no byte count.
+func TestTerminalSpinner(t *testing.T) {
+	var out bytes.Buffer
+	r := &Reporter{w: &out, prefix: "cairn: build: ", tty: true}
+	task := r.Start("building the init", -1)
+	task.Done()
+	got := out.String()
+	if !strings.HasPrefix(got, "cairn: build: building the init ...\n\r") || !regexp.MustCompile(`\[\d+s\] `).MatchString(got) || strings.Contains(got, " B") || !strings.Contains(got, "\rcairn: build: building the init done in ") {
+		t.Errorf("terminal output %q, want the start line, a spinner with the elapsed time and no bytes, then the done line", got)
 	}
 }
 
