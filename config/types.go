@@ -111,7 +111,8 @@ type Kubernetes struct {
 	DatastoreCertFile string   `yaml:"datastore-certfile,omitempty"`
 	DatastoreKeyFile  string   `yaml:"datastore-keyfile,omitempty"`
 	VIP               string   `yaml:"vip,omitempty"`
-	Server            string   `yaml:"server,omitempty"` // agents; https://<vip>:6443 by default
+	VIPInterface      string   `yaml:"vip-interface,omitempty"` // the link servers hold the VIP on: a network key or set-name; default: the one whose subnet holds it
+	Server            string   `yaml:"server,omitempty"`        // agents; https://<vip>:6443 by default
 	TLSSAN            []string `yaml:"tls-san,omitempty"`
 	NodeName          string   `yaml:"node-name,omitempty"`
 	NodeIP            string   `yaml:"node-ip,omitempty"`
