@@ -13,8 +13,8 @@ import (
 // material replaced by "<redacted>"; Marshal renders it as #cloud-config.
 //
 // Key material is the content of every write_files entry that is not
-// world-readable (its permissions deny "other" read) or that holds a
-// PEM private key.
+// world-readable (its permissions deny "other" read), that holds a PEM
+// private key, or that writes the token-file.
 func (c *Config) Redacted() *Config {
 	if c == nil {
 		return nil
@@ -28,7 +28,7 @@ func (c *Config) Redacted() *Config {
 		k.DatastoreEndpoint = redactEndpoint(k.DatastoreEndpoint)
 	}
 	for i := range r.WriteFiles {
-		if r.WriteFiles[i].Secret() {
+		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && r.WriteFiles[i].Path == k.TokenFile) {
 			// Plain text, so that the printed config still loads.
 			r.WriteFiles[i].Content = redactedText
 			r.WriteFiles[i].Encoding = "text"

@@ -437,6 +437,17 @@ func (ck *checker) kubernetes() {
 	}
 	hasToken := k.Token != "" || k.TokenFile != ""
 	agent := k.Role == "agent"
+	if !agent && k.Server != "" && !hasToken {
+		ck.add(Error, kp+"token", []string{kp + "server"}, "kubernetes: a server that joins a cluster (server is set) needs token (or token-file); use the first server's token")
+	}
+	if k.TokenFile != "" {
+		for i, w := range ck.c.WriteFiles {
+			if m, err := w.Mode(); err == nil && w.Path == k.TokenFile && m&0o004 != 0 {
+				p := fmt.Sprintf("write_files[%d]", i)
+				ck.add(Warning, p+".permissions", []string{p + ".permissions", p + ".path"}, "%s writes the token file %s readable by every user (mode %04o); give it permissions: \"0600\"", p, w.Path, m.Perm())
+			}
+		}
+	}
 	if agent {
 		if !hasToken {
 			ck.add(Error, kp+"token", []string{kp + "role"}, "kubernetes: an agent needs token (or token-file) to join the cluster; use the servers' token")
@@ -529,6 +540,18 @@ func (ck *checker) kubernetes() {
 	}
 
 	// The VIP and the server URL.
+	nn := ck.c.nodeNetwork()
+	if !agent {
+		ck.rangesOffNetwork("cluster-cidr", clusterNets, nn)
+		ck.rangesOffNetwork("service-cidr", serviceNets, nn)
+	}
+	switch {
+	case k.VIPInterface == "":
+	case k.VIP == "":
+		ck.warnf(kp+"vip-interface", "kubernetes.vip-interface is set but vip is not; it is ignored")
+	case agent:
+		ck.warnf(kp+"vip-interface", "kubernetes.vip-interface is a server setting (servers hold the VIP); agents ignore it")
+	}
 	if k.VIP != "" {
 		ip := net.ParseIP(k.VIP)
 		switch {
@@ -555,6 +578,9 @@ func (ck *checker) kubernetes() {
 						}
 					}
 				}
+			}
+			if !agent {
+				ck.vipOnNetwork(ip, nn)
 			}
 		}
 	}
@@ -593,6 +619,8 @@ func (ck *checker) kubernetes() {
 		p := fmt.Sprintf("%snode-label[%d]", kp, i)
 		if err := checkLabel(l); err != nil {
 			ck.errorf(p, "%s %q %v", p, l, err)
+		} else if key, _, _ := strings.Cut(l, "="); kubeletRefuses(key) {
+			ck.errorf(p, "%s %q: the kubelet refuses to set labels in the kubernetes.io and k8s.io namespaces other than kubelet.kubernetes.io/, node.kubernetes.io/ and the well-known topology, os, arch and instance-type labels; use a prefix of your own (like example.com/role)", p, l)
 		}
 	}
 	for i, t := range k.NodeTaint {
@@ -619,9 +647,12 @@ func (ck *checker) kubernetes() {
 	} {
 		for i, arg := range a.args {
 			p := fmt.Sprintf("%s%s[%d]", kp, a.key, i)
-			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-			if !argNameRe.MatchString(name) {
+			name, _, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			switch {
+			case !argNameRe.MatchString(name):
 				ck.errorf(p, "%s %q is not a flag as name=value (like v=2)", p, arg)
+			case !hasValue:
+				ck.errorf(p, "%s %q has no value; write name=value (a switch as %s=true)", p, arg, name)
 			}
 		}
 	}
