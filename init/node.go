@@ -37,6 +37,7 @@ func (st *initState) startNode(ctx context.Context, cfg *config.Config, loaded t
 		Addresses:    st.addresses,
 		Layout:       layout,
 		ConfigLoaded: loaded,
+		Debug:        st.cmdline.Has("cairn.debug"),
 	})
 	if err != nil && ctx.Err() == nil {
 		st.log.Printf("node: %v", err)

@@ -112,7 +112,9 @@ func startNode(t *testing.T, name, root, netns string) *containerNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(initBinary(t), "-platform", "container", "-root", root, "-netns", netns)
+	// cairn.debug: the components' output goes to the console log too.
+	cmd := exec.Command(initBinary(t), "-platform", "container", "-root", root, "-netns", netns,
+		"-cmdline", "cairn.platform=container cairn.debug")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +244,13 @@ func startPostgres(t *testing.T, ns *qemu.Netns, addr string) *postgres {
 	if err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
+	// initdb allows TCP from loopback only; the servers are on the bridge.
+	hba, err := os.OpenFile(filepath.Join(dir, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(hba, "host all all 192.168.0.0/16 scram-sha-256")
+	hba.Close()
 	p := &postgres{ns: ns, dir: dir, addr: addr}
 	p.start(t, bin)
 	t.Cleanup(func() { p.stop() })

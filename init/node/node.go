@@ -42,6 +42,9 @@ type Options struct {
 	// ConfigLoaded is when the config was loaded, to report the init's
 	// own overhead.
 	ConfigLoaded time.Time
+	// Debug copies the components' output to the console (cairn.debug),
+	// except kine's, which may echo the datastore endpoint.
+	Debug bool
 }
 
 // componentBackoff restarts a failed component quickly at first, and at

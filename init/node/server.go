@@ -112,6 +112,7 @@ func (s *server) service(name string, c render.Command) supervise.Service {
 		Restart:     supervise.Always,
 		Backoff:     componentBackoff,
 		StopTimeout: 20 * time.Second,
+		Console:     s.o.Debug && c.Name != "kine",
 	}
 }
 
@@ -284,30 +285,57 @@ var reasons = []struct{ match, say string }{
 	{"i/o timeout", "timed out: is the address reachable from this node?"},
 	{"no route to host", "no route to host: check the address and this node's network"},
 	{"does not exist", "the database or user does not exist"},
+	{"pg_hba.conf", "the database refuses this node's address: add it to pg_hba.conf"},
+	{"is not allowed to connect", "the database refuses this node's address: grant its user access from this host"},
 }
 
 // diagnose turns a failed attempt into one short reason, from kine's
 // recent output when kine is in between, never with the password.
 func (s *server) diagnose(err error) string {
-	text := err.Error()
+	text, kineSays := err.Error(), ""
 	if s.o.Services != nil && s.ds.Kind != config.DatastoreEmbedded && s.ds.Kind != config.DatastoreEtcd {
 		out := s.o.Services.Output("kine")
 		if len(out) > 8192 {
 			out = out[len(out)-8192:]
 		}
 		text = string(out) + "\n" + text
+		kineSays = lastError(string(out))
 	}
 	for _, r := range reasons {
 		if strings.Contains(text, r.match) {
 			return r.say
 		}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Sprintf("no answer within %s", datastoreAttempt)
-	}
 	msg := err.Error()
+	switch {
+	case kineSays != "":
+		msg = "kine: " + kineSays
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = fmt.Sprintf("no answer within %s", datastoreAttempt)
+	}
 	if s.ds.Password != "" {
 		msg = strings.ReplaceAll(msg, s.ds.Password, "<redacted>")
 	}
+	if len(msg) > 240 {
+		msg = msg[:240] + "..."
+	}
 	return msg
+}
+
+// lastError is the message of the last error line in a component's
+// output, "" when there is none.
+func lastError(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if !strings.Contains(l, "level=error") && !strings.Contains(l, "level=fatal") {
+			continue
+		}
+		if _, m, ok := strings.Cut(l, `msg="`); ok {
+			m, _, _ = strings.Cut(m, `"`)
+			return m
+		}
+		return l
+	}
+	return ""
 }
