@@ -1,6 +1,7 @@
-// Command cairn builds, inspects and runs cairn appliance images and
-// validates their cloud-configs. Each command lives in its own file and
-// registers a constructor of its *cobra.Command with register.
+// Command cairn builds, inspects and boots cairn appliance images,
+// validates their cloud-configs and talks to running clusters. Each command
+// lives in its own file and registers a constructor of its *cobra.Command
+// with register (docs/cli.md).
 package main
 
 import (

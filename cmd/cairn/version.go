@@ -47,28 +47,13 @@ func printVersion(w io.Writer) {
 	}
 }
 
-// cairnVersion is the module version the binary was built from, or the
-// commit (with "-dirty" for uncommitted changes) when the go command
-// recorded only that.
+// cairnVersion is the module version the go command stamped into the
+// binary: a tag, or a pseudo-version naming the commit (+dirty for
+// uncommitted changes); "(devel)" when it was built without VCS
+// information (-buildvcs=false).
 func cairnVersion() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		return info.Main.Version
 	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, dirty string
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision":
-			rev = s.Value
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "-dirty"
-		}
-	}
-	if rev == "" {
-		return "(devel)"
-	}
-	return rev[:min(12, len(rev))] + dirty
+	return "(devel)"
 }
