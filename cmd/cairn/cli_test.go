@@ -107,7 +107,7 @@ func TestUnknownCommand(t *testing.T) {
 }
 
 func TestBuildHelp(t *testing.T) {
-	for _, args := range [][]string{{"build", "-h"}, {"build", "--help"}, {"help", "build"}} {
+	for _, args := range [][]string{{"build", "-h"}, {"build", "--help"}, {"build", "-help"}, {"help", "build"}} {
 		code, stdout, stderr := runCairn(t, "", args...)
 		if code != 0 || stderr != "" {
 			t.Errorf("cairn %s: exit status %d, stderr %q; want 0 and nothing", strings.Join(args, " "), code, stderr)

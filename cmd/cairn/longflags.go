@@ -13,6 +13,7 @@ import (
 // it pflag would read -board as -b with the value "oard". Values of flags
 // and everything after "--" are left alone.
 func longFlags(cmd *cobra.Command, args []string) []string {
+	cmd.InitDefaultHelpFlag() // -help too
 	lookup := func(name string) *pflag.Flag {
 		if f := cmd.Flags().Lookup(name); f != nil {
 			return f
