@@ -1,8 +1,9 @@
 // Package progress shows how far a long operation has got (unpacking a
 // kernel, writing an image, building the components, flashing a card): a
 // bar that redraws itself on a terminal, and plain lines when the output is
-// a file or a pipe, so that logs stay readable. Every long operation of the
-// builder and the CLI reports through it.
+// a file or a pipe, so that logs stay readable. The builder's steps report
+// through it (image.Options.Progress), and so should any long operation a
+// command drives.
 //
 //	r := progress.New(os.Stderr, "cairn: build: ")
 //	t := r.Start("unpacking linux-image-6.1.0-57-amd64.deb", size)
