@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,15 +15,18 @@ import (
 func init() { register(newValidateCmd) }
 
 func newValidateCmd() *cobra.Command {
-	var printCfg, merge bool
+	var printCfg, merge, cluster bool
 	cmd := &cobra.Command{
-		Use:   "validate [--print] [--merge] FILE...",
+		Use:   "validate [--print] [--merge | --cluster] FILE...",
 		Short: "check cloud-configs and print every problem with file:line:column",
 		Long: `Checks each cloud-config FILE ("-" reads standard input) and prints every
 problem as FILE:LINE:COL: error|warning: message on standard error.
 Exits 1 when any file has an error, 0 otherwise (warnings included).
 A file named network-config (or network-config.*) is read as a NoCloud
-network-config file: network config version 2, not a whole cloud-config.`,
+network-config file: network config version 2, not a whole cloud-config.
+With --cluster, the FILEs are the configs of one cluster's nodes, checked
+together once each is valid: the keys servers must agree on, one token,
+and agents pointing at an address the servers serve.`,
 		Args: func(_ *cobra.Command, files []string) error {
 			if len(files) == 0 {
 				return errors.New("no FILE given: name the cloud-configs to check, or - for standard input")
@@ -32,18 +34,23 @@ network-config file: network config version 2, not a whole cloud-config.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, files []string) error {
-			return validate(files, printCfg, merge, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if merge && cluster {
+				return usageErrorf("--merge and --cluster do not go together: --merge reads one node's sources, --cluster one file per node")
+			}
+			return validate(files, printCfg, merge, cluster, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().BoolVarP(&printCfg, "print", "p", false, "write the normalized config (defaults filled, secrets redacted) to standard output")
 	cmd.Flags().BoolVar(&merge, "merge", false, "treat the FILEs as one node's config sources, in order: later files win per key, as the init merges baked config, seed and URL")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "treat the FILEs as the configs of one cluster's nodes, one file per node, and check them together")
 	return cmd
 }
 
 // validate checks files, printing diagnostics to stderr and, with printCfg,
-// the normalized configs to stdout. It returns errReported when any file
-// has an error.
-func validate(files []string, printCfg, merge bool, stdin io.Reader, stdout, stderr io.Writer) error {
+// the normalized configs to stdout; with cluster, it then checks the
+// files together as one cluster's nodes. It returns errReported when any
+// file has an error.
+func validate(files []string, printCfg, merge, cluster bool, stdin io.Reader, stdout, stderr io.Writer) error {
 	var srcs []config.Source
 	failed := false
 	stdinRead := false
@@ -57,12 +64,12 @@ func validate(files []string, printCfg, merge bool, stdin io.Reader, stdout, std
 				return usageErrorf("standard input (-) can be given only once")
 			}
 			stdinRead = true
-			data, err = io.ReadAll(io.LimitReader(stdin, config.MaxDocumentSize+1))
+			data, err = config.ReadLimited(stdin)
 			if err != nil {
 				err = fmt.Errorf("reading standard input: %w", err)
 			}
 		} else {
-			data, err = os.ReadFile(f)
+			data, err = config.ReadFile(f)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "cairn validate: %v\n", err)
@@ -85,6 +92,7 @@ func validate(files []string, printCfg, merge bool, stdin io.Reader, stdout, std
 		}
 	}
 	printed := 0
+	var nodes []*config.Config
 	for _, g := range groups {
 		cfg, diags := config.Load(g...)
 		for _, d := range diags {
@@ -94,6 +102,7 @@ func validate(files []string, printCfg, merge bool, stdin io.Reader, stdout, std
 			failed = true
 			continue
 		}
+		nodes = append(nodes, cfg)
 		if printCfg {
 			out, err := cfg.Redacted().Marshal()
 			if err != nil {
@@ -107,6 +116,17 @@ func validate(files []string, printCfg, merge bool, stdin io.Reader, stdout, std
 			stdout.Write(out)
 			printed++
 		}
+	}
+	if cluster {
+		if failed {
+			fmt.Fprintln(stderr, "cairn validate: the cluster is checked once every file is valid")
+			return errReported
+		}
+		diags := config.CheckCluster(nodes)
+		for _, d := range diags {
+			fmt.Fprintln(stderr, d.String())
+		}
+		failed = diags.HasErrors()
 	}
 	if failed {
 		return errReported

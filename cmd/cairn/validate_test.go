@@ -18,6 +18,7 @@ const validateData = "../../config/testdata"
 // status, standard output and standard error with golden files.
 func TestValidate(t *testing.T) {
 	load := func(name string) string { return filepath.Join(validateData, "load", name) }
+	cluster := func(name string) string { return filepath.Join(validateData, "cluster", name) }
 	tests := []struct {
 		name  string
 		args  []string
@@ -32,6 +33,11 @@ func TestValidate(t *testing.T) {
 		{"stdin-error", []string{"-"}, "#cloud-config\nkubernetes:\n  role: agent\n"},
 		{"missing-file", []string{filepath.Join(validateData, "validate", "does-not-exist.yaml")}, ""},
 		{"no-args", nil, ""},
+		{"cluster", []string{"--cluster", cluster("s1.yaml"), cluster("s2.yaml"), cluster("a1.yaml")}, ""},
+		{"cluster-differs", []string{"--cluster", cluster("s1.yaml"), cluster("s2-differs.yaml"), cluster("a1-elsewhere.yaml")}, ""},
+		{"cluster-invalid-file", []string{"--cluster", cluster("s1.yaml"), load("semantic-errors.yaml")}, ""},
+		{"cluster-and-merge", []string{"--cluster", "--merge", cluster("s1.yaml")}, ""},
+		{"dev-zero", []string{"/dev/zero"}, ""},
 		{"network-config", []string{"--print", filepath.Join(validateData, "validate", "network-config.yaml"), filepath.Join(validateData, "validate", "network-config")}, ""},
 	}
 	for _, tt := range tests {
