@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,5 +38,32 @@ func TestDocExamples(t *testing.T) {
 	}
 	if n < 4 {
 		t.Errorf("found %d complete examples, want the intro and the HA trio", n)
+	}
+}
+
+// TestDocsListK3sKeys: docs/config.md lists every k3s key cairn does not
+// implement with its status, and every one it implements in the kubernetes
+// table.
+func TestDocsListK3sKeys(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "\n## k3s keys\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	for key, k := range k3sKeys {
+		status := "warning"
+		if k.sev == Error {
+			status = "error"
+		}
+		row := regexp.MustCompile("(?m)^\\|[^\\n]*`" + regexp.QuoteMeta(key) + "`[^\\n]*\\| " + status + ": ")
+		if !row.MatchString(section) {
+			t.Errorf("docs/config.md's k3s keys table does not list %q as %s", key, status)
+		}
+	}
+	for key := range fieldsOf(reflect.TypeOf(Kubernetes{})) {
+		if !strings.Contains(string(doc), "| `"+key+"` |") {
+			t.Errorf("docs/config.md's kubernetes table does not list %q", key)
+		}
 	}
 }
