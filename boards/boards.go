@@ -38,8 +38,19 @@ type Board struct {
 	// Formats are the output formats cairn build writes when given none
 	// (image.Formats lists them); empty means kernel.
 	Formats []string `yaml:"formats,omitempty"`
+	// Bootloader is the UEFI boot loader of the board's disk images.
+	Bootloader *Bootloader `yaml:"bootloader,omitempty"`
 	// QEMU is set for boards QEMU can emulate.
 	QEMU *QEMU `yaml:"qemu,omitempty"`
+}
+
+// Bootloader is a UEFI boot loader taken from a Debian package.
+type Bootloader struct {
+	// Package is the Debian package (systemd-boot-efi), found beside the
+	// kernel package for the board's arch.
+	Package string `yaml:"package"`
+	// File is the loader's path inside the package.
+	File string `yaml:"file"`
 }
 
 // QEMU is how to start the board under QEMU.

@@ -64,8 +64,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	files := newOutFiles(out)
 	defer files.abort()
-	a := &artifacts{plan: p, system: sqfs, work: work, cacheDir: s.cacheDir, files: files, prog: prog}
+	a := &artifacts{plan: p, system: sqfs, work: work, cacheDir: s.cacheDir, files: files, prog: prog, bootloader: in.bootloader}
 	m := newManifest(p)
+	m.Bootloader = in.bootloaderIn
 	for _, f := range s.formats {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -78,7 +79,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if m.SystemImage, err = describe("system.sqfs", sqfs); err != nil {
 		return nil, err
 	}
-	m.Artifacts = files.artifacts()
+	if m.Artifacts, err = files.artifacts(); err != nil {
+		return nil, err
+	}
 	if err := m.write(files); err != nil {
 		return nil, err
 	}

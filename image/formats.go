@@ -17,12 +17,14 @@ type format struct {
 	name string
 	// supports reports why the board cannot have this format, or nil.
 	supports func(b *boards.Board) error
-	write    func(ctx context.Context, a *artifacts) error
+	// bootloader is set when the format needs the board's boot loader.
+	bootloader bool
+	write      func(ctx context.Context, a *artifacts) error
 }
 
 // formats in the order a build writes them: later ones may reuse what
 // earlier ones made (qcow2 converts disk.img).
-var formats = []format{kernelFormat}
+var formats = []format{kernelFormat, diskFormat}
 
 // Formats lists the output format names.
 func Formats() []string {
@@ -70,7 +72,9 @@ type artifacts struct {
 	cacheDir string
 	files    *outFiles
 	prog     *progress
-	live     string
+	// bootloader is the board's UEFI boot loader, when a format needs it.
+	bootloader []byte
+	live       string
 }
 
 // liveInitramfs is the initramfs with the system image inside it
@@ -91,5 +95,15 @@ func (a *artifacts) liveInitramfs() (string, error) {
 		return "", fmt.Errorf("initramfs: %w", err)
 	}
 	a.live = path
+	return path, nil
+}
+
+// stage1Initramfs is the initramfs without a system image, for boots that
+// find theirs on a disk (cairn.system=disk).
+func (a *artifacts) stage1Initramfs() (string, error) {
+	path, err := compressedCPIO(a.ird, a.comp, a.epoch, a.cacheDir)
+	if err != nil {
+		return "", fmt.Errorf("initramfs: %w", err)
+	}
 	return path, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,6 +257,8 @@ type inputs struct {
 	cfgName             string
 	overlay, components tree
 	compIn              *ComponentsInput
+	bootloader          []byte
+	bootloaderIn        *FileInput
 }
 
 // gather reads, unpacks and builds the inputs o names.
@@ -286,6 +289,11 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 	}
 	if in.initBin, in.initIn, err = buildInit(ctx, o.Init, s.board.Arch, s.cacheDir, prog); err != nil {
 		return nil, err
+	}
+	if slices.ContainsFunc(s.formats, func(f format) bool { return f.bootloader }) {
+		if in.bootloader, in.bootloaderIn, err = readBootloader(o.Kernel, s.board); err != nil {
+			return nil, err
+		}
 	}
 	if in.overlay, err = readOverlay("base"); err != nil {
 		return nil, err

@@ -16,13 +16,15 @@ type Manifest struct {
 	Arch            string `json:"arch"`
 	SourceDateEpoch int64  `json:"source_date_epoch"`
 	// Formats are the output formats built, in the order written.
-	Formats     []string         `json:"formats"`
-	Artifacts   []Artifact       `json:"artifacts"`
-	Kernel      KernelInput      `json:"kernel"`
-	Init        InitInput        `json:"init"`
-	Components  *ComponentsInput `json:"components,omitempty"`
-	Config      *FileInput       `json:"config,omitempty"`
-	Compression string           `json:"compression"`
+	Formats    []string         `json:"formats"`
+	Artifacts  []Artifact       `json:"artifacts"`
+	Kernel     KernelInput      `json:"kernel"`
+	Init       InitInput        `json:"init"`
+	Components *ComponentsInput `json:"components,omitempty"`
+	Config     *FileInput       `json:"config,omitempty"`
+	// Bootloader is the package the disk formats' boot loader came from.
+	Bootloader  *FileInput `json:"bootloader,omitempty"`
+	Compression string     `json:"compression"`
 	// SquashfsCompression is the system image's compressor; the level
 	// applies to zstd.
 	SquashfsCompression string            `json:"squashfs_compression"`

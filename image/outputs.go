@@ -94,6 +94,19 @@ func (o *outFiles) create(name string) (io.WriteCloser, error) {
 	return hf, nil
 }
 
+// reserve returns the path of a new empty file for the artifact name, for
+// formats that write with tools of their own; it is hashed at the end.
+func (o *outFiles) reserve(name string) (string, error) {
+	f, err := os.CreateTemp(o.dir, "."+name+".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("output directory %s: %w; pass -o a writable directory", o.dir, unwrapPath(err))
+	}
+	f.Close()
+	o.tmp[name] = f.Name()
+	o.order = append(o.order, name)
+	return f.Name(), nil
+}
+
 // copy writes the artifact name with the contents of the file src.
 func (o *outFiles) copy(name, src string) error {
 	w, err := o.create(name)
@@ -112,14 +125,22 @@ func (o *outFiles) write(name string, data []byte) error {
 	return writeTo(w, data)
 }
 
-// artifacts describes every file written with create, in order.
-func (o *outFiles) artifacts() []Artifact {
+// artifacts describes every file written with create or reserve, in order.
+func (o *outFiles) artifacts() ([]Artifact, error) {
 	var out []Artifact
 	for _, name := range o.order {
-		hf := o.written[name]
+		hf, ok := o.written[name]
+		if !ok {
+			a, err := describe(name, o.tmp[name])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+			continue
+		}
 		out = append(out, Artifact{Name: name, Size: hf.n, SHA256: hex.EncodeToString(hf.h.Sum(nil))})
 	}
-	return out
+	return out, nil
 }
 
 // hashingFile is a file that hashes and counts what is written to it.

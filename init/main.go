@@ -181,8 +181,14 @@ func stage1(st *initState) error {
 		steps = append(steps, boot.Entry{Step: boot.SystemImage{
 			Image: layout.SystemImage, Lower: "/run/cairn/system", RW: "/run/cairn/rw", NewRoot: newRoot,
 		}, OnError: boot.Stop})
+	case layout.SystemDisk:
+		disk, err := boot.DiskSystem(st.cmdline.Get(layout.SlotParam), "/run/cairn/system", "/run/cairn/rw", newRoot)
+		if err != nil {
+			return err
+		}
+		steps = append(steps, disk...)
 	default:
-		return fmt.Errorf("%s=%s: this init boots only %s=%s (the system image inside the initramfs)", layout.SystemParam, sys, layout.SystemParam, layout.SystemLive)
+		return fmt.Errorf("%s=%s: this init boots %s=%s (the system image inside the initramfs) or %s (a disk's slot)", layout.SystemParam, sys, layout.SystemParam, layout.SystemLive, layout.SystemDisk)
 	}
 	if err := boot.Run(steps); err != nil {
 		return err

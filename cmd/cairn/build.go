@@ -21,8 +21,10 @@ func newBuildCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build --board BOARD --kernel DEB|DIR --output DIR [flags]",
 		Short: "build a board's kernel, initramfs and system image from a Debian kernel package",
-		Long: `Writes vmlinuz, initramfs.img (the init, stage-1 modules and the system image
-/system.sqfs), cmdline and manifest.json into the output directory.
+		Long: `Writes the board's output formats (--format) and manifest.json into the output
+directory: kernel is vmlinuz, initramfs.img (the init, stage-1 modules and the
+system image /system.sqfs) and cmdline; disk is disk.img, a UEFI disk with A/B
+slots and a STATE partition (docs/build.md).
 Boards: ` + strings.Join(boards.Names(), ", ") + ".",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,6 +45,7 @@ Boards: ` + strings.Join(boards.Names(), ", ") + ".",
 	f.StringVarP(&o.Out, "output", "o", "", "output directory (required)")
 	f.StringVar(&o.Init, "init", "", "init to use: a Go package directory, or a static binary (default: build ./init)")
 	f.StringVar(&o.Components, "components", "", "directory with linux-<arch>/ component trees (make components); none when empty")
+	f.StringSliceVar(&o.Formats, "format", nil, "output formats, comma-separated: "+strings.Join(image.Formats(), ", ")+" (default: the board's formats)")
 	f.StringVarP(&o.Config, "config", "c", "", "cloud-config to bake in as /etc/cairn/config.yaml (validated)")
 	f.StringVar(&o.Compression, "compress", "", "initramfs compression: zstd or gzip (default zstd, gzip for a kernel without CONFIG_RD_ZSTD)")
 	f.IntVar(&o.SquashfsLevel, "squashfs-level", image.DefaultSquashfsLevel, "zstd level of the system image, 1-22 (19 for the smallest image, slowly)")
@@ -53,6 +56,7 @@ Boards: ` + strings.Join(boards.Names(), ", ") + ".",
 	cmd.MarkFlagFilename("kernel", "deb")
 	cmd.MarkFlagFilename("config", "yaml", "yml")
 	cmd.RegisterFlagCompletionFunc("board", completeBoards)
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(image.Formats(), cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("compress", cobra.FixedCompletions([]string{"zstd", "gzip"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -25,14 +25,60 @@ const SystemParam = "cairn.system"
 // (ISO, PXE and -kernel boots).
 const SystemLive = "live"
 
+// SystemDisk says the system image is a slot partition of a disk: the one
+// SlotParam names.
+const SystemDisk = "disk"
+
+// SlotParam names the A/B slot a disk boot runs from: SlotA or SlotB.
+const SlotParam = "cairn.slot"
+
+// The two system slots of a disk.
+const (
+	SlotA = "a"
+	SlotB = "b"
+)
+
+// SlotLabel is the GPT partition name of a slot's system image.
+func SlotLabel(slot string) string { return "cairn-" + slot }
+
+// StateLabel is the GPT partition name and the ext4 label of the STATE
+// partition, which the init grows to fill the disk and mounts for the
+// node's state.
+const StateLabel = "cairn-state"
+
+// StateBind is a directory of STATE bound over a path of the running
+// system.
+type StateBind struct{ Dir, Target string }
+
+// StateBinds are what STATE holds for the node: its own state, kubelet's,
+// containerd's, and the logs.
+var StateBinds = []StateBind{
+	{"cairn", StateDir},
+	{"kubelet", "/var/lib/kubelet"},
+	{"containerd", "/var/lib/containerd"},
+	{"log", "/var/log"},
+}
+
+// ESPLabel is the GPT partition name of the EFI system partition.
+const ESPLabel = "ESP"
+
+// ESPDir is the directory of the EFI system partition that holds each
+// slot's kernel and initramfs (ESPDir/a/vmlinuz, ESPDir/a/initrd.img).
+const ESPDir = "/EFI/cairn"
+
+// EntryPrefix starts the name of every cairn boot loader entry
+// (loader/entries/cairn-a+3.conf, with systemd-boot's boot counter).
+const EntryPrefix = "cairn-"
+
 // Stage1Modules are what stage 1 of the init loads on every board, besides
 // the board's own list: finding and mounting the system image (loop,
-// squashfs, overlay), the STATE partition (ext4) and config volumes (vfat
-// and iso9660 NoCloud seeds with their code pages). The builder puts these,
+// squashfs, overlay), the STATE partition (ext4), the EFI system partition
+// and config volumes (vfat, with the code pages and Debian's default FAT
+// charset, ascii) and iso9660 NoCloud seeds. The builder puts these,
 // the board's modules and their dependencies into the initramfs.
 var Stage1Modules = []string{
 	"loop", "squashfs", "overlay",
 	"ext4", "crc32c",
-	"vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8",
+	"vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8", "nls_ascii",
 	"isofs",
 }

@@ -12,23 +12,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SystemImage mounts a squashfs system image read-only through a loop
-// device at Lower, a tmpfs at RW for the changes, and the overlay of both at
-// NewRoot: the root file system stage 2 runs on.
+// SystemImage mounts a squashfs system image read-only at Lower (a file
+// through a loop device, or a disk's slot partition directly), a tmpfs at RW
+// for the changes, and the overlay of both at NewRoot: the root file system
+// stage 2 runs on.
 type SystemImage struct {
-	Image   string // the squashfs file, /system.sqfs for live boots
-	Lower   string // where the image is mounted read-only
-	RW      string // tmpfs holding the overlay's upper and work directories
-	NewRoot string // where the overlay is mounted
+	Image string // the squashfs file, /system.sqfs for live boots, or
+	// Partition is the GPT name of the slot partition holding it, waited
+	// for up to Wait.
+	Partition string
+	Wait      time.Duration
+	Lower     string // where the image is mounted read-only
+	RW        string // tmpfs holding the overlay's upper and work directories
+	NewRoot   string // where the overlay is mounted
 }
 
 func (s SystemImage) String() string {
-	return fmt.Sprintf("mount the system image %s with a tmpfs overlay on %s", s.Image, s.NewRoot)
+	src := s.Image
+	if s.Partition != "" {
+		src = "on partition " + s.Partition
+	}
+	return fmt.Sprintf("mount the system image %s with a tmpfs overlay on %s", src, s.NewRoot)
 }
 
 // Run mounts it.
 func (s SystemImage) Run() error {
-	dev, err := AttachLoop(s.Image)
+	var dev string
+	var err error
+	if s.Partition != "" {
+		dev, err = FindPartition(s.Partition, s.Wait)
+	} else {
+		dev, err = AttachLoop(s.Image)
+	}
 	if err != nil {
 		return err
 	}
@@ -36,7 +51,7 @@ func (s SystemImage) Run() error {
 		return err
 	}
 	if err := unix.Mount(dev, s.Lower, "squashfs", unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("mounting %s (%s) as squashfs on %s: %w; is the squashfs module in the initramfs?", s.Image, dev, s.Lower, err)
+		return fmt.Errorf("mounting %s as squashfs on %s: %w; is the squashfs module in the initramfs?", dev, s.Lower, err)
 	}
 	return s.overlay()
 }

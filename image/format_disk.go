@@ -1,0 +1,301 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/config/layout"
+)
+
+// diskFormat writes disk.img, a raw UEFI disk: a GPT with an EFI system
+// partition (FAT32: systemd-boot, each slot's kernel and initramfs, a
+// loader entry per slot with a boot counter), the A and B slot partitions
+// for system images (A filled, B empty), and a small STATE partition (ext4)
+// that the init grows to fill the disk on first boot. Every UUID derives from
+// the build's inputs, so two builds of the same inputs are byte-identical.
+var diskFormat = format{name: "disk", bootloader: true, supports: needsBootloader, write: writeDisk}
+
+func needsBootloader(b *boards.Board) error {
+	if b.Bootloader == nil {
+		return errors.New("names no UEFI boot loader (bootloader: in its board file)")
+	}
+	return nil
+}
+
+const (
+	sector = 512
+	mib    = 1 << 20
+	// bootTries is systemd-boot's boot counter for a new slot: the boots it
+	// may fail before the loader falls back to the other slot.
+	bootTries = 3
+	// stateSize is STATE as built; the init grows it to fill the disk.
+	stateSize = 64 * mib
+	// minSlot is the smallest slot, leaving room for larger system images
+	// in later updates.
+	minSlot = 256 * mib
+)
+
+// diskPart is one partition of a disk image, in bytes.
+type diskPart struct {
+	name       string
+	typ        gpt.Type
+	start, len int64
+}
+
+// diskLayout places the ESP, the two slots and STATE, 1 MiB aligned, and
+// returns them with the disk's size (room for the backup GPT at the end).
+func diskLayout(esp, slot int64) ([]diskPart, int64) {
+	parts := []diskPart{
+		{name: layout.ESPLabel, typ: gpt.EFISystemPartition, len: esp},
+		{name: layout.SlotLabel(layout.SlotA), typ: gpt.LinuxFilesystem, len: slot},
+		{name: layout.SlotLabel(layout.SlotB), typ: gpt.LinuxFilesystem, len: slot},
+		{name: layout.StateLabel, typ: gpt.LinuxFilesystem, len: stateSize},
+	}
+	off := int64(mib)
+	for i := range parts {
+		parts[i].start = off
+		off += parts[i].len
+	}
+	return parts, off + mib
+}
+
+// roundUp rounds n up to a multiple of m.
+func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }
+
+// uuidFor derives a stable random-looking (version 4) UUID for name from
+// seed.
+func uuidFor(seed, name string) string {
+	h := sha256.Sum256([]byte(seed + "\x00" + name))
+	h[6] = h[6]&0x0f | 0x40
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// loaderEntry is a systemd-boot entry for slot.
+func loaderEntry(slot, version, cmdline string) string {
+	dir := layout.ESPDir + "/" + slot
+	return fmt.Sprintf("title cairn %s (slot %s)\nversion %s\nlinux %s/vmlinuz\ninitrd %s/initrd.img\noptions %s\n",
+		version, strings.ToUpper(slot), version, dir, dir, cmdline)
+}
+
+// loaderConf makes systemd-boot start the default cairn entry at once; a
+// key held during boot shows the menu.
+const loaderConf = "timeout 0\ndefault " + layout.EntryPrefix + "*\neditor no\n"
+
+// efiBootName is the removable-media path UEFI firmware boots without any
+// boot entry of its own, per architecture.
+var efiBootName = map[string]string{"amd64": "BOOTX64.EFI", "arm64": "BOOTAA64.EFI"}
+
+func writeDisk(ctx context.Context, a *artifacts) error {
+	ird, err := a.stage1Initramfs()
+	if err != nil {
+		return err
+	}
+	vmlinuz := a.k.VmlinuzPath()
+	var payload int64
+	for _, p := range []string{vmlinuz, ird} {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		payload += st.Size()
+	}
+	sys, err := os.Stat(a.system)
+	if err != nil {
+		return err
+	}
+	// Room for both slots' kernel and initramfs and a quarter more; FAT32
+	// needs 65525 clusters (33 MiB at 512-byte clusters).
+	esp := max(roundUp(payload*2*5/4+4*mib, mib), 40*mib)
+	slot := max(roundUp(sys.Size()*2, 64*mib), minSlot)
+	parts, size := diskLayout(esp, slot)
+
+	sum, err := digests{a.cacheDir}.sum(a.system)
+	if err != nil {
+		return err
+	}
+	seed := a.b.Name + "\x00" + sum + "\x00" + a.initIn.SHA256
+
+	out, err := a.files.reserve("disk.img")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	d, err := diskfs.OpenBackend(file.New(f, false), diskfs.WithSectorSize(sector))
+	if err != nil {
+		return err
+	}
+	table := &gpt.Table{LogicalSectorSize: sector, PhysicalSectorSize: sector, ProtectiveMBR: true, GUID: uuidFor(seed, "disk")}
+	for i, p := range parts {
+		table.Partitions = append(table.Partitions, &gpt.Partition{
+			Index: i + 1, Name: p.name, Type: p.typ, GUID: uuidFor(seed, p.name),
+			Start: uint64(p.start / sector), End: uint64((p.start+p.len)/sector - 1),
+		})
+	}
+	if err := d.Partition(table); err != nil {
+		return fmt.Errorf("writing the partition table: %w", err)
+	}
+
+	a.prog.start("writing the EFI system partition")
+	err = writeESP(d, a, ird)
+	a.prog.done()
+	if err != nil {
+		return fmt.Errorf("EFI system partition: %w", err)
+	}
+	if err := copyAt(f, parts[1].start, a.system); err != nil {
+		return fmt.Errorf("slot A: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	state, err := makeState(ctx, a.work, uuidFor(seed, "state-fs"), a.epoch)
+	if err != nil {
+		return err
+	}
+	if err := copyAt(f, parts[3].start, state); err != nil {
+		return fmt.Errorf("STATE: %w", err)
+	}
+	return f.Close()
+}
+
+// espClock serializes writeESP's use of SOURCE_DATE_EPOCH.
+var espClock sync.Mutex
+
+// writeESP makes the FAT32 file system of partition 1 and fills it.
+func writeESP(d *disk.Disk, a *artifacts, ird string) error {
+	// go-diskfs stamps FAT directory entries with the clock unless
+	// SOURCE_DATE_EPOCH is set in the environment; it has no option.
+	espClock.Lock()
+	defer espClock.Unlock()
+	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
+	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(a.epoch, 10))
+	defer func() {
+		if had {
+			os.Setenv("SOURCE_DATE_EPOCH", old)
+		} else {
+			os.Unsetenv("SOURCE_DATE_EPOCH")
+		}
+	}()
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: "ESP", Reproducible: true})
+	if err != nil {
+		return err
+	}
+	slot := layout.SlotA
+	cmdline := a.cmdlineFor(layout.SystemDisk, layout.SlotParam+"="+slot)
+	files := []struct {
+		path string
+		data []byte
+		src  string
+	}{
+		{path: "/EFI/BOOT/" + efiBootName[a.b.Arch], data: a.bootloader},
+		{path: "/loader/loader.conf", data: []byte(loaderConf)},
+		{path: fmt.Sprintf("/loader/entries/%s%s+%d.conf", layout.EntryPrefix, slot, bootTries), data: []byte(loaderEntry(slot, a.initIn.Version, cmdline))},
+		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath()},
+		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird},
+	}
+	for _, fl := range files {
+		if err := fs.Mkdir(path.Dir(fl.path)); err != nil {
+			return fmt.Errorf("%s: %w", path.Dir(fl.path), err)
+		}
+		w, err := fs.OpenFile(fl.path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("%s: %w", fl.path, err)
+		}
+		var r io.Reader = bytes.NewReader(fl.data)
+		if fl.src != "" {
+			src, err := os.Open(fl.src)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			r = src
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			return fmt.Errorf("%s: %w", fl.path, err)
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("%s: %w", fl.path, err)
+		}
+	}
+	return nil
+}
+
+// makeState makes the STATE file system (ext4, labelled layout.StateLabel)
+// with mkfs.ext4, its UUID, hash seed and times fixed so it is reproducible.
+func makeState(ctx context.Context, work, uuid string, epoch int64) (string, error) {
+	tool, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		return "", errors.New("mkfs.ext4 not found; install e2fsprogs (make deps)")
+	}
+	img := work + "/state.ext4"
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Truncate(img, stateSize); err != nil {
+		return "", err
+	}
+	// Inode tables are left to the kernel to zero (lazy_itable_init), so
+	// the image's zero blocks are holes a bmap may skip.
+	cmd := exec.CommandContext(ctx, tool, "-q", "-F", "-L", layout.StateLabel, "-U", uuid,
+		"-E", "hash_seed="+uuid+",root_owner=0:0,lazy_itable_init=1", img)
+	// mke2fs takes its clock from here when set (reproducible builds).
+	cmd.Env = append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", max(epoch, 1)))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("mkfs.ext4: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return img, nil
+}
+
+// copyAt copies the file src into f at offset off, skipping blocks of
+// zeros so the image stays sparse.
+func copyAt(f *os.File, off int64, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	buf := make([]byte, mib)
+	zero := make([]byte, 64<<10)
+	for {
+		n, err := io.ReadFull(in, buf)
+		for i := 0; i < n; i += len(zero) {
+			chunk := buf[i:min(i+len(zero), n)]
+			if !bytes.Equal(chunk, zero[:len(chunk)]) {
+				if _, err := f.WriteAt(chunk, off+int64(i)); err != nil {
+					return err
+				}
+			}
+		}
+		off += int64(n)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
