@@ -124,6 +124,7 @@ func TestBuildLayout(t *testing.T) {
 		mode fs.FileMode
 	}{
 		{"/init", 0o755},
+		{"/sbin/modprobe", fs.ModeSymlink | 0o777},
 		{"/dev", fs.ModeDir | 0o755},
 		{"/etc/cairn/board.yaml", 0o644},
 		{mods + "modules.dep", 0o644},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,11 +89,14 @@ func uuidFor(seed, name string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
-// loaderEntry is a systemd-boot entry for slot.
-func loaderEntry(slot, version, cmdline string) string {
+// loaderEntry is a systemd-boot entry for slot. With a sort key, the
+// loader orders entries by version, newest first, after dropping those
+// whose boot counter ran out: the version is the build's epoch, so the
+// newest system that still boots is the default.
+func loaderEntry(slot, title string, epoch int64, cmdline string) string {
 	dir := layout.ESPDir + "/" + slot
-	return fmt.Sprintf("title cairn %s (slot %s)\nversion %s\nlinux %s/vmlinuz\ninitrd %s/initrd.img\noptions %s\n",
-		version, strings.ToUpper(slot), version, dir, dir, cmdline)
+	return fmt.Sprintf("title cairn %s (slot %s)\nsort-key cairn\nversion %d\nlinux %s/vmlinuz\ninitrd %s/initrd.img\noptions %s\n",
+		title, strings.ToUpper(slot), epoch, dir, dir, cmdline)
 }
 
 // loaderConf makes systemd-boot start the default cairn entry at once; a
@@ -104,6 +108,36 @@ const loaderConf = "timeout 0\ndefault " + layout.EntryPrefix + "*\neditor no\n"
 var efiBootName = map[string]string{"amd64": "BOOTX64.EFI", "arm64": "BOOTAA64.EFI"}
 
 func writeDisk(ctx context.Context, a *artifacts) error {
+	out, err := a.files.reserve("disk.img")
+	if err != nil {
+		return err
+	}
+	if err := makeDisk(ctx, a, out); err != nil {
+		return err
+	}
+	a.disk = out
+	return nil
+}
+
+// rawDisk is the raw disk image, made in the work directory when the disk
+// format is not among the build's formats.
+func (a *artifacts) rawDisk(ctx context.Context) (string, error) {
+	if a.disk != "" {
+		return a.disk, nil
+	}
+	path := filepath.Join(a.work, "disk.img")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		return "", err
+	}
+	if err := makeDisk(ctx, a, path); err != nil {
+		return "", err
+	}
+	a.disk = path
+	return path, nil
+}
+
+// makeDisk writes the disk image to the existing file out.
+func makeDisk(ctx context.Context, a *artifacts, out string) error {
 	ird, err := a.stage1Initramfs()
 	if err != nil {
 		return err
@@ -133,10 +167,6 @@ func writeDisk(ctx context.Context, a *artifacts) error {
 	}
 	seed := a.b.Name + "\x00" + sum + "\x00" + a.initIn.SHA256
 
-	out, err := a.files.reserve("disk.img")
-	if err != nil {
-		return err
-	}
 	f, err := os.OpenFile(out, os.O_RDWR|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -213,7 +243,7 @@ func writeESP(d *disk.Disk, a *artifacts, ird string) error {
 	}{
 		{path: "/EFI/BOOT/" + efiBootName[a.b.Arch], data: a.bootloader},
 		{path: "/loader/loader.conf", data: []byte(loaderConf)},
-		{path: fmt.Sprintf("/loader/entries/%s%s+%d.conf", layout.EntryPrefix, slot, bootTries), data: []byte(loaderEntry(slot, a.initIn.Version, cmdline))},
+		{path: fmt.Sprintf("/loader/entries/%s%s+%d.conf", layout.EntryPrefix, slot, bootTries), data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline))},
 		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath()},
 		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird},
 	}

@@ -24,7 +24,7 @@ type format struct {
 
 // formats in the order a build writes them: later ones may reuse what
 // earlier ones made (qcow2 converts disk.img).
-var formats = []format{kernelFormat, diskFormat}
+var formats = []format{kernelFormat, diskFormat, qcow2Format, zstFormat, xzFormat}
 
 // Formats lists the output format names.
 func Formats() []string {
@@ -75,6 +75,9 @@ type artifacts struct {
 	// bootloader is the board's UEFI boot loader, when a format needs it.
 	bootloader []byte
 	live       string
+	// disk is the raw disk image once made (rawDisk).
+	disk     string
+	bmapDone bool
 }
 
 // liveInitramfs is the initramfs with the system image inside it

@@ -89,6 +89,9 @@ func makePlan(s *settings, in *inputs, compression string, extra []string) (*pla
 	// No device nodes: the kernel's built-in initramfs, unpacked first,
 	// has /dev/console, and the init mounts devtmpfs before anything else.
 	ird.file("init", 0o755, in.initBin)
+	// Modules the kernel asks for itself (crc32c for ext4) come through
+	// the init's modprobe, as in the system image.
+	ird.symlink("sbin/modprobe", "../init")
 	addModules(ird, k, stage1)
 	ird.bytes(layout.BoardFile, 0o644, s.rawBoard)
 
