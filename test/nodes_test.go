@@ -229,7 +229,7 @@ func startPostgres(t *testing.T, ns *qemu.Netns, addr string) *postgres {
 		t.Fatal("PostgreSQL is not installed: run `make deps`")
 	}
 	bin := filepath.Dir(bins[len(bins)-1])
-	base, err := os.MkdirTemp("", "cairn-pg-")
+	base, err := os.MkdirTemp("/var/tmp", "cairn-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,8 @@ func startPostgres(t *testing.T, ns *qemu.Netns, addr string) *postgres {
 
 func (p *postgres) start(t *testing.T, bin string) {
 	t.Helper()
-	cmd := p.ns.Command(context.Background(), "runuser", "-u", "postgres", "--", filepath.Join(bin, "postgres"),
+	// setpriv execs postgres in place: signals reach it, not a wrapper.
+	cmd := p.ns.Command(context.Background(), "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", filepath.Join(bin, "postgres"),
 		"-D", p.dir, "-c", "listen_addresses="+p.addr, "-c", "unix_socket_directories="+filepath.Dir(p.dir),
 		"-c", "max_connections=200", "-c", "fsync=off")
 	var out bytes.Buffer
@@ -286,10 +287,24 @@ func (p *postgres) stop() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	// runuser forwards SIGTERM: PostgreSQL's smart shutdown; SIGINT is fast.
+	// SIGINT: PostgreSQL's fast shutdown.
 	p.cmd.Process.Signal(syscall.SIGINT)
 	p.cmd.Wait()
 	p.cmd = nil
+}
+
+// psql runs one SQL statement on the kine database and returns its
+// unaligned output.
+func (p *postgres) psql(sql string) (string, error) {
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/psql")
+	psql := "psql"
+	if len(bins) > 0 {
+		psql = bins[len(bins)-1]
+	}
+	cmd := p.ns.Command(context.Background(), psql, "-h", p.addr, "-U", "postgres", "-d", "kine", "-At", "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+pgPassword)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func (p *postgres) endpoint() string {
@@ -388,5 +403,71 @@ func (c *apiClient) waitReady(t *testing.T, server string, d time.Duration) time
 			t.Fatalf("%s/readyz did not answer 200 within %s: %d %v %s", server, d, code, err, body)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// startMariaDB runs Debian's MariaDB inside ns on addr:3306 with a user
+// "kine" that logs in with a password from anywhere, and returns the
+// k3s-form endpoint.
+func startMariaDB(t *testing.T, ns *qemu.Netns, addr string) string {
+	t.Helper()
+	base, err := os.MkdirTemp("/var/tmp", "cairn-mariadb-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	dir, sock := filepath.Join(base, "data"), filepath.Join(base, "sock")
+	exec.Command("chown", "mysql:mysql", base).Run()
+	if out, err := exec.Command("mariadb-install-db", "--user=mysql", "--datadir="+dir, "--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput(); err != nil {
+		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+	}
+	cmd := ns.Command(context.Background(), "mariadbd", "--no-defaults", "--user=mysql", "--datadir="+dir, "--socket="+sock,
+		"--bind-address="+addr, "--port=3306", "--pid-file="+filepath.Join(base, "pid"), "--innodb-flush-log-at-trx-commit=0")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		sql := "CREATE USER IF NOT EXISTS 'kine'@'%' IDENTIFIED BY '" + pgPassword + "'; GRANT ALL ON *.* TO 'kine'@'%';"
+		if o, err := exec.Command("mariadb", "--no-defaults", "-S", sock, "-u", "root", "-e", sql).CombinedOutput(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("MariaDB did not take the user: %v %s\n%s", err, o, out.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Sprintf("mysql://kine:%s@tcp(%s:3306)/kine", pgPassword, addr)
+}
+
+// startExternalEtcd runs Debian's etcd inside ns on addr:2379 and returns
+// its endpoint.
+func startExternalEtcd(t *testing.T, ns *qemu.Netns, addr string) string {
+	t.Helper()
+	client, peer := "http://"+addr+":2379", "http://"+addr+":2380"
+	cmd := ns.Command(context.Background(), "etcd", "--name=ds", "--data-dir="+t.TempDir(),
+		"--listen-client-urls="+client, "--advertise-client-urls="+client,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=ds="+peer,
+		"--listen-metrics-urls=http://127.0.0.1:2391", "--log-level=warn")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := ns.DialContext(context.Background(), "tcp", addr+":2379")
+		if err == nil {
+			c.Close()
+			return client
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd did not listen on %s: %v\n%s", client, err, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

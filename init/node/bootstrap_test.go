@@ -167,4 +167,3 @@ func TestSettingsDiffer(t *testing.T) {
 		t.Errorf("equal settings differ: %q", d)
 	}
 }
-
