@@ -4,12 +4,16 @@ package test
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	diskfs "github.com/diskfs/go-diskfs"
 
 	"github.com/cairn-os/cairn/boards"
 	"github.com/cairn-os/cairn/qemu"
@@ -30,14 +34,17 @@ func TestDiskBootArm64(t *testing.T) { testDiskBoot(t, "qemu-arm64", "arm64") }
 func testDiskBoot(t *testing.T, board, arch string) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	disk := diskCopy(t, board)
-	seed := filepath.Join(t.TempDir(), "seed.iso")
-	if err := qemu.MakeSeedISO(ctx, seed, qemu.Seed{UserData: []byte("#cloud-config\nhostname: cairn-disk\n")}); err != nil {
-		t.Fatal(err)
-	}
-	m := bootDisk(t, ctx, board, disk, seed)
+	m := bootDisk(t, ctx, board, diskCopy(t, board), writeSeed(t, ctx))
+	start, loaded := firstDiskBoot(t, ctx, m, arch)
+	powerOff(t, ctx, m)
+	t.Logf("figures: %s disk: init starting %s, config loaded %s after QEMU start", board, secs(start.At), secs(loaded.At))
+}
 
-	start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
+// firstDiskBoot waits for the first boot of a fresh disk to load its config
+// from the seed: STATE mounted for the first time, slot A marked booted.
+func firstDiskBoot(t *testing.T, ctx context.Context, m *qemu.Machine, arch string) (start, loaded qemu.Line) {
+	t.Helper()
+	start = waitFor(t, ctx, m, bootTimeout, reInitStarting)
 	if got := reInitStarting.FindStringSubmatch(start.Text)[1]; got != arch {
 		t.Errorf("init says it runs on %s, want %s: %q", got, arch, start.Text)
 	}
@@ -46,10 +53,16 @@ func testDiskBoot(t *testing.T, board, arch string) {
 		t.Errorf("state line %q: want boot 1 of a fresh disk", state.Text)
 	}
 	waitFor(t, ctx, m, stepTimeout, reSlotBooted)
-	loaded := waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
+	loaded = waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
 	if !strings.Contains(loaded.Text, "cidata:") {
 		t.Errorf("config line %q does not name the NoCloud seed (cidata)", loaded.Text)
 	}
+	return start, loaded
+}
+
+// powerOff presses the power button and waits for QEMU to exit.
+func powerOff(t *testing.T, ctx context.Context, m *qemu.Machine) {
+	t.Helper()
 	if err := m.Powerdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +72,112 @@ func testDiskBoot(t *testing.T, board, arch string) {
 	if err := m.Wait(exitCtx); err != nil {
 		t.Fatalf("after the power button: %v", err)
 	}
-	t.Logf("figures: %s disk: init starting %s, config loaded %s after QEMU start", board, secs(start.At), secs(loaded.At))
+}
+
+// TestDiskStateGrows enlarges a booted disk as a user would (qemu-img
+// resize): at the next boot STATE fills it, and what the first boot wrote
+// there is still there (the boot counter the init keeps on STATE).
+func TestDiskStateGrows(t *testing.T) {
+	board := "qemu-x86_64"
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	disk := diskCopy(t, board)
+	seed := writeSeed(t, ctx)
+	m := bootDisk(t, ctx, board, disk, seed)
+	firstDiskBoot(t, ctx, m, "amd64")
+	powerOff(t, ctx, m)
+
+	if out, err := exec.CommandContext(ctx, "qemu-img", "resize", "-q", "-f", "raw", disk, "+2G").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img resize: %v: %s", err, out)
+	}
+	m = bootDiskWith(t, ctx, board, disk, seed, qemu.Config{Name: "enlarged", FailOn: qemu.FatalLines})
+	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: state: grew cairn-state to fill the disk: partition and file system are 2\.\d GiB`))
+	state := waitFor(t, ctx, m, stepTimeout, reStateBoot)
+	got := reStateBoot.FindStringSubmatch(state.Text)
+	if got[3] != "2" {
+		t.Errorf("state line %q: want boot 2, the count kept on STATE since the first boot", state.Text)
+	}
+	size, unit, _ := strings.Cut(got[2], " ")
+	if gib, _ := strconv.ParseFloat(size, 64); unit != "GiB" || gib < 1.8 {
+		t.Errorf("state line %q: STATE is %s, want it grown to about 2 GiB to fill the enlarged disk", state.Text, got[2])
+	}
+	waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
+	powerOff(t, ctx, m)
+}
+
+// TestDiskFallsBack selects slot B for the next boot with a broken boot
+// (an initramfs the kernel cannot unpack, so it panics and, with panic=-1,
+// reboots): systemd-boot counts the failure and comes back on slot A by
+// itself, and the init says it fell back.
+func TestDiskFallsBack(t *testing.T) {
+	board := "qemu-x86_64"
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	disk := diskCopy(t, board)
+	breakSlotB(t, disk)
+	m := bootDiskWith(t, ctx, board, disk, writeSeed(t, ctx), qemu.Config{AllowReboot: true})
+	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`Kernel panic - not syncing`))
+	fell := waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] warning: boot: slot B failed to boot 1 times \(cairn-b\+0-1\.conf\); the boot loader fell back to slot A`))
+	waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
+	if n := m.Count(reInitStarting); n != 1 {
+		t.Errorf("the init started %d times, want once (slot A; slot B's kernel panics before it)", n)
+	}
+	t.Logf("console: %s", fell.Text)
+	powerOff(t, ctx, m)
+}
+
+// breakSlotB gives the disk a boot loader entry for slot B, newer than A's
+// so systemd-boot picks it, with one try and an initramfs of garbage.
+func breakSlotB(t *testing.T, img string) {
+	t.Helper()
+	d, err := diskfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	esp, err := d.GetFilesystem(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(path string) []byte {
+		f, err := esp.OpenFile(path, os.O_RDONLY)
+		if err != nil {
+			t.Fatalf("ESP %s: %v", path, err)
+		}
+		data, err := io.ReadAll(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	write := func(path string, data []byte) {
+		if err := esp.Mkdir(filepath.Dir(path)); err != nil {
+			t.Fatal(err)
+		}
+		f, err := esp.OpenFile(path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			t.Fatalf("ESP %s: %v", path, err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	entry := string(read("/loader/entries/cairn-a+3.conf"))
+	entry = strings.NewReplacer("/EFI/cairn/a/", "/EFI/cairn/b/", "cairn.slot=a", "cairn.slot=b", "(slot A)", "(slot B)").Replace(entry)
+	entry = regexp.MustCompile(`(?m)^version \d+$`).ReplaceAllString(entry, "version 9999999999")
+	write("/EFI/cairn/b/vmlinuz", read("/EFI/cairn/a/vmlinuz"))
+	write("/EFI/cairn/b/initrd.img", []byte(strings.Repeat("not an initramfs ", 1000)))
+	write("/loader/entries/cairn-b+1.conf", []byte(entry))
+}
+
+func writeSeed(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	seed := filepath.Join(t.TempDir(), "seed.iso")
+	if err := qemu.MakeSeedISO(ctx, seed, qemu.Seed{UserData: []byte("#cloud-config\nhostname: cairn-disk\n")}); err != nil {
+		t.Fatal(err)
+	}
+	return seed
 }
 
 // diskCopy builds board's disk.img and returns a sparse copy of it the
@@ -78,6 +196,13 @@ func diskCopy(t *testing.T, board string) string {
 // kills QEMU when the test ends. The console goes to out/test-logs.
 func bootDisk(t *testing.T, ctx context.Context, board, disk, seed string) *qemu.Machine {
 	t.Helper()
+	return bootDiskWith(t, ctx, board, disk, seed, qemu.Config{FailOn: qemu.FatalLines})
+}
+
+// bootDiskWith is bootDisk with cfg's Name (also in the log's name), FailOn
+// and AllowReboot.
+func bootDiskWith(t *testing.T, ctx context.Context, board, disk, seed string, cfg qemu.Config) *qemu.Machine {
+	t.Helper()
 	b, err := boards.Load(board)
 	if err != nil {
 		t.Fatal(err)
@@ -88,9 +213,12 @@ func bootDisk(t *testing.T, ctx context.Context, board, disk, seed string) *qemu
 	if _, err := os.Stat(b.QEMU.Firmware); err != nil {
 		t.Fatalf("firmware %s: %v (make deps installs ovmf and qemu-efi-aarch64)", b.QEMU.Firmware, err)
 	}
-	cfg := qemu.Config{Board: b, Seed: seed, Drives: []qemu.Drive{{Path: disk}}}
-	cfg.FailOn = append(cfg.FailOn, qemu.FatalLines...)
-	cfg.ConsoleLog = filepath.Join(logDir(t), strings.ReplaceAll(t.Name(), "/", "_")+".log")
+	cfg.Board, cfg.Seed, cfg.Drives = b, seed, []qemu.Drive{{Path: disk}}
+	log := strings.ReplaceAll(t.Name(), "/", "_")
+	if cfg.Name != "" {
+		log += "-" + cfg.Name
+	}
+	cfg.ConsoleLog = filepath.Join(logDir(t), log+".log")
 	m, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

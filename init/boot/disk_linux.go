@@ -92,7 +92,9 @@ func (s State) Run() error {
 		return fmt.Errorf("mounting %s (%s) as ext4 on %s: %w; the node's state stays in RAM", s.Label, dev, s.Mount, err)
 	}
 	if growErr == nil && grown > 0 {
-		growErr = growExt4(s.Mount, grown)
+		if growErr = growExt4(s.Mount, grown); growErr == nil {
+			slog.Info(fmt.Sprintf("boot: state: grew %s to fill the disk: partition and file system are %s", s.Label, humanBytes(grown)))
+		}
 	}
 	if growErr != nil {
 		slog.Warn(fmt.Sprintf("boot: state: growing %s to fill the disk failed: %v; it keeps its size", s.Label, growErr))
