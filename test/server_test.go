@@ -178,7 +178,16 @@ func TestServersPostgres(t *testing.T) {
 	t.Run("datastore outage", func(t *testing.T) {
 		pg.stop()
 		stopped := time.Now()
-		time.Sleep(30 * time.Second)
+		time.Sleep(25 * time.Second)
+		for _, s := range []string{s1, s2} {
+			if code, _, _ := api.do("GET", s+"/readyz", nil); code == 200 {
+				t.Errorf("%s/readyz answers 200 with its datastore down for 25 s", s)
+			}
+		}
+		for _, n := range nodes {
+			n.expect(t, time.Minute, `datastore: postgres at 192\.168\.77\.1:5432/kine stopped answering: `)
+		}
+		time.Sleep(time.Until(stopped.Add(30 * time.Second)))
 		bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 		pg.start(t, filepath.Dir(bins[len(bins)-1]))
 		var wg sync.WaitGroup
@@ -189,6 +198,9 @@ func TestServersPostgres(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		for _, n := range nodes {
+			n.expect(t, time.Minute, `datastore: postgres at 192\.168\.77\.1:5432/kine answers again after \d+s`)
+		}
 		if code, body, err := api.do("GET", s2+"/api/v1/namespaces/default/configmaps/e2e", nil); code != 200 {
 			t.Errorf("after the outage, reading the ConfigMap through s2: %d %v %s", code, err, body)
 		}

@@ -64,9 +64,9 @@ func (s *server) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
 	res, err := s.claimLoop(ctx, cli)
 	if err != nil {
+		cli.Close()
 		return err
 	}
 	if diffs := settingsDiffer(mustMatch(s.k), res.Settings); len(diffs) > 0 {
@@ -81,13 +81,48 @@ func (s *server) run(ctx context.Context) error {
 		s.o.Printf("node: read the cluster's certificate authorities from the datastore")
 	}
 	if err := s.writePKI(res.PKI); err != nil {
+		cli.Close()
 		return err
 	}
 	if err := s.startControlPlane(res.PKI); err != nil {
+		cli.Close()
 		return err
 	}
 	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI) })
+	supervise.Go("node: datastore watch", func() {
+		defer cli.Close()
+		s.watchDatastore(ctx, cli)
+	})
 	return nil
+}
+
+// Watching the datastore while the server runs.
+var (
+	watchEvery   = 5 * time.Second
+	watchTimeout = 4 * time.Second
+)
+
+// watchDatastore reads the cluster record every few seconds and says on
+// the console when the datastore stops answering, why, and when it is
+// back: while it is away the components fail and are restarted with
+// backoff, and the console should tell a person what is going on.
+func (s *server) watchDatastore(ctx context.Context, cli *clientv3.Client) {
+	var lostAt time.Time
+	for sleep(ctx, watchEvery) == nil {
+		actx, cancel := context.WithTimeout(ctx, watchTimeout)
+		_, err := cli.Get(actx, bootstrapKey, clientv3.WithKeysOnly())
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && lostAt.IsZero():
+			lostAt = time.Now()
+			s.o.Printf("datastore: %s stopped answering: %s; the control plane waits for it", s.datastoreName(), s.diagnose(err))
+		case err == nil && !lostAt.IsZero():
+			s.o.Printf("datastore: %s answers again after %s", s.datastoreName(), time.Since(lostAt).Round(time.Second))
+			lostAt = time.Time{}
+		}
+	}
 }
 
 // datastoreName says which datastore this is, without credentials.
@@ -292,15 +327,20 @@ var reasons = []struct{ match, say string }{
 // diagnose turns a failed attempt into one short reason, from kine's
 // recent output when kine is in between, never with the password.
 func (s *server) diagnose(err error) string {
-	text, kineSays := err.Error(), ""
+	var out []byte
 	if s.o.Services != nil && s.ds.Kind != config.DatastoreEmbedded && s.ds.Kind != config.DatastoreEtcd {
-		out := s.o.Services.Output("kine")
+		out = s.o.Services.Output("kine")
 		if len(out) > 8192 {
 			out = out[len(out)-8192:]
 		}
-		text = string(out) + "\n" + text
-		kineSays = lastError(string(out))
 	}
+	return s.diagnoseText(err, string(out))
+}
+
+// diagnoseText is diagnose given kine's recent output.
+func (s *server) diagnoseText(err error, kineOut string) string {
+	text := kineOut + "\n" + err.Error()
+	kineSays := lastError(kineOut)
 	for _, r := range reasons {
 		if strings.Contains(text, r.match) {
 			return r.say
