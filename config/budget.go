@@ -21,7 +21,10 @@ const (
 	// maxStructure bounds the characters that can start a YAML node
 	// (",:-?[{"): the YAML parser builds at most three nodes for each, so
 	// this bounds its memory before it runs.
-	maxStructure = 48000
+	maxStructure = 40000
+	// maxGaps bounds the places where a blank or a line break is followed
+	// by text: the parser allocates for each such gap inside a value.
+	maxGaps = 500000
 	// maxNodes bounds the values the decoder visits, aliases expanded.
 	maxNodes = 10000
 	// maxExpanded bounds the bytes of the scalars the decoder visits,
@@ -70,24 +73,40 @@ func ReadFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// structureOf finds where a document first exceeds maxStructure, without
-// parsing it. ok is false then, with the line and column of the character
-// that went over.
-func structureOf(data []byte) (line, col int, ok bool) {
-	n := 0
+// structureOf finds where a document first exceeds maxStructure or
+// maxGaps, without parsing it. ok is false then, with the line and column
+// of the character that went over and which limit it is.
+func structureOf(data []byte) (line, col int, what string, ok bool) {
+	n, gaps := 0, 0
 	line, start := 1, 0
+	blank := true
 	for i, c := range data {
 		switch c {
 		case '\n':
 			line, start = line+1, i+1
+			blank = true
+			continue
+		case ' ', '\t', '\r':
+			blank = true
+			continue
 		case ',', ':', '-', '?', '[', '{':
 			n++
-			if n > maxStructure {
-				return line, utf8.RuneCount(data[start:i]) + 1, false
-			}
 		}
+		if blank {
+			gaps++
+		}
+		blank = false
+		switch {
+		case n > maxStructure:
+			what = fmt.Sprintf("more than %d of the characters that start YAML values (,:-?[{)", maxStructure)
+		case gaps > maxGaps:
+			what = fmt.Sprintf("more than %d words and lines", maxGaps)
+		default:
+			continue
+		}
+		return line, utf8.RuneCount(data[start:i]) + 1, what, false
 	}
-	return 0, 0, true
+	return 0, 0, "", true
 }
 
 // invalidUTF8 returns the line and column (in characters) of the first

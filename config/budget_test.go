@@ -39,6 +39,10 @@ var hostile = []struct{ name, doc string }{
 	{"deep nesting", "a: " + strings.Repeat("[", MaxDocumentSize/2-8) + strings.Repeat("]", MaxDocumentSize/2-8) + "\n"},
 	{"one long line", "hostname: " + strings.Repeat("h", MaxDocumentSize-20) + "\n"},
 	{"many aliases of a long list", aliasesOfList()},
+	{"many words", repeatTo(MaxDocumentSize, "", "0 ", "\n")},
+	{"many lines of one value", repeatTo(MaxDocumentSize, "hostname: a\n", " a\n", "")},
+	{"many words and items at the limits", repeatTo(2*maxStructure, "kubernetes:\n  tls-san: [a", ",a", "]\n") +
+		repeatTo(2*maxGaps-2*maxStructure, "hostname: a", " a", "\n")},
 }
 
 func invalidValues() string {
@@ -202,7 +206,7 @@ func TestCapped(t *testing.T) {
 func TestDocumentLimits(t *testing.T) {
 	tests := []struct{ name, doc, want string }{
 		{"too much structure", repeatTo(3*maxStructure, "hostname: a\nkubernetes:\n  tls-san: [", "a,", "]\n"),
-			"c:3:96004: error: document has more than 48000 of the characters that start YAML values (,:-?[{) by here; cairn refuses it unparsed"},
+			"c:3:80004: error: document has more than 40000 of the characters that start YAML values (,:-?[{) by here; cairn refuses it unparsed"},
 		{"invalid UTF-8", "hostname: a\nkubernetes:\n  node-name: \"caf\xe9\"\n",
 			"c:3:18: error: byte 0xE9 is not UTF-8 text; a cloud-config is UTF-8: fix the character here or save the file as UTF-8"},
 		{"invalid UTF-8 after a multi-byte character", "hostname: é\xff\n", "c:1:12: error: byte 0xFF is not UTF-8"},

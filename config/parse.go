@@ -277,8 +277,8 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 		d.errorf(&yaml.Node{Line: line, Column: col}, "", "byte 0x%02X is not UTF-8 text; a cloud-config is UTF-8: fix the character here or save the file as UTF-8", b)
 		return nil
 	}
-	if line, col, ok := structureOf(data); !ok {
-		d.errorf(&yaml.Node{Line: line, Column: col}, "", "document has more than %d of the characters that start YAML values (,:-?[{) by here; cairn refuses it unparsed: check that this is the right file, and give large files to write_files base64-encoded (encoding: gz+b64) or build them into the image", maxStructure)
+	if line, col, what, ok := structureOf(data); !ok {
+		d.errorf(&yaml.Node{Line: line, Column: col}, "", "document has %s by here; cairn refuses it unparsed: check that this is the right file, and give large files to write_files base64-encoded (encoding: gz+b64) or build them into the image", what)
 		return nil
 	}
 	first, _, _ := bytes.Cut(data, []byte("\n"))
