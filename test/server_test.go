@@ -377,3 +377,21 @@ func TestKineCompaction(t *testing.T) {
 	}
 	c.stop(t)
 }
+
+// TestServersSameCA starts two servers at the same moment against an
+// empty database five times: each time they end with one CA, created by
+// exactly one of them (startServers checks both).
+func TestServersSameCA(t *testing.T) {
+	ctx := context.Background()
+	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	pg := startPostgres(t, ns, dsAddr)
+	for run := range 5 {
+		endpoint := strings.Replace(pg.endpoint(), "/kine?", fmt.Sprintf("/race%d?", run), 1)
+		c := startServers(t, ns, "postgres", endpoint, pgPassword)
+		c.stop(t)
+	}
+}
