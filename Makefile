@@ -9,7 +9,7 @@ CAIRN   := $(OUT)/bin/cairn
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components components-test clean
+.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components components-amd64 components-arm64 components-test clean
 
 all: cairn
 
@@ -25,11 +25,15 @@ cairn:
 	$(GO) build -trimpath -o $(CAIRN) ./cmd/cairn
 
 # The default image: kernel + initramfs + system image for $(BOARD), with the
-# node components when `make components` has built them for the board's arch.
+# node components for the board's arch (built once, cached by version; a
+# cold build takes 11-35 minutes, see docs/components.md).
 BOARD_ARCH = $(shell awk '/^arch:/ {print $$2; exit}' boards/$(BOARD).yaml)
-image: cairn kernels
-	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD) \
-		$(if $(wildcard $(OUT)/components/linux-$(BOARD_ARCH)/usr),-components $(OUT)/components)
+image: cairn kernels components-$(BOARD_ARCH)
+	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD) -components $(OUT)/components
+
+# The node components for one architecture.
+components-amd64 components-arm64: deps
+	bash image/components/build.sh $(abspath $(OUT))/components $(@:components-%=%)
 
 # Boot the default image in QEMU (TCG); Ctrl-A X quits.
 run: image
