@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -12,6 +14,8 @@ import (
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/node"
 	"github.com/cairn-os/cairn/init/node/render"
+
+	"golang.org/x/sys/unix"
 )
 
 // startNode starts the node's role from the loaded config, if the image
@@ -28,7 +32,7 @@ func (st *initState) startNode(ctx context.Context, cfg *config.Config, loaded t
 	if err := os.MkdirAll(layout.DataDir, 0o700); err == nil && !boot.Persistent(layout.DataDir) {
 		st.log.Printf("node: %s is in RAM (no STATE partition): this node's state is lost when it stops", layout.DataDir)
 	}
-	hostname, _ := unixHostname()
+	hostname := st.nodeHostname()
 	err := node.Start(ctx, node.Options{
 		Config:       cfg,
 		Services:     st.services,
@@ -57,4 +61,31 @@ func (st *initState) addresses() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// nodeHostname is the host name, or, when the config gave none (the
+// kernel's "(none)"), one made from the first link's MAC address and set:
+// a Kubernetes node needs a name that is stable across boots and unique
+// on its network.
+func (st *initState) nodeHostname() string {
+	h, _ := unixHostname()
+	if h != "" && h != "(none)" && h != "localhost" {
+		return h
+	}
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 || len(i.HardwareAddr) < 3 {
+			continue
+		}
+		mac := i.HardwareAddr
+		name := fmt.Sprintf("cairn-%02x%02x%02x", mac[len(mac)-3], mac[len(mac)-2], mac[len(mac)-1])
+		if err := unix.Sethostname([]byte(name)); err != nil {
+			st.log.Printf("node: setting the host name %s: %v", name, err)
+		} else {
+			boot.WriteHostname("/", name)
+			st.log.Printf("node: no hostname was given; this node is %s (from %s's MAC address)", name, i.Name)
+		}
+		return name
+	}
+	return "cairn"
 }

@@ -269,6 +269,24 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 			return
 		}
 	}
+	// This server's authorizer learns the bindings through its watch
+	// cache; the ready line promises `cairn kubeconfig` works here.
+	anon := newAPIClient(apiserverLocal, &tls.Config{RootCAs: tlsCfg.RootCAs, MinVersion: tls.VersionTLS12})
+	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
+		err := anon.get(ctx, "/api/v1/namespaces/kube-public/configmaps/"+join.CAConfigMap)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if delay >= 5*time.Second {
+			s.o.Printf("node: the cluster's CA is not readable anonymously yet: %v; retrying in %s", err, delay)
+		}
+		if sleep(ctx, delay) != nil {
+			return
+		}
+	}
 	var addrs []string
 	for _, a := range s.addresses() {
 		addrs = append(addrs, a.String())

@@ -85,6 +85,23 @@ func (c *apiClient) apply(ctx context.Context, obj object) error {
 	return nil
 }
 
+// get reads path and succeeds on 200.
+func (c *apiClient) get(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return nil
+}
+
 // published are the objects every server keeps in the cluster: what a
 // holder of the token needs to verify the CA and get an admin kubeconfig
 // (`cairn kubeconfig`), the token itself for admins (`cairn token`), and
