@@ -60,9 +60,12 @@ func firstDiskBoot(t *testing.T, ctx context.Context, m *qemu.Machine, arch stri
 	return start, loaded
 }
 
-// powerOff presses the power button and waits for QEMU to exit.
+// powerOff presses the power button once the node's network is up (the
+// init watches the button from then on, as in the boot tests) and waits for
+// QEMU to exit.
 func powerOff(t *testing.T, ctx context.Context, m *qemu.Machine) {
 	t.Helper()
+	waitFor(t, ctx, m, stepTimeout, reNetworkUp)
 	if err := m.Powerdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -184,12 +187,40 @@ func writeSeed(t *testing.T, ctx context.Context) string {
 // test may write to.
 func diskCopy(t *testing.T, board string) string {
 	t.Helper()
-	dir := image(t, board, "--format", "disk")
-	disk := filepath.Join(t.TempDir(), "disk.img")
-	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(dir, "disk.img"), disk).CombinedOutput(); err != nil {
-		t.Fatalf("copying disk.img: %v: %s", err, out)
+	return artifactCopy(t, board, "disk", "disk.img")
+}
+
+// artifactCopy builds board's format and returns a sparse copy of its
+// artifact name.
+func artifactCopy(t *testing.T, board, format, name string) string {
+	t.Helper()
+	dir := image(t, board, "--format", format)
+	cp := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(dir, name), cp).CombinedOutput(); err != nil {
+		t.Fatalf("copying %s: %v: %s", name, err, out)
 	}
-	return disk
+	return cp
+}
+
+// TestISOBootX86_64 boots cairn.iso under OVMF as a USB stick would be
+// (the ISO's EFI partition, systemd-boot, the live entry): the system image
+// runs from RAM, the config comes from the seed, and there is no STATE.
+func TestISOBootX86_64(t *testing.T) {
+	board := "qemu-x86_64"
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	m := bootDisk(t, ctx, board, artifactCopy(t, board, "iso", "cairn.iso"), writeSeed(t, ctx))
+	start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
+	waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: mount the system image /system\.sqfs`))
+	loaded := waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
+	if !strings.Contains(loaded.Text, "cidata:") {
+		t.Errorf("config line %q does not name the NoCloud seed (cidata)", loaded.Text)
+	}
+	if n := m.Count(reStateBoot); n != 0 {
+		t.Errorf("a live boot mounted STATE %d times; it has none", n)
+	}
+	powerOff(t, ctx, m)
+	t.Logf("figures: %s iso: init starting %s, config loaded %s after QEMU start", board, secs(start.At), secs(loaded.At))
 }
 
 // bootDisk starts board from disk (through its firmware) with a seed and

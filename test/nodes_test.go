@@ -184,6 +184,31 @@ func (n *containerNode) tail(k int) string {
 	return strings.Join(l, "\n")
 }
 
+// initRSS is the resident memory of the node's PID 1 (the launcher's
+// child), in KiB, or 0 when it cannot be read.
+func (n *containerNode) initRSS() int {
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", n.cmd.Process.Pid, n.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(kids))
+	if len(f) == 0 {
+		return 0
+	}
+	status, err := os.ReadFile("/proc/" + f[0] + "/status")
+	if err != nil {
+		return 0
+	}
+	for l := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
 // console is everything the node printed.
 func (n *containerNode) console() string {
 	n.mu.Lock()

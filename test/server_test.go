@@ -72,6 +72,9 @@ func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string)
 	if created != 1 {
 		t.Errorf("%d servers say they created the cluster; want exactly 1", created)
 	}
+	for _, n := range c.nodes {
+		t.Logf("figures: %s: PID 1 resident memory with the control plane running: %.1f MiB", n.name, float64(n.initRSS())/1024)
+	}
 
 	// cairn kubeconfig, as a user runs it, against each server: the same CA.
 	for _, url := range c.urls {
