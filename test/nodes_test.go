@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,8 +20,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/cairn-os/cairn/init/node/join"
 	"github.com/cairn-os/cairn/qemu"
@@ -360,39 +356,11 @@ type apiClient struct {
 
 func newAPIClient(t *testing.T, ns *qemu.Netns, kubeconfig []byte) *apiClient {
 	t.Helper()
-	var kc struct {
-		Clusters []struct {
-			Cluster struct {
-				CA string `yaml:"certificate-authority-data"`
-			} `yaml:"cluster"`
-		} `yaml:"clusters"`
-		Users []struct {
-			User struct {
-				Cert string `yaml:"client-certificate-data"`
-				Key  string `yaml:"client-key-data"`
-			} `yaml:"user"`
-		} `yaml:"users"`
-	}
-	if err := yaml.Unmarshal(kubeconfig, &kc); err != nil || len(kc.Clusters) == 0 || len(kc.Users) == 0 {
-		t.Fatalf("the kubeconfig does not parse: %v\n%s", err, kubeconfig)
-	}
-	b64 := func(s string) []byte {
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			t.Fatalf("the kubeconfig: %v", err)
-		}
-		return b
-	}
-	tlsCfg, err := join.Pinned(b64(kc.Clusters[0].Cluster.CA))
+	admin, err := join.ParseKubeconfig(kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(b64(kc.Users[0].User.Cert), b64(kc.Users[0].User.Key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsCfg.Certificates = []tls.Certificate{pair}
-	return &apiClient{hc: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DialContext: ns.DialContext}}}
+	return &apiClient{hc: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: admin.TLS, DialContext: ns.DialContext}}}
 }
 
 func (c *apiClient) do(method, url string, body any) (int, []byte, error) {

@@ -99,6 +99,23 @@ func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string)
 	}
 	c.api = newAPIClient(t, ns, c.kubeconfigs[0])
 
+	// cairn token: the full token, read back with admin credentials, pins
+	// the CA every server hands out.
+	admin, err := join.ParseKubeconfig(c.kubeconfigs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.DialContext = ns.DialContext
+	full, err := admin.ReadToken(ctx)
+	if err != nil {
+		t.Fatalf("cairn token: %v", err)
+	}
+	if tok, err := join.ParseToken(full); err != nil || tok.Secret != clusterToken || tok.CAHash == nil {
+		t.Errorf("cairn token gave %v (%v); want a K10 token of the cluster's secret", tok, err)
+	} else if _, err := (&join.Client{Server: c.urls[1], Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(ctx); err != nil {
+		t.Errorf("cairn kubeconfig with the K10 token from cairn token: %v", err)
+	}
+
 	// An object written through one server is read through the other.
 	cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "e2e", "namespace": "default"}, "data": map[string]string{"written-through": "s1"}}

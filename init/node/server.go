@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -65,6 +66,8 @@ func (s *server) run(ctx context.Context) error {
 		return err
 	}
 	res, err := s.claimLoop(ctx, cli)
+	// The key derivation took 64 MiB; PID 1 gives it back at once.
+	debug.FreeOSMemory()
 	if err != nil {
 		cli.Close()
 		return err
