@@ -415,3 +415,64 @@ func TestServersSameCA(t *testing.T) {
 		c.stop(t)
 	}
 }
+
+// TestServersPostgresQEMU is the HA guide with real machines: two x86_64
+// VMs on TAP devices of one bridge, PostgreSQL on the bridge, both
+// servers serving one cluster.
+func TestServersPostgresQEMU(t *testing.T) {
+	ctx := context.Background()
+	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	pg := startPostgres(t, ns, dsAddr)
+	dir := image(t, "qemu-x86_64", "-components", filepath.Dir(componentsDir(t)))
+	addrs := []string{"192.168.77.21", "192.168.77.22"}
+	var machines []*qemu.Machine
+	for i, addr := range addrs {
+		name := fmt.Sprintf("vm%d", i+1)
+		tap, err := ns.AddTAP(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed := filepath.Join(t.TempDir(), "seed.iso")
+		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
+			UserData: []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n", name, clusterToken, pg.endpoint())),
+			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		machines = append(machines, boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
+			Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
+			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
+		}))
+	}
+	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] ` + reServerReady)
+	for _, m := range machines {
+		start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
+		ready := waitFor(t, ctx, m, 25*time.Minute, reReady)
+		t.Logf("figures: qemu-x86_64 on PostgreSQL (TCG, 2 vCPUs, two VMs at once): init starting to kube-apiserver /readyz: %s", secs(guestClock(ready)-guestClock(start)))
+	}
+	mustKubeconfig(t, ctx, ns, addrs[1]) // vm2 proves it knows the token too
+	api := newAPIClient(t, ns, mustKubeconfig(t, ctx, ns, addrs[0]))
+	cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "e2e-qemu", "namespace": "default"}, "data": map[string]string{"written-through": "vm1"}}
+	if code, body, err := api.do("POST", "https://"+addrs[0]+":6443/api/v1/namespaces/default/configmaps", cm); code != 201 {
+		t.Fatalf("creating a ConfigMap through vm1: %d %v %s", code, err, body)
+	}
+	if code, body, err := api.do("GET", "https://"+addrs[1]+":6443/api/v1/namespaces/default/configmaps/e2e-qemu", nil); code != 200 {
+		t.Fatalf("reading it through vm2 (with vm1's kubeconfig: one CA): %d %v %s", code, err, body)
+	}
+}
+
+func mustKubeconfig(t *testing.T, ctx context.Context, ns *qemu.Netns, addr string) []byte {
+	t.Helper()
+	tok, _ := join.ParseToken(clusterToken)
+	kc, err := (&join.Client{Server: "https://" + addr + ":6443", Token: tok, DialContext: ns.DialContext, Timeout: time.Minute}).AdminKubeconfig(ctx)
+	if err != nil {
+		t.Fatalf("cairn kubeconfig from %s: %v", addr, err)
+	}
+	return kc
+}
