@@ -72,9 +72,9 @@ func writeXz(ctx context.Context, a *artifacts) error {
 		return err
 	}
 	defer in.Close()
-	// One thread: xz's multi-threaded output depends on its block
-	// splitting, and one stream is what every xz reader takes.
-	cmd := exec.CommandContext(ctx, tool, "-T1", "-6", "-c")
+	// Two threads on fixed 64 MiB blocks: the output depends on the block
+	// size, which is fixed, never on the machine's cores.
+	cmd := exec.CommandContext(ctx, tool, "-T2", "--block-size=64MiB", "-6", "-c")
 	cmd.Stdin, cmd.Stdout = in, w
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

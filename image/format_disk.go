@@ -9,16 +9,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/cairn-os/cairn/boards"
@@ -155,9 +151,8 @@ func makeDisk(ctx context.Context, a *artifacts, out string) error {
 	if err != nil {
 		return err
 	}
-	// Room for both slots' kernel and initramfs and a quarter more; FAT32
-	// needs 65525 clusters (33 MiB at 512-byte clusters).
-	esp := max(roundUp(payload*2*5/4+4*mib, mib), 40*mib)
+	// Room for both slots' kernel and initramfs.
+	esp := fatSize(2 * payload)
 	slot := max(roundUp(sys.Size()*2, 64*mib), minSlot)
 	parts, size := diskLayout(esp, slot)
 
@@ -212,66 +207,18 @@ func makeDisk(ctx context.Context, a *artifacts, out string) error {
 	return f.Close()
 }
 
-// espClock serializes writeESP's use of SOURCE_DATE_EPOCH.
-var espClock sync.Mutex
-
 // writeESP makes the FAT32 file system of partition 1 and fills it.
 func writeESP(d *disk.Disk, a *artifacts, ird string) error {
-	// go-diskfs stamps FAT directory entries with the clock unless
-	// SOURCE_DATE_EPOCH is set in the environment; it has no option.
-	espClock.Lock()
-	defer espClock.Unlock()
-	old, had := os.LookupEnv("SOURCE_DATE_EPOCH")
-	os.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(a.epoch, 10))
-	defer func() {
-		if had {
-			os.Setenv("SOURCE_DATE_EPOCH", old)
-		} else {
-			os.Unsetenv("SOURCE_DATE_EPOCH")
-		}
-	}()
-	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: "ESP", Reproducible: true})
-	if err != nil {
-		return err
-	}
 	slot := layout.SlotA
 	cmdline := a.cmdlineFor(layout.SystemDisk, layout.SlotParam+"="+slot)
-	files := []struct {
-		path string
-		data []byte
-		src  string
-	}{
+	entry := fmt.Sprintf("/loader/entries/%s%s+%d.conf", layout.EntryPrefix, slot, bootTries)
+	return makeFAT(d, 1, layout.ESPLabel, a.epoch, []fatFile{
 		{path: "/EFI/BOOT/" + efiBootName[a.b.Arch], data: a.bootloader},
 		{path: "/loader/loader.conf", data: []byte(loaderConf)},
-		{path: fmt.Sprintf("/loader/entries/%s%s+%d.conf", layout.EntryPrefix, slot, bootTries), data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline))},
+		{path: entry, data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline))},
 		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath()},
 		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird},
-	}
-	for _, fl := range files {
-		if err := fs.Mkdir(path.Dir(fl.path)); err != nil {
-			return fmt.Errorf("%s: %w", path.Dir(fl.path), err)
-		}
-		w, err := fs.OpenFile(fl.path, os.O_CREATE|os.O_RDWR)
-		if err != nil {
-			return fmt.Errorf("%s: %w", fl.path, err)
-		}
-		var r io.Reader = bytes.NewReader(fl.data)
-		if fl.src != "" {
-			src, err := os.Open(fl.src)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			r = src
-		}
-		if _, err := io.Copy(w, r); err != nil {
-			return fmt.Errorf("%s: %w", fl.path, err)
-		}
-		if err := w.Close(); err != nil {
-			return fmt.Errorf("%s: %w", fl.path, err)
-		}
-	}
-	return nil
+	})
 }
 
 // makeState makes the STATE file system (ext4, labelled layout.StateLabel)

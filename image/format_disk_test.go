@@ -79,6 +79,23 @@ func TestDiskImage(t *testing.T) {
 				t.Errorf("STATE's label is %q, want cairn-state", label)
 			}
 
+			c, err := Inspect(img)
+			must(t, err)
+			for i, want := range []string{"1 ESP: FAT32", "2 cairn-a: squashfs", "3 cairn-b: empty", "4 cairn-state: ext4, 64.0 MiB"} {
+				if i >= len(c.Parts) || !strings.HasPrefix(c.Parts[i], want) {
+					t.Errorf("inspect: partitions %q, want %q at %d", c.Parts, want, i)
+				}
+			}
+			listed := map[string]bool{}
+			for _, e := range c.Entries {
+				listed[e.Path] = true
+			}
+			for _, p := range []string{"/ESP:/EFI/BOOT/" + efiBootName[b.Arch], "/ESP:/loader/entries/cairn-a+3.conf", "/cairn-a:/sbin/init", "/cairn-a:/etc/cairn/board.yaml", "/cairn-state:/lost+found"} {
+				if !listed[p] {
+					t.Errorf("inspect does not list %s", p)
+				}
+			}
+
 			again := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin, Formats: []string{"disk"}, SourceDateEpoch: 1700000000})
 			if a, b := res.Info.Artifacts[0], again.Info.Artifacts[0]; a != b {
 				t.Errorf("two builds of the same inputs differ: %+v and %+v", a, b)

@@ -24,7 +24,7 @@ type format struct {
 
 // formats in the order a build writes them: later ones may reuse what
 // earlier ones made (qcow2 converts disk.img).
-var formats = []format{kernelFormat, diskFormat, qcow2Format, zstFormat, xzFormat}
+var formats = []format{kernelFormat, diskFormat, qcow2Format, zstFormat, xzFormat, isoFormat, pxeFormat}
 
 // Formats lists the output format names.
 func Formats() []string {

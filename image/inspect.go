@@ -34,17 +34,19 @@ type Entry struct {
 
 // Contents is what Inspect found in an artifact.
 type Contents struct {
-	// Kind is "initramfs" or "squashfs".
+	// Kind is "initramfs", "squashfs" or "disk (GPT GUID, SIZE)".
 	Kind string
 	// Parts describes the pieces: an initramfs's concatenated archives
-	// ("zstd cpio, 3.1 MiB at offset 0"), a squashfs's compressor.
+	// ("zstd cpio, 3.1 MiB at offset 0"), a squashfs's compressor, a
+	// disk's partitions ("2 cairn-a: squashfs, 256.0 MiB at 97.0 MiB").
 	Parts   []string
 	Entries []Entry
 }
 
 // Inspect lists what an initramfs (concatenated newc archives, each
-// uncompressed, gzip or zstd) or a squashfs holds; a squashfs inside an
-// uncompressed initramfs archive is listed too.
+// uncompressed, gzip or zstd), a squashfs or a GPT disk image (partitions
+// and their files) holds; a squashfs inside an uncompressed initramfs
+// archive is listed too.
 func Inspect(name string) (*Contents, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -69,6 +71,12 @@ func Inspect(name string) (*Contents, error) {
 		c.Entries = ents
 		c.Parts = []string{fmt.Sprintf("squashfs, %s", HumanSize(st.Size()))}
 		return c, nil
+	case isGPT(f):
+		c, err := inspectDisk(f, st.Size())
+		if err != nil {
+			return nil, fmt.Errorf("inspect %s: %w", name, err)
+		}
+		return c, nil
 	case string(magic) == "070701" || string(magic) == "070702" || isZstd(magic) || isGzip(magic):
 		c, err := inspectInitramfs(f, st.Size())
 		if err != nil {
@@ -76,7 +84,7 @@ func Inspect(name string) (*Contents, error) {
 		}
 		return c, nil
 	}
-	return nil, fmt.Errorf("inspect %s: not an initramfs (cpio, gzip or zstd) or a squashfs; disk images are not supported yet", name)
+	return nil, fmt.Errorf("inspect %s: not an initramfs (cpio, gzip or zstd), a squashfs or a GPT disk image (disk.img, cairn.iso; decompress .zst/.xz and convert .qcow2 first)", name)
 }
 
 func isZstd(b []byte) bool { return len(b) >= 4 && binary.LittleEndian.Uint32(b) == 0xFD2FB528 }

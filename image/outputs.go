@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // prepareOut creates the output directory and checks it is writable.
@@ -83,7 +84,7 @@ func newOutFiles(dir string) *outFiles {
 }
 
 func (o *outFiles) create(name string) (io.WriteCloser, error) {
-	f, err := os.CreateTemp(o.dir, "."+name+".tmp-")
+	f, err := os.CreateTemp(o.dir, tmpPattern(name))
 	if err != nil {
 		return nil, fmt.Errorf("output directory %s: %w; pass -o a writable directory", o.dir, unwrapPath(err))
 	}
@@ -97,7 +98,7 @@ func (o *outFiles) create(name string) (io.WriteCloser, error) {
 // reserve returns the path of a new empty file for the artifact name, for
 // formats that write with tools of their own; it is hashed at the end.
 func (o *outFiles) reserve(name string) (string, error) {
-	f, err := os.CreateTemp(o.dir, "."+name+".tmp-")
+	f, err := os.CreateTemp(o.dir, tmpPattern(name))
 	if err != nil {
 		return "", fmt.Errorf("output directory %s: %w; pass -o a writable directory", o.dir, unwrapPath(err))
 	}
@@ -159,9 +160,19 @@ func (w *hashingFile) Write(b []byte) (int, error) {
 
 func (w *hashingFile) Close() error { return w.f.Close() }
 
+// tmpPattern names an artifact's temporary file in the output directory;
+// artifacts in subdirectories (pxe/vmlinuz) are written beside the others
+// and moved into theirs by commit.
+func tmpPattern(name string) string {
+	return "." + strings.ReplaceAll(name, "/", "_") + ".tmp-"
+}
+
 func (o *outFiles) commit() error {
 	for _, name := range o.order {
 		if err := os.Chmod(o.tmp[name], 0o644); err != nil {
+			return fmt.Errorf("output %s: %w", name, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(o.dir, name)), 0o755); err != nil {
 			return fmt.Errorf("output %s: %w", name, err)
 		}
 		if err := os.Rename(o.tmp[name], filepath.Join(o.dir, name)); err != nil {
