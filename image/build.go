@@ -67,6 +67,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	a := &artifacts{plan: p, system: sqfs, work: work, cacheDir: s.cacheDir, files: files, prog: prog, bootloader: in.bootloader}
 	m := newManifest(p)
 	m.Bootloader = in.bootloaderIn
+	m.K3s = in.k3sIn
 	for _, f := range s.formats {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -259,6 +259,8 @@ type inputs struct {
 	compIn              *ComponentsInput
 	bootloader          []byte
 	bootloaderIn        *FileInput
+	k3s                 string
+	k3sIn               *FileInput
 }
 
 // gather reads, unpacks and builds the inputs o names.
@@ -294,6 +296,12 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 		if in.bootloader, in.bootloaderIn, err = readBootloader(o.Kernel, s.board); err != nil {
 			return nil, err
 		}
+	}
+	if o.K3s != "" {
+		if in.k3sIn, err = checkK3s(o.K3s, s.board.Arch, digests{s.cacheDir}); err != nil {
+			return nil, err
+		}
+		in.k3s = o.K3s
 	}
 	if in.overlay, err = readOverlay("base"); err != nil {
 		return nil, err

@@ -22,6 +22,8 @@ type Manifest struct {
 	Init       InitInput        `json:"init"`
 	Components *ComponentsInput `json:"components,omitempty"`
 	Config     *FileInput       `json:"config,omitempty"`
+	// K3s is the k3s binary bundled for distribution k3s.
+	K3s *FileInput `json:"k3s,omitempty"`
 	// Bootloader is the package the disk formats' boot loader came from.
 	Bootloader  *FileInput `json:"bootloader,omitempty"`
 	Compression string     `json:"compression"`

@@ -30,6 +30,9 @@ type Options struct {
 	// Components is a directory holding linux-<arch>/ trees (make
 	// components); empty means an image without node components.
 	Components string
+	// K3s is a k3s binary for kubernetes.distribution k3s, put in the
+	// system image as /usr/bin/k3s; empty means none.
+	K3s string
 	// Config is a cloud-config file baked in as /etc/cairn/config.yaml;
 	// it is validated first.
 	Config string

@@ -70,6 +70,9 @@ func makePlan(s *settings, in *inputs, compression string, extra []string) (*pla
 	if in.cfgData != nil {
 		sys.bytes(layout.ConfigFile, 0o600, in.cfgData)
 	}
+	if in.k3s != "" {
+		sys.file("usr/bin/k3s", 0o755, in.k3s)
+	}
 	var compIn *ComponentsInput
 	if in.compIn != nil {
 		n := len(sys)
