@@ -476,3 +476,34 @@ func mustKubeconfig(t *testing.T, ctx context.Context, ns *qemu.Netns, addr stri
 	}
 	return kc
 }
+
+// TestK3sServer runs distribution k3s with a real k3s binary given in
+// $K3S_BINARY (none can be had where cairn is developed): the init renders
+// /etc/rancher/k3s/config.yaml and supervises `k3s server` until it serves.
+func TestK3sServer(t *testing.T) {
+	bin := os.Getenv("K3S_BINARY")
+	if bin == "" {
+		t.Skip("K3S_BINARY is not set: this test needs a k3s binary, which the machines cairn is developed on cannot download; set K3S_BINARY=/path/to/k3s to run it")
+	}
+	ctx := context.Background()
+	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	root := nodeRoot(t, serverConfig("k1", "192.168.77.31", clusterToken, "", "  distribution: k3s"))
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/bin/k3s"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	netns, err := ns.AddPeer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, "k1", root, netns)
+	n.expect(t, controlPlane, `service k3s: ready`)
+	n.stop(t)
+}

@@ -92,6 +92,8 @@ func startK3s(o Options) error {
 	return o.Services.Start(supervise.Service{
 		Name: "k3s", Path: bin, Args: cmd.Args, Env: append(baseEnv(), cmd.Env...),
 		Restart: supervise.Always, Backoff: componentBackoff, StopTimeout: 30 * time.Second,
+		// k3s serves the apiserver (servers) or its load balancer (agents) on 6443.
+		Ready: supervise.ReadyTCP(fmt.Sprintf("127.0.0.1:%d", config.APIServerPort)),
 	})
 }
 
