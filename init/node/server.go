@@ -102,7 +102,7 @@ func (s *server) run(ctx context.Context) error {
 // Watching the datastore while the server runs.
 var (
 	watchEvery   = 5 * time.Second
-	watchTimeout = 4 * time.Second
+	watchTimeout = 10 * time.Second
 )
 
 // watchDatastore reads the cluster record every few seconds and says on
@@ -120,7 +120,7 @@ func (s *server) watchDatastore(ctx context.Context, cli *clientv3.Client) {
 			return
 		case err != nil && lostAt.IsZero():
 			lostAt = time.Now()
-			s.o.Printf("datastore: %s stopped answering: %s; the control plane waits for it", s.datastoreName(), s.diagnose(err))
+			s.o.Printf("datastore: %s stopped answering: %s; the control plane waits for it", s.datastoreName(), s.diagnose(err, watchTimeout))
 		case err == nil && !lostAt.IsZero():
 			s.o.Printf("datastore: %s answers again after %s", s.datastoreName(), time.Since(lostAt).Round(time.Second))
 			lostAt = time.Time{}
@@ -302,7 +302,7 @@ func (s *server) claimLoop(ctx context.Context, cli *clientv3.Client) (*claimRes
 			wait = wrongTokenRetry
 			s.o.Printf("node: %v; retrying in %s", err, wait)
 		} else {
-			s.o.Printf("datastore: %s is not ready: %s; retrying in %s", s.datastoreName(), s.diagnose(err), wait)
+			s.o.Printf("datastore: %s is not ready: %s; retrying in %s", s.datastoreName(), s.diagnose(err, datastoreAttempt), wait)
 			delay = min(delay*2, datastoreRetryMax)
 		}
 		if err := sleep(ctx, wait); err != nil {
@@ -329,7 +329,7 @@ var reasons = []struct{ match, say string }{
 
 // diagnose turns a failed attempt into one short reason, from kine's
 // recent output when kine is in between, never with the password.
-func (s *server) diagnose(err error) string {
+func (s *server) diagnose(err error, timeout time.Duration) string {
 	var out []byte
 	if s.o.Services != nil && s.ds.Kind != config.DatastoreEmbedded && s.ds.Kind != config.DatastoreEtcd {
 		out = s.o.Services.Output("kine")
@@ -337,11 +337,11 @@ func (s *server) diagnose(err error) string {
 			out = out[len(out)-8192:]
 		}
 	}
-	return s.diagnoseText(err, string(out))
+	return s.diagnoseText(err, string(out), timeout)
 }
 
 // diagnoseText is diagnose given kine's recent output.
-func (s *server) diagnoseText(err error, kineOut string) string {
+func (s *server) diagnoseText(err error, kineOut string, timeout time.Duration) string {
 	text := kineOut + "\n" + err.Error()
 	kineSays := lastError(kineOut)
 	for _, r := range reasons {
@@ -354,7 +354,7 @@ func (s *server) diagnoseText(err error, kineOut string) string {
 	case kineSays != "":
 		msg = "kine: " + kineSays
 	case errors.Is(err, context.DeadlineExceeded):
-		msg = fmt.Sprintf("no answer within %s", datastoreAttempt)
+		msg = fmt.Sprintf("no answer within %s", timeout)
 	}
 	if s.ds.Password != "" {
 		msg = strings.ReplaceAll(msg, s.ds.Password, "<redacted>")

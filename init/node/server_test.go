@@ -30,7 +30,7 @@ func TestDiagnose(t *testing.T) {
 		{timeout, `time="x" level=error msg="failed to ping: FATAL: no pg_hba.conf entry for host \"10.0.0.9\""`, "add it to pg_hba.conf"},
 		{timeout, `time="x" level=error msg="weird failure for postgres://kine:` + pw + `@10.0.0.1"`, "kine: weird failure for postgres://kine:<redacted>@10.0.0.1"},
 	} {
-		got := s.diagnoseText(tt.err, tt.kine)
+		got := s.diagnoseText(tt.err, tt.kine, datastoreAttempt)
 		if !strings.Contains(got, tt.want) {
 			t.Errorf("diagnose(%v, %q) = %q, want it to contain %q", tt.err, tt.kine, got, tt.want)
 		}
