@@ -175,7 +175,11 @@ func boot(t *testing.T, ctx context.Context, board, dir string, cfg qemu.Config)
 	}
 	cfg.Board, cfg.Artifacts = b, art
 	cfg.FailOn = append(cfg.FailOn, qemu.FatalLines...)
-	cfg.ConsoleLog = filepath.Join(logDir(t), strings.ReplaceAll(t.Name(), "/", "_")+".log")
+	logName := strings.ReplaceAll(t.Name(), "/", "_")
+	if cfg.Name != "" { // several machines in one test: one log each
+		logName += "-" + cfg.Name
+	}
+	cfg.ConsoleLog = filepath.Join(logDir(t), logName+".log")
 	m, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

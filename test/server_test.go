@@ -445,7 +445,7 @@ func TestServersPostgresQEMU(t *testing.T) {
 			t.Fatal(err)
 		}
 		machines = append(machines, boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
-			Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
+			Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
 			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
 		}))
 	}
