@@ -94,7 +94,7 @@ func TestDiskStateGrows(t *testing.T) {
 		t.Fatalf("qemu-img resize: %v: %s", err, out)
 	}
 	m = bootDiskWith(t, ctx, board, disk, seed, qemu.Config{Name: "enlarged", FailOn: qemu.FatalLines})
-	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: state: grew cairn-state to fill the disk: partition and file system are 2\.\d GiB`))
+	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: state: grew cairn-state to fill the disk: [12]\.\d GiB`))
 	state := waitFor(t, ctx, m, stepTimeout, reStateBoot)
 	got := reStateBoot.FindStringSubmatch(state.Text)
 	if got[3] != "2" {

@@ -87,21 +87,28 @@ func (s State) Run() error {
 	if err := os.MkdirAll(s.Mount, 0o755); err != nil {
 		return err
 	}
-	grown, growErr := growPartition(dev)
+	growErr := growPartition(dev)
 	if err := unix.Mount(dev, s.Mount, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return fmt.Errorf("mounting %s (%s) as ext4 on %s: %w; the node's state stays in RAM", s.Label, dev, s.Mount, err)
 	}
-	if growErr == nil && grown > 0 {
-		if growErr = growExt4(s.Mount, grown); growErr == nil {
-			slog.Info(fmt.Sprintf("boot: state: grew %s to fill the disk: partition and file system are %s", s.Label, humanBytes(grown)))
+	// The file system follows the partition, also when an earlier boot
+	// grew the partition and stopped before the file system.
+	var before, st unix.Statfs_t
+	unix.Statfs(s.Mount, &before)
+	if growErr == nil {
+		if bi, err := readBlockInfo(dev); err != nil {
+			growErr = err
+		} else {
+			growErr = growExt4(s.Mount, int64(bi.sectors)*sectorSize)
 		}
 	}
+	unix.Statfs(s.Mount, &st)
 	if growErr != nil {
 		slog.Warn(fmt.Sprintf("boot: state: growing %s to fill the disk failed: %v; it keeps its size", s.Label, growErr))
+	} else if st.Blocks > before.Blocks {
+		slog.Info(fmt.Sprintf("boot: state: grew %s to fill the disk: %s", s.Label, humanBytes(int64(st.Blocks)*st.Bsize)))
 	}
 	boots := countBoot(filepath.Join(s.Mount, "boots"))
-	var st unix.Statfs_t
-	unix.Statfs(s.Mount, &st)
 	slog.Info(fmt.Sprintf("boot: state: %s mounted (ext4, %s), boot %d of this node", s.Label, humanBytes(int64(st.Blocks)*st.Bsize), boots))
 	for _, b := range layout.StateBinds {
 		src := filepath.Join(s.Mount, b.Dir)
@@ -121,7 +128,14 @@ func (s State) Run() error {
 // countBoot adds one to the boot counter in the file path and returns it;
 // 0 when the file cannot be written.
 func countBoot(path string) int {
-	b, _ := os.ReadFile(path)
+	b := make([]byte, 32)
+	if f, err := os.Open(path); err == nil {
+		k, _ := f.Read(b)
+		b = b[:k]
+		f.Close()
+	} else {
+		b = nil
+	}
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	n++
 	if err := os.WriteFile(path+".new", []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {

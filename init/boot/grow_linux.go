@@ -80,25 +80,25 @@ func growEnd(bi blockInfo) uint64 {
 
 // growPartition moves the partition dev's end to the end of its disk: the
 // GPT (primary and backup, which moves to the disk's new end) and the
-// kernel's view of it. It returns the new length in bytes, or 0 when there
-// was no room to grow.
-func growPartition(dev string) (int64, error) {
+// kernel's view of it. A partition that is not the disk's last, or has no
+// room after it, is left alone.
+func growPartition(dev string) error {
 	bi, err := readBlockInfo(dev)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	end := growEnd(bi)
 	if end == bi.start+bi.sectors-1 {
-		return 0, nil
+		return nil
 	}
 	f, err := os.OpenFile(bi.disk, os.O_RDWR, 0)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer f.Close()
 	old, err := gpt.Read(file.New(f, false), sectorSize, sectorSize)
 	if err != nil {
-		return 0, fmt.Errorf("reading %s's partition table: %w", bi.disk, err)
+		return fmt.Errorf("reading %s's partition table: %w", bi.disk, err)
 	}
 	// A table read from the disk keeps its old end; a new one with the
 	// same identity and partitions is laid out for the disk's size.
@@ -111,28 +111,28 @@ func growPartition(dev string) (int64, error) {
 		np := *p
 		if p.Index == bi.number {
 			if p.Start != bi.start {
-				return 0, fmt.Errorf("partition %d of %s starts at sector %d in the table but %d for the kernel", p.Index, bi.disk, p.Start, bi.start)
+				return fmt.Errorf("partition %d of %s starts at sector %d in the table but %d for the kernel", p.Index, bi.disk, p.Start, bi.start)
 			}
 			np.End, np.Size = end, (end-p.Start+1)*sectorSize
 			found = true
 		} else if p.End > bi.start {
-			return 0, nil // not the last partition: leave the disk alone
+			return nil // not the last partition: leave the disk alone
 		}
 		table.Partitions = append(table.Partitions, &np)
 	}
 	if !found {
-		return 0, fmt.Errorf("partition %d is not in %s's partition table", bi.number, bi.disk)
+		return fmt.Errorf("partition %d is not in %s's partition table", bi.number, bi.disk)
 	}
 	if err := table.Write(f, int64(bi.diskLen)*sectorSize); err != nil {
-		return 0, fmt.Errorf("writing %s's partition table: %w", bi.disk, err)
+		return fmt.Errorf("writing %s's partition table: %w", bi.disk, err)
 	}
 	length := int64(end-bi.start+1) * sectorSize
 	part := unix.BlkpgPartition{Start: int64(bi.start) * sectorSize, Length: length, Pno: int32(bi.number)}
 	arg := unix.BlkpgIoctlArg{Op: unix.BLKPG_RESIZE_PARTITION, Datalen: int32(unsafe.Sizeof(part)), Data: (*byte)(unsafe.Pointer(&part))}
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), blkpg, uintptr(unsafe.Pointer(&arg))); errno != 0 {
-		return 0, fmt.Errorf("telling the kernel %s grew: %w", dev, errno)
+		return fmt.Errorf("telling the kernel %s grew: %w", dev, errno)
 	}
-	return length, nil
+	return nil
 }
 
 // growExt4 grows the ext4 mounted at dir to bytes, online.
