@@ -62,6 +62,8 @@ func TestGrowEnd(t *testing.T) {
 		{"as built", blockInfo{start: 1269760, sectors: 131072, diskLen: 1402880}, 1269760 + 131072 - 1},
 		// The same disk enlarged to 2 GiB: the end moves to the last whole MiB before the backup GPT.
 		{"enlarged", blockInfo{start: 1269760, sectors: 131072, diskLen: 4194304}, 4192255},
+		// A disk sysfs says is smaller than the partition: left alone.
+		{"inconsistent", blockInfo{start: 1269760, sectors: 131072, diskLen: 20}, 1269760 + 131072 - 1},
 	} {
 		if got := growEnd(c.bi); got != c.want {
 			t.Errorf("%s: growEnd = %d, want %d", c.name, got, c.want)

@@ -70,6 +70,9 @@ func readBlockInfo(dev string) (blockInfo, error) {
 // aligned down to 1 MiB; it returns the current end when nothing would grow.
 func growEnd(bi blockInfo) uint64 {
 	end := bi.start + bi.sectors - 1
+	if bi.diskLen < bi.start+bi.sectors+34 {
+		return end // no room for the backup table: sysfs disagrees with itself
+	}
 	lastUsable := bi.diskLen - 34
 	aligned := (lastUsable+1)/alignSectors*alignSectors - 1
 	if aligned <= end {
