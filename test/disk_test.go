@@ -202,11 +202,14 @@ func artifactCopy(t *testing.T, board, format, name string) string {
 	return cp
 }
 
-// TestISOBootX86_64 boots cairn.iso under OVMF as a USB stick would be
+// TestISOBoot boots cairn.iso under OVMF and AAVMF as a USB stick would be
 // (the ISO's EFI partition, systemd-boot, the live entry): the system image
 // runs from RAM, the config comes from the seed, and there is no STATE.
-func TestISOBootX86_64(t *testing.T) {
-	board := "qemu-x86_64"
+func TestISOBootX86_64(t *testing.T) { testISOBoot(t, "qemu-x86_64") }
+
+func TestISOBootArm64(t *testing.T) { testISOBoot(t, "qemu-arm64") }
+
+func testISOBoot(t *testing.T, board string) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	m := bootDisk(t, ctx, board, artifactCopy(t, board, "iso", "cairn.iso"), writeSeed(t, ctx))
