@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cairn-os/cairn/config/layout"
 )
@@ -89,9 +90,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := files.commit(); err != nil {
 		return nil, err
 	}
-	return &Result{
-		Dir: out, Vmlinuz: filepath.Join(out, "vmlinuz"), Initramfs: filepath.Join(out, "initramfs.img"),
-		Cmdline: filepath.Join(out, "cmdline"), Manifest: filepath.Join(out, "manifest.json"),
-		CmdlineText: p.cmdlineFor(layout.SystemLive), Info: m,
-	}, nil
+	res := &Result{Dir: out, Manifest: filepath.Join(out, "manifest.json"), CmdlineText: p.cmdlineFor(layout.SystemLive), Info: m}
+	if slices.Contains(m.Formats, kernelFormat.name) {
+		res.Vmlinuz, res.Initramfs, res.Cmdline = filepath.Join(out, "vmlinuz"), filepath.Join(out, "initramfs.img"), filepath.Join(out, "cmdline")
+	}
+	return res, nil
 }

@@ -60,7 +60,8 @@ type Options struct {
 // Result says what a build wrote. Device trees the board lists (boards'
 // dtbs) are written next to vmlinuz under their base names.
 type Result struct {
-	// Dir is Options.Out; the other paths are files in it.
+	// Dir is Options.Out; the other paths are files in it. Vmlinuz,
+	// Initramfs and Cmdline are set when the kernel format was built.
 	Dir, Vmlinuz, Initramfs, Cmdline, Manifest string
 	// CmdlineText is the kernel command line of a live boot.
 	CmdlineText string
