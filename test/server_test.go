@@ -438,7 +438,7 @@ func TestServersPostgresQEMU(t *testing.T) {
 		}
 		seed := filepath.Join(t.TempDir(), "seed.iso")
 		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
-			UserData: []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n", name, clusterToken, pg.endpoint())),
+			UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n", name, clusterToken, pg.endpoint())),
 			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
 		})
 		if err != nil {
@@ -506,4 +506,44 @@ func TestK3sServer(t *testing.T) {
 	n := startNode(t, "k1", root, netns)
 	n.expect(t, controlPlane, `service k3s: ready`)
 	n.stop(t)
+}
+
+// TestServerDatastoreDownAtBoot: a server whose datastore is down at boot
+// says why, without the password, and comes up once it is there; one with
+// a wrong password is told so.
+func TestServerDatastoreDownAtBoot(t *testing.T) {
+	ctx := context.Background()
+	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	pg := startPostgres(t, ns, dsAddr)
+	pg.stop()
+	netns, err := ns.AddPeer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, "s1", nodeRoot(t, serverConfig("s1", "192.168.77.11", clusterToken, pg.endpoint())), netns)
+	n.expect(t, controlPlane, `datastore: postgres at 192\.168\.77\.1:5432/kine is not ready: connection refused: is the database running and listening on that address\?; retrying in \d+s`)
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	pg.start(t, filepath.Dir(bins[len(bins)-1]))
+	back := time.Now()
+	// kine creates its database when it starts; the init restarts it.
+	n.expect(t, controlPlane, `datastore: the database "kine" does not exist yet; restarting kine, which creates it when it starts`)
+	n.expect(t, controlPlane, reServerReady)
+	t.Logf("figures: a server whose PostgreSQL was down at boot: kube-apiserver /readyz %.1fs after PostgreSQL came up", time.Since(back).Seconds())
+
+	netns, err = ns.AddPeer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := strings.Replace(pg.endpoint(), pgPassword, "not-the-password", 1)
+	w := startNode(t, "s2", nodeRoot(t, serverConfig("s2", "192.168.77.12", clusterToken, wrong)), netns)
+	w.expect(t, controlPlane, `datastore: postgres at 192\.168\.77\.1:5432/kine is not ready: authentication failed: check the user and password in datastore-endpoint; retrying in`)
+	for _, node := range []*containerNode{n, w} {
+		if c := node.console(); strings.Contains(c, pgPassword) || strings.Contains(c, "not-the-password") {
+			t.Errorf("%s's console shows a datastore password", node.name)
+		}
+	}
 }

@@ -10,9 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -33,6 +36,9 @@ type server struct {
 	tok join.Token
 	// first is when the first component was handed to the supervisor.
 	first time.Time
+	// kineRestarted is when restartKineForDatabase last restarted kine;
+	// its output still holds the old error for a while after.
+	kineRestarted time.Time
 }
 
 // Retrying the datastore: growing delays up to datastoreRetryMax; a wrong
@@ -61,15 +67,14 @@ func (s *server) run(ctx context.Context) error {
 		os.Chmod(d, 0o700)
 	}
 	s.o.Printf("node: server %s, datastore %s", nodeName(s.o), s.datastoreName())
-	cli, err := s.startDatastore()
+	dsCfg, err := s.startDatastore()
 	if err != nil {
 		return err
 	}
-	res, err := s.claimLoop(ctx, cli)
+	res, err := s.claimLoop(ctx, dsCfg)
 	// The key derivation took 64 MiB; PID 1 gives it back at once.
 	debug.FreeOSMemory()
 	if err != nil {
-		cli.Close()
 		return err
 	}
 	if diffs := settingsDiffer(mustMatch(s.k), res.Settings); len(diffs) > 0 {
@@ -84,12 +89,14 @@ func (s *server) run(ctx context.Context) error {
 		s.o.Printf("node: read the cluster's certificate authorities from the datastore")
 	}
 	if err := s.writePKI(res.PKI); err != nil {
-		cli.Close()
 		return err
 	}
 	if err := s.startControlPlane(res.PKI); err != nil {
-		cli.Close()
 		return err
+	}
+	cli, err := clientv3.New(dsCfg)
+	if err != nil {
+		return fmt.Errorf("a client for the datastore: %w", err)
 	}
 	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI) })
 	supervise.Go("node: datastore watch", func() {
@@ -198,28 +205,28 @@ func (s *server) addresses() []netip.Addr {
 }
 
 // startDatastore starts kine or embedded etcd when the datastore needs
-// one, and returns a client of the store the apiserver will use.
-func (s *server) startDatastore() (*clientv3.Client, error) {
+// one, and returns how to reach the store the apiserver will use.
+func (s *server) startDatastore() (clientv3.Config, error) {
 	cfg := clientv3.Config{DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	node := s.renderNode()
 	switch s.ds.Kind {
 	case config.DatastoreEmbedded:
 		if err := s.etcdCerts(); err != nil {
-			return nil, err
+			return cfg, err
 		}
 		c, err := render.Etcd(s.o.Config, node)
 		if err != nil {
-			return nil, err
+			return cfg, err
 		}
 		svc := s.service("etcd", *c)
 		svc.Ready = supervise.ReadyTCP(s.l.DatastoreListen)
 		svc.StopTimeout = 30 * time.Second
 		if err := s.start(svc); err != nil {
-			return nil, err
+			return cfg, err
 		}
 		tlsCfg, err := tlsFromFiles(s.l.Cert("etcd/ca.crt"), s.l.Cert("apiserver-etcd-client.crt"), s.l.Cert("apiserver-etcd-client.key"))
 		if err != nil {
-			return nil, err
+			return cfg, err
 		}
 		cfg.Endpoints, cfg.TLS = []string{"https://" + s.l.DatastoreListen}, tlsCfg
 	case config.DatastoreEtcd:
@@ -227,14 +234,14 @@ func (s *server) startDatastore() (*clientv3.Client, error) {
 		if slices.ContainsFunc(s.ds.URLs, func(u string) bool { return strings.HasPrefix(u, "https://") }) {
 			tlsCfg, err := tlsFromFiles(s.k.DatastoreCAFile, s.k.DatastoreCertFile, s.k.DatastoreKeyFile)
 			if err != nil {
-				return nil, fmt.Errorf("the etcd datastore's TLS files: %w", err)
+				return cfg, fmt.Errorf("the etcd datastore's TLS files: %w", err)
 			}
 			cfg.TLS = tlsCfg
 		}
 	default:
 		c, err := render.Kine(s.o.Config, node)
 		if err != nil {
-			return nil, err
+			return cfg, err
 		}
 		os.Remove(s.l.KineSocket) // a stale socket from a killed kine
 		svc := s.service("kine", *c)
@@ -248,15 +255,11 @@ func (s *server) startDatastore() (*clientv3.Client, error) {
 			return conn.Close()
 		}
 		if err := s.start(svc); err != nil {
-			return nil, err
+			return cfg, err
 		}
 		cfg.Endpoints = []string{"unix://" + s.l.KineSocket}
 	}
-	cli, err := clientv3.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("a client for the datastore: %w", err)
-	}
-	return cli, nil
+	return cfg, nil
 }
 
 // tlsFromFiles is a client TLS config: ca (system roots when empty) and a
@@ -285,12 +288,13 @@ func tlsFromFiles(ca, cert, key string) (*tls.Config, error) {
 
 // claimLoop reads or creates the cluster, retrying while the datastore is
 // unreachable and saying why on the console.
-func (s *server) claimLoop(ctx context.Context, cli *clientv3.Client) (*claimResult, error) {
+//
+// Each attempt has a client of its own: a gRPC connection that failed while
+// kine was down backs off for up to two minutes before it tries again.
+func (s *server) claimLoop(ctx context.Context, dsCfg clientv3.Config) (*claimResult, error) {
 	delay := datastoreRetryFirst
 	for {
-		actx, cancel := context.WithTimeout(ctx, datastoreAttempt)
-		res, err := claim(actx, cli, s.tok.Secret, mustMatch(s.k))
-		cancel()
+		res, err := s.attempt(ctx, dsCfg)
 		if err == nil {
 			return res, nil
 		}
@@ -302,13 +306,50 @@ func (s *server) claimLoop(ctx context.Context, cli *clientv3.Client) (*claimRes
 			wait = wrongTokenRetry
 			s.o.Printf("node: %v; retrying in %s", err, wait)
 		} else {
-			s.o.Printf("datastore: %s is not ready: %s; retrying in %s", s.datastoreName(), s.diagnose(err, datastoreAttempt), wait)
-			delay = min(delay*2, datastoreRetryMax)
+			reason := s.diagnose(err, datastoreAttempt)
+			if s.restartKineForDatabase() {
+				wait, delay = datastoreRetryFirst, datastoreRetryFirst
+			} else {
+				delay = min(delay*2, datastoreRetryMax)
+			}
+			s.o.Printf("datastore: %s is not ready: %s; retrying in %s", s.datastoreName(), reason, wait)
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// restartKineForDatabase restarts kine (SIGKILL: while it waits for its
+// database it does not heed SIGTERM, and it holds no state yet), and says
+// so, when its last error says the database is missing: kine creates it only when it starts, so a kine
+// that started while the database server was down would otherwise wait
+// minutes for a database nobody creates.
+func (s *server) restartKineForDatabase() bool {
+	if s.o.Services == nil || (s.ds.Kind != config.DatastorePostgres && s.ds.Kind != config.DatastoreMySQL) {
+		return false
+	}
+	last := lastError(string(s.o.Services.Output("kine")))
+	missing := strings.Contains(last, "Unknown database") ||
+		(strings.Contains(last, "does not exist") && strings.Contains(last, `database "`+s.ds.Database+`"`))
+	if !missing || time.Since(s.kineRestarted) < time.Minute || s.o.Services.Signal("kine", syscall.SIGKILL) != nil {
+		return false
+	}
+	s.kineRestarted = time.Now()
+	s.o.Printf("datastore: the database %q does not exist yet; restarting kine, which creates it when it starts", s.ds.Database)
+	return true
+}
+
+// attempt reads or creates the cluster once, within datastoreAttempt.
+func (s *server) attempt(ctx context.Context, dsCfg clientv3.Config) (*claimResult, error) {
+	cli, err := clientv3.New(dsCfg)
+	if err != nil {
+		return nil, fmt.Errorf("a client for the datastore: %w", err)
+	}
+	defer cli.Close()
+	actx, cancel := context.WithTimeout(ctx, datastoreAttempt)
+	defer cancel()
+	return claim(actx, cli, s.tok.Secret, mustMatch(s.k))
 }
 
 // reasons are what a datastore's failure looks like in kine's output or a
@@ -342,8 +383,9 @@ func (s *server) diagnose(err error, timeout time.Duration) string {
 
 // diagnoseText is diagnose given kine's recent output.
 func (s *server) diagnoseText(err error, kineOut string, timeout time.Duration) string {
-	text := kineOut + "\n" + err.Error()
+	// Only kine's last error counts: its output holds older ones too.
 	kineSays := lastError(kineOut)
+	text := kineSays + "\n" + err.Error()
 	for _, r := range reasons {
 		if strings.Contains(text, r.match) {
 			return r.say
@@ -366,19 +408,29 @@ func (s *server) diagnoseText(err error, kineOut string, timeout time.Duration) 
 }
 
 // lastError is the message of the last error line in a component's
-// output, "" when there is none.
+// output, "" when there is none. It reads both of logrus's text forms:
+// `time=… level=error msg="…"`, and `ERRO[time] …` (colours stripped).
 func lastError(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		l := lines[i]
-		if !strings.Contains(l, "level=error") && !strings.Contains(l, "level=fatal") {
-			continue
+		l := ansi.ReplaceAllString(lines[i], "")
+		if j := strings.Index(l, `msg="`); j >= 0 && (strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal")) {
+			if q, err := strconv.QuotedPrefix(l[j+4:]); err == nil {
+				if m, err := strconv.Unquote(q); err == nil {
+					return m
+				}
+			}
+			return l
 		}
-		if _, m, ok := strings.Cut(l, `msg="`); ok {
-			m, _, _ = strings.Cut(m, `"`)
-			return m
+		if strings.HasPrefix(l, "ERRO[") || strings.HasPrefix(l, "FATA[") {
+			if _, m, ok := strings.Cut(l, "] "); ok {
+				return strings.TrimSpace(m)
+			}
+			return l
 		}
-		return l
 	}
 	return ""
 }
+
+// ansi matches terminal colour sequences.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)

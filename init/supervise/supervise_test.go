@@ -357,3 +357,25 @@ func TestGoSurvivesPanic(t *testing.T) {
 	<-done
 	// Still here: the panic was recovered, the process lives on.
 }
+
+// Signal reaches a running service; Restart Always runs it again.
+func TestSignalRestartsAService(t *testing.T) {
+	s, log, _ := newTest(t)
+	if err := s.Signal("absent", unix.SIGTERM); err == nil {
+		t.Error("Signal to a service that does not exist succeeded")
+	}
+	if err := s.Start(Service{Name: "sleeper", Path: "/bin/sh", Args: []string{"-c", "exec sleep 60"}, Backoff: Backoff{Initial: 5 * time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "sleeper", func(st Status) bool { return st.State == Ready })
+	if err := s.Signal("sleeper", unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	st := wait(t, s, "sleeper", func(st Status) bool { return st.Restarts >= 1 && st.State == Ready })
+	if st.LastStatus != 128+int(unix.SIGTERM) {
+		t.Errorf("last status %d, want %d", st.LastStatus, 128+int(unix.SIGTERM))
+	}
+	if log.index("service sleeper: exited (status 143), restarting in 5ms") < 0 {
+		t.Errorf("no restart line in\n%s", strings.Join(log.all(), "\n"))
+	}
+}

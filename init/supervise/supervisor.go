@@ -199,6 +199,23 @@ func (s *Supervisor) Wait(ctx context.Context, name string, cond func(Status) bo
 	}
 }
 
+// Signal sends sig to the named service's process group while it runs;
+// its restart policy decides what follows (a SIGTERM'd service with
+// Restart Always runs again after its backoff).
+func (s *Supervisor) Signal(name string, sig syscall.Signal) error {
+	s.mu.Lock()
+	u := s.units[name]
+	pid := 0
+	if u != nil && (u.state == Running || u.state == Ready) {
+		pid = u.pid
+	}
+	s.mu.Unlock()
+	if pid <= 0 {
+		return fmt.Errorf("service %s is not running", name)
+	}
+	return syscall.Kill(-pid, sig)
+}
+
 // Stop stops every service in reverse dependency order: a service stops
 // only after everything that needs it has stopped. Each gets SIGTERM (to
 // its whole process group), then SIGKILL after its grace period.
