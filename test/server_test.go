@@ -236,42 +236,47 @@ func TestServersPostgres(t *testing.T) {
 }
 
 // TestServerEmbeddedQEMU boots the default image (a single server on the
-// embedded etcd) with the node components in QEMU, x86_64, and reaches its
-// apiserver the way the README says: the forwarded port and cairn
-// kubeconfig with the token kept beside the image.
+// embedded etcd) with the node components in QEMU, per architecture, and
+// reaches its apiserver the way the README says: the forwarded port and
+// cairn kubeconfig with the token.
 func TestServerEmbeddedQEMU(t *testing.T) {
-	ctx := context.Background()
-	comps := filepath.Dir(componentsDir(t))
-	dir := image(t, "qemu-x86_64", "-components", comps)
-	tokenPath := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenPath, []byte(clusterToken+"\n"), 0o600)
-	seed := filepath.Join(t.TempDir(), "seed.iso")
-	if err := qemu.MakeSeedISO(ctx, seed, qemu.Seed{UserData: []byte("#cloud-config\nkubernetes:\n  token: " + clusterToken + "\n")}); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	m := boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
-		Seed: seed, Memory: 3072, SMP: 2,
-		NICs: []qemu.NIC{{Forwards: []qemu.Forward{{HostPort: port, GuestPort: 6443}}}},
-	})
-	start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
-	ready := waitFor(t, ctx, m, 25*time.Minute, regexp.MustCompile(`cairn: \[\d+\.\d+\] `+reServerReady))
-	t.Logf("figures: qemu-x86_64 (TCG, 2 vCPUs): init starting to kube-apiserver /readyz: %s; %s",
-		secs(guestClock(ready)-guestClock(start)), ready.Text)
-	if !strings.Contains(ready.Text, "datastore embedded etcd") {
-		t.Errorf("the default image's server does not say it runs the embedded etcd: %s", ready.Text)
-	}
-	tok, _ := join.ParseToken(clusterToken)
-	c := &join.Client{Server: fmt.Sprintf("https://127.0.0.1:%d", port), Token: tok, Timeout: time.Minute}
-	kc, err := c.AdminKubeconfig(ctx)
-	if err != nil {
-		t.Fatalf("cairn kubeconfig through the forwarded port: %v", err)
-	}
-	kcFile := filepath.Join(t.TempDir(), "kubeconfig")
-	os.WriteFile(kcFile, kc, 0o600)
-	out, err := exec.Command(filepath.Join(componentsDir(t), "usr/bin/cairn-node"), "kubectl", "--kubeconfig", kcFile, "get", "--raw", "/readyz").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Errorf("kubectl get --raw /readyz: %v: %s", err, out)
+	for _, ab := range archBoards {
+		t.Run(ab.arch, func(t *testing.T) {
+			ctx := context.Background()
+			comps := filepath.Dir(componentsDir(t))
+			if _, err := os.Stat(filepath.Join(comps, "linux-"+ab.arch, "usr/bin/cairn-node")); err != nil {
+				t.Fatalf("no %s node components in %s: run `make components`", ab.arch, comps)
+			}
+			dir := image(t, ab.board, "-components", comps)
+			seed := filepath.Join(t.TempDir(), "seed.iso")
+			if err := qemu.MakeSeedISO(ctx, seed, qemu.Seed{UserData: []byte("#cloud-config\nkubernetes:\n  token: " + clusterToken + "\n")}); err != nil {
+				t.Fatal(err)
+			}
+			port := freePort(t)
+			m := boot(t, ctx, ab.board, dir, qemu.Config{
+				Seed: seed, Memory: 3072, SMP: 2,
+				NICs: []qemu.NIC{{Forwards: []qemu.Forward{{HostPort: port, GuestPort: 6443}}}},
+			})
+			start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
+			ready := waitFor(t, ctx, m, 30*time.Minute, regexp.MustCompile(`cairn: \[\d+\.\d+\] `+reServerReady))
+			t.Logf("figures: %s (TCG, 2 vCPUs): init starting to kube-apiserver /readyz: %s; %s",
+				ab.board, secs(guestClock(ready)-guestClock(start)), ready.Text)
+			if !strings.Contains(ready.Text, "datastore embedded etcd") {
+				t.Errorf("the default image's server does not say it runs the embedded etcd: %s", ready.Text)
+			}
+			tok, _ := join.ParseToken(clusterToken)
+			c := &join.Client{Server: fmt.Sprintf("https://127.0.0.1:%d", port), Token: tok, Timeout: time.Minute}
+			kc, err := c.AdminKubeconfig(ctx)
+			if err != nil {
+				t.Fatalf("cairn kubeconfig through the forwarded port: %v", err)
+			}
+			kcFile := filepath.Join(t.TempDir(), "kubeconfig")
+			os.WriteFile(kcFile, kc, 0o600)
+			out, err := exec.Command(filepath.Join(componentsDir(t), "usr/bin/cairn-node"), "kubectl", "--kubeconfig", kcFile, "get", "--raw", "/readyz").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Errorf("kubectl get --raw /readyz: %v: %s", err, out)
+			}
+		})
 	}
 }
 
