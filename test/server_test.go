@@ -48,12 +48,7 @@ func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string)
 	c := &cluster{ns: ns}
 	for i, addr := range []string{"192.168.77.11", "192.168.77.12"} {
 		name := fmt.Sprintf("s%d", i+1)
-		netns, err := ns.AddPeer(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := nodeRoot(t, serverConfig(name, addr, clusterToken, endpoint))
-		c.nodes = append(c.nodes, startNode(t, name, root, netns))
+		c.nodes = append(c.nodes, startPeer(t, ns, name, nodeRoot(t, serverConfig(name, addr, clusterToken, endpoint))))
 		c.urls = append(c.urls, "https://"+addr+":6443")
 	}
 	for _, n := range c.nodes {
@@ -153,12 +148,7 @@ func (c *cluster) stop(t *testing.T) {
 // with their reasons on their consoles; the datastore stopped for 30 s and
 // the servers serving again without a restart.
 func TestServersPostgres(t *testing.T) {
-	ctx := context.Background()
-	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
 	c := startServers(t, ns, "postgres", pg.endpoint(), pgPassword)
 	api, s1, s2 := c.api, c.urls[0], c.urls[1]
@@ -166,11 +156,7 @@ func TestServersPostgres(t *testing.T) {
 
 	// A third server with the wrong token: refused, the cluster unharmed.
 	t.Run("wrong token", func(t *testing.T) {
-		netns, err := ns.AddPeer(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := startNode(t, "s3", nodeRoot(t, serverConfig("s3", "192.168.77.13", "not-the-token", pg.endpoint())), netns)
+		n := startPeer(t, ns, "s3", nodeRoot(t, serverConfig("s3", "192.168.77.13", "not-the-token", pg.endpoint())))
 		n.expect(t, controlPlane, `node: the datastore holds a cluster created with a different token; this server's token is wrong \(nothing was written\); retrying in 1m0s`)
 		if strings.Contains(n.console(), "kube-apiserver") && strings.Contains(n.console(), "service kube-apiserver") {
 			t.Errorf("s3 started kube-apiserver with the wrong token")
@@ -179,12 +165,8 @@ func TestServersPostgres(t *testing.T) {
 	})
 	// A server with a different service-cidr: refused, naming both values.
 	t.Run("different service-cidr", func(t *testing.T) {
-		netns, err := ns.AddPeer(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
 		cfg := serverConfig("s4", "192.168.77.14", clusterToken, pg.endpoint(), "  service-cidr: 10.99.0.0/16", "  cluster-dns: 10.99.0.10")
-		n := startNode(t, "s4", nodeRoot(t, cfg), netns)
+		n := startPeer(t, ns, "s4", nodeRoot(t, cfg))
 		n.expect(t, controlPlane, `node: kubernetes.service-cidr is "10.99.0.0/16" on this server but "10.43.0.0/16" in the cluster \(set by its first server\)`)
 		n.expect(t, time.Minute, `node: every server of a cluster must agree on these settings; fix this server's config. kube-apiserver is not started`)
 		n.kill()
@@ -292,21 +274,13 @@ func freePort(t *testing.T) int {
 // TestServersMariaDB and TestServersEtcd are the two-server check of
 // TestServersPostgres on the HA guide's other datastores.
 func TestServersMariaDB(t *testing.T) {
-	ns, err := qemu.NewNetns(context.Background(), dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	c := startServers(t, ns, "mariadb", startMariaDB(t, ns, dsAddr), pgPassword)
 	c.stop(t)
 }
 
 func TestServersEtcd(t *testing.T) {
-	ns, err := qemu.NewNetns(context.Background(), dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	c := startServers(t, ns, "etcd", startExternalEtcd(t, ns, dsAddr), "")
 	c.stop(t)
 }
@@ -326,12 +300,7 @@ func TestKineCompaction(t *testing.T) {
 		}
 		soak = d
 	}
-	ctx := context.Background()
-	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
 	c := startServers(t, ns, "postgres", pg.endpoint(), pgPassword)
 	rows := func() int {
@@ -407,12 +376,7 @@ func TestKineCompaction(t *testing.T) {
 // empty database five times: each time they end with one CA, created by
 // exactly one of them (startServers checks both).
 func TestServersSameCA(t *testing.T) {
-	ctx := context.Background()
-	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
 	for run := range 5 {
 		endpoint := strings.Replace(pg.endpoint(), "/kine?", fmt.Sprintf("/race%d?", run), 1)
@@ -426,11 +390,7 @@ func TestServersSameCA(t *testing.T) {
 // servers serving one cluster.
 func TestServersPostgresQEMU(t *testing.T) {
 	ctx := context.Background()
-	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
 	dir := image(t, "qemu-x86_64", "-components", filepath.Dir(componentsDir(t)))
 	addrs := []string{"192.168.77.21", "192.168.77.22"}
@@ -490,12 +450,7 @@ func TestK3sServer(t *testing.T) {
 	if bin == "" {
 		t.Skip("K3S_BINARY is not set: this test needs a k3s binary, which the machines cairn is developed on cannot download; set K3S_BINARY=/path/to/k3s to run it")
 	}
-	ctx := context.Background()
-	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	root := nodeRoot(t, serverConfig("k1", "192.168.77.31", clusterToken, "", "  distribution: k3s"))
 	data, err := os.ReadFile(bin)
 	if err != nil {
@@ -504,11 +459,7 @@ func TestK3sServer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "usr/bin/k3s"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	netns, err := ns.AddPeer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, "k1", root, netns)
+	n := startPeer(t, ns, "k1", root)
 	n.expect(t, controlPlane, `service k3s: ready`)
 	n.stop(t)
 }
@@ -517,19 +468,10 @@ func TestK3sServer(t *testing.T) {
 // says why, without the password, and comes up once it is there; one with
 // a wrong password is told so.
 func TestServerDatastoreDownAtBoot(t *testing.T) {
-	ctx := context.Background()
-	ns, err := qemu.NewNetns(ctx, dsAddr+"/24")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
 	pg.stop()
-	netns, err := ns.AddPeer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, "s1", nodeRoot(t, serverConfig("s1", "192.168.77.11", clusterToken, pg.endpoint())), netns)
+	n := startPeer(t, ns, "s1", nodeRoot(t, serverConfig("s1", "192.168.77.11", clusterToken, pg.endpoint())))
 	n.expect(t, controlPlane, `datastore: postgres at 192\.168\.77\.1:5432/kine is not ready: connection refused: is the database running and listening on that address\?; retrying in \d+s`)
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	pg.start(t, filepath.Dir(bins[len(bins)-1]))
@@ -539,16 +481,34 @@ func TestServerDatastoreDownAtBoot(t *testing.T) {
 	n.expect(t, controlPlane, reServerReady)
 	t.Logf("figures: a server whose PostgreSQL was down at boot: kube-apiserver /readyz %.1fs after PostgreSQL came up", time.Since(back).Seconds())
 
-	netns, err = ns.AddPeer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	wrong := strings.Replace(pg.endpoint(), pgPassword, "not-the-password", 1)
-	w := startNode(t, "s2", nodeRoot(t, serverConfig("s2", "192.168.77.12", clusterToken, wrong)), netns)
+	w := startPeer(t, ns, "s2", nodeRoot(t, serverConfig("s2", "192.168.77.12", clusterToken, wrong)))
 	w.expect(t, controlPlane, `datastore: postgres at 192\.168\.77\.1:5432/kine is not ready: authentication failed: check the user and password in datastore-endpoint; retrying in`)
 	for _, node := range []*containerNode{n, w} {
 		if c := node.console(); strings.Contains(c, pgPassword) || strings.Contains(c, "not-the-password") {
 			t.Errorf("%s's console shows a datastore password", node.name)
 		}
 	}
+}
+
+// bridgeNS is a network namespace with the bridge 192.168.77.1/24 for one
+// test, deleted after everything the test started in it.
+func bridgeNS(t *testing.T) *qemu.Netns {
+	t.Helper()
+	ns, err := qemu.NewNetns(context.Background(), dsAddr+"/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// startPeer starts a node on root in a namespace of its own on ns's bridge.
+func startPeer(t *testing.T, ns *qemu.Netns, name, root string) *containerNode {
+	t.Helper()
+	netns, err := ns.AddPeer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, name, root, netns)
 }

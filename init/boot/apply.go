@@ -79,6 +79,15 @@ func writeFile(root string, f config.WriteFile) error {
 		}
 		data = append(old, data...)
 	}
+	return WriteAtomic(target, data, mode, uid, gid)
+}
+
+// WriteAtomic writes data to target through a temporary file beside it
+// that has mode and owner (-1 keeps the writer's) before any byte is
+// written, syncs it and renames it into place: readers see the old file or
+// the whole new one, and nobody else ever sees a secret. Missing parent
+// directories are created 0755.
+func WriteAtomic(target string, data []byte, mode os.FileMode, uid, gid int) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return err
 	}
@@ -87,8 +96,8 @@ func writeFile(root string, f config.WriteFile) error {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	// Mode and owner first, so the content is never readable by others.
-	if err := tmp.Chmod(mode); err == nil {
+	err = tmp.Chmod(mode)
+	if err == nil && (uid >= 0 || gid >= 0) {
 		err = tmp.Chown(uid, gid)
 	}
 	if err == nil {
