@@ -91,10 +91,10 @@ func TestArgs(t *testing.T) {
 			},
 		},
 		{
-			name: "disk boot through BIOS",
+			name: "disk boot through the board's UEFI firmware",
 			cfg:  Config{Board: x86, Drives: []Drive{{Path: "/t/disk.img"}}, NICs: []NIC{}},
 			want: map[string][]string{
-				"-bios":   nil,
+				"-bios":   {"/usr/share/ovmf/OVMF.fd"},
 				"-device": {"virtio-rng-pci", "virtio-blk-pci,drive=drive0,bootindex=0"},
 			},
 		},
