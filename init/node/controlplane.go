@@ -300,6 +300,6 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 	}
 	s.o.Printf("node: %s is a server: addresses %s; datastore %s; kube-apiserver ready on port %d%s",
 		nodeName(s.o), strings.Join(addrs, ","), s.datastoreName(), config.APIServerPort, since)
-	s.o.Printf("node: the cluster token is in %s (mode 0600); `cairn kubeconfig --server https://ADDRESS:%d --token TOKEN` fetches an admin kubeconfig",
+	s.o.Printf("node: the cluster token is in %s (mode 0600); `cairn kubeconfig --server https://ADDRESS:%d --token-file FILE` fetches an admin kubeconfig with it",
 		s.tokenPath(), config.APIServerPort)
 }
