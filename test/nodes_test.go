@@ -92,7 +92,6 @@ func nodeRoot(t *testing.T, config string) string {
 type containerNode struct {
 	name string
 	cmd  *exec.Cmd
-	log  *os.File
 
 	mu    sync.Mutex
 	lines []string
@@ -119,7 +118,7 @@ func startNode(t *testing.T, name, root, netns string) *containerNode {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &containerNode{name: name, cmd: cmd, log: logf, more: make(chan struct{}), done: make(chan struct{})}
+	n := &containerNode{name: name, cmd: cmd, more: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -230,15 +229,14 @@ func (n *containerNode) kill() {
 	<-n.done
 }
 
-// postgres runs Debian's PostgreSQL inside ns, listening on addr:5432 with
-// password authentication, and returns its data directory and a stop
-// function that can be called again to start it anew.
+// postgres is Debian's PostgreSQL run by a test inside ns, listening on
+// addr:5432 with password authentication; stop and start take it away and
+// bring it back with its data.
 type postgres struct {
-	ns     *qemu.Netns
-	dir    string
-	addr   string
-	cmd    *exec.Cmd
-	stopFn func()
+	ns   *qemu.Netns
+	dir  string
+	addr string
+	cmd  *exec.Cmd
 }
 
 const pgPassword = "pg-s3cret-pw"

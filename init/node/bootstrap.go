@@ -1,7 +1,6 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -213,7 +212,6 @@ func mustMatch(k *config.Kubernetes) map[string]string {
 		"cluster-domain":     k.ClusterDomain,
 		"disable":            strings.Join(slices.Compact(disable), ","),
 		"secrets-encryption": fmt.Sprint(k.SecretsEncryption),
-		"distribution":       cmp.Or(k.Distribution, "builtin"),
 	}
 }
 

@@ -198,10 +198,6 @@ func (p Pair) Parse() (*x509.Certificate, crypto.Signer, error) {
 	return cert, key, nil
 }
 
-// Fingerprint is the SHA-256 of a PEM bundle as written: what a K10 token
-// carries to pin the cluster's serving authority.
-func Fingerprint(bundle []byte) [sha256.Size]byte { return sha256.Sum256(bundle) }
-
 func newKey() (*ecdsa.PrivateKey, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
