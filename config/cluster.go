@@ -13,7 +13,7 @@ import (
 // first server records them, and a server that disagrees refuses to start.
 var mustMatch = []string{
 	"cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "disable",
-	"secrets-encryption", "datastore-endpoint", "vip",
+	"secrets-encryption", "datastore-endpoint", "vip", "flannel-backend",
 }
 
 // CheckCluster checks the configs of one cluster's nodes together, each

@@ -62,10 +62,8 @@ var k3sKeys = map[string]k3sKey{
 
 	// Cluster networking.
 	"service-node-port-range": notYet("NodePorts come from 30000-32767; set it with kube-apiserver-arg: [service-node-port-range=...] on every server"),
-	"flannel-backend":         notYet("cairn runs its own pod network"),
 	"flannel-ipv6-masq":       notYet("cairn runs its own pod network"),
 	"flannel-external-ip":     notYet("cairn runs its own pod network"),
-	"flannel-iface":           notYet("cairn runs its own pod network"),
 	"flannel-conf":            notYet("cairn runs its own pod network"),
 	"flannel-cni-conf":        notYet("cairn runs its own pod network"),
 	"egress-selector-mode":    notYet("the API server reaches kubelets directly"),

@@ -52,8 +52,8 @@ func TestK3sPaste(t *testing.T) {
 		name, doc string
 		want      []string // the lines printed, in order
 	}{
-		{"not supported yet, changes the cluster", "kubernetes:\n  flannel-backend: wireguard-native\n",
-			[]string{`c:2:3: error: k3s key "flannel-backend" is not supported by cairn yet (cairn runs its own pod network); remove it`}},
+		{"not supported yet, changes the cluster", "kubernetes:\n  flannel-conf: /etc/flannel.json\n",
+			[]string{`c:2:3: error: k3s key "flannel-conf" is not supported by cairn yet (cairn runs its own pod network); remove it`}},
 		{"not supported yet, harmless", "kubernetes:\n  etcd-snapshot-retention: 10\n",
 			[]string{`c:2:3: warning: k3s key "etcd-snapshot-retention" is not supported by cairn yet (cairn takes no etcd snapshots); it is ignored`}},
 		{"no meaning on an appliance", "kubernetes:\n  write-kubeconfig-mode: \"0644\"\n",
@@ -74,7 +74,7 @@ func TestK3sPaste(t *testing.T) {
 			[]string{`c:1:1: error: INSTALL_K3S_EXEC is a setting of k3s's install script, and cairn installs nothing: write the flags of INSTALL_K3S_EXEC as keys under kubernetes`}},
 		{"k3s keys at the top level", "token: s\nflannel-backend: none\n",
 			[]string{`c:1:1: error: token is a key of the kubernetes section; move it under kubernetes:`,
-				`c:2:1: error: "flannel-backend" is a k3s key; k3s keys go under kubernetes:`}},
+				`c:2:1: error: flannel-backend is a key of the kubernetes section; move it under kubernetes:`}},
 		{"cloud-init ntp shape", "ntp:\n  enabled: true\n  ntp_client: chrony\n  servers: [10.0.0.1]\n",
 			[]string{`c:3:3: warning: ntp.ntp_client is ignored: cairn syncs the clock with its own NTP client`}},
 		{"ntp disabled", "ntp: {enabled: false}\n",

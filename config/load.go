@@ -16,9 +16,11 @@ const (
 	DefaultServiceCIDR   = "10.43.0.0/16"
 	DefaultClusterDNS    = "10.43.0.10"
 	DefaultClusterDomain = "cluster.local"
-	DefaultDistribution  = "builtin"
-	DefaultPermissions   = "0644"
-	DefaultOwner         = "root:root"
+	// DefaultFlannelBackend is k3s's default pod network backend.
+	DefaultFlannelBackend = "vxlan"
+	DefaultDistribution   = "builtin"
+	DefaultPermissions    = "0644"
+	DefaultOwner          = "root:root"
 	// APIServerPort is where servers serve the Kubernetes API, and the
 	// port of the default server URL https://<vip>:6443.
 	APIServerPort = 6443
@@ -196,6 +198,9 @@ func (c *Config) fillDefaults() {
 	}
 	if k.Distribution == "" {
 		k.Distribution = DefaultDistribution
+	}
+	if k.FlannelBackend == "" {
+		k.FlannelBackend = DefaultFlannelBackend
 	}
 	if k.Server == "" && k.VIP != "" && k.Role == "agent" {
 		k.Server = "https://" + net.JoinHostPort(k.VIP, strconv.Itoa(APIServerPort))

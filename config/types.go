@@ -123,6 +123,8 @@ type Kubernetes struct {
 	ClusterDNS        string   `yaml:"cluster-dns,omitempty"`    // 10.43.0.10
 	ClusterDomain     string   `yaml:"cluster-domain,omitempty"` // cluster.local
 	Disable           []string `yaml:"disable,omitempty"`
+	FlannelBackend    string   `yaml:"flannel-backend,omitempty"` // vxlan (default) | host-gw | none
+	FlannelIface      string   `yaml:"flannel-iface,omitempty"`   // the link pod traffic between nodes uses; default: the one with the default route
 	SecretsEncryption bool     `yaml:"secrets-encryption,omitempty"`
 	Distribution      string   `yaml:"distribution,omitempty"` // builtin (default) | k3s
 

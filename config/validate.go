@@ -632,6 +632,14 @@ func (ck *checker) kubernetes() {
 	if k.ClusterDomain != "" && !isDNSName(k.ClusterDomain) {
 		ck.errorf(kp+"cluster-domain", "kubernetes.cluster-domain %q is not a DNS domain", k.ClusterDomain)
 	}
+	switch k.FlannelBackend {
+	case "", "vxlan", "host-gw", "none":
+	default:
+		ck.errorf(kp+"flannel-backend", "kubernetes.flannel-backend %q is not one cairn runs: vxlan (the default), host-gw or none (bring your own CNI)", k.FlannelBackend)
+	}
+	if k.FlannelIface != "" && !validIfName(k.FlannelIface) {
+		ck.errorf(kp+"flannel-iface", "kubernetes.flannel-iface %q is not an interface name", k.FlannelIface)
+	}
 	for i, d := range k.Disable {
 		p := fmt.Sprintf("%sdisable[%d]", kp, i)
 		if !slices.Contains(knownDisable, d) {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/shutdown"
 	"github.com/cairn-os/cairn/init/supervise"
 
@@ -20,7 +21,7 @@ import (
 // returns its exit status. It is what `init -platform container` does when
 // it is not PID 1 already.
 func launchContainer(netns string) int {
-	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if netns == "" {
 		flags |= unix.CLONE_NEWNET
 	} else {
@@ -39,6 +40,18 @@ func launchContainer(netns string) int {
 			return 1
 		}
 	}
+	// The node's own cgroup, the root of its cgroup namespace: its kubelet
+	// and containers stay apart from the host's and other nodes'.
+	cg, err := boot.EnterNodeCgroup(fmt.Sprintf("cairn-node-%d", os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn: init: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := cg.Remove(); err != nil {
+			fmt.Fprintf(os.Stderr, "cairn: init: %v\n", err)
+		}
+	}()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

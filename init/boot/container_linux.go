@@ -93,12 +93,10 @@ func (c ContainerRoot) Run() error {
 			return fmt.Errorf("%s: %w", m, err)
 		}
 	}
-	// The host's cgroups, for the kubelet and containerd on this platform.
-	if _, err := os.Stat("/sys/fs/cgroup"); err == nil {
-		cg := filepath.Join(root, "sys/fs/cgroup")
-		if err := unix.Mount("/sys/fs/cgroup", cg, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("binding the host's cgroups into the container: %w", err)
-		}
+	// The node's own cgroups (a cgroup namespace the launcher made), for
+	// the kubelet and containerd on this platform.
+	if err := mountCgroups(root); err != nil {
+		return fmt.Errorf("mounting the node's cgroups: %w", err)
 	}
 	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty", "kmsg", "net/tun", "fuse"} {
 		src, dst := "/dev/"+n, filepath.Join(root, "dev", n)

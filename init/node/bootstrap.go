@@ -212,6 +212,7 @@ func mustMatch(k *config.Kubernetes) map[string]string {
 		"cluster-domain":     k.ClusterDomain,
 		"disable":            strings.Join(slices.Compact(disable), ","),
 		"secrets-encryption": fmt.Sprint(k.SecretsEncryption),
+		"flannel-backend":    k.FlannelBackend,
 	}
 }
 
