@@ -111,8 +111,11 @@ type Kubernetes struct {
 	DatastoreCertFile string   `yaml:"datastore-certfile,omitempty"`
 	DatastoreKeyFile  string   `yaml:"datastore-keyfile,omitempty"`
 	VIP               string   `yaml:"vip,omitempty"`
-	VIPInterface      string   `yaml:"vip-interface,omitempty"` // the link servers hold the VIP on: a network key or set-name; default: the one whose subnet holds it
-	Server            string   `yaml:"server,omitempty"`        // agents; https://<vip>:6443 by default
+	VIPInterface      string   `yaml:"vip-interface,omitempty"`      // the link servers hold the VIP on: a network key or set-name; default: the one whose subnet holds it
+	VIPLeaseDuration  string   `yaml:"vip-lease-duration,omitempty"` // 2s: the others take the VIP after seeing no renewal this long
+	VIPRenewDeadline  string   `yaml:"vip-renew-deadline,omitempty"` // 1500ms: the holder drops it when it has not renewed this long
+	VIPRetryPeriod    string   `yaml:"vip-retry-period,omitempty"`   // 500ms: how often the holder renews and the others look
+	Server            string   `yaml:"server,omitempty"`             // agents; https://<vip>:6443 by default
 	TLSSAN            []string `yaml:"tls-san,omitempty"`
 	NodeName          string   `yaml:"node-name,omitempty"`
 	NodeIP            string   `yaml:"node-ip,omitempty"`

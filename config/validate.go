@@ -584,6 +584,7 @@ func (ck *checker) kubernetes() {
 			}
 		}
 	}
+	ck.vipTimings()
 	if k.Server != "" {
 		u, err := url.Parse(k.Server)
 		switch {
