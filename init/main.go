@@ -164,6 +164,11 @@ func (st *initState) boot(ctx context.Context, stage2 bool) {
 		err := stage1(st)
 		// stage1 returns only on error: on success it executes stage 2.
 		st.log.Printf("init: %v", err)
+		if st.cmdline.Get(layout.SystemParam) == layout.SystemDisk {
+			// A slot on trial gives way to the other one; a trusted
+			// slot would only fail again.
+			boot.FallBack(st.cmdline.Get(layout.SlotParam), fallBackDelay)
+		}
 		st.log.Printf("init: cannot continue the boot; fix the image or the kernel command line and restart the machine")
 		return
 	}
@@ -209,6 +214,10 @@ func boardModules() []string {
 	}
 	return b.Modules
 }
+
+// fallBackDelay is how long a failed stage 1 on a slot on trial shows its
+// error on the console before it restarts the machine.
+const fallBackDelay = 10 * time.Second
 
 // newRoot is where stage 1 assembles the root file system of stage 2.
 const newRoot = "/sysroot"

@@ -3,6 +3,7 @@
 package test
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"os"
@@ -117,10 +118,12 @@ func TestDiskFallsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	disk := diskCopy(t, board)
-	breakSlotB(t, disk)
+	breakSlotB(t, disk, func(read func(string) []byte) []byte {
+		return []byte(strings.Repeat("not an initramfs ", 1000))
+	})
 	m := bootDiskWith(t, ctx, board, disk, writeSeed(t, ctx), qemu.Config{AllowReboot: true})
 	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`Kernel panic - not syncing`))
-	fell := waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] warning: boot: slot B failed to boot 1 times \(cairn-b\+0-1\.conf\); the boot loader fell back to slot A`))
+	fell := waitFor(t, ctx, m, bootTimeout, reFellBack)
 	waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
 	if n := m.Count(reInitStarting); n != 1 {
 		t.Errorf("the init started %d times, want once (slot A; slot B's kernel panics before it)", n)
@@ -129,9 +132,36 @@ func TestDiskFallsBack(t *testing.T) {
 	powerOff(t, ctx, m)
 }
 
+// TestDiskFallsBackStage1 selects slot B with a kernel and initramfs that
+// boot but an empty slot partition: stage 1 finds no system image, sees
+// that slot B is on trial, and restarts the machine, so the loader comes
+// back on slot A without anyone at the console.
+func TestDiskFallsBackStage1(t *testing.T) {
+	board := "qemu-x86_64"
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	disk := diskCopy(t, board)
+	breakSlotB(t, disk, func(read func(string) []byte) []byte { return read("/EFI/cairn/a/initrd.img") })
+	m := bootDiskWith(t, ctx, board, disk, writeSeed(t, ctx), qemu.Config{AllowReboot: true})
+	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: mount the system image on partition cairn-b`))
+	trial := waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] warning: boot: slot B is on trial \(its boot loader entry cairn-b\+0-1\.conf still counts tries\); restarting in 10s so the boot loader falls back to the other slot`))
+	fell := waitFor(t, ctx, m, bootTimeout, reFellBack)
+	waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
+	if n := m.Count(reInitStarting); n != 2 {
+		t.Errorf("the init started %d times, want twice (slot B's stage 1, then slot A)", n)
+	}
+	t.Logf("console: %s / %s", trial.Text, fell.Text)
+	powerOff(t, ctx, m)
+}
+
+// reFellBack is slot A's init saying slot B's one try was spent.
+var reFellBack = regexp.MustCompile(`cairn: \[\d+\.\d+\] warning: boot: slot B failed to boot 1 times \(cairn-b\+0-1\.conf\); the boot loader fell back to slot A`)
+
 // breakSlotB gives the disk a boot loader entry for slot B, newer than A's
-// so systemd-boot picks it, with one try and an initramfs of garbage.
-func breakSlotB(t *testing.T, img string) {
+// so systemd-boot picks it, with one try, A's kernel and the initramfs
+// initrd returns (given a reader of the ESP's files); slot B's partition
+// stays empty.
+func breakSlotB(t *testing.T, img string, initrd func(read func(string) []byte) []byte) {
 	t.Helper()
 	d, err := diskfs.Open(img)
 	if err != nil {
@@ -170,7 +200,7 @@ func breakSlotB(t *testing.T, img string) {
 	entry = strings.NewReplacer("/EFI/cairn/a/", "/EFI/cairn/b/", "cairn.slot=a", "cairn.slot=b", "(slot A)", "(slot B)").Replace(entry)
 	entry = regexp.MustCompile(`(?m)^version \d+$`).ReplaceAllString(entry, "version 9999999999")
 	write("/EFI/cairn/b/vmlinuz", read("/EFI/cairn/a/vmlinuz"))
-	write("/EFI/cairn/b/initrd.img", []byte(strings.Repeat("not an initramfs ", 1000)))
+	write("/EFI/cairn/b/initrd.img", initrd(read))
 	write("/loader/entries/cairn-b+1.conf", []byte(entry))
 }
 
@@ -205,14 +235,30 @@ func artifactCopy(t *testing.T, board, format, name string) string {
 // TestISOBoot boots cairn.iso under OVMF and AAVMF as a USB stick would be
 // (the ISO's EFI partition, systemd-boot, the live entry): the system image
 // runs from RAM, the config comes from the seed, and there is no STATE.
-func TestISOBootX86_64(t *testing.T) { testISOBoot(t, "qemu-x86_64") }
+func TestISOBootX86_64(t *testing.T) { testISOBoot(t, "qemu-x86_64", "") }
 
-func TestISOBootArm64(t *testing.T) { testISOBoot(t, "qemu-arm64") }
+func TestISOBootArm64(t *testing.T) { testISOBoot(t, "qemu-arm64", "") }
 
-func testISOBoot(t *testing.T, board string) {
+// TestISOCDROM boots the same ISO as a CD-ROM (a SCSI CD on virtio-scsi):
+// the firmware finds the El Torito UEFI boot image.
+func TestISOCDROMX86_64(t *testing.T) { testISOBoot(t, "qemu-x86_64", qemu.MediaCDROM) }
+
+func TestISOCDROMArm64(t *testing.T) { testISOBoot(t, "qemu-arm64", qemu.MediaCDROM) }
+
+func testISOBoot(t *testing.T, board, media string) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	m := bootDisk(t, ctx, board, artifactCopy(t, board, "iso", "cairn.iso"), writeSeed(t, ctx))
+	iso := artifactCopy(t, board, "iso", "cairn.iso")
+	var m *qemu.Machine
+	if media == "" {
+		m = bootDisk(t, ctx, board, iso, writeSeed(t, ctx))
+	} else {
+		b, err := boards.Load(board)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m = bootFirmware(t, ctx, b, qemu.Config{FailOn: qemu.FatalLines, Seed: writeSeed(t, ctx), Drives: []qemu.Drive{{Path: iso, Media: media}}})
+	}
 	start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
 	waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: mount the system image /system\.sqfs`))
 	loaded := waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
@@ -223,7 +269,7 @@ func testISOBoot(t *testing.T, board string) {
 		t.Errorf("a live boot mounted STATE %d times; it has none", n)
 	}
 	powerOff(t, ctx, m)
-	t.Logf("figures: %s iso: init starting %s, config loaded %s after QEMU start", board, secs(start.At), secs(loaded.At))
+	t.Logf("figures: %s iso %s: init starting %s, config loaded %s after QEMU start", board, cmp.Or(media, "disk"), secs(start.At), secs(loaded.At))
 }
 
 // bootDisk starts board from disk (through its firmware) with a seed and
@@ -247,7 +293,16 @@ func bootDiskWith(t *testing.T, ctx context.Context, board, disk, seed string, c
 	if _, err := os.Stat(b.QEMU.Firmware); err != nil {
 		t.Fatalf("firmware %s: %v (make deps installs ovmf and qemu-efi-aarch64)", b.QEMU.Firmware, err)
 	}
-	cfg.Board, cfg.Seed, cfg.Drives = b, seed, []qemu.Drive{{Path: disk}}
+	cfg.Seed, cfg.Drives = seed, append([]qemu.Drive{{Path: disk}}, cfg.Drives...)
+	return bootFirmware(t, ctx, b, cfg)
+}
+
+// bootFirmware starts cfg on board b without a kernel (the firmware boots
+// a drive or the network), console in out/test-logs, QEMU killed when the
+// test ends.
+func bootFirmware(t *testing.T, ctx context.Context, b *boards.Board, cfg qemu.Config) *qemu.Machine {
+	t.Helper()
+	cfg.Board = b
 	log := strings.ReplaceAll(t.Name(), "/", "_")
 	if cfg.Name != "" {
 		log += "-" + cfg.Name

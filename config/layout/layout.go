@@ -70,6 +70,19 @@ const ESPDir = "/EFI/cairn"
 // (loader/entries/cairn-a+3.conf, with systemd-boot's boot counter).
 const EntryPrefix = "cairn-"
 
+// PiConfig and PiTryboot are the Raspberry Pi firmware's config files on
+// the boot partition: the one it always reads, and the one it reads instead
+// for the single boot after `reboot "0 tryboot"`. Each names the slot it
+// boots with os_prefix=<slot>/.
+const (
+	PiConfig  = "config.txt"
+	PiTryboot = "tryboot.txt"
+)
+
+// TrybootFlag is where the Pi firmware says (nonzero) that it booted from
+// tryboot.txt.
+const TrybootFlag = "/proc/device-tree/chosen/bootloader/tryboot"
+
 // Stage1Modules are what stage 1 of the init loads on every board, besides
 // the board's own list: finding and mounting the system image (loop,
 // squashfs, overlay), the STATE partition (ext4), the EFI system partition

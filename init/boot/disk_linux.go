@@ -2,13 +2,10 @@ package boot
 
 import (
 	"bufio"
-	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,13 +158,14 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
-// Bless marks the running slot's boot loader entry good, ending
-// systemd-boot's boot counting for it (cairn-a+2-1.conf becomes
-// cairn-a.conf), and reports when an entry of the other slot ran out of
-// tries: the boot loader fell back to this slot.
+// Bless marks the running slot good for its boot loader and reports when
+// the loader fell back from the other slot. With systemd-boot it ends the
+// boot counting of the slot's entry (cairn-a+2-1.conf becomes cairn-a.conf);
+// with the Raspberry Pi firmware it makes config.txt boot the slot after a
+// trial boot (tryboot.txt). The boot partition's contents say which.
 type Bless struct {
-	ESP   string // the EFI system partition's GPT name
-	Mount string // where to mount it for the rename
+	ESP   string // the boot partition's GPT name
+	Mount string // where to mount it
 	Slot  string // the running slot
 	Wait  time.Duration
 }
@@ -176,59 +174,91 @@ func (b Bless) String() string {
 	return fmt.Sprintf("mark slot %s as booted", strings.ToUpper(b.Slot))
 }
 
-// counted matches a counting entry's name: cairn-a+2-1.conf, cairn-b+0-3.conf.
-var counted = regexp.MustCompile(`^` + regexp.QuoteMeta(layout.EntryPrefix) + `([a-z])\+(\d+)(?:-(\d+))?\.conf$`)
-
-// Run renames the entry.
+// Run renames the entry or rewrites config.txt.
 func (b Bless) Run() error {
-	dev, err := FindPartition(b.ESP, b.Wait)
+	return withBootPartition(b.ESP, b.Mount, b.Wait, false, func(root string) error {
+		dir := filepath.Join(root, "loader/entries")
+		if names, err := entryNames(dir); err == nil {
+			return blessEntries(dir, names, b.Slot)
+		}
+		if _, err := os.Stat(filepath.Join(root, layout.PiConfig)); err == nil {
+			return blessTryboot(root, b.Slot, trybootFlag(layout.TrybootFlag))
+		}
+		return fmt.Errorf("the boot partition %s has neither loader/entries (systemd-boot) nor %s (Raspberry Pi); is it a cairn disk?", b.ESP, layout.PiConfig)
+	})
+}
+
+// OnTrial says why the running slot boots on trial: its systemd-boot entry
+// still counts tries, or the Pi firmware booted it from tryboot.txt. It
+// returns "" for a trusted slot, or when the boot partition cannot be read.
+func OnTrial(slot string) string {
+	var why string
+	withBootPartition(layout.ESPLabel, "/run/cairn/esp", 5*time.Second, true, func(root string) error {
+		if names, err := entryNames(filepath.Join(root, "loader/entries")); err == nil {
+			if e := trialEntry(names, slot); e != "" {
+				why = "its boot loader entry " + e + " still counts tries"
+			}
+			return nil
+		}
+		why = trialTryboot(root, slot, trybootFlag(layout.TrybootFlag))
+		return nil
+	})
+	return why
+}
+
+// FallBack restarts the machine after delay when slot boots on trial, so
+// the boot loader counts the failed boot and, its tries spent, boots the
+// other slot; it returns (doing nothing) for a trusted slot, whose failure
+// a restart would only repeat.
+func FallBack(slot string, delay time.Duration) {
+	why := OnTrial(slot)
+	if why == "" {
+		return
+	}
+	slog.Warn(fmt.Sprintf("boot: slot %s is on trial (%s); restarting in %s so the boot loader falls back to the other slot", strings.ToUpper(slot), why, delay))
+	time.Sleep(delay)
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		slog.Warn(fmt.Sprintf("boot: restart: %v; reset the machine to fall back", err))
+	}
+}
+
+// withBootPartition mounts the boot partition (vfat) named label at mount,
+// read-only when ro, runs fn on it and unmounts it, synced.
+func withBootPartition(label, mount string, wait time.Duration, ro bool, fn func(root string) error) error {
+	dev, err := FindPartition(label, wait)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(b.Mount, 0o755); err != nil {
+	if err := os.MkdirAll(mount, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount(dev, b.Mount, "vfat", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "umask=0077"); err != nil {
-		return fmt.Errorf("mounting the EFI system partition %s: %w", dev, err)
+	flags := uintptr(unix.MS_NODEV | unix.MS_NOSUID | unix.MS_NOEXEC)
+	if ro {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(dev, mount, "vfat", flags, "umask=0077"); err != nil {
+		return fmt.Errorf("mounting the boot partition %s: %w", dev, err)
 	}
 	defer func() {
 		unix.Sync()
-		unix.Unmount(b.Mount, 0)
+		unix.Unmount(mount, 0)
 	}()
-	dir := filepath.Join(b.Mount, "loader/entries")
+	return fn(mount)
+}
+
+// entryNames lists a loader entries directory, sorted.
+func entryNames(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
-	return blessEntries(dir, names, b.Slot)
-}
-
-// blessEntries does Bless's work on the entry names found in dir.
-func blessEntries(dir string, names []string, slot string) error {
-	var errs []error
-	for _, name := range names {
-		m := counted.FindStringSubmatch(name)
-		if m == nil {
-			continue
-		}
-		switch {
-		case m[1] == slot:
-			good := layout.EntryPrefix + slot + ".conf"
-			if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, good)); err != nil {
-				errs = append(errs, fmt.Errorf("renaming %s to %s: %w", name, good, err))
-				continue
-			}
-			slog.Info(fmt.Sprintf("boot: slot %s booted; its entry %s is now %s", strings.ToUpper(slot), name, good))
-		case m[2] == "0":
-			slog.Warn(fmt.Sprintf("boot: slot %s failed to boot %s times (%s); the boot loader fell back to slot %s", strings.ToUpper(m[1]), cmp.Or(m[3], "several"), name, strings.ToUpper(slot)))
-		}
-	}
-	return errors.Join(errs...)
+	return names, nil
 }
 
 // partitionWait is how long a disk boot waits for its partitions to appear.

@@ -78,3 +78,63 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestTrialEntry(t *testing.T) {
+	for _, c := range []struct {
+		entries []string
+		slot    string
+		want    string
+	}{
+		{[]string{"cairn-a+2-1.conf"}, "a", "cairn-a+2-1.conf"},
+		{[]string{"cairn-a.conf", "cairn-b+0-1.conf"}, "b", "cairn-b+0-1.conf"},
+		{[]string{"cairn-a.conf", "cairn-b+0-1.conf"}, "a", ""},
+		{[]string{"cairn-a+3.conf"}, "a", "cairn-a+3.conf"},
+	} {
+		if got := trialEntry(c.entries, c.slot); got != c.want {
+			t.Errorf("trialEntry(%v, %s) = %q, want %q", c.entries, c.slot, got, c.want)
+		}
+	}
+}
+
+// TestBlessTryboot follows the Raspberry Pi's tryboot scheme: what
+// config.txt and tryboot.txt name after a boot, and what the console says.
+func TestBlessTryboot(t *testing.T) {
+	conf := func(slot string) string { return "arm_64bit=1\nos_prefix=" + slot + "/\nkernel=vmlinuz\n" }
+	for _, c := range []struct {
+		name               string
+		cfg, try           string // slots config.txt and tryboot.txt name
+		slot               string // the running slot
+		tryboot            bool
+		wantCfg, wantTry   string
+		wantLog, wantTrial string
+	}{
+		{"first boot of A", "a", "a", "a", false, "a", "a", "slot A booted (config.txt)", ""},
+		{"B on trial, comes up", "a", "b", "b", true, "b", "b", "slot B booted on trial (tryboot.txt); config.txt boots it from now on", "the firmware's trial boot"},
+		{"B's trial failed, A again", "a", "b", "a", false, "a", "a", "slot B did not come up on its trial boot (tryboot.txt); the firmware fell back to slot A", ""},
+		{"B trusted", "b", "b", "b", false, "b", "b", "slot B booted", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "config.txt"), []byte(conf(c.cfg)), 0o644)
+			os.WriteFile(filepath.Join(dir, "tryboot.txt"), []byte(conf(c.try)), 0o644)
+			if got := trialTryboot(dir, c.slot, c.tryboot); !strings.HasPrefix(got, c.wantTrial) || (got == "") != (c.wantTrial == "") {
+				t.Errorf("on trial: %q, want %q", got, c.wantTrial)
+			}
+			var log bytes.Buffer
+			old := slog.Default()
+			slog.SetDefault(slog.New(slog.NewTextHandler(&log, nil)))
+			defer slog.SetDefault(old)
+			if err := blessTryboot(dir, c.slot, c.tryboot); err != nil {
+				t.Fatal(err)
+			}
+			cfg, _ := os.ReadFile(filepath.Join(dir, "config.txt"))
+			try, _ := os.ReadFile(filepath.Join(dir, "tryboot.txt"))
+			if PiSlot(cfg) != c.wantCfg || PiSlot(try) != c.wantTry {
+				t.Errorf("config.txt boots %q, tryboot.txt %q; want %q and %q", PiSlot(cfg), PiSlot(try), c.wantCfg, c.wantTry)
+			}
+			if !strings.Contains(log.String(), c.wantLog) {
+				t.Errorf("console %q does not say %q", log.String(), c.wantLog)
+			}
+		})
+	}
+}
