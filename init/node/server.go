@@ -99,6 +99,7 @@ func (s *server) run(ctx context.Context) error {
 		return fmt.Errorf("a client for the datastore: %w", err)
 	}
 	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI) })
+	s.startVIP(ctx, res.PKI)
 	supervise.Go("node: datastore watch", func() {
 		defer cli.Close()
 		s.watchDatastore(ctx, cli)

@@ -1,0 +1,336 @@
+// Package vip keeps the cluster's fixed registration address (the VIP) on
+// exactly one ready server: servers elect a holder through a Lease in their
+// own apiserver, and the holder adds the address to its link and announces
+// it with gratuitous ARP (unsolicited neighbour advertisements for IPv6).
+//
+// The election judges time on the local monotonic clock only, as
+// client-go's leaderelection does: a candidate takes the lease when it has
+// seen no change of it for the holder's lease duration, and the holder
+// drops the address when it has not renewed within its renew deadline,
+// which is shorter. Clock skew between servers does not matter.
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config says what to hold and how fast to move it.
+type Config struct {
+	// VIP is the address to hold.
+	VIP netip.Addr
+	// Identity names this server in the lease; unique per boot
+	// ("s1_3fa2b1c0": the node name, "_", random).
+	Identity string
+	// LeaseDuration is how long the others wait without seeing a renewal
+	// before they take the lease; RenewDeadline how long the holder keeps
+	// the address without a successful renewal; RetryPeriod how often
+	// the holder renews and the others look.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Printf writes one console line.
+	Printf func(format string, args ...any)
+}
+
+// Record is the lease as the election sees it.
+type Record struct {
+	// Holder is the holder's identity, "" when nobody holds it.
+	Holder string
+	// Duration is the holder's lease duration: how long the others wait.
+	Duration time.Duration
+	// Acquired and Renewed are wall-clock times, for people reading the
+	// Lease; the election never compares them with a clock.
+	Acquired, Renewed time.Time
+	// Transitions counts changes of holder.
+	Transitions int
+	// Version is the object's resourceVersion: an update carrying an old
+	// one fails with ErrConflict.
+	Version string
+}
+
+// Errors a Store returns.
+var (
+	ErrNotFound = errors.New("the lease does not exist")
+	ErrConflict = errors.New("the lease changed since it was read")
+)
+
+// Store reads and writes the lease.
+type Store interface {
+	Get(ctx context.Context) (Record, error)
+	// Create makes the lease; ErrConflict when it exists already.
+	Create(ctx context.Context, r Record) (Record, error)
+	// Update writes r if the lease is still at r.Version.
+	Update(ctx context.Context, r Record) (Record, error)
+}
+
+// Address is the VIP on this node's link.
+type Address interface {
+	// Add adds the address and returns the link's name.
+	Add() (link string, err error)
+	// Announce tells the network that this node has the address now
+	// (gratuitous ARP or unsolicited NA); it stops as soon as Remove is
+	// called.
+	Announce()
+	// Remove takes the address off every link that has it; removed is
+	// whether any had.
+	Remove() (removed []string, err error)
+}
+
+// LinkMatch names the link to hold the VIP on, as the config does: a
+// kernel name, a MAC address or a name glob (an ethernets entry's match).
+// The zero LinkMatch means the link whose subnet holds the VIP.
+type LinkMatch struct {
+	Name string
+	MAC  net.HardwareAddr
+	Glob string
+}
+
+func (m LinkMatch) zero() bool { return m.Name == "" && m.MAC == nil && m.Glob == "" }
+
+// Ready reports whether this server's apiserver is ready.
+type Ready func(ctx context.Context) error
+
+// elector is one server's view of the election.
+type elector struct {
+	c     Config
+	store Store
+	ready Ready
+	addr  Address
+
+	// observed is the last record read or written, seen at observedAt
+	// (the local clock when this server first saw that version).
+	observed   Record
+	observedAt time.Time
+	// holding: the address is on this node; renewed is when the last
+	// successful write of the lease was sent.
+	holding bool
+	renewed time.Time
+	// notReady is the last readiness failure said on the console.
+	notReady string
+	// addFailed is the last error adding the address, said once.
+	addFailed string
+}
+
+// Run holds the VIP whenever this server wins the election, until ctx
+// ends; then it drops the address and releases the lease, so another
+// server takes it at once.
+func Run(ctx context.Context, c Config, store Store, ready Ready, addr Address) {
+	e := &elector{c: c, store: store, ready: ready, addr: addr}
+	// A bug must not leave the address on a node that stopped renewing:
+	// drop it, then let the caller's recovery report the panic.
+	defer func() {
+		if r := recover(); r != nil {
+			addr.Remove()
+			panic(r)
+		}
+	}()
+	if links, err := addr.Remove(); err != nil {
+		e.say("vip: removing %s left from before: %v", c.VIP, err)
+	} else if len(links) > 0 {
+		e.say("vip: removed %s from %s: it was left from before this server took part", c.VIP, strings.Join(links, ","))
+	}
+	for {
+		wait := e.step(ctx)
+		if ctx.Err() != nil {
+			e.stop()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			e.stop()
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (e *elector) say(format string, args ...any) {
+	if e.c.Printf != nil {
+		e.c.Printf(format, args...)
+	}
+}
+
+// deadline is when the holder must have renewed.
+func (e *elector) deadline() time.Time { return e.renewed.Add(e.c.RenewDeadline) }
+
+// step does one round: check readiness, read the lease, renew or take it
+// when this server may, drop the address when it must. It returns how
+// long to wait before the next round.
+func (e *elector) step(ctx context.Context) time.Duration {
+	if e.holding && !time.Now().Before(e.deadline()) {
+		e.drop(fmt.Sprintf("could not renew the lease within %s", e.c.RenewDeadline))
+	}
+	// Every request of a holder ends by its deadline: a hung apiserver
+	// must not keep the address past it.
+	limit := time.Now().Add(max(e.c.LeaseDuration, time.Second))
+	if e.holding {
+		limit = e.deadline()
+	}
+	opCtx, cancel := context.WithDeadline(ctx, limit)
+	defer cancel()
+
+	if err := e.ready(opCtx); err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		if e.holding && !time.Now().Before(e.deadline()) {
+			e.drop(fmt.Sprintf("could not renew the lease within %s", e.c.RenewDeadline))
+		} else if e.holding {
+			e.drop("apiserver not ready")
+		}
+		e.notReady = err.Error()
+		return e.c.RetryPeriod
+	}
+	e.notReady = ""
+
+	r, err := e.store.Get(opCtx)
+	now := time.Now()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return e.tryTake(opCtx, Record{Version: ""}, true)
+	case err != nil:
+		return e.afterFailure()
+	}
+	if r.Version != e.observed.Version || e.observedAt.IsZero() {
+		e.observed, e.observedAt = r, now
+	}
+	switch {
+	case r.Holder == e.c.Identity:
+		return e.renew(opCtx)
+	case e.holding:
+		e.drop("lost the lease to " + nodeOf(r.Holder))
+	}
+	if r.Holder == "" || !now.Before(e.expiry()) {
+		return e.tryTake(opCtx, r, false)
+	}
+	// Look again at the first moment the lease may have expired.
+	return min(e.c.RetryPeriod, time.Until(e.expiry())+time.Millisecond)
+}
+
+// expiry is when the observed lease expires, on this server's clock.
+func (e *elector) expiry() time.Time {
+	d := e.observed.Duration
+	if d <= 0 {
+		d = e.c.LeaseDuration
+	}
+	return e.observedAt.Add(d)
+}
+
+// afterFailure is the wait after a failed request: a holder tries again
+// soon, within its deadline.
+func (e *elector) afterFailure() time.Duration {
+	if e.holding {
+		return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
+	}
+	return e.c.RetryPeriod
+}
+
+// renew writes the lease again as its holder (or takes the address back
+// when the lease is still this server's but the address was dropped).
+func (e *elector) renew(ctx context.Context) time.Duration {
+	next := e.observed
+	next.Renewed = time.Now()
+	next.Duration = e.c.LeaseDuration
+	sent := time.Now()
+	r, err := e.store.Update(ctx, next)
+	if err != nil {
+		return e.afterFailure()
+	}
+	e.observed, e.observedAt, e.renewed = r, time.Now(), sent
+	if !e.holding {
+		e.take()
+	}
+	return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
+}
+
+// tryTake writes this server into the lease (created when absent).
+func (e *elector) tryTake(ctx context.Context, r Record, create bool) time.Duration {
+	now := time.Now()
+	next := Record{Holder: e.c.Identity, Duration: e.c.LeaseDuration, Acquired: now, Renewed: now,
+		Transitions: r.Transitions, Version: r.Version}
+	if r.Holder != "" || create {
+		next.Transitions++
+	}
+	sent := time.Now()
+	var got Record
+	var err error
+	if create {
+		got, err = e.store.Create(ctx, next)
+	} else {
+		got, err = e.store.Update(ctx, next)
+	}
+	if err != nil {
+		// Another server was quicker, or the apiserver did not answer.
+		return e.c.RetryPeriod
+	}
+	e.observed, e.observedAt, e.renewed = got, time.Now(), sent
+	e.take()
+	return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
+}
+
+// take adds the address; when that fails, the lease is given back so a
+// server that can hold it does.
+func (e *elector) take() {
+	link, err := e.addr.Add()
+	if err != nil {
+		if msg := err.Error(); msg != e.addFailed {
+			e.say("vip: cannot take %s: %v; letting another server hold it", e.c.VIP, err)
+			e.addFailed = msg
+		}
+		e.addr.Remove()
+		e.release()
+		return
+	}
+	e.addFailed = ""
+	e.holding = true
+	e.say("vip: took %s on %s", e.c.VIP, link)
+	e.addr.Announce()
+}
+
+// drop takes the address off at once.
+func (e *elector) drop(why string) {
+	if !e.holding {
+		return
+	}
+	e.holding = false
+	if _, err := e.addr.Remove(); err != nil {
+		e.say("vip: dropping %s: %v", e.c.VIP, err)
+	}
+	e.say("vip: dropped %s: %s", e.c.VIP, why)
+}
+
+// releaseTimeout bounds giving the lease back at shutdown.
+const releaseTimeout = time.Second
+
+// release gives the lease back, when this server holds it: the others
+// take it at their next look instead of waiting for it to expire.
+func (e *elector) release() {
+	if e.observed.Holder != e.c.Identity {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	next := e.observed
+	next.Holder, next.Duration, next.Renewed = "", time.Second, time.Now()
+	if r, err := e.store.Update(ctx, next); err == nil {
+		e.observed, e.observedAt = r, time.Now()
+	}
+}
+
+// stop ends this server's part: the address first, then the lease.
+func (e *elector) stop() {
+	e.drop("shutting down")
+	e.release()
+}
+
+// nodeOf is the node name in an identity ("s2_9c1e40aa" → "s2").
+func nodeOf(identity string) string {
+	if i := strings.LastIndexByte(identity, '_'); i > 0 {
+		return identity[:i]
+	}
+	return identity
+}
