@@ -255,7 +255,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 	}
 	api := newAPIClient(apiserverLocal, tlsCfg)
 	admin := c[pki.Admin]
-	objs := published(s.tok.Secret, c[pki.ServerCA].Cert, join.Kubeconfig("", c[pki.ServerCA].Cert, admin.Cert, admin.Key, "cairn-admin"))
+	objs := published(s.tok.Secret, c[pki.ServerCA].Cert, c[pki.ClientCA].Cert, join.Kubeconfig("", c[pki.ServerCA].Cert, admin.Cert, admin.Key, "cairn-admin"))
 	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
 		err := api.publish(ctx, objs)
 		if err == nil {
@@ -269,6 +269,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 			return
 		}
 	}
+	supervise.Go("node: serving certificates", func() { s.approveServing(ctx, api) })
 	// This server's authorizer learns the bindings through its watch
 	// cache; the ready line promises `cairn kubeconfig` works here.
 	anon := newAPIClient(apiserverLocal, &tls.Config{RootCAs: tlsCfg.RootCAs, MinVersion: tls.VersionTLS12})

@@ -71,8 +71,11 @@ func Start(ctx context.Context, o Options) error {
 	case "server", "":
 		s := &server{o: o, k: k}
 		return s.run(ctx)
+	case "agent":
+		a := &agent{o: o, k: k}
+		return a.run(ctx)
 	default:
-		return fmt.Errorf("role %s: this cairn runs servers only; agents come with the agent role (kubelet, containerd, flannel)", k.Role)
+		return fmt.Errorf("kubernetes.role %q is not server or agent", k.Role)
 	}
 }
 
@@ -139,14 +142,9 @@ const maxTokenFile = 4096
 // token-file, else the one this node generated on an earlier boot, else a
 // new one (a single server that was given none).
 func resolveToken(k *config.Kubernetes, l render.Layout, printf func(string, ...any)) (join.Token, error) {
-	raw := k.Token
-	source := "kubernetes.token"
-	if raw == "" && k.TokenFile != "" {
-		data, err := readBounded(k.TokenFile, maxTokenFile)
-		if err != nil {
-			return join.Token{}, fmt.Errorf("kubernetes.token-file: %w", err)
-		}
-		raw, source = string(data), k.TokenFile
+	raw, source, err := givenToken(k)
+	if err != nil {
+		return join.Token{}, err
 	}
 	generated := filepath.Join(l.DataDir, "token")
 	if raw == "" {
@@ -167,6 +165,22 @@ func resolveToken(k *config.Kubernetes, l render.Layout, printf func(string, ...
 		return join.Token{}, fmt.Errorf("%s: %w", source, err)
 	}
 	return t, nil
+}
+
+// givenToken is the token the config gives, kubernetes.token else the
+// token-file, and where it came from; "" when neither gives one.
+func givenToken(k *config.Kubernetes) (raw, source string, err error) {
+	if k.Token != "" {
+		return k.Token, "kubernetes.token", nil
+	}
+	if k.TokenFile == "" {
+		return "", "", nil
+	}
+	data, err := readBounded(k.TokenFile, maxTokenFile)
+	if err != nil {
+		return "", "", fmt.Errorf("kubernetes.token-file: %w", err)
+	}
+	return string(data), k.TokenFile, nil
 }
 
 func readBounded(path string, limit int64) ([]byte, error) {

@@ -44,7 +44,30 @@ var resources = map[string]struct{ group, plural string }{
 	"Secret":             {"api/v1", "secrets"},
 	"Role":               {"apis/rbac.authorization.k8s.io/v1", "roles"},
 	"RoleBinding":        {"apis/rbac.authorization.k8s.io/v1", "rolebindings"},
+	"ClusterRole":        {"apis/rbac.authorization.k8s.io/v1", "clusterroles"},
 	"ClusterRoleBinding": {"apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"},
+	"Namespace":          {"api/v1", "namespaces"},
+	"ServiceAccount":     {"api/v1", "serviceaccounts"},
+	"Service":            {"api/v1", "services"},
+	"Deployment":         {"apis/apps/v1", "deployments"},
+	"DaemonSet":          {"apis/apps/v1", "daemonsets"},
+	"StorageClass":       {"apis/storage.k8s.io/v1", "storageclasses"},
+	"APIService":         {"apis/apiregistration.k8s.io/v1", "apiservices"},
+}
+
+// maxAPIReply bounds what the init reads from an apiserver reply.
+const maxAPIReply = 4 << 20
+
+// readReply reads a reply body, refusing one larger than maxAPIReply.
+func readReply(resp *http.Response) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIReply+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxAPIReply {
+		return nil, fmt.Errorf("the apiserver answered more than %d bytes", maxAPIReply)
+	}
+	return body, nil
 }
 
 // apply creates or updates obj with server-side apply, owned by "cairn".
@@ -106,7 +129,7 @@ func (c *apiClient) get(ctx context.Context, path string) error {
 // holder of the token needs to verify the CA and get an admin kubeconfig
 // (`cairn kubeconfig`), the token itself for admins (`cairn token`), and
 // the bindings that let kubelets join by TLS bootstrap.
-func published(secret string, caPEM, adminKubeconfig []byte) []object {
+func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []object {
 	id, tokSecret := join.BootstrapToken(secret)
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	rbac := "rbac.authorization.k8s.io/v1"
@@ -133,7 +156,8 @@ func published(secret string, caPEM, adminKubeconfig []byte) []object {
 	}
 	objs := []object{
 		{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(join.CAConfigMap, "kube-public"),
-			"data": map[string]string{join.CAKey: string(caPEM), join.ProofKey: join.CAProof(secret, caPEM)}},
+			"data": map[string]string{join.CAKey: string(caPEM), join.ProofKey: join.CAProof(secret, caPEM),
+				join.ClientCAKey: string(clientCAPEM), join.ClientCAProofKey: join.CAProof(secret, clientCAPEM)}},
 		{"apiVersion": "v1", "kind": "Secret", "metadata": meta("bootstrap-token-"+id, "kube-system"),
 			"type": "bootstrap.kubernetes.io/token",
 			"data": map[string]string{
@@ -149,6 +173,16 @@ func published(secret string, caPEM, adminKubeconfig []byte) []object {
 		clusterBinding("cairn:kubelet-bootstrap", "system:node-bootstrapper", "system:bootstrappers"),
 		clusterBinding("cairn:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers"),
 		clusterBinding("cairn:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
+		// kube-proxy and flannel run with the kubelet's credentials; the
+		// NodeRestriction admission plugin still keeps each node to its
+		// own Node object.
+		clusterBinding("cairn:node-proxier", "system:node-proxier", "system:nodes"),
+		{"apiVersion": rbac, "kind": "ClusterRole", "metadata": meta("cairn:flannel", ""),
+			"rules": []map[string]any{
+				{"apiGroups": []string{""}, "resources": []string{"nodes"}, "verbs": []string{"get", "list", "watch", "patch"}},
+				{"apiGroups": []string{""}, "resources": []string{"nodes/status"}, "verbs": []string{"patch"}},
+			}},
+		clusterBinding("cairn:flannel", "cairn:flannel", "system:nodes"),
 	}
 	objs = append(objs, reader("cairn:ca-reader", "kube-public", "configmaps", join.CAConfigMap, "system:unauthenticated", "system:authenticated")...)
 	objs = append(objs, reader("cairn:admin-kubeconfig-reader", "kube-system", "secrets", join.AdminSecret, join.AdminGroup)...)

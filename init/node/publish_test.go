@@ -14,7 +14,7 @@ import (
 // for exactly those who need it.
 func TestPublished(t *testing.T) {
 	ca := []byte("the CA bundle")
-	objs := published("s3cret", ca, []byte("admin kubeconfig"))
+	objs := published("s3cret", ca, []byte("client ca"), []byte("admin kubeconfig"))
 	byName := map[string]object{}
 	for _, o := range objs {
 		m := o["metadata"].(map[string]any)

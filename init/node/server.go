@@ -23,6 +23,7 @@ import (
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
 )
@@ -92,6 +93,13 @@ func (s *server) run(ctx context.Context) error {
 		return err
 	}
 	if err := s.startControlPlane(res.PKI); err != nil {
+		return err
+	}
+	// Every server is a node too (tainted only if its config says so).
+	w := &worker{o: s.o, k: s.k, l: s.l, node: s.renderNode(), apiserver: apiserverLocal,
+		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
+		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"}}
+	if err := w.start(ctx); err != nil {
 		return err
 	}
 	cli, err := clientv3.New(dsCfg)
@@ -173,7 +181,7 @@ func (s *server) start(svc supervise.Service) error {
 }
 
 func (s *server) renderNode() render.Node {
-	n := render.Node{Name: nodeName(s.o), Token: s.tok.Secret, Layout: s.l, IP: s.k.NodeIP}
+	n := render.Node{Name: nodeName(s.o), Token: s.tok.Secret, Layout: s.l, IP: s.k.NodeIP, Bin: s.o.Bin}
 	if n.IP == "" {
 		if addrs := s.addresses(); len(addrs) > 0 {
 			n.IP = addrs[0].String()
@@ -183,12 +191,15 @@ func (s *server) renderNode() render.Node {
 }
 
 // addresses are the node's own unicast addresses, IPv4 first.
-func (s *server) addresses() []netip.Addr {
-	if s.o.Addresses == nil {
+func (s *server) addresses() []netip.Addr { return nodeAddresses(s.o) }
+
+// nodeAddresses are the machine's own unicast addresses, IPv4 first.
+func nodeAddresses(o Options) []netip.Addr {
+	if o.Addresses == nil {
 		return nil
 	}
 	var out []netip.Addr
-	for _, a := range s.o.Addresses() {
+	for _, a := range o.Addresses() {
 		if a.IsGlobalUnicast() || a.IsPrivate() {
 			out = append(out, a)
 		}

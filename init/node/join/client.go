@@ -23,6 +23,10 @@ const (
 	CAConfigMap = "cairn-ca"
 	CAKey       = "ca.crt"
 	ProofKey    = "proof"
+	// ClientCAKey holds the client CA (which signs the apiserver's
+	// certificate for kubelets), ClientCAProofKey its proof.
+	ClientCAKey      = "client-ca.crt"
+	ClientCAProofKey = "client-ca-proof"
 	// AdminSecret (namespace kube-system) holds an admin kubeconfig under
 	// KubeconfigKey, readable by the bootstrap token's group AdminGroup.
 	AdminSecret   = "cairn-admin-kubeconfig"
@@ -115,22 +119,37 @@ func unwrapURLError(err error) error {
 // CA fetches the cluster's serving CA bundle from the server and verifies
 // it against the token before anything else is trusted.
 func (c *Client) CA(ctx context.Context) ([]byte, error) {
+	ca, _, err := c.CAs(ctx)
+	return ca, err
+}
+
+// CAs fetches the serving CA bundle and the client CA, each verified
+// against the token; a node needs both (the kubelet trusts the client CA
+// for the apiserver's calls to it). clientCA is nil when the server
+// publishes none (an older server).
+func (c *Client) CAs(ctx context.Context) (serving, clientCA []byte, err error) {
 	var cm struct {
 		Data map[string]string `json:"data"`
 	}
-	// Nothing is trusted yet: the bundle is checked against the token below.
+	// Nothing is trusted yet: the bundles are checked against the token below.
 	insecure := &tls.Config{InsecureSkipVerify: true}
 	if err := c.get(ctx, insecure, "/api/v1/namespaces/kube-public/configmaps/"+CAConfigMap, "", &cm); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ca := []byte(cm.Data[CAKey])
-	if len(ca) == 0 {
-		return nil, fmt.Errorf("the server's %s has no %s", CAConfigMap, CAKey)
+	serving = []byte(cm.Data[CAKey])
+	if len(serving) == 0 {
+		return nil, nil, fmt.Errorf("the server's %s has no %s", CAConfigMap, CAKey)
 	}
-	if err := VerifyCA(c.Token, ca, cm.Data[ProofKey]); err != nil {
-		return nil, err
+	if err := VerifyCA(c.Token, serving, cm.Data[ProofKey]); err != nil {
+		return nil, nil, err
 	}
-	return ca, nil
+	if pem := cm.Data[ClientCAKey]; pem != "" {
+		if err := VerifyCA(Token{Secret: c.Token.Secret}, []byte(pem), cm.Data[ClientCAProofKey]); err != nil {
+			return nil, nil, fmt.Errorf("the client CA: %w", err)
+		}
+		clientCA = []byte(pem)
+	}
+	return serving, clientCA, nil
 }
 
 // Pinned is a TLS config that trusts only caPEM.

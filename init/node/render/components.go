@@ -298,6 +298,7 @@ type kubeletConfig struct {
 	RegisterWithTaints       []taint  `yaml:"registerWithTaints,omitempty"`
 	ResolvConf               string   `yaml:"resolvConf"`
 	RotateCertificates       bool     `yaml:"rotateCertificates"`
+	ServerTLSBootstrap       bool     `yaml:"serverTLSBootstrap"`
 }
 
 // Kubelet returns the kubelet's command and its config file. Node labels
@@ -320,6 +321,9 @@ func Kubelet(cfg *config.Config, node Node) (*Command, error) {
 	kcfg.HealthzBindAddress = "127.0.0.1"
 	kcfg.ResolvConf = l.ResolvConf
 	kcfg.RotateCertificates = true
+	// The serving certificate comes from a CSR too; the servers approve
+	// it when its names are the node's own.
+	kcfg.ServerTLSBootstrap = true
 	for _, t := range k.NodeTaint {
 		kcfg.RegisterWithTaints = append(kcfg.RegisterWithTaints, parseTaint(t))
 	}
@@ -367,7 +371,7 @@ conntrack:
 healthzBindAddress: 127.0.0.1:10256
 %smetricsBindAddress: 127.0.0.1:10249
 mode: iptables
-`, l.Kubeconfig("kube-proxy"), k.ClusterCIDR, hostname)
+`, l.Kubeconfig("node"), k.ClusterCIDR, hostname)
 	configPath := filepath.Join(l.DataDir, "kube-proxy.yaml")
 	var f flags
 	f.set("config", configPath)
@@ -399,7 +403,7 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 		// Agents take only agent flags.
 		k = config.Kubernetes{
 			Token: k.Token, TokenFile: k.TokenFile, Server: k.Server,
-			NodeName: k.NodeName, NodeIP: k.NodeIP, NodeLabel: k.NodeLabel, NodeTaint: k.NodeTaint,
+			NodeName: k.NodeName, NodeIP: k.NodeIP, NodeLabel: k.NodeLabel, NodeTaint: k.NodeTaint, FlannelIface: k.FlannelIface,
 			KubeletArg: k.KubeletArg, KubeProxyArg: k.KubeProxyArg,
 		}
 	}

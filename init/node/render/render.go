@@ -52,6 +52,8 @@ type Layout struct {
 	KubeconfigDir string
 	// KubeletDir is the kubelet's root directory (/var/lib/kubelet).
 	KubeletDir string
+	// ContainerdDir is containerd's root (images, snapshots).
+	ContainerdDir string
 	// ContainerRuntimeEndpoint is containerd's CRI socket.
 	ContainerRuntimeEndpoint string
 	// ResolvConf is the resolv.conf pods inherit.
@@ -86,8 +88,11 @@ func (l Layout) withDefaults() Layout {
 	if l.KubeletDir == "" {
 		l.KubeletDir = "/var/lib/kubelet"
 	}
+	if l.ContainerdDir == "" {
+		l.ContainerdDir = "/var/lib/containerd"
+	}
 	if l.ContainerRuntimeEndpoint == "" {
-		l.ContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
+		l.ContainerRuntimeEndpoint = "unix://" + ContainerdSocket
 	}
 	if l.ResolvConf == "" {
 		l.ResolvConf = "/etc/resolv.conf"
@@ -129,6 +134,9 @@ type Node struct {
 	// server generated); secrets-encryption derives its key from it.
 	Token  string
 	Layout Layout
+	// Bin is the directory of the applets, runc and the CNI plugins
+	// (/usr/bin when empty).
+	Bin string
 }
 
 func (n Node) layout() Layout { return n.Layout.withDefaults() }
@@ -209,8 +217,8 @@ func secretsOf(cfg *config.Config, node Node) []string {
 
 // Components returns the commands a node of cfg's role runs, in start
 // order: kine or etcd (when the datastore needs one), kube-apiserver,
-// kube-controller-manager, kube-scheduler on servers; then kubelet and
-// kube-proxy on every node.
+// kube-controller-manager, kube-scheduler on servers; then containerd,
+// kubelet, kube-proxy and flannel on every node.
 func Components(cfg *config.Config, node Node) ([]Command, error) {
 	var out []Command
 	add := func(c *Command, err error) error {
@@ -229,7 +237,7 @@ func Components(cfg *config.Config, node Node) ([]Command, error) {
 			}
 		}
 	}
-	for _, f := range []func(*config.Config, Node) (*Command, error){Kubelet, KubeProxy} {
+	for _, f := range []func(*config.Config, Node) (*Command, error){Containerd, Kubelet, KubeProxy, Flannel} {
 		if err := add(f(cfg, node)); err != nil {
 			return nil, err
 		}

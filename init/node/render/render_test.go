@@ -155,10 +155,10 @@ func TestComponentsByRole(t *testing.T) {
 		return strings.Join(n, " ")
 	}
 	for _, tt := range []struct{ doc, want string }{
-		{cases[0].doc, "kine kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
-		{cases[2].doc, "etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
-		{cases[3].doc, "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"},
-		{cases[4].doc, "kubelet kube-proxy"},
+		{cases[0].doc, "kine kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy flannel"},
+		{cases[2].doc, "etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy flannel"},
+		{cases[3].doc, "kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy flannel"},
+		{cases[4].doc, "containerd kubelet kube-proxy flannel"},
 	} {
 		cmds, err := Components(load(t, tt.doc), testNode)
 		if err != nil {

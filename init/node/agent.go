@@ -1,0 +1,132 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/supervise"
+)
+
+// agent joins a cluster with the token and runs the node's components.
+type agent struct {
+	o Options
+	k *config.Kubernetes
+	l render.Layout
+}
+
+// Retrying the join: growing delays while the servers cannot be reached;
+// a token the servers do not accept is retried slowly (someone may be
+// fixing the config) and the kubelet never starts with it.
+var (
+	joinRetryFirst = 2 * time.Second
+	joinRetryMax   = 30 * time.Second
+)
+
+func parseServerURL(server string) (*url.URL, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		return nil, fmt.Errorf("kubernetes.server %q: give a server's address as https://HOST:6443", server)
+	}
+	return u, nil
+}
+
+func (a *agent) run(ctx context.Context) error {
+	a.l = a.o.Layout
+	if a.k.Server == "" {
+		return errNoServer
+	}
+	fixed, err := hostPort(a.k.Server)
+	if err != nil {
+		return err
+	}
+	tok, err := a.token()
+	if err != nil {
+		return err
+	}
+	name := nodeName(a.o)
+	a.o.Printf("node: agent %s joins the cluster through %s", name, a.k.Server)
+	client := &join.Client{Server: a.k.Server, Token: tok}
+	var serving, clientCA []byte
+	for delay := joinRetryFirst; ; delay = min(delay*2, joinRetryMax) {
+		serving, clientCA, err = client.CAs(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		wait := delay
+		if errors.Is(err, join.ErrCAMismatch) {
+			wait = wrongTokenRetry
+			a.o.Printf("node: not joining: %v. Check kubernetes.token; this agent starts no kubelet until the token is right (retrying in %s)", err, wait)
+		} else {
+			a.o.Printf("node: the cluster at %s: %v; retrying in %s", a.k.Server, err, wait)
+		}
+		if sleep(ctx, wait) != nil {
+			return errStopped
+		}
+	}
+	if len(clientCA) == 0 {
+		return errors.New("the server publishes no client CA; it runs an older cairn than this agent: upgrade the servers first")
+	}
+	a.o.Printf("node: the cluster's CA is verified with the token")
+
+	ln, err := net.Listen("tcp", balancerAddr)
+	if err != nil {
+		return fmt.Errorf("the control-plane proxy: %w", err)
+	}
+	lb := newBalancer(fixed, a.o.Printf)
+	supervise.Go("node: balancer", func() { lb.serve(ctx, ln) })
+
+	w := &worker{o: a.o, k: a.k, l: a.l, apiserver: "https://" + balancerAddr,
+		servingCA: serving, clientCA: clientCA, secret: tok.Secret}
+	w.node = render.Node{Name: name, IP: a.k.NodeIP, Layout: a.l, Bin: a.o.Bin}
+	if w.node.IP == "" {
+		if addrs := nodeAddresses(a.o); len(addrs) > 0 {
+			w.node.IP = addrs[0].String()
+		}
+	}
+	if err := w.start(ctx); err != nil {
+		return err
+	}
+	supervise.Go("node: learn servers", func() {
+		lb.learn(ctx, func() (*tls.Config, error) {
+			pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
+			if err != nil {
+				return nil, err
+			}
+			cfg, err := join.Pinned(serving)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+			return cfg, nil
+		})
+	})
+	return nil
+}
+
+// token is the agent's cluster token: kubernetes.token or token-file. An
+// agent never makes one up.
+func (a *agent) token() (join.Token, error) {
+	raw, source, err := givenToken(a.k)
+	if err != nil {
+		return join.Token{}, err
+	}
+	if raw == "" {
+		return join.Token{}, errors.New("an agent needs the cluster's token: set kubernetes.token or kubernetes.token-file")
+	}
+	t, err := join.ParseToken(raw)
+	if err != nil {
+		return join.Token{}, fmt.Errorf("%s: %w", source, err)
+	}
+	return t, nil
+}

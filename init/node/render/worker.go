@@ -1,0 +1,115 @@
+package render
+
+import (
+	"cmp"
+	"fmt"
+	"path/filepath"
+
+	"github.com/cairn-os/cairn/config"
+)
+
+// ContainerdSocket is where containerd serves the kubelet and ctr.
+const ContainerdSocket = "/run/containerd/containerd.sock"
+
+// CNIConfDir is where flannel writes the pod network's CNI config and
+// containerd reads it.
+const CNIConfDir = "/etc/cni/net.d"
+
+// Containerd returns containerd's command and config: the CRI plugin with
+// the runc shim on cgroupfs, overlayfs snapshots, the CNI plugins from
+// the multicall binary's directory, and no AppArmor (the appliance loads
+// no profiles).
+func Containerd(cfg *config.Config, node Node) (*Command, error) {
+	l := node.layout()
+	bin := node.Bin
+	if bin == "" {
+		bin = "/usr/bin"
+	}
+	doc := fmt.Sprintf(`version = 3
+root = %q
+state = "/run/containerd"
+
+[grpc]
+  address = %q
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  disable_apparmor = true
+  enable_selinux = false
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd]
+  default_runtime_name = "runc"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  BinaryName = %q
+  SystemdCgroup = false
+
+[plugins.'io.containerd.cri.v1.runtime'.cni]
+  bin_dirs = [%q]
+  conf_dir = %q
+`, l.ContainerdDir, ContainerdSocket, filepath.Join(bin, "runc"), bin, CNIConfDir)
+	path := "/etc/containerd/config.toml"
+	c := &Command{Name: "containerd", Args: []string{"--config", path}, Files: []File{{Path: path, Mode: 0o644, Data: []byte(doc)}}}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// FlannelSubnetFile is where flannel records the node's pod subnet.
+const FlannelSubnetFile = "/run/flannel/subnet.env"
+
+// Flannel returns the pod network's command: the flannel applet with the
+// node's own credentials (the kubelet's client certificate), nil when
+// flannel-backend is none.
+func Flannel(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	if k.FlannelBackend == "none" {
+		return nil, nil
+	}
+	l := node.layout()
+	var f flags
+	f.set("kubeconfig", l.Kubeconfig("node"))
+	f.set("node-name", node.Name)
+	f.set("cluster-cidr", k.ClusterCIDR)
+	if k.FlannelIface != "" {
+		f.set("iface", k.FlannelIface)
+	}
+	f.set("backend", cmp.Or(k.FlannelBackend, config.DefaultFlannelBackend))
+	f.set("ip-masq", "true")
+	f.set("subnet-file", FlannelSubnetFile)
+	f.set("cni-conf", filepath.Join(CNIConfDir, "10-flannel.conflist"))
+	c := &Command{Name: "flannel", Args: f.args()}
+	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// NodeKubeconfig is the kubeconfig kube-proxy and flannel use: the
+// kubelet's client certificate (kubelet-client-current.pem, which the
+// kubelet renews in place), the serving CA, and server, the address this
+// node reaches the control plane by.
+func NodeKubeconfig(node Node, server string) File {
+	l := node.layout()
+	pem := filepath.Join(l.KubeletDir, "pki", "kubelet-client-current.pem")
+	doc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: cairn
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: node
+  user:
+    client-certificate: %s
+    client-key: %s
+contexts:
+- name: cairn
+  context:
+    cluster: cairn
+    user: node
+current-context: cairn
+`, server, l.Cert("server-ca.crt"), pem, pem)
+	return File{Path: l.Kubeconfig("node"), Mode: 0o600, Data: []byte(doc)}
+}

@@ -1,0 +1,327 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/supervise"
+)
+
+// ImagesDir holds the container images every node imports at boot (the
+// pause image, the add-ons', any the image builder was given).
+const ImagesDir = "/usr/share/cairn/images"
+
+// worker runs what makes a machine a Kubernetes node, on agents and
+// servers alike: containerd with the images the system image carries,
+// the kubelet (its client certificate by TLS bootstrap), kube-proxy and
+// the flannel pod network.
+type worker struct {
+	o    Options
+	k    *config.Kubernetes
+	l    render.Layout
+	node render.Node
+	// apiserver is how this node reaches the control plane: its own
+	// apiserver on a server, the local load balancer on an agent.
+	apiserver string
+	// servingCA and clientCA are the cluster's CAs (PEM).
+	servingCA, clientCA []byte
+	// secret is the cluster token's secret; the bootstrap token derives
+	// from it.
+	secret string
+	// kubeletNeeds are services the kubelet waits for.
+	kubeletNeeds []string
+	// first is when the worker started, for the Ready line.
+	first time.Time
+}
+
+// kubeletCert is the kubelet's current client certificate and key, which
+// kube-proxy and flannel use too.
+func (w *worker) kubeletCert() string {
+	return filepath.Join(w.l.KubeletDir, "pki", "kubelet-client-current.pem")
+}
+
+func (w *worker) service(c render.Command) supervise.Service {
+	return supervise.Service{
+		Name:        c.Name,
+		Path:        filepath.Join(w.o.Bin, c.Name),
+		Args:        c.Args,
+		Env:         append(baseEnv(), c.Env...),
+		Restart:     supervise.Always,
+		Backoff:     componentBackoff,
+		StopTimeout: 20 * time.Second,
+		Console:     w.o.Debug,
+	}
+}
+
+// start writes the node's files and hands containerd to the supervisor;
+// the images are imported and the kubelet, kube-proxy and flannel started
+// once containerd answers.
+func (w *worker) start(ctx context.Context) error {
+	w.first = time.Now()
+	for _, d := range []string{w.l.DataDir, w.l.CertDir, w.l.KubeconfigDir, w.l.KubeletDir, w.l.ContainerdDir, render.CNIConfDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	for _, d := range []string{w.l.ContainerdDir, w.l.KubeletDir} {
+		if err := w.needsOwnFS(d); err != nil {
+			return err
+		}
+	}
+	files := []render.File{
+		{Path: w.l.Cert("server-ca.crt"), Mode: 0o644, Data: w.servingCA},
+		{Path: w.l.Kubeconfig("bootstrap-kubelet"), Mode: 0o600, Data: w.bootstrapKubeconfig()},
+		render.NodeKubeconfig(w.node, w.apiserver),
+	}
+	if len(w.clientCA) > 0 {
+		files = append(files, render.File{Path: w.l.Cert("client-ca.crt"), Mode: 0o644, Data: w.clientCA})
+	}
+	if err := writeFiles(files); err != nil {
+		return err
+	}
+	ctrd, err := render.Containerd(w.o.Config, w.node)
+	if err != nil {
+		return err
+	}
+	if err := writeFiles(ctrd.Files); err != nil {
+		return err
+	}
+	svc := w.service(*ctrd)
+	svc.Ready = supervise.ReadyFile(render.ContainerdSocket)
+	if err := w.o.Services.Start(svc); err != nil {
+		return err
+	}
+	supervise.Go("node: images and kubelet", func() {
+		if _, err := w.o.Services.Wait(ctx, "containerd", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
+			return
+		}
+		w.importImages(ctx)
+		if err := w.startKubelet(); err != nil {
+			w.o.Printf("node: %v", err)
+			return
+		}
+		w.reportReady(ctx)
+	})
+	return nil
+}
+
+// needsOwnFS mounts a tmpfs on dir when it lies on an overlay file system
+// (a live boot or the container platform, with no STATE partition):
+// containerd's overlay snapshots cannot live on overlayfs.
+func (w *worker) needsOwnFS(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	const overlayfsMagic = 0x794c7630
+	if st.Type != overlayfsMagic {
+		return nil
+	}
+	if err := unix.Mount("cairn-"+filepath.Base(dir), dir, "tmpfs", unix.MS_NODEV|unix.MS_NOSUID, "mode=0700"); err != nil {
+		return fmt.Errorf("mounting a tmpfs on %s: %w", dir, err)
+	}
+	w.o.Printf("node: %s is in memory (no STATE partition); images and pods start afresh at every boot", dir)
+	return nil
+}
+
+// bootstrapKubeconfig is the kubelet's first credential: the bootstrap
+// token derived from the cluster token, good only for asking for a client
+// certificate (and, as cairn's token is an admin's, reading the admin
+// kubeconfig: the file is 0600).
+func (w *worker) bootstrapKubeconfig() []byte {
+	id, secret := join.BootstrapToken(w.secret)
+	return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: cairn
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: kubelet-bootstrap
+  user:
+    token: %s.%s
+contexts:
+- name: cairn
+  context:
+    cluster: cairn
+    user: kubelet-bootstrap
+current-context: cairn
+`, w.apiserver, w.l.Cert("server-ca.crt"), id, secret))
+}
+
+// importTimeout bounds one image's import.
+const importTimeout = 3 * time.Minute
+
+// importImages imports every image archive under ImagesDir into
+// containerd's k8s.io namespace, where the kubelet finds them, so no
+// registry is ever needed for what the image carries.
+func (w *worker) importImages(ctx context.Context) {
+	entries, err := os.ReadDir(ImagesDir)
+	if err != nil {
+		w.o.Printf("node: no images to import: %v", err)
+		return
+	}
+	start := time.Now()
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tar") {
+			continue
+		}
+		path := filepath.Join(ImagesDir, e.Name())
+		ictx, cancel := context.WithTimeout(ctx, importTimeout)
+		cmd := exec.CommandContext(ictx, filepath.Join(w.o.Bin, "ctr"), "--address", render.ContainerdSocket,
+			"--namespace", "k8s.io", "images", "import", "--local", path)
+		cmd.Env = baseEnv()
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			w.o.Printf("node: importing %s: %v: %s", e.Name(), err, lastLine(out))
+			continue
+		}
+		names = append(names, strings.TrimSuffix(e.Name(), ".tar"))
+	}
+	w.o.Printf("node: imported %d images (%s) into containerd in %.1fs", len(names), strings.Join(names, ", "), time.Since(start).Seconds())
+}
+
+// lastLine is the last non-empty line of a command's output, at most 300
+// bytes, for a one-line error.
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	l := strings.TrimSpace(lines[len(lines)-1])
+	if len(l) > 300 {
+		l = l[:300] + "…"
+	}
+	return l
+}
+
+// startKubelet hands the kubelet, kube-proxy and flannel to the
+// supervisor; the last two wait for the kubelet's client certificate.
+func (w *worker) startKubelet() error {
+	kubelet, err := render.Kubelet(w.o.Config, w.node)
+	if err != nil {
+		return err
+	}
+	if err := writeFiles(kubelet.Files); err != nil {
+		return err
+	}
+	svc := w.service(*kubelet)
+	svc.Needs = append([]string{"containerd"}, w.kubeletNeeds...)
+	svc.Ready = supervise.ReadyFile(w.kubeletCert())
+	if err := w.o.Services.Start(svc); err != nil {
+		return err
+	}
+	for _, f := range []func(*config.Config, render.Node) (*render.Command, error){render.KubeProxy, render.Flannel} {
+		cmd, err := f(w.o.Config, w.node)
+		if err != nil {
+			return err
+		}
+		if cmd == nil {
+			continue
+		}
+		if err := writeFiles(cmd.Files); err != nil {
+			return err
+		}
+		svc := w.service(*cmd)
+		svc.Needs = []string{"kubelet"}
+		if err := w.o.Services.Start(svc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportReady says on the console when the node is Ready, as the cluster
+// sees it, and, while it is not, why (the kubelet's condition message),
+// at most once a minute.
+func (w *worker) reportReady(ctx context.Context) {
+	if _, err := w.o.Services.Wait(ctx, "kubelet", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
+		return
+	}
+	name := w.node.Name
+	var said time.Time
+	for sleep(ctx, 2*time.Second) == nil {
+		ready, why, err := w.nodeReady(ctx, name)
+		if err == nil && ready {
+			since := ""
+			if !w.o.ConfigLoaded.IsZero() {
+				since = fmt.Sprintf(", %.1fs after the config was loaded", time.Since(w.o.ConfigLoaded).Seconds())
+			}
+			w.o.Printf("node: %s is Ready%s", name, since)
+			return
+		}
+		if time.Since(said) >= time.Minute && time.Since(w.first) >= 30*time.Second {
+			said = time.Now()
+			if err != nil {
+				why = err.Error()
+			}
+			w.o.Printf("node: %s is not Ready yet: %s", name, why)
+		}
+	}
+}
+
+// nodeReady reads the node's Ready condition with its own credentials.
+func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, error) {
+	pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
+	if err != nil {
+		return false, "", fmt.Errorf("the kubelet's client certificate: %w", err)
+	}
+	pinned, err := join.Pinned(w.servingCA)
+	if err != nil {
+		return false, "", err
+	}
+	pinned.Certificates = []tls.Certificate{pair}
+	c := newAPIClient(w.apiserver, pinned)
+	var n struct {
+		Status struct {
+			Conditions []struct {
+				Type, Status, Reason, Message string
+			} `json:"conditions"`
+		} `json:"status"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/nodes/"+name, &n); err != nil {
+		return false, "", err
+	}
+	i := slices.IndexFunc(n.Status.Conditions, func(c struct{ Type, Status, Reason, Message string }) bool { return c.Type == "Ready" })
+	if i < 0 {
+		return false, "registered, no Ready condition yet", nil
+	}
+	cond := n.Status.Conditions[i]
+	return cond.Status == "True", cond.Reason + ": " + cond.Message, nil
+}
+
+// getJSON reads path into out, bounded to maxAPIReply bytes.
+func (c *apiClient) getJSON(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := readReply(resp)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}
