@@ -1,0 +1,312 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cluster is several electors sharing one fake apiserver (the lease) and
+// one fake network (who has the address), which records every moment two
+// servers had the address at once.
+type cluster struct {
+	t  *testing.T
+	mu sync.Mutex
+	// the lease
+	rec     Record
+	exists  bool
+	version int
+	history []Record
+	// the network
+	holders map[string]bool
+	overlap []string
+	// the consoles
+	lines []string
+}
+
+func newCluster(t *testing.T) *cluster { return &cluster{t: t, holders: map[string]bool{}} }
+
+var testVIP = netip.MustParseAddr("10.0.0.100")
+
+// member is one server of the cluster.
+type member struct {
+	c        *cluster
+	id       string
+	cut      atomic.Bool // its apiserver cannot reach the datastore: requests hang
+	notReady atomic.Bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+func (c *cluster) start(id string, lease, renew, retry time.Duration) *member {
+	m := &member{c: c, id: id, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	cfg := Config{VIP: testVIP, Identity: id + "_0001", LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry,
+		Printf: func(f string, a ...any) {
+			c.mu.Lock()
+			c.lines = append(c.lines, id+": "+fmt.Sprintf(f, a...))
+			c.mu.Unlock()
+		}}
+	go func() {
+		defer close(m.done)
+		Run(ctx, cfg, (*memberStore)(m), m.ready, (*memberAddr)(m))
+	}()
+	c.t.Cleanup(func() { cancel(); <-m.done })
+	return m
+}
+
+func (m *member) ready(ctx context.Context) error {
+	if m.notReady.Load() {
+		return errors.New("/readyz answered 500")
+	}
+	return m.wait(ctx)
+}
+
+// wait is a request's round trip: a hang while the member is cut off.
+func (m *member) wait(ctx context.Context) error {
+	if !m.cut.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type memberStore member
+
+func (s *memberStore) Get(ctx context.Context) (Record, error) {
+	m := (*member)(s)
+	if err := m.wait(ctx); err != nil {
+		return Record{}, err
+	}
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.exists {
+		return Record{}, ErrNotFound
+	}
+	return c.rec, nil
+}
+
+func (s *memberStore) Create(ctx context.Context, r Record) (Record, error) {
+	m := (*member)(s)
+	if err := m.wait(ctx); err != nil {
+		return Record{}, err
+	}
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exists {
+		return Record{}, ErrConflict
+	}
+	c.exists = true
+	return c.writeLocked(r), nil
+}
+
+func (s *memberStore) Update(ctx context.Context, r Record) (Record, error) {
+	m := (*member)(s)
+	if err := m.wait(ctx); err != nil {
+		return Record{}, err
+	}
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.exists {
+		return Record{}, ErrNotFound
+	}
+	if r.Version != c.rec.Version {
+		return Record{}, ErrConflict
+	}
+	return c.writeLocked(r), nil
+}
+
+func (c *cluster) writeLocked(r Record) Record {
+	c.version++
+	r.Version = strconv.Itoa(c.version)
+	c.rec = r
+	c.history = append(c.history, r)
+	return r
+}
+
+type memberAddr member
+
+func (a *memberAddr) Add() (string, error) {
+	m := (*member)(a)
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for other := range c.holders {
+		if other != m.id {
+			c.overlap = append(c.overlap, fmt.Sprintf("%s took the address while %s had it", m.id, other))
+		}
+	}
+	c.holders[m.id] = true
+	return "eth0", nil
+}
+
+func (a *memberAddr) Announce() {}
+
+func (a *memberAddr) Remove() ([]string, error) {
+	m := (*member)(a)
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	if !m.c.holders[m.id] {
+		return nil, nil
+	}
+	delete(m.c.holders, m.id)
+	return []string{"eth0"}, nil
+}
+
+// holder waits until exactly one member has the address and it is not
+// except, and returns it.
+func (c *cluster) holder(except string) string {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		var hs []string
+		for h := range c.holders {
+			hs = append(hs, h)
+		}
+		c.mu.Unlock()
+		if len(hs) == 1 && hs[0] != except {
+			return hs[0]
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("no single holder (other than %q); console:\n%s", except, c.console())
+	return ""
+}
+
+// expect waits for a console line.
+func (c *cluster) expect(line string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(c.console(), line+"\n") {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("no line %q; console:\n%s", line, c.console())
+}
+
+func (c *cluster) console() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.lines, "\n") + "\n"
+}
+
+func (c *cluster) checkOverlap() {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, o := range c.overlap {
+		c.t.Errorf("two holders: %s", o)
+	}
+}
+
+// Timings of the tests: short, with the same proportions as the defaults.
+const (
+	tLease = 400 * time.Millisecond
+	tRenew = 250 * time.Millisecond
+	tRetry = 50 * time.Millisecond
+)
+
+func (c *cluster) three() map[string]*member {
+	ms := map[string]*member{}
+	for _, id := range []string{"s1", "s2", "s3"} {
+		ms[id] = c.start(id, tLease, tRenew, tRetry)
+	}
+	return ms
+}
+
+// TestIsolatedHolder: the holder whose apiserver hangs (cut off from the
+// datastore) drops the address at its renew deadline, before another
+// server takes it; the console says why.
+func TestIsolatedHolder(t *testing.T) {
+	c := newCluster(t)
+	ms := c.three()
+	for round := range 3 {
+		h := c.holder("")
+		c.expect(h + ": vip: took 10.0.0.100 on eth0")
+		ms[h].cut.Store(true)
+		next := c.holder(h)
+		c.expect(h + ": vip: dropped 10.0.0.100: could not renew the lease within 250ms")
+		ms[h].cut.Store(false)
+		t.Logf("round %d: %s → %s", round, h, next)
+	}
+	c.checkOverlap()
+}
+
+// TestNotReady: the holder whose apiserver stops being ready drops the
+// address at once and another takes it when the lease expires.
+func TestNotReady(t *testing.T) {
+	c := newCluster(t)
+	ms := c.three()
+	h := c.holder("")
+	ms[h].notReady.Store(true)
+	c.expect(h + ": vip: dropped 10.0.0.100: apiserver not ready")
+	next := c.holder(h)
+	c.expect(next + ": vip: took 10.0.0.100 on eth0")
+	c.checkOverlap()
+}
+
+// TestShutdownReleases: a holder that stops drops the address and gives
+// the lease back: the next holder takes a released lease, not an expired
+// one.
+func TestShutdownReleases(t *testing.T) {
+	c := newCluster(t)
+	ms := map[string]*member{}
+	// Long leases: only a release lets the next take it within the test.
+	for _, id := range []string{"s1", "s2"} {
+		ms[id] = c.start(id, time.Hour, 59*time.Minute, tRetry)
+	}
+	h := c.holder("")
+	ms[h].cancel()
+	<-ms[h].done
+	c.expect(h + ": vip: dropped 10.0.0.100: shutting down")
+	next := c.holder(h)
+	c.mu.Lock()
+	var released bool
+	for i, r := range c.history {
+		if r.Holder == next+"_0001" && i > 0 && c.history[i-1].Holder == "" {
+			released = true
+		}
+	}
+	c.mu.Unlock()
+	if !released {
+		t.Errorf("%s did not take a released lease: %+v", next, c.history)
+	}
+	c.checkOverlap()
+}
+
+// TestLostLease: a holder that finds another server in the lease drops
+// the address and names it.
+func TestLostLease(t *testing.T) {
+	c := newCluster(t)
+	c.start("s1", time.Hour, 59*time.Minute, tRetry)
+	c.holder("")
+	c.mu.Lock()
+	r := c.rec
+	r.Holder = "s9_abcd"
+	c.writeLocked(r)
+	c.mu.Unlock()
+	c.expect("s1: vip: dropped 10.0.0.100: lost the lease to s9")
+}
+
+// TestLeftOver: an address left on a link from before (a restarted init)
+// is removed before the server takes part.
+func TestLeftOver(t *testing.T) {
+	c := newCluster(t)
+	c.holders["s1"] = true
+	c.start("s1", tLease, tRenew, tRetry)
+	c.expect("s1: vip: removed 10.0.0.100 from eth0: it was left from before this server took part")
+}
