@@ -270,6 +270,18 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 		}
 	}
 	supervise.Go("node: serving certificates", func() { s.approveServing(ctx, api) })
+	supervise.Go("node: add-ons", func() {
+		for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
+			err := s.applyAddons(ctx, api)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			s.o.Printf("node: applying the add-ons: %v; retrying in %s", err, delay)
+			if sleep(ctx, delay) != nil {
+				return
+			}
+		}
+	})
 	// This server's authorizer learns the bindings through its watch
 	// cache; the ready line promises `cairn kubeconfig` works here.
 	anon := newAPIClient(apiserverLocal, &tls.Config{RootCAs: tlsCfg.RootCAs, MinVersion: tls.VersionTLS12})

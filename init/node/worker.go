@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -82,6 +84,9 @@ func (w *worker) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := machineID(w.l.DataDir); err != nil {
+		return err
+	}
 	files := []render.File{
 		{Path: w.l.Cert("server-ca.crt"), Mode: 0o644, Data: w.servingCA},
 		{Path: w.l.Kubeconfig("bootstrap-kubelet"), Mode: 0o600, Data: w.bootstrapKubeconfig()},
@@ -117,6 +122,28 @@ func (w *worker) start(ctx context.Context) error {
 		w.reportReady(ctx)
 	})
 	return nil
+}
+
+// machineID writes /etc/machine-id, the node's identity for the kubelet
+// (its systemUUID and machineID), from DataDir/machine-id, made once: the
+// same across reboots when DataDir is on STATE.
+func machineID(dataDir string) error {
+	if _, err := os.Stat("/etc/machine-id"); err == nil {
+		return nil
+	}
+	kept := filepath.Join(dataDir, "machine-id")
+	id, err := readBounded(kept, 64)
+	if err != nil || len(id) != 32 {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		id = []byte(hex.EncodeToString(b))
+		if err := writeFile(kept, append(id, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return writeFile("/etc/machine-id", append(id, '\n'), 0o444)
 }
 
 // needsOwnFS mounts a tmpfs on dir when it lies on an overlay file system

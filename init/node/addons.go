@@ -1,0 +1,195 @@
+package node
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/template"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cairn-os/cairn/config"
+)
+
+// The cluster add-ons every server keeps applied, named as k3s's
+// `disable:` names them; each needs its image under ImagesDir.
+//
+//go:embed addons/*.yaml
+var addonFS embed.FS
+
+// addon is one packaged component: its manifest and the image archive
+// (under ImagesDir) it runs.
+type addon struct {
+	name, manifest, archive string
+}
+
+var addonList = []addon{
+	{name: "coredns", manifest: "addons/coredns.yaml", archive: "coredns.tar"},
+	{name: "local-storage", manifest: "addons/local-storage.yaml", archive: "local-path-provisioner.tar"},
+	{name: "metrics-server", manifest: "addons/metrics-server.yaml", archive: "metrics-server.tar"},
+}
+
+// addonValues fill the manifests' templates.
+type addonValues struct {
+	Image  string // the image reference in the archive
+	DNS    string // the first cluster-dns address
+	Domain string // cluster-domain
+}
+
+// addonObjects renders the add-ons this cluster runs: not disabled, with
+// an image in the system image. skipped says, one entry per add-on, why
+// one does not run.
+func addonObjects(k *config.Kubernetes, imagesDir string) (objs []object, running, skipped []string, err error) {
+	for _, a := range addonList {
+		if slices.Contains(k.Disable, a.name) {
+			skipped = append(skipped, a.name+" (disabled)")
+			continue
+		}
+		tmpl, err := addonFS.ReadFile(a.manifest)
+		if errors.Is(err, os.ErrNotExist) {
+			skipped = append(skipped, a.name+" (not built into cairn yet)")
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ref, err := imageRef(filepath.Join(imagesDir, a.archive))
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("%s (no image: %v)", a.name, err))
+			continue
+		}
+		v := addonValues{Image: ref, DNS: firstOf(k.ClusterDNS), Domain: k.ClusterDomain}
+		o, err := renderManifest(a.manifest, string(tmpl), v)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		objs = append(objs, o...)
+		running = append(running, a.name)
+	}
+	return objs, running, skipped, nil
+}
+
+func firstOf(list string) string {
+	first, _, _ := strings.Cut(list, ",")
+	return strings.TrimSpace(first)
+}
+
+// renderManifest fills a manifest template and splits it into objects,
+// each labelled as cairn's.
+func renderManifest(name, tmpl string, v addonValues) ([]object, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, v); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	dec := yaml.NewDecoder(&b)
+	var out []object
+	for {
+		var o map[string]any
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if o == nil {
+			continue
+		}
+		m, _ := o["metadata"].(map[string]any)
+		if m == nil {
+			return nil, fmt.Errorf("%s: an object without metadata", name)
+		}
+		labels, _ := m["labels"].(map[string]any)
+		if labels == nil {
+			labels = map[string]any{}
+		}
+		labels["app.kubernetes.io/managed-by"] = "cairn"
+		m["labels"] = labels
+		// JSON round trip: yaml.v3 may produce map[string]any only, but
+		// check it encodes.
+		if _, err := json.Marshal(o); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, object(o))
+	}
+	return out, nil
+}
+
+// maxIndexJSON bounds the OCI index read from an image archive.
+const maxIndexJSON = 64 << 10
+
+// imageRef reads the image name an OCI archive carries (the
+// io.containerd.image.name annotation of its index.json), which is the
+// name containerd imports it under.
+func imageRef(archive string) (string, error) {
+	f, err := os.Open(archive)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for i := 0; i < 10000; i++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", archive, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") != "index.json" {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxIndexJSON+1))
+		if err != nil || len(data) > maxIndexJSON {
+			return "", fmt.Errorf("%s: index.json unreadable or larger than %d bytes", archive, maxIndexJSON)
+		}
+		var idx struct {
+			Manifests []struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"manifests"`
+		}
+		if err := json.Unmarshal(data, &idx); err != nil {
+			return "", fmt.Errorf("%s: index.json: %w", archive, err)
+		}
+		for _, m := range idx.Manifests {
+			if n := m.Annotations["io.containerd.image.name"]; n != "" {
+				return n, nil
+			}
+		}
+		return "", fmt.Errorf("%s: index.json names no image", archive)
+	}
+	return "", fmt.Errorf("%s has no index.json", archive)
+}
+
+// applyAddons applies the add-ons' objects, saying once which run.
+func (s *server) applyAddons(ctx context.Context, api *apiClient) error {
+	objs, running, skipped, err := addonObjects(s.k, ImagesDir)
+	if err != nil {
+		return err
+	}
+	if err := api.publish(ctx, objs); err != nil {
+		return err
+	}
+	line := "node: add-ons: " + strings.Join(running, ", ")
+	if len(running) == 0 {
+		line = "node: add-ons: none"
+	}
+	if len(skipped) > 0 {
+		line += "; not running: " + strings.Join(skipped, ", ")
+	}
+	s.o.Printf("%s", line)
+	return nil
+}
