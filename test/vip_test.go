@@ -1,0 +1,654 @@
+//go:build qemu
+
+package test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/qemu"
+)
+
+// The VIP on the container platform: three servers on PostgreSQL hold
+// 192.168.77.100 in turn. The test watches three things at once: a client
+// polling https://VIP:6443/readyz every 100 ms (which server answered is
+// read from its serving certificate), the ARP answers for the VIP on the
+// bridge (it asks every 100 ms), and each live node's own addresses
+// through netlink (every 20 ms).
+const (
+	vipAddr = "192.168.77.100"
+	// vipKillsDefault hard kills of the holder; each killed server is
+	// started again before the next (about 20-40 s a round on the shared
+	// 2-core machine). -short runs 3.
+	vipKillsDefault = 10
+	vipPlanned      = 3
+)
+
+// vipServer is one server machine; each start is a fresh network
+// namespace (a machine that boots has no VIP on its link).
+type vipServer struct {
+	name, addr, root string
+	n                *containerNode
+	netns            string // its network namespace's path
+	boots            int
+}
+
+// vipBed is the test bed.
+type vipBed struct {
+	t       *testing.T
+	ns      *qemu.Netns
+	servers []*vipServer
+	poll    *vipPoller
+	arp     *arpWatch
+	addrs   *addrWatch
+}
+
+func TestVIP(t *testing.T) {
+	kills := vipKillsDefault
+	if testing.Short() {
+		kills = 3
+	}
+	if v := os.Getenv("CAIRN_VIP_KILLS"); v != "" {
+		kills, _ = strconv.Atoi(v)
+	}
+	load0 := loadavg()
+	ns := bridgeNS(t)
+	pg := startPostgres(t, ns, dsAddr)
+	b := &vipBed{t: t, ns: ns, addrs: newAddrWatch(t)}
+	for i := range 3 {
+		name := fmt.Sprintf("s%d", i+1)
+		addr := fmt.Sprintf("192.168.77.%d", 11+i)
+		s := &vipServer{name: name, addr: addr, root: nodeRoot(t, serverConfig(name, addr, clusterToken, pg.endpoint(), "  vip: "+vipAddr))}
+		b.servers = append(b.servers, s)
+		b.boot(s)
+	}
+	for _, s := range b.servers {
+		s.n.expect(t, controlPlane, reServerReady)
+	}
+	tok, _ := join.ParseToken(clusterToken)
+	kc, err := (&join.Client{Server: "https://" + b.servers[0].addr + ":6443", Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(context.Background())
+	if err != nil {
+		t.Fatalf("cairn kubeconfig: %v", err)
+	}
+	admin, err := join.ParseKubeconfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.arp = watchARP(t, ns, netip.MustParseAddr(vipAddr))
+	b.poll = startPoller(t, ns, admin.TLS, b.servers)
+	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 2*time.Minute)
+	t.Logf("the VIP answers from %s", holder.name)
+	holder.n.expect(t, time.Minute, `vip: took 192\.168\.77\.100 on eth0`)
+
+	// Hard kills: SIGKILL of the holder's whole node and its link cut at
+	// the same moment, like pulling a machine's power cord.
+	var failovers []float64
+	for i := range kills {
+		holder = b.holder()
+		killed := time.Now()
+		b.powerOff(holder)
+		next := b.waitAnswer(killed, holder.name, time.Minute)
+		d := b.poll.firstAfter(killed, holder.name).Sub(killed).Seconds()
+		failovers = append(failovers, d)
+		t.Logf("kill %d: %s killed, %s answers on the VIP %.2fs later", i+1, holder.name, next.name, d)
+		b.boot(holder)
+		holder.n.expect(t, controlPlane, reServerReady)
+	}
+
+	// Planned shutdowns: SIGTERM (the container platform's power button).
+	var planned []float64
+	for i := range vipPlanned {
+		holder = b.holder()
+		asked := time.Now()
+		go holder.n.cmd.Process.Signal(unix.SIGTERM)
+		next := b.waitAnswer(asked, holder.name, time.Minute)
+		d := b.poll.firstAfter(asked, holder.name).Sub(asked).Seconds()
+		planned = append(planned, d)
+		holder.n.stop(t)
+		holder.n.expect(t, time.Second, `vip: dropped 192\.168\.77\.100: shutting down`)
+		t.Logf("planned %d: %s stopped, %s answers on the VIP %.2fs later", i+1, holder.name, next.name, d)
+		b.boot(holder)
+		holder.n.expect(t, controlPlane, reServerReady)
+	}
+
+	// The holder cut off from the others and the datastore: it drops the
+	// VIP before another server takes it.
+	t.Run("isolated holder", func(t *testing.T) {
+		holder := b.holder()
+		cut := time.Now()
+		b.link(holder, "down")
+		next := b.waitAnswer(cut, holder.name, time.Minute)
+		took := b.addrs.firstPresent(next.name, cut)
+		dropped := b.addrs.firstAbsent(holder.name, cut)
+		holder.n.expect(t, 10*time.Second, `vip: dropped 192\.168\.77\.100: (could not renew the lease within 1\.5s|apiserver not ready)`)
+		switch {
+		case dropped.IsZero():
+			t.Errorf("%s never dropped the VIP", holder.name)
+		case took.IsZero() || !dropped.Before(took):
+			t.Errorf("%s dropped the VIP at %s, %s took it at %s: not before", holder.name, dropped.Sub(cut), next.name, took.Sub(cut))
+		default:
+			t.Logf("isolated %s dropped the VIP %.2fs after the cut, %s took it %.2fs after the cut; the VIP answered again after %.2fs",
+				holder.name, dropped.Sub(cut).Seconds(), next.name, took.Sub(cut).Seconds(), b.poll.firstAfter(cut, holder.name).Sub(cut).Seconds())
+		}
+		b.link(holder, "up")
+		// Back on the network it stays a candidate; the holder keeps it.
+		time.Sleep(10 * time.Second)
+		if h := b.holder(); h != next {
+			t.Errorf("after the isolated server came back the VIP moved from %s to %s", next.name, h.name)
+		}
+	})
+
+	overlaps := append(b.arp.overlaps(), b.addrs.overlaps()...)
+	two := "never"
+	if len(overlaps) > 0 {
+		two = fmt.Sprintf("%d times", len(overlaps))
+		for _, o := range overlaps {
+			t.Errorf("two holders: %s", o)
+		}
+	}
+	t.Logf("figures: ARP: %d probes, answers from %d MACs; netlink views polled every 20 ms", b.arp.probeCount(), b.arp.macCount())
+	t.Logf("figures: load average before %s, after %s", load0, loadavg())
+	slices.Sort(failovers)
+	line := fmt.Sprintf("vip failover: median %.1f s, worst %.1f s over %d kills; planned %.1f s; two holders: %s",
+		median(failovers), slices.Max(failovers), len(failovers), slices.Max(planned), two)
+	t.Logf("figures: failovers %v, planned %v", rounded(failovers), rounded(planned))
+	fmt.Println(line)
+	t.Log(line)
+	for _, s := range b.servers {
+		s.n.stop(t)
+		if !strings.Contains(s.n.console(), "shutdown: all services stopped") {
+			t.Errorf("%s: no orderly stop:\n%s", s.name, s.n.tail(20))
+		}
+	}
+}
+
+// boot starts s (again) in a fresh network namespace on the bridge.
+func (b *vipBed) boot(s *vipServer) {
+	b.t.Helper()
+	netnsPath, err := b.ns.AddPeer(context.Background())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	s.boots++
+	s.netns = netnsPath
+	name := s.name
+	if s.boots > 1 {
+		name = fmt.Sprintf("%s-boot%d", s.name, s.boots)
+	}
+	s.n = startNode(b.t, name, s.root, netnsPath)
+	b.addrs.watch(s.name, netnsPath)
+}
+
+// bridgeEnd is the bridge's end of a peer's veth: AddPeer names the peer
+// namespace NS-pN and the bridge end vethN.
+func bridgeEnd(netnsPath string) string {
+	i := strings.LastIndex(netnsPath, "-p")
+	return "veth" + netnsPath[i+2:]
+}
+
+// link sets s's link on the bridge up or down.
+func (b *vipBed) link(s *vipServer, state string) {
+	b.t.Helper()
+	if out, err := b.ns.Command(context.Background(), "ip", "link", "set", bridgeEnd(s.netns), state).CombinedOutput(); err != nil {
+		b.t.Fatalf("ip link set %s %s: %v: %s", bridgeEnd(s.netns), state, err, out)
+	}
+}
+
+// powerOff kills s's node and cuts its link at once; its namespace goes.
+func (b *vipBed) powerOff(s *vipServer) {
+	b.t.Helper()
+	b.addrs.forget(s.name) // the dead machine's namespace keeps the address; it answers nothing
+	s.n.cmd.Process.Kill()
+	b.link(s, "down")
+	<-s.n.done
+	if out, err := exec.Command("ip", "netns", "delete", filepath.Base(s.netns)).CombinedOutput(); err != nil {
+		b.t.Logf("ip netns delete %s: %v: %s", s.netns, err, out)
+	}
+}
+
+// holder is the server that answers on the VIP now.
+func (b *vipBed) holder() *vipServer {
+	b.t.Helper()
+	return b.waitAnswer(time.Now(), "", time.Minute)
+}
+
+// waitAnswer waits for an answer from the VIP to a request sent after
+// since by a server other than not, and returns that server.
+func (b *vipBed) waitAnswer(since time.Time, not string, d time.Duration) *vipServer {
+	b.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if at := b.poll.firstAfter(since, not); !at.IsZero() {
+			name := b.poll.serverAt(at)
+			for _, s := range b.servers {
+				if s.name == name {
+					return s
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.t.Fatalf("the VIP did not answer (from a server other than %q) within %s", not, d)
+	return nil
+}
+
+// vipPoller asks https://VIP:6443/readyz every 100 ms, each time on a new
+// connection, and records which server answered 200.
+type vipPoller struct {
+	mu      sync.Mutex
+	answers []vipAnswer
+}
+
+type vipAnswer struct {
+	sent, done time.Time
+	server     string
+}
+
+func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vipServer) *vipPoller {
+	p := &vipPoller{}
+	byIP := map[string]string{}
+	for _, s := range servers {
+		byIP[s.addr] = s.name
+	}
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsCfg, DialContext: ns.DialContext, DisableKeepAlives: true}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	wg.Go(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			wg.Go(func() {
+				sent := time.Now()
+				resp, err := hc.Get("https://" + vipAddr + ":6443/readyz")
+				if err != nil {
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+					return
+				}
+				server := "?"
+				for _, ip := range resp.TLS.PeerCertificates[0].IPAddresses {
+					if n, ok := byIP[ip.String()]; ok {
+						server = n
+					}
+				}
+				p.mu.Lock()
+				p.answers = append(p.answers, vipAnswer{sent: sent, done: time.Now(), server: server})
+				p.mu.Unlock()
+			})
+		}
+	})
+	return p
+}
+
+// firstAfter is when the first answer to a request sent after since by a
+// server other than not arrived; zero when none has.
+func (p *vipPoller) firstAfter(since time.Time, not string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first time.Time
+	for _, a := range p.answers {
+		if a.sent.After(since) && a.server != not && (first.IsZero() || a.done.Before(first)) {
+			first = a.done
+		}
+	}
+	return first
+}
+
+func (p *vipPoller) serverAt(done time.Time) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.answers {
+		if a.done.Equal(done) {
+			return a.server
+		}
+	}
+	return ""
+}
+
+// arpWatch asks the bridge who has the VIP every 100 ms and records every
+// ARP packet that claims it (answers and gratuitous announcements).
+type arpWatch struct {
+	mu     sync.Mutex
+	probes []time.Time
+	seen   []arpSeen
+}
+
+type arpSeen struct {
+	at  time.Time
+	mac string
+}
+
+func watchARP(t *testing.T, ns *qemu.Netns, vip netip.Addr) *arpWatch {
+	t.Helper()
+	w := &arpWatch{}
+	var fd int
+	var br *net.Interface
+	var brIP net.IP
+	err := inNetns("/run/netns/"+ns.Name, func() error {
+		var err error
+		if br, err = net.InterfaceByName(ns.Bridge); err != nil {
+			return err
+		}
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: br.Index})
+	})
+	if err != nil {
+		t.Fatalf("an ARP socket on the bridge: %v", err)
+	}
+	brIP = net.ParseIP(dsAddr).To4()
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait(); unix.Close(fd) })
+	v4 := vip.As4()
+	wg.Go(func() {
+		buf := make([]byte, 1500)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil || n < 42 || binary.BigEndian.Uint16(buf[12:14]) != unix.ETH_P_ARP {
+				continue
+			}
+			arp := buf[14:42]
+			if !slices.Equal(arp[14:18], v4[:]) {
+				continue
+			}
+			w.mu.Lock()
+			w.seen = append(w.seen, arpSeen{at: time.Now(), mac: net.HardwareAddr(arp[8:14]).String()})
+			w.mu.Unlock()
+		}
+	})
+	wg.Go(func() {
+		req := make([]byte, 42)
+		copy(req[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		copy(req[6:12], br.HardwareAddr)
+		binary.BigEndian.PutUint16(req[12:], unix.ETH_P_ARP)
+		arp := req[14:]
+		binary.BigEndian.PutUint16(arp[0:], 1)
+		binary.BigEndian.PutUint16(arp[2:], 0x0800)
+		arp[4], arp[5] = 6, 4
+		binary.BigEndian.PutUint16(arp[6:], 1)
+		copy(arp[8:14], br.HardwareAddr)
+		copy(arp[14:18], brIP)
+		copy(arp[24:28], v4[:])
+		to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: br.Index, Halen: 6}
+		copy(to.Addr[:], req[0:6])
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			w.mu.Lock()
+			w.probes = append(w.probes, time.Now())
+			w.mu.Unlock()
+			unix.Sendto(fd, req, 0, to)
+		}
+	})
+	return w
+}
+
+// overlaps are the probe rounds (100 ms each) in which two MACs claimed
+// the VIP.
+func (w *arpWatch) overlaps() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rounds := map[int]map[string]bool{}
+	for _, s := range w.seen {
+		i := sort.Search(len(w.probes), func(i int) bool { return w.probes[i].After(s.at) }) - 1
+		if rounds[i] == nil {
+			rounds[i] = map[string]bool{}
+		}
+		rounds[i][s.mac] = true
+	}
+	var out []string
+	for i, macs := range rounds {
+		if len(macs) > 1 {
+			at := "before the first probe"
+			if i >= 0 {
+				at = w.probes[i].Format("15:04:05.000")
+			}
+			out = append(out, fmt.Sprintf("ARP: %v answered for the VIP in the round of %s", slices.Sorted(maps.Keys(macs)), at))
+		}
+	}
+	return out
+}
+
+func (w *arpWatch) probeCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.probes)
+}
+
+func (w *arpWatch) macCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	macs := map[string]bool{}
+	for _, s := range w.seen {
+		macs[s.mac] = true
+	}
+	return len(macs)
+}
+
+// addrWatch reads each live node's addresses through netlink in its own
+// network namespace every 20 ms and records when it has the VIP.
+type addrWatch struct {
+	mu      sync.Mutex
+	handles map[string]*netlink.Handle
+	events  []addrEvent
+	has     map[string]bool
+	overlap []string
+}
+
+type addrEvent struct {
+	at      time.Time
+	node    string
+	present bool
+}
+
+func newAddrWatch(t *testing.T) *addrWatch {
+	w := &addrWatch{handles: map[string]*netlink.Handle{}, has: map[string]bool{}}
+	vip := net.ParseIP(vipAddr)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		for _, h := range w.handles {
+			h.Close()
+		}
+	})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			w.mu.Lock()
+			var holding []string
+			now := time.Now()
+			for node, h := range w.handles {
+				addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+				if err != nil {
+					continue
+				}
+				present := slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IP.Equal(vip) })
+				if present != w.has[node] {
+					w.events = append(w.events, addrEvent{at: now, node: node, present: present})
+					w.has[node] = present
+				}
+				if present {
+					holding = append(holding, node)
+				}
+			}
+			if len(holding) > 1 {
+				slices.Sort(holding)
+				w.overlap = append(w.overlap, fmt.Sprintf("netlink: %v had the VIP at %s", holding, now.Format("15:04:05.000")))
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// watch starts reading node's addresses in the namespace at path.
+func (w *addrWatch) watch(node, path string) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	if old := w.handles[node]; old != nil {
+		old.Close()
+	}
+	w.handles[node] = nh
+	w.has[node] = false
+	w.mu.Unlock()
+}
+
+// forget stops watching node (a machine powered off).
+func (w *addrWatch) forget(node string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if h := w.handles[node]; h != nil {
+		h.Close()
+	}
+	delete(w.handles, node)
+	delete(w.has, node)
+}
+
+func (w *addrWatch) firstEvent(node string, since time.Time, present bool) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.events {
+		if e.node == node && e.present == present && e.at.After(since) {
+			return e.at
+		}
+	}
+	return time.Time{}
+}
+
+func (w *addrWatch) firstPresent(node string, since time.Time) time.Time {
+	return w.firstEvent(node, since, true)
+}
+
+func (w *addrWatch) firstAbsent(node string, since time.Time) time.Time {
+	return w.firstEvent(node, since, false)
+}
+
+func (w *addrWatch) overlaps() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.overlap)
+}
+
+// inNetns runs f on a thread inside the network namespace at path.
+func inNetns(path string, f func() error) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is not unlocked: if returning fails, it dies with the goroutine.
+		runtime.LockOSThread()
+		self, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer self.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- err
+			return
+		}
+		ferr := f()
+		if err := netns.Set(self); err != nil {
+			errc <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func median(s []float64) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	c := slices.Sorted(slices.Values(s))
+	if len(c)%2 == 1 {
+		return c[len(c)/2]
+	}
+	return (c[len(c)/2-1] + c[len(c)/2]) / 2
+}
+
+func rounded(s []float64) []string {
+	var out []string
+	for _, v := range s {
+		out = append(out, fmt.Sprintf("%.2f", v))
+	}
+	return out
+}
+
+func loadavg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
