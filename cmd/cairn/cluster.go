@@ -30,6 +30,7 @@ type clusterOptions struct {
 	board, vip, subnet   string
 	image, kernel, comps string
 	wait                 string
+	debug                bool
 	timeout              time.Duration
 	memory, smp          int
 }
@@ -182,6 +183,7 @@ for a look at its logs, and the command fails saying what each node lacks.`,
 	f.StringVar(&o.comps, "components", "out/components", "node components for the build (make components)")
 	f.StringVar(&o.wait, "wait", "node", "wait for: node (every Node object Ready) or apiserver (every server's /readyz; agents are not waited for)")
 	f.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up waiting after this long (the cluster is left running)")
+	f.BoolVar(&o.debug, "debug", false, "cairn.debug on every node: each component's output on the node's console log too")
 	f.IntVarP(&o.memory, "memory", "m", 3072, "qemu: each VM's memory in MiB")
 	f.IntVar(&o.smp, "smp", 2, "qemu: each VM's CPUs")
 	cmd.RegisterFlagCompletionFunc("board", completeBoards)

@@ -46,6 +46,8 @@ type clusterState struct {
 	Image     string            `json:"image"`
 	Network   container.Network `json:"network"`
 	VIP       netip.Addr        `json:"vip,omitzero"`
+	// Cmdline is the nodes' kernel command line.
+	Cmdline string `json:"cmdline"`
 	// Store is the datastore server; nil for the embedded etcd.
 	Store *storeState `json:"store,omitempty"`
 	Nodes []nodeState `json:"nodes"`
@@ -128,6 +130,9 @@ func parseState(data []byte) (*clusterState, error) {
 	}
 	if !slices.Contains(datastores, st.Datastore) {
 		return nil, fmt.Errorf("%s: datastore %q", stateFile, st.Datastore)
+	}
+	if len(st.Cmdline) > 4096 {
+		return nil, fmt.Errorf("%s: a command line of %d bytes", stateFile, len(st.Cmdline))
 	}
 	if len(st.Nodes) > maxServers+maxAgents {
 		return nil, fmt.Errorf("%s: %d nodes; at most %d", stateFile, len(st.Nodes), maxServers+maxAgents)

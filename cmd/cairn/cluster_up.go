@@ -47,7 +47,13 @@ func clusterUp(ctx context.Context, stdout, stderr io.Writer, o *clusterOptions)
 		return err
 	}
 	st := &clusterState{Version: stateVersion, Name: o.name, Created: time.Now().UTC().Truncate(time.Second),
-		Platform: o.platform, Datastore: o.datastore, Board: o.board}
+		Platform: o.platform, Datastore: o.datastore, Board: o.board, Cmdline: "cairn.platform=container"}
+	if o.platform == "qemu" {
+		st.Cmdline = ""
+	}
+	if o.debug {
+		st.Cmdline = strings.TrimSpace(st.Cmdline + " cairn.debug")
+	}
 	kept := false
 	defer func() {
 		if !kept {
@@ -350,7 +356,7 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *clusterSt
 			if err != nil {
 				return err
 			}
-			n.Proc, err = container.Node{Init: filepath.Join(system, "sbin/init"), Root: root, Netns: netns, Log: n.Log}.Start()
+			n.Proc, err = container.Node{Init: filepath.Join(system, "sbin/init"), Root: root, Netns: netns, Log: n.Log, Cmdline: st.Cmdline}.Start()
 		case "qemu":
 			n.Proc, err = startVM(ctx, dir, st, n, o, configs[n.ID])
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -72,10 +73,11 @@ func clusterVM(ctx context.Context, root, name, id string, memory, smp int) erro
 	sub := st.Network.Subnet.Addr().As4()
 	m, err := qemu.Start(context.Background(), qemu.Config{
 		Name: node.Name, Board: b, Artifacts: art, Memory: memory, SMP: smp,
-		Seed:       filepath.Join(dir, "nodes", id, "seed.iso"),
-		NICs:       []qemu.NIC{{TAP: "t-" + id, MAC: fmt.Sprintf("52:54:00:c4:%02x:%02x", sub[2], a[3])}},
-		Netns:      st.Network.Netns(),
-		ConsoleLog: node.Log,
+		ExtraCmdline: strings.Fields(st.Cmdline),
+		Seed:         filepath.Join(dir, "nodes", id, "seed.iso"),
+		NICs:         []qemu.NIC{{TAP: "t-" + id, MAC: fmt.Sprintf("52:54:00:c4:%02x:%02x", sub[2], a[3])}},
+		Netns:        st.Network.Netns(),
+		ConsoleLog:   node.Log,
 	})
 	if err != nil {
 		return err

@@ -142,7 +142,7 @@ func probeCluster(ctx context.Context, dir string, st *clusterState, tok join.To
 		if code, body, err := get(ctx, admin, url+"/readyz"); err != nil {
 			apiOK[n.ID] = "apiserver not serving yet: " + shortErr(err)
 		} else if code != http.StatusOK {
-			apiOK[n.ID] = fmt.Sprintf("apiserver not ready (/readyz %d: %s)", code, firstLine(body))
+			apiOK[n.ID] = fmt.Sprintf("apiserver not ready (/readyz %d: %s)", code, failedChecks(body))
 		} else {
 			apiOK[n.ID] = ""
 			if apiURL == "" {
@@ -257,6 +257,21 @@ func shortErr(err error) string {
 		s = s[i+2:]
 	}
 	return s
+}
+
+// failedChecks are the "[-]name failed" lines of a verbose /readyz.
+func failedChecks(b []byte) string {
+	var failed []string
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if name, ok := strings.CutPrefix(l, "[-]"); ok && len(failed) < 5 {
+			name, _, _ = strings.Cut(name, " ")
+			failed = append(failed, name)
+		}
+	}
+	if len(failed) == 0 {
+		return firstLine(b)
+	}
+	return "failing: " + strings.Join(failed, ", ")
 }
 
 func firstLine(b []byte) string {
