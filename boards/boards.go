@@ -40,6 +40,9 @@ type Board struct {
 	Formats []string `yaml:"formats,omitempty"`
 	// Bootloader is the UEFI boot loader of the board's disk images.
 	Bootloader *Bootloader `yaml:"bootloader,omitempty"`
+	// Firmware is the boot firmware a board without UEFI (the Raspberry
+	// Pi) loads from its boot partition.
+	Firmware *Firmware `yaml:"firmware,omitempty"`
 	// QEMU is set for boards QEMU can emulate.
 	QEMU *QEMU `yaml:"qemu,omitempty"`
 }
@@ -51,6 +54,21 @@ type Bootloader struct {
 	Package string `yaml:"package"`
 	// File is the loader's path inside the package.
 	File string `yaml:"file"`
+}
+
+// Firmware is boot firmware taken from a Debian package and copied to the
+// root of the boot partition, with the board's lines of the firmware's
+// config file.
+type Firmware struct {
+	// Package is the Debian package (raspi-firmware), found beside the
+	// kernel package; Dir is the files' directory inside it.
+	Package string `yaml:"package"`
+	Dir     string `yaml:"dir"`
+	// Files are the firmware's files the board needs, relative to Dir.
+	Files []string `yaml:"files"`
+	// Config are the board's lines of config.txt; the builder adds the
+	// slot's (os_prefix, kernel, initramfs, cmdline).
+	Config string `yaml:"config"`
 }
 
 // QEMU is how to start the board under QEMU.
@@ -105,6 +123,9 @@ func Parse(data []byte) (*Board, error) {
 	}
 	if b.Arch != "amd64" && b.Arch != "arm64" {
 		return nil, fmt.Errorf("arch %q is not amd64 or arm64", b.Arch)
+	}
+	if f := b.Firmware; f != nil && (f.Package == "" || len(f.Files) == 0) {
+		return nil, errors.New("firmware: needs package and files")
 	}
 	return &b, nil
 }

@@ -33,6 +33,7 @@ func TestParseIsStrict(t *testing.T) {
 		{"unknown key", "name: x\narch: arm64\nconsol: ttyS0\n", "field consol not found"},
 		{"no name", "arch: arm64\n", "name is missing"},
 		{"bad arch", "name: x\narch: riscv64\n", `arch "riscv64" is not amd64 or arm64`},
+		{"firmware without files", "name: x\narch: arm64\nfirmware:\n  package: raspi-firmware\n", "firmware: needs package and files"},
 	} {
 		_, err := Parse([]byte(c.data))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

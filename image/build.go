@@ -65,9 +65,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	files := newOutFiles(out)
 	defer files.abort()
-	a := &artifacts{plan: p, system: sqfs, work: work, cacheDir: s.cacheDir, files: files, prog: prog, bootloader: in.bootloader}
+	a := &artifacts{plan: p, system: sqfs, work: work, cacheDir: s.cacheDir, files: files, prog: prog, bootloader: in.bootloader, firmware: in.firmware}
 	m := newManifest(p)
 	m.Bootloader = in.bootloaderIn
+	m.Firmware = in.firmwareIn
 	m.K3s = in.k3sIn
 	for _, f := range s.formats {
 		if err := ctx.Err(); err != nil {

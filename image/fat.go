@@ -19,6 +19,9 @@ type fatFile struct {
 	path string
 	data []byte
 	src  string
+	// slot marks a file of a slot (kernel, initramfs, its entry), which
+	// the other slot will have its own copy of.
+	slot bool
 }
 
 // fatClock serializes makeFAT's use of SOURCE_DATE_EPOCH.

@@ -15,12 +15,13 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// zstFormat and xzFormat write the raw disk image compressed for download
-// and flashing (disk.img.zst, disk.img.xz), with disk.img.bmap, the map of
-// its blocks that hold data, for bmaptool and cairn flash.
+// zstFormat and xzFormat write the raw disk image (disk.img, or a Pi's
+// sdcard.img) compressed for download and flashing (disk.img.zst,
+// disk.img.xz), with disk.img.bmap, the map of its blocks that hold data,
+// for bmaptool and cairn flash.
 var (
-	zstFormat = format{name: "zst", bootloader: true, supports: needsBootloader, write: writeZst}
-	xzFormat  = format{name: "xz", bootloader: true, supports: needsBootloader, write: writeXz}
+	zstFormat = format{name: "zst", bootloader: true, firmware: true, supports: needsDiskBoot, write: writeZst}
+	xzFormat  = format{name: "xz", bootloader: true, firmware: true, supports: needsDiskBoot, write: writeXz}
 )
 
 func writeZst(ctx context.Context, a *artifacts) error {
@@ -28,7 +29,7 @@ func writeZst(ctx context.Context, a *artifacts) error {
 	if err != nil {
 		return err
 	}
-	w, err := a.files.create("disk.img.zst")
+	w, err := a.files.create(a.rawName() + ".zst")
 	if err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func writeXz(ctx context.Context, a *artifacts) error {
 	if err != nil {
 		return err
 	}
-	w, err := a.files.create("disk.img.xz")
+	w, err := a.files.create(a.rawName() + ".xz")
 	if err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func copyFileTo(w io.Writer, src string) error {
 	return err
 }
 
-// writeBmap writes disk.img.bmap for raw, once per build.
+// writeBmap writes disk.img.bmap (sdcard.img.bmap) for raw, once per build.
 func (a *artifacts) writeBmap(raw string) error {
 	if a.bmapDone {
 		return nil
@@ -120,7 +121,7 @@ func (a *artifacts) writeBmap(raw string) error {
 		return fmt.Errorf("bmap: %w", err)
 	}
 	a.bmapDone = true
-	return a.files.write("disk.img.bmap", bm)
+	return a.files.write(a.rawName()+".bmap", bm)
 }
 
 // bmapBlock is the block size of the maps cairn writes.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,6 @@ import (
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/cairn-os/cairn/boards"
@@ -32,6 +32,15 @@ var diskFormat = format{name: "disk", bootloader: true, supports: needsBootloade
 func needsBootloader(b *boards.Board) error {
 	if b.Bootloader == nil {
 		return errors.New("names no UEFI boot loader (bootloader: in its board file)")
+	}
+	return nil
+}
+
+// needsDiskBoot accepts a board that boots a disk image one way or the
+// other: a UEFI boot loader, or firmware of its own.
+func needsDiskBoot(b *boards.Board) error {
+	if b.Bootloader == nil && b.Firmware == nil {
+		return errors.New("names neither a UEFI boot loader (bootloader:) nor boot firmware (firmware:) in its board file")
 	}
 	return nil
 }
@@ -103,12 +112,56 @@ const loaderConf = "timeout 0\ndefault " + layout.EntryPrefix + "*\neditor no\n"
 // boot entry of its own, per architecture.
 var efiBootName = map[string]string{"amd64": "BOOTX64.EFI", "arm64": "BOOTAA64.EFI"}
 
+// uefiBoot is the UEFI disk's boot partition: the ESP with systemd-boot.
+var uefiBoot = bootPartition{typ: gpt.EFISystemPartition, files: espFiles}
+
+// bootPartition is a disk's first partition (FAT32): the files that boot
+// slot A, with room for slot B's beside them.
+type bootPartition struct {
+	typ gpt.Type
+	// files lists the partition's files; those with slot set belong to
+	// slot A and are counted twice when sizing the partition.
+	files func(a *artifacts, ird string) ([]fatFile, error)
+	// hybridMBR lists the partition in the MBR too (FAT32, type 0x0c),
+	// for firmware that reads no GPT (the Raspberry Pi's).
+	hybridMBR bool
+}
+
+// size is the FAT file system for files: room for a second slot's.
+func (bp bootPartition) size(files []fatFile) (int64, error) {
+	var total int64
+	for _, f := range files {
+		n := int64(len(f.data))
+		if f.src != "" {
+			st, err := os.Stat(f.src)
+			if err != nil {
+				return 0, err
+			}
+			n = st.Size()
+		}
+		total += n
+		if f.slot {
+			total += n
+		}
+	}
+	return fatSize(total), nil
+}
+
+// rawName is the raw disk image's name: disk.img, or sdcard.img for a
+// board booted by its own firmware rather than UEFI.
+func (a *artifacts) rawName() string {
+	if a.b.Bootloader == nil && a.b.Firmware != nil {
+		return "sdcard.img"
+	}
+	return "disk.img"
+}
+
 func writeDisk(ctx context.Context, a *artifacts) error {
 	out, err := a.files.reserve("disk.img")
 	if err != nil {
 		return err
 	}
-	if err := makeDisk(ctx, a, out); err != nil {
+	if err := makeDisk(ctx, a, out, uefiBoot); err != nil {
 		return err
 	}
 	a.disk = out
@@ -116,45 +169,49 @@ func writeDisk(ctx context.Context, a *artifacts) error {
 }
 
 // rawDisk is the raw disk image, made in the work directory when the disk
-// format is not among the build's formats.
+// (or sdcard) format is not among the build's formats: a UEFI disk when
+// the board has a UEFI boot loader, else an SD card for its firmware.
 func (a *artifacts) rawDisk(ctx context.Context) (string, error) {
 	if a.disk != "" {
 		return a.disk, nil
 	}
-	path := filepath.Join(a.work, "disk.img")
+	path := filepath.Join(a.work, a.rawName())
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		return "", err
 	}
-	if err := makeDisk(ctx, a, path); err != nil {
+	bp := uefiBoot
+	if a.b.Bootloader == nil {
+		bp = piBoot
+	}
+	if err := makeDisk(ctx, a, path, bp); err != nil {
 		return "", err
 	}
 	a.disk = path
 	return path, nil
 }
 
-// makeDisk writes the disk image to the existing file out.
-func makeDisk(ctx context.Context, a *artifacts, out string) error {
+// makeDisk writes the disk image to the existing file out, with bp as
+// its boot partition.
+func makeDisk(ctx context.Context, a *artifacts, out string, bp bootPartition) error {
 	ird, err := a.stage1Initramfs()
 	if err != nil {
 		return err
 	}
-	vmlinuz := a.k.VmlinuzPath()
-	var payload int64
-	for _, p := range []string{vmlinuz, ird} {
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		payload += st.Size()
+	bootFiles, err := bp.files(a, ird)
+	if err != nil {
+		return err
+	}
+	esp, err := bp.size(bootFiles)
+	if err != nil {
+		return err
 	}
 	sys, err := os.Stat(a.system)
 	if err != nil {
 		return err
 	}
-	// Room for both slots' kernel and initramfs.
-	esp := fatSize(2 * payload)
 	slot := max(roundUp(sys.Size()*2, 64*mib), minSlot)
 	parts, size := diskLayout(esp, slot)
+	parts[0].typ = bp.typ
 
 	sum, err := digests{a.cacheDir}.sum(a.system)
 	if err != nil {
@@ -184,12 +241,17 @@ func makeDisk(ctx context.Context, a *artifacts, out string) error {
 	if err := d.Partition(table); err != nil {
 		return fmt.Errorf("writing the partition table: %w", err)
 	}
+	if bp.hybridMBR {
+		if err := writeHybridMBR(f, parts[0]); err != nil {
+			return err
+		}
+	}
 
-	a.prog.start("writing the EFI system partition")
-	err = writeESP(d, a, ird)
+	a.prog.start("writing the boot partition")
+	err = makeFAT(d, 1, layout.ESPLabel, a.epoch, bootFiles)
 	a.prog.done()
 	if err != nil {
-		return fmt.Errorf("EFI system partition: %w", err)
+		return fmt.Errorf("boot partition: %w", err)
 	}
 	if err := copyAt(f, parts[1].start, a.system); err != nil {
 		return fmt.Errorf("slot A: %w", err)
@@ -207,18 +269,49 @@ func makeDisk(ctx context.Context, a *artifacts, out string) error {
 	return f.Close()
 }
 
-// writeESP makes the FAT32 file system of partition 1 and fills it.
-func writeESP(d *disk.Disk, a *artifacts, ird string) error {
+// espFiles are the EFI system partition's: systemd-boot, its loader.conf,
+// slot A's entry with a boot counter, kernel and initramfs.
+func espFiles(a *artifacts, ird string) ([]fatFile, error) {
 	slot := layout.SlotA
 	cmdline := a.cmdlineFor(layout.SystemDisk, layout.SlotParam+"="+slot)
 	entry := fmt.Sprintf("/loader/entries/%s%s+%d.conf", layout.EntryPrefix, slot, bootTries)
-	return makeFAT(d, 1, layout.ESPLabel, a.epoch, []fatFile{
+	return []fatFile{
 		{path: "/EFI/BOOT/" + efiBootName[a.b.Arch], data: a.bootloader},
 		{path: "/loader/loader.conf", data: []byte(loaderConf)},
-		{path: entry, data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline))},
-		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath()},
-		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird},
-	})
+		{path: entry, data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline)), slot: true},
+		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath(), slot: true},
+		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird, slot: true},
+	}, nil
+}
+
+// writeHybridMBR lists the boot partition p in the MBR as FAT32 (LBA,
+// type 0x0c), first, for firmware that reads only MBRs, and keeps a GPT
+// protective entry (0xee, sector 1 up to p) fourth, where firmware that
+// trips over it in the first two looks no further, and Linux still finds
+// the GPT (a hybrid MBR).
+func writeHybridMBR(f *os.File, p diskPart) error {
+	mbr := make([]byte, sector)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		return err
+	}
+	entry := func(i int, typ byte, start, n int64) {
+		e := mbr[446+16*i : 446+16*(i+1)]
+		clear(e)
+		// CHS fields set to the "beyond CHS" marker; LBA counts rule.
+		copy(e[1:4], []byte{0xfe, 0xff, 0xff})
+		e[4] = typ
+		copy(e[5:8], []byte{0xfe, 0xff, 0xff})
+		binary.LittleEndian.PutUint32(e[8:12], uint32(start))
+		binary.LittleEndian.PutUint32(e[12:16], uint32(n))
+	}
+	for i := range 4 {
+		clear(mbr[446+16*i : 446+16*(i+1)])
+	}
+	entry(0, 0x0c, p.start/sector, p.len/sector)
+	entry(3, 0xee, 1, p.start/sector-1)
+	mbr[510], mbr[511] = 0x55, 0xaa
+	_, err := f.WriteAt(mbr, 0)
+	return err
 }
 
 // makeState makes the STATE file system (ext4, labelled layout.StateLabel)

@@ -19,12 +19,14 @@ type format struct {
 	supports func(b *boards.Board) error
 	// bootloader is set when the format needs the board's boot loader.
 	bootloader bool
-	write      func(ctx context.Context, a *artifacts) error
+	// firmware is set when the format needs the board's firmware files.
+	firmware bool
+	write    func(ctx context.Context, a *artifacts) error
 }
 
 // formats in the order a build writes them: later ones may reuse what
 // earlier ones made (qcow2 converts disk.img).
-var formats = []format{kernelFormat, diskFormat, qcow2Format, zstFormat, xzFormat, isoFormat, pxeFormat}
+var formats = []format{kernelFormat, diskFormat, sdcardFormat, qcow2Format, zstFormat, xzFormat, isoFormat, pxeFormat}
 
 // Formats lists the output format names.
 func Formats() []string {
@@ -74,7 +76,9 @@ type artifacts struct {
 	prog     *progress
 	// bootloader is the board's UEFI boot loader, when a format needs it.
 	bootloader []byte
-	live       string
+	// firmware are the board's firmware files, when a format needs them.
+	firmware []fatFile
+	live     string
 	// disk is the raw disk image once made (rawDisk).
 	disk     string
 	bmapDone bool

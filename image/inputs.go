@@ -259,6 +259,8 @@ type inputs struct {
 	compIn              *ComponentsInput
 	bootloader          []byte
 	bootloaderIn        *FileInput
+	firmware            []fatFile
+	firmwareIn          *FileInput
 	k3s                 string
 	k3sIn               *FileInput
 }
@@ -292,8 +294,13 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 	if in.initBin, in.initIn, err = buildInit(ctx, o.Init, s.board.Arch, s.cacheDir, prog); err != nil {
 		return nil, err
 	}
-	if slices.ContainsFunc(s.formats, func(f format) bool { return f.bootloader }) {
+	if s.board.Bootloader != nil && slices.ContainsFunc(s.formats, func(f format) bool { return f.bootloader }) {
 		if in.bootloader, in.bootloaderIn, err = readBootloader(o.Kernel, s.board); err != nil {
+			return nil, err
+		}
+	}
+	if s.board.Firmware != nil && slices.ContainsFunc(s.formats, func(f format) bool { return f.firmware }) {
+		if in.firmware, in.firmwareIn, err = readFirmware(o.Kernel, s.board); err != nil {
 			return nil, err
 		}
 	}

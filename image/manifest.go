@@ -25,7 +25,10 @@ type Manifest struct {
 	// K3s is the k3s binary bundled for distribution k3s.
 	K3s *FileInput `json:"k3s,omitempty"`
 	// Bootloader is the package the disk formats' boot loader came from.
-	Bootloader  *FileInput `json:"bootloader,omitempty"`
+	Bootloader *FileInput `json:"bootloader,omitempty"`
+	// Firmware is the package the board's boot firmware came from
+	// (raspi-firmware).
+	Firmware    *FileInput `json:"firmware,omitempty"`
 	Compression string     `json:"compression"`
 	// SquashfsCompression is the system image's compressor; the level
 	// applies to zstd.

@@ -15,11 +15,19 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 		return nil, errors.New("qemu: no board, or the board has no qemu section: QEMU cannot emulate it")
 	}
 	direct := c.Kernel != "" || c.Initrd != ""
+	netBoot := -1 // the NIC a network boot starts from
+	for i, n := range c.NICs {
+		if n.BootFile != "" && netBoot < 0 && !direct && len(c.Drives) == 0 {
+			netBoot = i
+		}
+	}
 	switch {
 	case direct && (c.Kernel == "" || c.Initrd == ""):
 		return nil, errors.New("qemu: a direct kernel boot needs both the kernel and the initramfs: pass the directory `cairn build` wrote")
-	case !direct && len(c.Drives) == 0:
-		return nil, errors.New("qemu: nothing to boot: no kernel and initramfs (build them with `cairn build` and pass the output directory) and no disk")
+	case !direct && len(c.Drives) == 0 && netBoot < 0:
+		return nil, errors.New("qemu: nothing to boot: no kernel and initramfs (build them with `cairn build` and pass the output directory), no disk and no network boot file")
+	case c.DTB != "" && !direct:
+		return nil, errors.New("qemu: a device tree (-dtb) needs a direct kernel boot; firmware brings its own")
 	case !direct && len(c.ExtraCmdline) > 0:
 		return nil, errors.New("qemu: extra kernel arguments need a direct kernel boot; a disk's bootloader has its own command line")
 	}
@@ -43,16 +51,26 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 		"-smp", fmt.Sprint(smp),
 		"-display", "none",
 		"-qmp", "unix:" + qmpPath + ",server=on,wait=off",
-		"-device", "virtio-rng-pci",
+	}
+	if !c.NoRNG {
+		a = append(a, "-device", "virtio-rng-pci")
 	}
 	if b.QEMU.CPU != "" {
 		a = append(a, "-cpu", b.QEMU.CPU)
 	}
-	if direct {
+	firmware := b.QEMU.Firmware
+	if c.Firmware != "" {
+		firmware = c.Firmware
+	}
+	switch {
+	case direct:
 		a = append(a, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.cmdline())
-	} else if b.QEMU.Firmware != "" {
+		if c.DTB != "" {
+			a = append(a, "-dtb", c.DTB)
+		}
+	case firmware != "" && firmware != SeaBIOS:
 		// A disk boots through the board's firmware; none means BIOS.
-		a = append(a, "-bios", b.QEMU.Firmware)
+		a = append(a, "-bios", firmware)
 	}
 	if !c.AllowReboot {
 		a = append(a, "-no-reboot")
@@ -79,6 +97,7 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 		drives = append([]Drive{{Path: c.Seed, ReadOnly: true}}, drives...)
 		bootDisk = 1
 	}
+	scsi := false
 	for i, d := range drives {
 		if strings.Contains(d.Path, ",") {
 			return nil, fmt.Errorf("qemu: drive path %q contains a comma, which QEMU's -drive cannot take: rename it", d.Path)
@@ -94,7 +113,24 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 		if d.Snapshot {
 			opt += ",snapshot=on"
 		}
-		dev := fmt.Sprintf("virtio-blk-pci,drive=drive%d", i)
+		var dev string
+		switch d.Media {
+		case "":
+			dev = fmt.Sprintf("virtio-blk-pci,drive=drive%d", i)
+		case MediaCDROM:
+			if !scsi {
+				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
+				scsi = true
+			}
+			opt += ",media=cdrom,readonly=on"
+			dev = fmt.Sprintf("scsi-cd,drive=drive%d,bus=scsi0.0", i)
+		case MediaSD:
+			// The machine's own SD controller takes it; no device.
+			a = append(a, "-drive", strings.Replace(opt, "if=none", "if=sd", 1))
+			continue
+		default:
+			return nil, fmt.Errorf("qemu: drive %s: media %q is not a disk, %s or %s", d.Path, d.Media, MediaCDROM, MediaSD)
+		}
 		if !direct && i == bootDisk {
 			dev += ",bootindex=0"
 		}
@@ -127,9 +163,27 @@ func (c *Config) args(qmpPath string) ([]string, error) {
 			for _, f := range n.Forwards {
 				opt += "," + f.hostfwd()
 			}
+			for _, p := range []string{n.TFTP, n.BootFile} {
+				if strings.Contains(p, ",") {
+					return nil, fmt.Errorf("qemu: NIC %d: %q contains a comma, which QEMU's -netdev cannot take: rename it", i, p)
+				}
+			}
+			if n.TFTP != "" {
+				opt += ",tftp=" + n.TFTP
+			}
+			if n.BootFile != "" {
+				opt += ",bootfile=" + n.BootFile
+			}
 			a = append(a, "-netdev", opt)
 		}
-		a = append(a, "-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s", id, mac))
+		if n.TAP != "" && (n.TFTP != "" || n.BootFile != "") {
+			return nil, fmt.Errorf("qemu: NIC %d: TFTP and a boot file need QEMU's user network, not TAP device %s", i, n.TAP)
+		}
+		dev := fmt.Sprintf("virtio-net-pci,netdev=%s,mac=%s", id, mac)
+		if i == netBoot {
+			dev += ",bootindex=0"
+		}
+		a = append(a, "-device", dev)
 	}
 	return a, nil
 }

@@ -20,6 +20,10 @@ import (
 // the host's loopback interface.
 const HostAddr = "10.0.2.2"
 
+// SeaBIOS as Config.Firmware boots through QEMU's default BIOS even when the
+// board names UEFI firmware.
+const SeaBIOS = "seabios"
+
 // UserNetAddr is the address QEMU's user-network DHCP server gives the first
 // guest, with its prefix.
 const UserNetAddr = "10.0.2.15/24"
@@ -105,6 +109,13 @@ type NIC struct {
 	// MAC is the card's address; a random locally administered one when empty,
 	// so machines on one bridge never clash.
 	MAC string
+	// TFTP is a directory QEMU's user network serves read-only over TFTP
+	// at HostAddr, and BootFile the file its DHCP server names for a
+	// network boot (relative to TFTP). A machine with neither a kernel
+	// nor drives boots from the first card with a BootFile, through the
+	// card's option ROM (iPXE, from Debian's ipxe-qemu).
+	TFTP     string
+	BootFile string
 }
 
 // Drive is one extra disk of the guest, attached as a virtio block device.
@@ -114,7 +125,17 @@ type Drive struct {
 	ReadOnly bool
 	// Snapshot discards the guest's writes when QEMU exits.
 	Snapshot bool
+	// Media is how the guest sees it: a virtio disk (""), a CD-ROM
+	// ("cdrom", a SCSI CD on virtio-scsi, read-only), or an SD card ("sd",
+	// the machine's own SD controller, for boards without PCI).
+	Media string
 }
+
+// Drive media.
+const (
+	MediaCDROM = "cdrom"
+	MediaSD    = "sd"
+)
 
 // Config says what to boot and how.
 type Config struct {
@@ -122,8 +143,17 @@ type Config struct {
 	Name  string
 	Board *boards.Board
 	// Artifacts of a direct kernel boot; when empty, the first of Drives
-	// boots through the board's firmware (UEFI, or BIOS when it has none).
+	// (or, with no drives, the network: see NIC.BootFile) boots through
+	// the board's firmware (UEFI, or BIOS when it has none).
 	Artifacts
+	// DTB is a device tree for a direct kernel boot (-dtb), for machines
+	// QEMU makes none for.
+	DTB string
+	// Firmware replaces the board's firmware for a boot without a kernel:
+	// a file for -bios, or SeaBIOS for QEMU's default BIOS (legacy PXE).
+	Firmware string
+	// NoRNG leaves out the virtio RNG, for machines without PCI.
+	NoRNG bool
 	// ExtraCmdline is appended to Artifacts.Cmdline.
 	ExtraCmdline []string
 	// Seed is a NoCloud seed image (iso9660 or vfat labelled cidata),

@@ -119,6 +119,39 @@ func TestArgs(t *testing.T) {
 			},
 		},
 		{
+			name: "network boot from QEMU's TFTP through SeaBIOS and the card's iPXE ROM",
+			cfg:  Config{Board: x86, Firmware: SeaBIOS, NICs: []NIC{{TFTP: "/t/tftp", BootFile: "node.ipxe", MAC: "52:54:00:00:00:02"}}},
+			want: map[string][]string{
+				"-bios":   nil,
+				"-kernel": nil,
+				"-netdev": {"user,id=net0,tftp=/t/tftp,bootfile=node.ipxe"},
+				"-device": {"virtio-rng-pci", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:02,bootindex=0"},
+			},
+		},
+		{
+			name: "ISO as a CD-ROM on virtio-scsi",
+			cfg:  Config{Board: arm, Seed: "/t/seed.iso", Drives: []Drive{{Path: "/t/cairn.iso", Media: MediaCDROM}}, NICs: []NIC{}},
+			want: map[string][]string{
+				"-bios":   {"/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"},
+				"-drive":  {"file=/t/seed.iso,if=none,format=raw,id=drive0,readonly=on", "file=/t/cairn.iso,if=none,format=raw,id=drive1,media=cdrom,readonly=on"},
+				"-device": {"virtio-rng-pci", "virtio-blk-pci,drive=drive0", "virtio-scsi-pci,id=scsi0", "scsi-cd,drive=drive1,bus=scsi0.0,bootindex=0"},
+			},
+		},
+		{
+			name: "SD card and device tree on a machine without PCI",
+			cfg:  Config{Board: arm, Artifacts: art, DTB: "/o/bcm2837-rpi-3-b.dtb", NoRNG: true, Drives: []Drive{{Path: "/t/sdcard.img", Media: MediaSD}}, NICs: []NIC{}},
+			want: map[string][]string{
+				"-dtb":    {"/o/bcm2837-rpi-3-b.dtb"},
+				"-drive":  {"file=/t/sdcard.img,if=sd,format=raw,id=drive0"},
+				"-device": nil,
+			},
+		},
+		{
+			name:    "TFTP on a TAP device",
+			cfg:     Config{Board: x86, Artifacts: art, Netns: ns, NICs: []NIC{{TAP: "tap0", TFTP: "/t"}}},
+			wantErr: "need QEMU's user network",
+		},
+		{
 			name: "no network",
 			cfg:  Config{Board: x86, Artifacts: art, NICs: []NIC{}},
 			want: map[string][]string{"-netdev": nil},

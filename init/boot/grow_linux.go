@@ -104,8 +104,10 @@ func growPartition(dev string) error {
 		return fmt.Errorf("reading %s's partition table: %w", bi.disk, err)
 	}
 	// A table read from the disk keeps its old end; a new one with the
-	// same identity and partitions is laid out for the disk's size.
-	table := &gpt.Table{LogicalSectorSize: sectorSize, PhysicalSectorSize: sectorSize, ProtectiveMBR: true, GUID: old.GUID}
+	// same identity and partitions is laid out for the disk's size. A
+	// hybrid MBR (a Raspberry Pi card's: its firmware reads only the
+	// MBR) is kept as it is; a protective one is rewritten for the size.
+	table := &gpt.Table{LogicalSectorSize: sectorSize, PhysicalSectorSize: sectorSize, ProtectiveMBR: !hybridMBR(f), GUID: old.GUID}
 	found := false
 	for _, p := range old.Partitions {
 		if p.Type == gpt.Unused {
@@ -154,4 +156,14 @@ func growExt4(dir string, bytes int64) error {
 		return fmt.Errorf("growing the ext4 on %s to %d blocks: %w", dir, blocks, errno)
 	}
 	return nil
+}
+
+// hybridMBR says whether the disk's MBR lists partitions of its own beside
+// the GPT's protective entry (0xee), as a Raspberry Pi card's does.
+func hybridMBR(f *os.File) bool {
+	mbr := make([]byte, sectorSize)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		return false
+	}
+	return isHybridMBR(mbr)
 }

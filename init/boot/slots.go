@@ -156,3 +156,22 @@ func trybootFlag(path string) bool {
 	}
 	return len(bytes.Trim(b, "\x00")) > 0
 }
+
+// isHybridMBR says whether an MBR sector has a GPT protective entry (type
+// 0xee) and other partitions beside it.
+func isHybridMBR(mbr []byte) bool {
+	if len(mbr) < 512 || mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return false
+	}
+	protective, other := false, false
+	for i := 0; i < 4; i++ {
+		switch mbr[446+16*i+4] {
+		case 0:
+		case 0xee:
+			protective = true
+		default:
+			other = true
+		}
+	}
+	return protective && other
+}
