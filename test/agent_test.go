@@ -6,11 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/qemu"
 )
 
 // nodeReady is how long a node may take from its config to Ready on a
@@ -109,6 +115,233 @@ func TestAgentJoinsEmbedded(t *testing.T) {
 	for n, w := range want {
 		if nodes[n] != w {
 			t.Errorf("node %s: %q, want %q (all: %v)", n, nodes[n], w, nodes)
+		}
+	}
+}
+
+// busyboxImage builds an image of Debian's busybox-static (at
+// /bin/busybox) with cairn's own ociarchive, once per test binary, for
+// the workloads of the tests: no registry is reachable here.
+func busyboxImage(t *testing.T) string {
+	t.Helper()
+	busyboxOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cairn-busybox-")
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		busyboxTar = filepath.Join(dir, "busybox.tar")
+		cmd := exec.Command("go", "run", "./cmd/ociarchive", "-arch", runtime.GOARCH, "-name", busyboxRef,
+			"-binary", "/bin/busybox", "-path", "/bin/busybox", "-o", busyboxTar)
+		cmd.Dir = filepath.Join(repoRoot(), "image/components")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			busyboxErr = fmt.Errorf("building the busybox image: %v\n%s", err, out)
+		}
+	})
+	if busyboxErr != nil {
+		t.Fatal(busyboxErr)
+	}
+	return busyboxTar
+}
+
+const busyboxRef = "cairn.local/busybox:e2e"
+
+var (
+	busyboxOnce sync.Once
+	busyboxTar  string
+	busyboxErr  error
+)
+
+// withImage adds an image archive to a node root's images directory.
+func withImage(t *testing.T, root, archive string) string {
+	t.Helper()
+	dst := filepath.Join(root, "usr/share/cairn/images", filepath.Base(archive))
+	if out, err := exec.Command("cp", archive, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s: %v %s", archive, err, out)
+	}
+	return root
+}
+
+// kubectl runs the components' kubectl in ns with a kubeconfig file.
+func kubectl(t *testing.T, ns *qemu.Netns, kubeconfig string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(componentsDir(t), "usr/bin/cairn-node")
+	out, err := ns.Command(ctx, bin, append([]string{"kubectl", "--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// webApp is a Deployment of two busybox web servers that never share a
+// node, answering with their pod's name, and its Service.
+const webApp = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            - labelSelector: {matchLabels: {app: web}}
+              topologyKey: kubernetes.io/hostname
+      containers:
+        - name: web
+          image: ` + busyboxRef + `
+          imagePullPolicy: Never
+          command: ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /www && /bin/busybox hostname > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]
+          ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+// pod is a pod's name, node and IP.
+type pod struct{ name, node, ip string }
+
+// webPods waits until both web pods run and have IPs.
+func webPods(t *testing.T, ns *qemu.Netns, kc string, d time.Duration) []pod {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for time.Now().Before(deadline) {
+		out, err := kubectl(t, ns, kc, "get", "pods", "-l", "app=web", "-o",
+			`jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase}{"\n"}{end}`)
+		last = out
+		var pods []pod
+		if err == nil {
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				f := strings.Fields(l)
+				if len(f) == 4 && f[3] == "Running" {
+					pods = append(pods, pod{f[0], f[1], f[2]})
+				}
+			}
+		}
+		if len(pods) == 2 {
+			return pods
+		}
+		time.Sleep(3 * time.Second)
+	}
+	desc, _ := kubectl(t, ns, kc, "describe", "pods", "-l", "app=web")
+	t.Fatalf("the web pods are not both running after %s:\n%s\n%s", d, last, desc)
+	return nil
+}
+
+// TestClusterPostgres is the HA guide with agents, on the container
+// platform: two servers on PostgreSQL (s1 tainted) and an agent joined
+// through s1; three Ready nodes with their taints; two pods on two nodes
+// reach each other by pod IP and by Service name through CoreDNS, and
+// reach kubernetes.default; an agent with a wrong token never appears;
+// s1 killed, the agent stays Ready through s2 and its pod keeps running.
+func TestClusterPostgres(t *testing.T) {
+	ns := bridgeNS(t)
+	pg := startPostgres(t, ns, dsAddr)
+	img := busyboxImage(t)
+	s1 := startPeer(t, ns, "s1", withImage(t, nodeRoot(t, serverConfig("s1", "192.168.77.11", clusterToken, pg.endpoint(),
+		"  node-taint: [example.com/dedicated=db:NoSchedule]")), img))
+	s2 := startPeer(t, ns, "s2", withImage(t, nodeRoot(t, serverConfig("s2", "192.168.77.12", clusterToken, pg.endpoint())), img))
+	a1 := startPeer(t, ns, "a1", withImage(t, nodeRoot(t, agentConfig("a1", "192.168.77.21", clusterToken, "https://192.168.77.11:6443")), img))
+	for _, n := range []*containerNode{s1, s2, a1} {
+		m := n.expect(t, nodeReady, `node: (\S+) is Ready, ([\d.]+)s after the config was loaded`)
+		t.Logf("figures: %s: config loaded to node Ready: %ss (container platform, postgres)", m[1], m[2])
+	}
+	tok, _ := join.ParseToken(clusterToken)
+	kcData, err := (&join.Client{Server: "https://192.168.77.12:6443", Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, kcData, 0o600)
+	api := newAPIClient(t, ns, kcData)
+	s2URL := "https://192.168.77.12:6443"
+	nodes := api.nodes(t, s2URL)
+	for n, w := range map[string]string{"s1": "Ready example.com/dedicated=db:NoSchedule", "s2": "Ready", "a1": "Ready"} {
+		if nodes[n] != w {
+			t.Errorf("node %s: %q, want %q (all: %v)", n, nodes[n], w, nodes)
+		}
+	}
+
+	// Two pods on two nodes (s1's taint keeps them off it).
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	os.WriteFile(manifest, []byte(webApp), 0o644)
+	if out, err := kubectl(t, ns, kc, "apply", "-f", manifest); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	pods := webPods(t, ns, kc, 5*time.Minute)
+	if pods[0].node == pods[1].node || pods[0].node == "s1" || pods[1].node == "s1" {
+		t.Fatalf("pods on %s and %s; want s2 and a1", pods[0].node, pods[1].node)
+	}
+	exec := func(p pod, args ...string) (string, error) {
+		var out string
+		var err error
+		// DNS and the Service's rules may take a few seconds to settle.
+		for try := 0; try < 20; try++ {
+			out, err = kubectl(t, ns, kc, append([]string{"exec", p.name, "--", "/bin/busybox"}, args...)...)
+			if err == nil {
+				break
+			}
+			time.Sleep(3 * time.Second)
+		}
+		return out, err
+	}
+	for i, p := range pods {
+		other := pods[1-i]
+		if out, err := exec(p, "wget", "-qO-", "-T", "5", "http://"+other.ip+":8080/"); err != nil || strings.TrimSpace(out) != other.name {
+			t.Errorf("pod on %s -> pod %s on %s by pod IP %s: %v %q", p.node, other.name, other.node, other.ip, err, out)
+		}
+	}
+	seen := map[string]bool{}
+	for try := 0; try < 10 && len(seen) < 2; try++ {
+		out, err := exec(pods[0], "wget", "-qO-", "-T", "5", "http://web.default.svc.cluster.local/")
+		if err != nil {
+			t.Errorf("pod on %s -> Service web by name: %v %q", pods[0].node, err, out)
+			break
+		}
+		seen[strings.TrimSpace(out)] = true
+	}
+	t.Logf("the Service web answered from %v", seen)
+	if out, err := exec(pods[1], "nc", "-z", "-w", "5", "kubernetes.default.svc.cluster.local", "443"); err != nil {
+		t.Errorf("pod on %s -> kubernetes.default:443: %v %q", pods[1].node, err, out)
+	}
+
+	// An agent with a wrong token never appears; the cluster is unharmed.
+	bad := startPeer(t, ns, "a9", nodeRoot(t, agentConfig("a9", "192.168.77.29", "not-the-"+clusterToken, "https://192.168.77.12:6443")))
+	bad.expect(t, 2*time.Minute, `node: not joining: the server's CA does not match the token`)
+	if strings.Contains(bad.console(), "kubelet") && !strings.Contains(bad.console(), "starts no kubelet") {
+		t.Errorf("the agent with a wrong token mentions a kubelet:\n%s", bad.tail(20))
+	}
+
+	// s1, which a1 registered through, is killed: a1 reaches s2 and stays
+	// Ready past the node monitor's grace period, its pod running.
+	s1.kill()
+	killed := time.Now()
+	a1.expect(t, 2*time.Minute, `node: the control plane is reached through 192\.168\.77\.12:6443 now`)
+	t.Logf("figures: a1 switched to s2 %.1fs after s1 was killed", time.Since(killed).Seconds())
+	time.Sleep(70*time.Second - time.Since(killed))
+	nodes = api.nodes(t, s2URL)
+	if !strings.HasPrefix(nodes["a1"], "Ready") {
+		t.Errorf("a1 is %q 70 s after s1 was killed; want Ready", nodes["a1"])
+	}
+	if _, ok := nodes["a9"]; ok {
+		t.Errorf("the agent with a wrong token is a node: %v", nodes)
+	}
+	for _, p := range webPods(t, ns, kc, time.Minute) {
+		if p.node == "a1" {
+			if out, err := exec(p, "true"); err != nil {
+				t.Errorf("the pod on a1 after s1 was killed: %v %s", err, out)
+			}
+		}
+	}
+	for _, n := range []*containerNode{s2, a1, bad} {
+		if strings.Contains(n.console(), clusterToken) || strings.Contains(n.console(), pgPassword) {
+			t.Errorf("%s's console shows a secret", n.name)
 		}
 	}
 }

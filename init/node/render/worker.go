@@ -74,8 +74,14 @@ func Flannel(cfg *config.Config, node Node) (*Command, error) {
 	f.set("kubeconfig", l.Kubeconfig("node"))
 	f.set("node-name", node.Name)
 	f.set("cluster-cidr", k.ClusterCIDR)
-	if k.FlannelIface != "" {
+	// Pod traffic between nodes leaves by flannel-iface, else by the
+	// interface holding the address the kubelet registers (node-ip, else
+	// the node's first address), so flannel and the Node object agree.
+	switch {
+	case k.FlannelIface != "":
 		f.set("iface", k.FlannelIface)
+	case node.IP != "":
+		f.set("iface", node.IP)
 	}
 	f.set("backend", cmp.Or(k.FlannelBackend, config.DefaultFlannelBackend))
 	f.set("ip-masq", "true")
