@@ -252,6 +252,11 @@ func TestClusterPostgres(t *testing.T) {
 		m := n.expect(t, nodeReady, `node: (\S+) is Ready, ([\d.]+)s after the config was loaded`)
 		t.Logf("figures: %s: config loaded to node Ready: %ss (container platform, postgres)", m[1], m[2])
 	}
+	// Idle: the nodes settle before their memory is read.
+	time.Sleep(30 * time.Second)
+	for _, n := range []*containerNode{s1, s2, a1} {
+		t.Logf("figures: %s: memory of the idle node's processes (PSS): %.0f MiB; PID 1: %.1f MiB", n.name, n.nodeMemory(), float64(n.initRSS())/1024)
+	}
 	tok, _ := join.ParseToken(clusterToken)
 	kcData, err := (&join.Client{Server: "https://192.168.77.12:6443", Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(context.Background())
 	if err != nil {
@@ -339,9 +344,45 @@ func TestClusterPostgres(t *testing.T) {
 			}
 		}
 	}
+	// a1 restarts with no STATE: it joins again under the same name.
+	a1.stop(t)
+	a1 = startPeer(t, ns, "a1", withImage(t, nodeRoot(t, agentConfig("a1", "192.168.77.21", clusterToken, "https://192.168.77.12:6443")), img))
+	a1.expect(t, nodeReady, `node: a1 is Ready`)
+	if nodes := api.nodes(t, s2URL); nodes["a1"] != "Ready" {
+		t.Errorf("a1 after its restart: %q, want Ready (all: %v)", nodes["a1"], nodes)
+	}
 	for _, n := range []*containerNode{s2, a1, bad} {
 		if strings.Contains(n.console(), clusterToken) || strings.Contains(n.console(), pgPassword) {
 			t.Errorf("%s's console shows a secret", n.name)
 		}
 	}
+}
+
+// nodeMemory is the proportional set size (PSS) of every process of a
+// container node (its PID namespace), in MiB: memory the node's processes
+// use, shared pages split between them, files in its tmpfs not counted.
+func (n *containerNode) nodeMemory() float64 {
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", n.cmd.Process.Pid, n.cmd.Process.Pid))
+	f := strings.Fields(string(kids))
+	if err != nil || len(f) == 0 {
+		return 0
+	}
+	nsOf := func(pid string) string { l, _ := os.Readlink("/proc/" + pid + "/ns/pid"); return l }
+	want := nsOf(f[0])
+	entries, _ := os.ReadDir("/proc")
+	kb := 0
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' || nsOf(e.Name()) != want || want == "" {
+			continue
+		}
+		data, _ := os.ReadFile("/proc/" + e.Name() + "/smaps_rollup")
+		for l := range strings.SplitSeq(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+				var k int
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &k)
+				kb += k
+			}
+		}
+	}
+	return float64(kb) / 1024
 }
