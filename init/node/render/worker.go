@@ -25,11 +25,11 @@ func Containerd(cfg *config.Config, node Node) (*Command, error) {
 	if bin == "" {
 		bin = "/usr/bin"
 	}
-	doc := fmt.Sprintf(`version = 3
+	doc := fmt.Sprintf(`version = 4
 root = %q
 state = "/run/containerd"
 
-[grpc]
+[plugins.'io.containerd.server.v1.grpc']
   address = %q
 
 [plugins.'io.containerd.cri.v1.images']
