@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -30,6 +31,10 @@ import (
 // cluster is left for a look at its logs.
 func clusterUp(ctx context.Context, stdout, stderr io.Writer, o *clusterOptions) (err error) {
 	began := time.Now()
+	// Ctrl-C while the cluster is made removes it; while it is awaited,
+	// leaves it running (down removes it).
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	say := func(format string, a ...any) { fmt.Fprintf(stderr, "cairn cluster up: "+format+"\n", a...) }
 	if err := os.MkdirAll(o.stateRoot, 0o755); err != nil {
 		return err
@@ -39,15 +44,16 @@ func clusterUp(ctx context.Context, stdout, stderr io.Writer, o *clusterOptions)
 		return err
 	}
 	dir := clusterDir(o.stateRoot, o.name)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		unlock()
-		if errors.Is(err, os.ErrExist) {
-			return existingCluster(o.stateRoot, o.name)
-		}
+	err = os.Mkdir(dir, 0o711)
+	unlock()
+	if errors.Is(err, os.ErrExist) {
+		return existingCluster(o.stateRoot, o.name)
+	} else if err != nil {
 		return err
 	}
 	st := &clusterState{Version: stateVersion, Name: o.name, Created: time.Now().UTC().Truncate(time.Second),
-		Platform: o.platform, Datastore: o.datastore, Board: o.board, Cmdline: "cairn.platform=container"}
+		Platform: o.platform, Datastore: o.datastore, Board: o.board, Cmdline: "cairn.platform=container",
+		Network: container.Network{Namespace: namespaceOf(o.name), HostLink: hostLinkOf(o.name)}}
 	if o.platform == "qemu" {
 		st.Cmdline = ""
 	}
@@ -63,9 +69,18 @@ func clusterUp(ctx context.Context, stdout, stderr io.Writer, o *clusterOptions)
 			}
 		}
 	}()
+	if err := st.save(dir); err != nil {
+		return err
+	}
+	if st.Image, err = clusterImage(ctx, stderr, o); err != nil {
+		return err
+	}
 
 	// The network: chosen and made under the lock, so two clusters
 	// started at once never pick one subnet.
+	if unlock, err = lockRoot(o.stateRoot); err != nil {
+		return err
+	}
 	subnet, err := chooseSubnet(o)
 	if err != nil {
 		unlock()
@@ -93,11 +108,6 @@ func clusterUp(ctx context.Context, stdout, stderr io.Writer, o *clusterOptions)
 	}
 	say("network %s: bridge %s in the namespace %s; this machine is %s on %s", subnet, st.Network.BridgeAddr, st.Network.Namespace, st.Network.HostAddr, st.Network.HostLink)
 
-	img, err := clusterImage(ctx, stderr, o)
-	if err != nil {
-		return err
-	}
-	st.Image = img
 	for i := range o.servers {
 		st.Nodes = append(st.Nodes, newNode(o.name, "server", i+1, hostAddr(subnet, serverHost0+1+i)))
 	}
@@ -162,7 +172,7 @@ func clusterUp(ctx context.Context, stdout, stderr io.Writer, o *clusterOptions)
 	if err := st.save(dir); err != nil {
 		return err
 	}
-	say("cluster %s: %d servers, %d agents ready in %.0f s; cairn cluster down --name %s removes it", o.name, o.servers, o.agents, time.Since(began).Seconds(), o.name)
+	say("cluster %s: %s ready in %.0f s; cairn cluster down --name %s removes it", o.name, plural(o.servers, "server")+", "+plural(o.agents, "agent"), time.Since(began).Seconds(), o.name)
 	fmt.Fprintln(stdout, kc)
 	return nil
 }
@@ -389,4 +399,11 @@ func startVM(ctx context.Context, dir string, st *clusterState, n *nodeState, o 
 		"--memory", fmt.Sprint(o.memory), "--smp", fmt.Sprint(o.smp))
 	cmd.Dir = "/"
 	return container.StartDetached(cmd, filepath.Join(ndir, "vm.log"))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

@@ -72,7 +72,7 @@ func waitCluster(ctx context.Context, stderr io.Writer, dir string, st *clusterS
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", fmt.Errorf("interrupted; the cluster is left running ('cairn cluster down --name %s' removes it)", st.Name)
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -99,7 +99,11 @@ func probeCluster(ctx context.Context, dir string, st *clusterState, tok join.To
 			kc, err := c.AdminKubeconfig(cctx)
 			cancel()
 			if err != nil {
-				out[n.ID] = nodeProgress{what: "apiserver not serving yet: " + shortErr(err)}
+				what := "apiserver not serving yet: " + shortErr(err)
+				if strings.Contains(err.Error(), "403 Forbidden") {
+					what = "apiserver serving, the cluster's join objects not published yet"
+				}
+				out[n.ID] = nodeProgress{what: what}
 				continue
 			}
 			if st.VIP.IsValid() {
