@@ -87,6 +87,7 @@ func (w *worker) start(ctx context.Context) error {
 	if err := machineID(w.l.DataDir); err != nil {
 		return err
 	}
+	w.forwarding()
 	files := []render.File{
 		{Path: w.l.Cert("server-ca.crt"), Mode: 0o644, Data: w.servingCA},
 		{Path: w.l.Kubeconfig("bootstrap-kubelet"), Mode: 0o600, Data: w.bootstrapKubeconfig()},
@@ -122,6 +123,32 @@ func (w *worker) start(ctx context.Context) error {
 		w.reportReady(ctx)
 	})
 	return nil
+}
+
+// nodeSysctls are what pods and Services need from the kernel: routing
+// between interfaces, and bridged pod traffic through kube-proxy's rules.
+var nodeSysctls = []struct{ key, val string }{
+	{"net/ipv4/ip_forward", "1"},
+	{"net/ipv6/conf/all/forwarding", "1"},
+	{"net/bridge/bridge-nf-call-iptables", "1"},
+	{"net/bridge/bridge-nf-call-ip6tables", "1"},
+}
+
+// forwarding loads br_netfilter (through the init's modprobe) and sets
+// nodeSysctls, saying which could not be set.
+func (w *worker) forwarding() {
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		cmd := exec.Command("/sbin/modprobe", "br_netfilter")
+		cmd.Env = baseEnv()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			w.o.Printf("node: loading br_netfilter: %v %s", err, lastLine(out))
+		}
+	}
+	for _, s := range nodeSysctls {
+		if err := os.WriteFile("/proc/sys/"+s.key, []byte(s.val), 0); err != nil {
+			w.o.Printf("node: setting %s: %v; Services between pods on one node may not work", strings.ReplaceAll(s.key, "/", "."), err)
+		}
+	}
 }
 
 // machineID writes /etc/machine-id, the node's identity for the kubelet
