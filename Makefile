@@ -84,4 +84,4 @@ components: deps
 # PostgreSQL + kine + kube-apiserver serving /readyz, arm64 under qemu-user.
 components-test: components
 	cd image/components && CAIRN_COMPONENTS=$(abspath $(OUT))/components $(GO) test -count=1 -v -timeout 30m \
-		./componenttest ./internal/multicall ./internal/ociarchive
+		./componenttest ./internal/multicall ./internal/ociarchive ./internal/flannel

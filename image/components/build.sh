@@ -5,6 +5,7 @@
 #   usr/bin/<applet> -> cairn-node      one link per applet
 #   usr/bin/runc                        static, cgo + libseccomp
 #   usr/share/cairn/images/pause.tar    OCI/docker archive for `ctr images import`
+#   usr/share/cairn/images/coredns.tar  CoreDNS, the same way
 #   usr/share/cairn/components.json     component, version, sha256
 #   iptables, nftables, conntrack        Debian's, with their library closure
 #   usr/share/cairn/debs.json            those packages' versions and hashes
@@ -47,6 +48,9 @@ check_version github.com/k3s-io/kine "$KINE_VERSION"
 check_version go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 check_version github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
 check_version github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION"
+check_version github.com/flannel-io/flannel "$FLANNEL_VERSION"
+check_version github.com/coredns/coredns "$COREDNS_VERSION"
+[ "${COREDNS_IMAGE##*:}" = "$COREDNS_VERSION" ] || die "COREDNS_IMAGE $COREDNS_IMAGE is not tagged with COREDNS_VERSION $COREDNS_VERSION"
 
 bash ./gencni.sh
 
@@ -72,9 +76,19 @@ done
 ldflags+=" -X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION -X github.com/k3s-io/kine/pkg/version.GitCommit=$KINE_VERSION"
 ldflags+=" -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
 ldflags+=" -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION"
+ldflags+=" -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION"
+
+# Build tags that drop code a node never runs (docs/components.md, "Build
+# tags"): containerd's devmapper and ZFS snapshotters (btrfs needs cgo, so it
+# is out already), its OpenTelemetry exporters, Intel RDT, NRI's WebAssembly
+# plugins (the wazero runtime), gRPC's x/net/trace pages, urfave/cli's man
+# page and markdown generators, kustomize's Go plugin loader, jsm.go's
+# expression language, the antithesis SDK.
+tags="no_btrfs no_devmapper no_zfs no_tracing no_rdt nri_no_wasm grpcnotrace urfave_cli_no_docs"
+tags+=" kustomize_disable_go_plugin_support noexprlang no_antithesis_sdk"
 
 applets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-	kine etcd containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap)
+	kine etcd containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap flannel)
 
 # timed NAME CMD...: runs CMD under /usr/bin/time -v when there is one and
 # appends elapsed time and peak memory to $cache/components/build-times.log.
@@ -113,22 +127,28 @@ build_arch() {
 	local arch=$1 tree=$2
 	mkdir -p "$tree/usr/bin" "$tree/usr/share/cairn/images"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "cairn-node-$arch" \
-		go build -trimpath -ldflags "$ldflags" -o "$tree/usr/bin/cairn-node" ./cmd/cairn-node
+		go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$tree/usr/bin/cairn-node" ./cmd/cairn-node
 	for a in "${applets[@]}"; do ln -sf cairn-node "$tree/usr/bin/$a"; done
 	build_runc "$arch" "$tree/usr/bin/runc"
 	local tmp
 	tmp=$(mktemp -d)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildid= -X main.version=${PAUSE_IMAGE##*:}" -o "$tmp/pause" ./cmd/pause
 	go run ./cmd/ociarchive -arch "$arch" -name "$PAUSE_IMAGE" -binary "$tmp/pause" -o "$tree/usr/share/cairn/images/pause.tar"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "coredns-$arch" \
+		go build -trimpath -tags "$tags" -ldflags "-s -w -buildid= -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+		-o "$tmp/coredns" ./cmd/coredns
+	go run ./cmd/ociarchive -arch "$arch" -name "$COREDNS_IMAGE" -path /coredns -binary "$tmp/coredns" \
+		-o "$tree/usr/share/cairn/images/coredns.tar"
 	rm -rf "$tmp"
 	write_manifest "$arch" "$tree"
 }
 
 write_manifest() {
-	local arch=$1 tree=$2 node runc pause
+	local arch=$1 tree=$2 node runc pause coredns
 	node=$(sha256sum "$tree/usr/bin/cairn-node" | cut -d' ' -f1)
 	runc=$(sha256sum "$tree/usr/bin/runc" | cut -d' ' -f1)
 	pause=$(sha256sum "$tree/usr/share/cairn/images/pause.tar" | cut -d' ' -f1)
+	coredns=$(sha256sum "$tree/usr/share/cairn/images/coredns.tar" | cut -d' ' -f1)
 	{
 		echo '{'
 		echo "  \"arch\": \"$arch\","
@@ -139,7 +159,7 @@ write_manifest() {
 			kube-scheduler:$KUBERNETES_VERSION kubelet:$KUBERNETES_VERSION kube-proxy:$KUBERNETES_VERSION \
 			kubectl:$KUBERNETES_VERSION kine:$KINE_VERSION etcd:$ETCD_VERSION containerd:$CONTAINERD_VERSION \
 			containerd-shim-runc-v2:$CONTAINERD_VERSION ctr:$CONTAINERD_VERSION bridge:$CNI_PLUGINS_VERSION host-local:$CNI_PLUGINS_VERSION \
-			loopback:$CNI_PLUGINS_VERSION portmap:$CNI_PLUGINS_VERSION; do
+			loopback:$CNI_PLUGINS_VERSION portmap:$CNI_PLUGINS_VERSION flannel:$FLANNEL_VERSION; do
 			v=${c#*:} c=${c%%:*}
 			((first)) || echo ','
 			first=0
@@ -147,7 +167,8 @@ write_manifest() {
 		done
 		echo ','
 		printf '    {"component": "runc", "version": "%s", "path": "usr/bin/runc", "sha256": "%s"},\n' "$RUNC_VERSION" "$runc"
-		printf '    {"component": "pause", "version": "%s", "path": "usr/share/cairn/images/pause.tar", "sha256": "%s"}\n' "$PAUSE_IMAGE" "$pause"
+		printf '    {"component": "pause", "version": "%s", "path": "usr/share/cairn/images/pause.tar", "sha256": "%s"},\n' "$PAUSE_IMAGE" "$pause"
+		printf '    {"component": "coredns", "version": "%s", "path": "usr/share/cairn/images/coredns.tar", "sha256": "%s"}\n' "$COREDNS_IMAGE" "$coredns"
 		echo '  ]'
 		echo '}'
 	} >"$tree/usr/share/cairn/components.json"

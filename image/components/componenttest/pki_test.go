@@ -21,6 +21,8 @@ import (
 // service-account signing key. Files are written 0600.
 type pki struct {
 	dir                              string
+	ca                               *x509.Certificate
+	caKey                            *ecdsa.PrivateKey
 	caFile, serverCert, serverKey    string
 	adminCert, adminKey              string
 	serviceAccountKey, serviceAccPub string
@@ -48,19 +50,8 @@ func newPKI(t *testing.T, dir string) *pki {
 		t.Fatal(err)
 	}
 	p.caFile = p.writePEM(t, "ca.crt", "CERTIFICATE", caDER)
-
-	issue := func(name string, tmpl *x509.Certificate) (string, string) {
-		key := newKey(t)
-		tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-		tmpl.NotBefore = time.Now().Add(-time.Hour)
-		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p.writePEM(t, name+".crt", "CERTIFICATE", der), p.writeKey(t, name+".key", key)
-	}
+	p.ca, p.caKey = ca, caKey
+	issue := func(name string, tmpl *x509.Certificate) (string, string) { return p.issue(t, name, tmpl) }
 	p.serverCert, p.serverKey = issue("apiserver", &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -79,6 +70,42 @@ func newPKI(t *testing.T, dir string) *pki {
 	}
 	p.serviceAccPub = p.writePEM(t, "sa.pub", "PUBLIC KEY", pub)
 	return p
+}
+
+// issue signs a certificate from tmpl with the CA and writes it and its
+// key as NAME.crt and NAME.key.
+func (p *pki) issue(t *testing.T, name string, tmpl *x509.Certificate) (cert, key string) {
+	t.Helper()
+	k := newKey(t)
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.writePEM(t, name+".crt", "CERTIFICATE", der), p.writeKey(t, name+".key", k)
+}
+
+// kubeconfig writes a kubeconfig for server with a client certificate for
+// the user cn in the groups orgs, and returns its path.
+func (p *pki) kubeconfig(t *testing.T, name, server, cn string, orgs ...string) string {
+	t.Helper()
+	cert, key := p.issue(t, name, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: orgs},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	path := filepath.Join(p.dir, name+".kubeconfig")
+	cfg := "apiVersion: v1\nkind: Config\n" +
+		"clusters:\n- name: c\n  cluster:\n    server: " + server + "\n    certificate-authority: " + p.caFile + "\n" +
+		"users:\n- name: u\n  user:\n    client-certificate: " + cert + "\n    client-key: " + key + "\n" +
+		"contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n" +
+		"current-context: x\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func newKey(t *testing.T) *ecdsa.PrivateKey {

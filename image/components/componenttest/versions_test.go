@@ -42,6 +42,7 @@ func versionCases(v versions) []versionCase {
 		{applet: "containerd-shim-runc-v2", args: []string{"-v"}, want: v["CONTAINERD_VERSION"]},
 		{applet: "ctr", args: []string{"--version"}, want: "ctr " + containerd},
 		cni("bridge"), cni("host-local"), cni("loopback"), cni("portmap"),
+		{applet: "flannel", args: []string{"--version"}, want: "flannel " + v["FLANNEL_VERSION"]},
 		{applet: "runc", args: []string{"--version"}, want: "runc version " + strings.TrimPrefix(v["RUNC_VERSION"], "v")},
 	}
 }
@@ -103,8 +104,10 @@ func TestManifest(t *testing.T) {
 					t.Errorf("usr/bin/%s links to %q (%v), want cairn-node", c.applet, dest, err)
 				}
 			}
-			if listed["pause"] != v["PAUSE_IMAGE"] {
-				t.Errorf("components.json lists pause %q, want %q", listed["pause"], v["PAUSE_IMAGE"])
+			for name, key := range map[string]string{"pause": "PAUSE_IMAGE", "coredns": "COREDNS_IMAGE"} {
+				if listed[name] != v[key] {
+					t.Errorf("components.json lists %s %q, want %q", name, listed[name], v[key])
+				}
 			}
 
 			// Debian's netfilter userland, with versions recorded.
@@ -153,11 +156,25 @@ func TestArm64(t *testing.T) {
 		}
 		f.Close()
 	}
+	// CoreDNS's image holds an arm64 executable too.
+	img := readImage(t, filepath.Join(root, "usr/share/cairn/images/coredns.tar"))
+	if img.config.Architecture != "arm64" {
+		t.Errorf("coredns.tar (arm64) says architecture %q", img.config.Architecture)
+	}
+	coredns := filepath.Join(t.TempDir(), "coredns")
+	if err := os.WriteFile(coredns, img.files["coredns"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := elf.Open(coredns); err != nil || f.Machine != elf.EM_AARCH64 || f.Section(".interp") != nil {
+		t.Errorf("coredns in the arm64 image is not a static arm64 executable (%v)", err)
+	} else {
+		f.Close()
+	}
 	qemu, err := exec.LookPath("qemu-aarch64-static")
 	if err != nil {
 		t.Fatalf("qemu-aarch64-static is needed to run the arm64 binaries: %v; install qemu-user-static (make deps)", err)
 	}
-	want := map[string]bool{"kubectl": true, "kine": true, "runc": true, "containerd": true, "etcd": true}
+	want := map[string]bool{"kubectl": true, "kine": true, "runc": true, "containerd": true, "etcd": true, "flannel": true}
 	for _, c := range versionCases(loadVersions(t)) {
 		if !want[c.applet] {
 			continue
@@ -166,5 +183,9 @@ func TestArm64(t *testing.T) {
 			out, err := run(t, 5*time.Minute, qemu, append([]string{filepath.Join(root, "usr/bin", c.applet)}, c.args...)...)
 			checkVersion(t, out, err, c)
 		})
+	}
+	out, err := run(t, 5*time.Minute, qemu, coredns, "-version")
+	if want := "CoreDNS-" + strings.TrimPrefix(loadVersions(t)["COREDNS_VERSION"], "v"); err != nil || !strings.Contains(out, want) {
+		t.Errorf("coredns -version under qemu: %v\n%s\nwant %q", err, out, want)
 	}
 }

@@ -1,8 +1,8 @@
 // Command cairn-node is the node's multicall binary: kube-apiserver,
 // kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, kine,
-// etcd, containerd, containerd-shim-runc-v2, ctr and the CNI plugins the node uses,
-// built from pinned upstream modules and chosen by the name it is run as
-// (argv[0], a symlink in /usr/bin), the way busybox and k3s do it.
+// etcd, containerd, containerd-shim-runc-v2, ctr, the CNI plugins the node
+// uses and flannel, built from pinned upstream modules and chosen by the name
+// it is run as (argv[0], a symlink in /usr/bin), the way busybox and k3s do it.
 //
 // `cairn-node APPLET ARGS...` works too, and `cairn-node` alone lists the
 // applets. A child re-executed through os.Executable() (the runc shim starts
@@ -40,6 +40,7 @@ var applets = map[string]func() int{
 	"host-local":              cniHostLocal,
 	"loopback":                cniLoopback,
 	"portmap":                 cniPortmap,
+	"flannel":                 flannelApplet,
 }
 
 func main() {
