@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/cairn-os/cairn/init/supervise"
 )
 
 // Config says what to hold and how fast to move it.
@@ -109,17 +111,21 @@ type elector struct {
 	// successful write of the lease was sent.
 	holding bool
 	renewed time.Time
-	// notReady is the last readiness failure said on the console.
-	notReady string
+	// readyErr is the last readiness result, from watchReady.
+	readyErr error
+	readyCh  chan error
 	// addFailed is the last error adding the address, said once.
 	addFailed string
 }
+
+// errNotChecked is the readiness before the first check.
+var errNotChecked = errors.New("not checked yet")
 
 // Run holds the VIP whenever this server wins the election, until ctx
 // ends; then it drops the address and releases the lease, so another
 // server takes it at once.
 func Run(ctx context.Context, c Config, store Store, ready Ready, addr Address) {
-	e := &elector{c: c, store: store, ready: ready, addr: addr}
+	e := &elector{c: c, store: store, ready: ready, addr: addr, readyErr: errNotChecked, readyCh: make(chan error, 1)}
 	// A bug must not leave the address on a node that stopped renewing:
 	// drop it, then let the caller's recovery report the panic.
 	defer func() {
@@ -133,17 +139,65 @@ func Run(ctx context.Context, c Config, store Store, ready Ready, addr Address) 
 	} else if len(links) > 0 {
 		e.say("vip: removed %s from %s: it was left from before this server took part", c.VIP, strings.Join(links, ","))
 	}
+	readyCtx, stopReady := context.WithCancel(ctx)
+	defer stopReady()
+	supervise.Go("vip: readiness", func() { e.watchReady(readyCtx) })
 	for {
 		wait := e.step(ctx)
-		if ctx.Err() != nil {
+		if !e.wait(ctx, wait) {
 			e.stop()
 			return
 		}
+	}
+}
+
+// wait waits d, handling readiness results meanwhile: a holder whose
+// apiserver stops being ready drops the address at once, and a server
+// whose apiserver becomes ready takes part at once. It returns false when
+// ctx ends.
+func (e *elector) wait(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			e.stop()
+			return false
+		case err := <-e.readyCh:
+			was := e.readyErr
+			e.readyErr = err
+			if err != nil && e.holding {
+				e.drop("apiserver not ready")
+			}
+			if err == nil && was != nil {
+				return true
+			}
+		case <-timer.C:
+			return true
+		}
+	}
+}
+
+// watchReady checks the apiserver's readiness every retry period and
+// hands each result to the election. A check that takes longer than the
+// renew deadline counts as not ready.
+func (e *elector) watchReady(ctx context.Context) {
+	for {
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, e.c.RenewDeadline)
+		err := e.ready(rctx)
+		cancel()
+		if ctx.Err() != nil {
 			return
-		case <-time.After(wait):
+		}
+		select { // only the latest result counts
+		case <-e.readyCh:
+		default:
+		}
+		e.readyCh <- err
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(e.c.RetryPeriod))):
 		}
 	}
 }
@@ -157,12 +211,15 @@ func (e *elector) say(format string, args ...any) {
 // deadline is when the holder must have renewed.
 func (e *elector) deadline() time.Time { return e.renewed.Add(e.c.RenewDeadline) }
 
-// step does one round: check readiness, read the lease, renew or take it
-// when this server may, drop the address when it must. It returns how
-// long to wait before the next round.
+// step does one round: the holder renews the lease; the others read it
+// and take it when it was given back or has expired. It returns how long
+// to wait before the next round.
 func (e *elector) step(ctx context.Context) time.Duration {
 	if e.holding && !time.Now().Before(e.deadline()) {
 		e.drop(fmt.Sprintf("could not renew the lease within %s", e.c.RenewDeadline))
+	}
+	if e.readyErr != nil {
+		return e.c.RetryPeriod
 	}
 	// Every request of a holder ends by its deadline: a hung apiserver
 	// must not keep the address past it.
@@ -172,43 +229,37 @@ func (e *elector) step(ctx context.Context) time.Duration {
 	}
 	opCtx, cancel := context.WithDeadline(ctx, limit)
 	defer cancel()
-
-	if err := e.ready(opCtx); err != nil {
-		if ctx.Err() != nil {
-			return 0
-		}
-		if e.holding && !time.Now().Before(e.deadline()) {
-			e.drop(fmt.Sprintf("could not renew the lease within %s", e.c.RenewDeadline))
-		} else if e.holding {
-			e.drop("apiserver not ready")
-		}
-		e.notReady = err.Error()
-		return e.c.RetryPeriod
+	if e.holding {
+		// The holder knows the version it wrote last: one request.
+		return e.renew(opCtx)
 	}
-	e.notReady = ""
 
 	r, err := e.store.Get(opCtx)
 	now := time.Now()
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return e.tryTake(opCtx, Record{Version: ""}, true)
+		return e.tryTake(opCtx, Record{}, true)
 	case err != nil:
-		return e.afterFailure()
+		return e.c.RetryPeriod
 	}
-	if r.Version != e.observed.Version || e.observedAt.IsZero() {
-		e.observed, e.observedAt = r, now
-	}
-	switch {
-	case r.Holder == e.c.Identity:
+	e.see(r, now)
+	if r.Holder == e.c.Identity {
+		// Still this server's (it dropped the address for a moment, or
+		// its renewal's answer was lost): renew and take it back.
 		return e.renew(opCtx)
-	case e.holding:
-		e.drop("lost the lease to " + nodeOf(r.Holder))
 	}
 	if r.Holder == "" || !now.Before(e.expiry()) {
 		return e.tryTake(opCtx, r, false)
 	}
 	// Look again at the first moment the lease may have expired.
 	return min(e.c.RetryPeriod, time.Until(e.expiry())+time.Millisecond)
+}
+
+// see notes a record read at now: a new version restarts its expiry.
+func (e *elector) see(r Record, now time.Time) {
+	if r.Version != e.observed.Version || e.observedAt.IsZero() {
+		e.observed, e.observedAt = r, now
+	}
 }
 
 // expiry is when the observed lease expires, on this server's clock.
@@ -220,16 +271,7 @@ func (e *elector) expiry() time.Time {
 	return e.observedAt.Add(d)
 }
 
-// afterFailure is the wait after a failed request: a holder tries again
-// soon, within its deadline.
-func (e *elector) afterFailure() time.Duration {
-	if e.holding {
-		return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
-	}
-	return e.c.RetryPeriod
-}
-
-// renew writes the lease again as its holder (or takes the address back
+// renew writes the lease again as its holder (and takes the address back
 // when the lease is still this server's but the address was dropped).
 func (e *elector) renew(ctx context.Context) time.Duration {
 	next := e.observed
@@ -237,14 +279,28 @@ func (e *elector) renew(ctx context.Context) time.Duration {
 	next.Duration = e.c.LeaseDuration
 	sent := time.Now()
 	r, err := e.store.Update(ctx, next)
-	if err != nil {
-		return e.afterFailure()
+	switch {
+	case err == nil:
+		e.observed, e.observedAt, e.renewed = r, time.Now(), sent
+		if !e.holding {
+			e.take()
+		}
+		// Renew on a steady beat from the last renewal sent.
+		return max(time.Until(sent.Add(e.c.RetryPeriod)), 0)
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
+		// Someone else wrote it: see who.
+		r, err := e.store.Get(ctx)
+		if err == nil {
+			e.see(r, time.Now())
+			if r.Holder != e.c.Identity {
+				e.drop("lost the lease to " + nodeOf(r.Holder))
+			}
+		}
 	}
-	e.observed, e.observedAt, e.renewed = r, time.Now(), sent
-	if !e.holding {
-		e.take()
+	if e.holding {
+		return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
 	}
-	return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
+	return e.c.RetryPeriod
 }
 
 // tryTake writes this server into the lease (created when absent).
@@ -269,7 +325,7 @@ func (e *elector) tryTake(ctx context.Context, r Record, create bool) time.Durat
 	}
 	e.observed, e.observedAt, e.renewed = got, time.Now(), sent
 	e.take()
-	return min(e.c.RetryPeriod, max(time.Until(e.deadline()), 0))
+	return max(time.Until(sent.Add(e.c.RetryPeriod)), 0)
 }
 
 // take adds the address; when that fails, the lease is given back so a
