@@ -76,6 +76,7 @@ func TestVIP(t *testing.T) {
 	load0 := loadavg()
 	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
+	pgKeepalives(t, ns)
 	b := &vipBed{t: t, ns: ns, addrs: newAddrWatch(t)}
 	for i := range 3 {
 		name := fmt.Sprintf("s%d", i+1)
@@ -181,6 +182,29 @@ func TestVIP(t *testing.T) {
 		if !strings.Contains(s.n.console(), "shutdown: all services stopped") {
 			t.Errorf("%s: no orderly stop:\n%s", s.name, s.n.tail(20))
 		}
+	}
+}
+
+// pgKeepalives makes PostgreSQL notice within seconds that a powered-off
+// server's connections are dead (TCP keepalives), as the DBA of an HA
+// datastore would: without it, each hard kill leaves the killed kine's
+// connections open for two hours (the kernel's default), and
+// max_connections runs out after a few kills.
+func pgKeepalives(t *testing.T, ns *qemu.Netns) {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/psql")
+	if len(bins) == 0 {
+		t.Fatal("no psql")
+	}
+	args := []string{"-h", dsAddr, "-U", "postgres", "-d", "postgres", "-At"}
+	for _, set := range []string{"tcp_keepalives_idle = 5", "tcp_keepalives_interval = 2", "tcp_keepalives_count = 3", "tcp_user_timeout = 10000"} {
+		args = append(args, "-c", "ALTER SYSTEM SET "+set)
+	}
+	args = append(args, "-c", "SELECT pg_reload_conf()")
+	cmd := ns.Command(context.Background(), bins[len(bins)-1], args...)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+pgPassword)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("psql: %v: %s", err, out)
 	}
 }
 
