@@ -169,7 +169,8 @@ func TestVIP(t *testing.T) {
 			t.Errorf("two holders: %s", o)
 		}
 	}
-	t.Logf("figures: ARP: %d probes, answers from %d MACs; netlink views polled every 20 ms", b.arp.probeCount(), b.arp.macCount())
+	replies, announcements, macs := b.arp.counts()
+	t.Logf("figures: ARP: %d questions, %d answers and %d announcements from %d MACs (one per server boot); netlink views polled every 20 ms", b.arp.probeCount(), replies, announcements, macs)
 	t.Logf("figures: load average before %s, after %s", load0, loadavg())
 	slices.Sort(failovers)
 	line := fmt.Sprintf("vip failover: median %.1f s, worst %.1f s over %d kills; planned %.1f s; two holders: %s",
@@ -361,7 +362,8 @@ func (p *vipPoller) serverAt(done time.Time) string {
 }
 
 // arpWatch asks the bridge who has the VIP every 100 ms and records every
-// ARP packet that claims it (answers and gratuitous announcements).
+// ARP packet that claims it: the answers to its questions, and the
+// holders' gratuitous announcements.
 type arpWatch struct {
 	mu     sync.Mutex
 	probes []time.Time
@@ -369,8 +371,9 @@ type arpWatch struct {
 }
 
 type arpSeen struct {
-	at  time.Time
-	mac string
+	at    time.Time
+	mac   string
+	reply bool // an answer to the watch's own question (not an announcement)
 }
 
 func watchARP(t *testing.T, ns *qemu.Netns, vip netip.Addr) *arpWatch {
@@ -415,8 +418,9 @@ func watchARP(t *testing.T, ns *qemu.Netns, vip netip.Addr) *arpWatch {
 			if !slices.Equal(arp[14:18], v4[:]) {
 				continue
 			}
+			reply := binary.BigEndian.Uint16(arp[6:8]) == 2 && slices.Equal(arp[24:28], brIP)
 			w.mu.Lock()
-			w.seen = append(w.seen, arpSeen{at: time.Now(), mac: net.HardwareAddr(arp[8:14]).String()})
+			w.seen = append(w.seen, arpSeen{at: time.Now(), mac: net.HardwareAddr(arp[8:14]).String(), reply: reply})
 			w.mu.Unlock()
 		}
 	})
@@ -452,13 +456,17 @@ func watchARP(t *testing.T, ns *qemu.Netns, vip netip.Addr) *arpWatch {
 	return w
 }
 
-// overlaps are the probe rounds (100 ms each) in which two MACs claimed
-// the VIP.
+// overlaps are the questions two MACs answered: a broadcast question
+// reaches every node at the same moment, and a node answers only while
+// it has the address.
 func (w *arpWatch) overlaps() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rounds := map[int]map[string]bool{}
 	for _, s := range w.seen {
+		if !s.reply {
+			continue
+		}
 		i := sort.Search(len(w.probes), func(i int) bool { return w.probes[i].After(s.at) }) - 1
 		if rounds[i] == nil {
 			rounds[i] = map[string]bool{}
@@ -472,7 +480,7 @@ func (w *arpWatch) overlaps() []string {
 			if i >= 0 {
 				at = w.probes[i].Format("15:04:05.000")
 			}
-			out = append(out, fmt.Sprintf("ARP: %v answered for the VIP in the round of %s", slices.Sorted(maps.Keys(macs)), at))
+			out = append(out, fmt.Sprintf("ARP: %v both answered the question for the VIP sent at %s", slices.Sorted(maps.Keys(macs)), at))
 		}
 	}
 	return out
@@ -484,14 +492,20 @@ func (w *arpWatch) probeCount() int {
 	return len(w.probes)
 }
 
-func (w *arpWatch) macCount() int {
+// counts are the answers, the announcements and the MACs seen.
+func (w *arpWatch) counts() (replies, announcements, macs int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	macs := map[string]bool{}
+	seen := map[string]bool{}
 	for _, s := range w.seen {
-		macs[s.mac] = true
+		seen[s.mac] = true
+		if s.reply {
+			replies++
+		} else {
+			announcements++
+		}
 	}
-	return len(macs)
+	return replies, announcements, len(seen)
 }
 
 // addrWatch reads each live node's addresses through netlink in its own
