@@ -20,13 +20,17 @@ import (
 // isoFormat writes cairn.iso, a live image for UEFI machines: an EFI
 // system image (FAT) with systemd-boot, the kernel and the initramfs with
 // the system image inside (cairn.system=live: it runs from RAM), which is
-// both the ISO's El Torito EFI boot image and, appended as a GPT partition,
-// what firmware boots when the ISO is written to a USB stick. xorriso
+// both the ISO's El Torito EFI boot image (from a CD) and, as GPT partition
+// 2 over the same blocks, what firmware boots when the ISO is written to a
+// USB stick. xorriso
 // writes the ISO: go-diskfs's ISO writer stamps the current time.
 var isoFormat = format{name: "iso", bootloader: true, supports: needsBootloader, write: writeISO}
 
 // isoLabel is the ISO's volume label.
 const isoLabel = "CAIRN"
+
+// isoEFIImage is the EFI system image's path in the ISO.
+const isoEFIImage = "boot/efiboot.img"
 
 func writeISO(ctx context.Context, a *artifacts) error {
 	tool, err := exec.LookPath("xorriso")
@@ -37,20 +41,20 @@ func writeISO(ctx context.Context, a *artifacts) error {
 	if err != nil {
 		return err
 	}
-	efiImg := filepath.Join(a.work, "efiboot.img")
+	tree := filepath.Join(a.work, "iso")
+	if err := os.MkdirAll(filepath.Join(tree, "boot"), 0o755); err != nil {
+		return err
+	}
+	efiImg := filepath.Join(tree, isoEFIImage)
 	if err := makeEFIBoot(a, ird, efiImg); err != nil {
 		return fmt.Errorf("EFI boot image: %w", err)
-	}
-	tree := filepath.Join(a.work, "iso")
-	if err := os.MkdirAll(tree, 0o755); err != nil {
-		return err
 	}
 	if err := os.WriteFile(filepath.Join(tree, "cmdline"), []byte(a.cmdlineFor(layout.SystemLive)+"\n"), 0o644); err != nil {
 		return err
 	}
 	// xorriso keeps the files' own times.
 	at := time.Unix(a.epoch, 0)
-	for _, p := range []string{filepath.Join(tree, "cmdline"), tree} {
+	for _, p := range []string{filepath.Join(tree, "cmdline"), efiImg, filepath.Join(tree, "boot"), tree} {
 		if err := os.Chtimes(p, at, at); err != nil {
 			return err
 		}
@@ -60,9 +64,13 @@ func writeISO(ctx context.Context, a *artifacts) error {
 		return err
 	}
 	os.Remove(out) // xorriso refuses to write over a file that is not an ISO
+	// The EFI image is a file of the ISO 9660 volume and GPT partition 2
+	// names the same blocks (-efi-boot-part --efi-boot-image). Inside the
+	// volume it is whole for firmware reading a CD: an El Torito load size
+	// tops out at 32 MiB, so it is 0, and firmware (OVMF, AAVMF) takes the
+	// image to reach the volume's end.
 	cmd := exec.CommandContext(ctx, tool, "-as", "mkisofs", "-quiet", "-o", out, "-V", isoLabel, "-R", "-J",
-		"-append_partition", "2", "0xef", efiImg, "-appended_part_as_gpt",
-		"-e", "--interval:appended_partition_2:all::", "-no-emul-boot",
+		"-e", isoEFIImage, "-no-emul-boot", "-efi-boot-part", "--efi-boot-image", "-appended_part_as_gpt",
 		tree)
 	// xorriso takes every time stamp and its UUIDs from here.
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(max(a.epoch, 1), 10))
