@@ -399,6 +399,7 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 	}
 	// cairn's own keys; k3s does not know them.
 	k.Role, k.Distribution, k.VIP = "", "", ""
+	k.VIPInterface, k.VIPLeaseDuration, k.VIPRenewDeadline, k.VIPRetryPeriod = "", "", "", ""
 	if role == "agent" {
 		// Agents take only agent flags.
 		k = config.Kubernetes{
