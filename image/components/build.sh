@@ -6,6 +6,7 @@
 #   usr/bin/runc                        static, cgo + libseccomp
 #   usr/share/cairn/images/pause.tar    OCI/docker archive for `ctr images import`
 #   usr/share/cairn/images/coredns.tar  CoreDNS, the same way
+#   usr/share/cairn/images/local-path-provisioner.tar, metrics-server.tar
 #   usr/share/cairn/components.json     component, version, sha256
 #   iptables, nftables, conntrack        Debian's, with their library closure
 #   usr/share/cairn/debs.json            those packages' versions and hashes
@@ -50,7 +51,12 @@ check_version github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
 check_version github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION"
 check_version github.com/flannel-io/flannel "$FLANNEL_VERSION"
 check_version github.com/coredns/coredns "$COREDNS_VERSION"
-[ "${COREDNS_IMAGE##*:}" = "$COREDNS_VERSION" ] || die "COREDNS_IMAGE $COREDNS_IMAGE is not tagged with COREDNS_VERSION $COREDNS_VERSION"
+check_version github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION"
+check_version sigs.k8s.io/metrics-server "$METRICS_SERVER_VERSION"
+for pair in COREDNS_IMAGE:COREDNS_VERSION LOCAL_PATH_IMAGE:LOCAL_PATH_VERSION METRICS_SERVER_IMAGE:METRICS_SERVER_VERSION; do
+	name=${pair%%:*} vname=${pair##*:}
+	[ "${!name##*:}" = "${!vname}" ] || die "$name ${!name} is not tagged with $vname ${!vname}"
+done
 
 bash ./gencni.sh
 
@@ -139,16 +145,28 @@ build_arch() {
 		-o "$tmp/coredns" ./cmd/coredns
 	go run ./cmd/ociarchive -arch "$arch" -name "$COREDNS_IMAGE" -path /coredns -binary "$tmp/coredns" \
 		-o "$tree/usr/share/cairn/images/coredns.tar"
+	# The add-ons' own main packages, built against this module's pins.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "local-path-provisioner-$arch" \
+		go build -trimpath -ldflags "-s -w -buildid= -X main.VERSION=$LOCAL_PATH_VERSION" \
+		-o "$tmp/local-path-provisioner" github.com/rancher/local-path-provisioner
+	go run ./cmd/ociarchive -arch "$arch" -name "$LOCAL_PATH_IMAGE" -path /usr/bin/local-path-provisioner \
+		-binary "$tmp/local-path-provisioner" -o "$tree/usr/share/cairn/images/local-path-provisioner.tar"
+	# metrics-server's version, where its Makefile puts it (client-go's; the
+	# component-base one stays the Kubernetes library's, for API emulation).
+	local msv="-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/client-go/pkg/version.gitTreeState=clean"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "metrics-server-$arch" \
+		go build -trimpath -ldflags "-s -w -buildid= $msv" \
+		-o "$tmp/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server
+	go run ./cmd/ociarchive -arch "$arch" -name "$METRICS_SERVER_IMAGE" -path /metrics-server \
+		-binary "$tmp/metrics-server" -o "$tree/usr/share/cairn/images/metrics-server.tar"
 	rm -rf "$tmp"
 	write_manifest "$arch" "$tree"
 }
 
 write_manifest() {
-	local arch=$1 tree=$2 node runc pause coredns
+	local arch=$1 tree=$2 node runc
 	node=$(sha256sum "$tree/usr/bin/cairn-node" | cut -d' ' -f1)
 	runc=$(sha256sum "$tree/usr/bin/runc" | cut -d' ' -f1)
-	pause=$(sha256sum "$tree/usr/share/cairn/images/pause.tar" | cut -d' ' -f1)
-	coredns=$(sha256sum "$tree/usr/share/cairn/images/coredns.tar" | cut -d' ' -f1)
 	{
 		echo '{'
 		echo "  \"arch\": \"$arch\","
@@ -166,9 +184,16 @@ write_manifest() {
 			printf '    {"component": "%s", "version": "%s", "path": "usr/bin/%s", "sha256": "%s"}' "$c" "$v" "$c" "$node"
 		done
 		echo ','
-		printf '    {"component": "runc", "version": "%s", "path": "usr/bin/runc", "sha256": "%s"},\n' "$RUNC_VERSION" "$runc"
-		printf '    {"component": "pause", "version": "%s", "path": "usr/share/cairn/images/pause.tar", "sha256": "%s"},\n' "$PAUSE_IMAGE" "$pause"
-		printf '    {"component": "coredns", "version": "%s", "path": "usr/share/cairn/images/coredns.tar", "sha256": "%s"}\n' "$COREDNS_IMAGE" "$coredns"
+		printf '    {"component": "runc", "version": "%s", "path": "usr/bin/runc", "sha256": "%s"}' "$RUNC_VERSION" "$runc"
+		# The images: component, the reference it is imported under.
+		local img ref sum
+		for img in pause:$PAUSE_IMAGE coredns:$COREDNS_IMAGE local-path-provisioner:$LOCAL_PATH_IMAGE \
+			metrics-server:$METRICS_SERVER_IMAGE; do
+			ref=${img#*:} img=${img%%:*}
+			sum=$(sha256sum "$tree/usr/share/cairn/images/$img.tar" | cut -d' ' -f1)
+			printf ',\n    {"component": "%s", "version": "%s", "path": "usr/share/cairn/images/%s.tar", "sha256": "%s"}' "$img" "$ref" "$img" "$sum"
+		done
+		echo
 		echo '  ]'
 		echo '}'
 	} >"$tree/usr/share/cairn/components.json"

@@ -95,6 +95,49 @@ func readImage(t *testing.T, archive string) *image {
 	return img
 }
 
+// extract writes the image's file at path (no leading slash) into dir.
+func (img *image) extract(t *testing.T, path, dir string) string {
+	t.Helper()
+	data, ok := img.files[path]
+	if !ok {
+		t.Fatalf("the image's layer has no /%s (it has %d files)", path, len(img.files))
+	}
+	out := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(out, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAddonImages checks the add-on images other than CoreDNS: named as
+// versions.env says, started by the binary they hold, which reports the
+// pinned version.
+func TestAddonImages(t *testing.T) {
+	v := loadVersions(t)
+	root := tree(t, "amd64")
+	for _, c := range []struct {
+		file, ref, entrypoint, want string
+	}{
+		{"local-path-provisioner.tar", v["LOCAL_PATH_IMAGE"], "/usr/bin/local-path-provisioner", "local-path-provisioner version " + v["LOCAL_PATH_VERSION"]},
+		{"metrics-server.tar", v["METRICS_SERVER_IMAGE"], "/metrics-server", v["METRICS_SERVER_VERSION"]},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			img := readImage(t, filepath.Join(root, "usr/share/cairn/images", c.file))
+			if len(img.repoTags) != 1 || img.repoTags[0] != c.ref {
+				t.Errorf("tagged %q, want %q", img.repoTags, c.ref)
+			}
+			if ep := img.config.Config.Entrypoint; len(ep) != 1 || ep[0] != c.entrypoint {
+				t.Errorf("entrypoint %q, want [%s]", ep, c.entrypoint)
+			}
+			bin := img.extract(t, strings.TrimPrefix(c.entrypoint, "/"), t.TempDir())
+			out, err := run(t, time.Minute, bin, "--version")
+			if err != nil || strings.TrimSpace(out) != c.want {
+				t.Errorf("%s --version: %v\n%s\nwant %q", c.entrypoint, err, out, c.want)
+			}
+		})
+	}
+}
+
 // TestCoreDNSImage takes the coredns binary out of coredns.tar, checks the
 // image is named and started as the node's manifests expect, runs it with a
 // Corefile of the hosts plugin, and asks it over UDP and TCP.
@@ -111,15 +154,8 @@ func TestCoreDNSImage(t *testing.T) {
 	if img.config.Architecture != "amd64" || img.config.OS != "linux" {
 		t.Errorf("image platform %s/%s, want linux/amd64", img.config.OS, img.config.Architecture)
 	}
-	bin, ok := img.files["coredns"]
-	if !ok {
-		t.Fatalf("the image's layer has no /coredns (it has %d files)", len(img.files))
-	}
 	dir := t.TempDir()
-	coredns := filepath.Join(dir, "coredns")
-	if err := os.WriteFile(coredns, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	coredns := img.extract(t, "coredns", dir)
 
 	out, err := run(t, time.Minute, coredns, "-version")
 	if err != nil || !strings.Contains(out, "CoreDNS-"+strings.TrimPrefix(v["COREDNS_VERSION"], "v")) {

@@ -104,7 +104,8 @@ func TestManifest(t *testing.T) {
 					t.Errorf("usr/bin/%s links to %q (%v), want cairn-node", c.applet, dest, err)
 				}
 			}
-			for name, key := range map[string]string{"pause": "PAUSE_IMAGE", "coredns": "COREDNS_IMAGE"} {
+			for name, key := range map[string]string{"pause": "PAUSE_IMAGE", "coredns": "COREDNS_IMAGE",
+				"local-path-provisioner": "LOCAL_PATH_IMAGE", "metrics-server": "METRICS_SERVER_IMAGE"} {
 				if listed[name] != v[key] {
 					t.Errorf("components.json lists %s %q, want %q", name, listed[name], v[key])
 				}
