@@ -75,6 +75,14 @@ func TestVIP(t *testing.T) {
 	}
 	load0 := loadavg()
 	ns := bridgeNS(t)
+	// A Linux bridge takes the lowest MAC of its ports unless given one:
+	// powering a server off removes its port, and the datastore's MAC
+	// would change under the other servers' ARP caches (tens of seconds
+	// of "datastore stopped answering"). A real network's hosts keep
+	// their MACs.
+	if out, err := ns.Command(context.Background(), "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
+		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
+	}
 	pg := startPostgres(t, ns, dsAddr)
 	pgKeepalives(t, ns)
 	b := &vipBed{t: t, ns: ns, addrs: newAddrWatch(t)}
