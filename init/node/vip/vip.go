@@ -114,8 +114,11 @@ type elector struct {
 	// readyErr is the last readiness result, from watchReady.
 	readyErr error
 	readyCh  chan error
-	// addFailed is the last error adding the address, said once.
+	// addFailed is the last error adding the address, said once;
+	// until resting ends this server does not try to take the lease
+	// again, so one that can hold the address gets it.
 	addFailed string
+	resting   time.Time
 }
 
 // errNotChecked is the readiness before the first check.
@@ -248,7 +251,7 @@ func (e *elector) step(ctx context.Context) time.Duration {
 		// its renewal's answer was lost): renew and take it back.
 		return e.renew(opCtx)
 	}
-	if r.Holder == "" || !now.Before(e.expiry()) {
+	if (r.Holder == "" || !now.Before(e.expiry())) && now.After(e.resting) {
 		return e.tryTake(opCtx, r, false)
 	}
 	// Look again at the first moment the lease may have expired.
@@ -339,6 +342,7 @@ func (e *elector) take() {
 		}
 		e.addr.Remove()
 		e.release()
+		e.resting = time.Now().Add(2 * e.c.LeaseDuration)
 		return
 	}
 	e.addFailed = ""

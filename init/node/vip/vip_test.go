@@ -41,6 +41,7 @@ type member struct {
 	id       string
 	cut      atomic.Bool // its apiserver cannot reach the datastore: requests hang
 	notReady atomic.Bool
+	noLink   atomic.Bool // Add fails: no link in the VIP's subnet
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -139,6 +140,9 @@ type memberAddr member
 
 func (a *memberAddr) Add() (string, error) {
 	m := (*member)(a)
+	if m.noLink.Load() {
+		return "", errors.New("no link has an address in a subnet that holds 10.0.0.100")
+	}
 	c := m.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -326,4 +330,20 @@ func TestLeftOver(t *testing.T) {
 	c.holders["s1"] = true
 	c.start("s1", tLease, tRenew, tRetry)
 	c.expect("s1: vip: removed 10.0.0.100 from eth0: it was left from before this server took part")
+}
+
+// TestCannotAdd: a server that wins the lease but cannot add the address
+// says so once and lets another hold it.
+func TestCannotAdd(t *testing.T) {
+	c := newCluster(t)
+	s1 := c.start("s1", tLease, tRenew, tRetry)
+	s1.noLink.Store(true)
+	c.expect("s1: vip: cannot take 10.0.0.100: no link has an address in a subnet that holds 10.0.0.100; letting another server hold it")
+	c.start("s2", tLease, tRenew, tRetry)
+	if h := c.holder(""); h != "s2" {
+		t.Errorf("holder %s, want s2", h)
+	}
+	if n := strings.Count(c.console(), "cannot take"); n != 1 {
+		t.Errorf("said %d times that it cannot take the VIP, want once:\n%s", n, c.console())
+	}
 }
