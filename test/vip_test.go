@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -697,4 +698,62 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// TestVIPQEMU is the VIP with real machines: two x86_64 VMs (TCG) on TAP
+// devices of one bridge, PostgreSQL on the bridge; the holder's QEMU is
+// quit (the power cord) and the other VM answers on the VIP.
+func TestVIPQEMU(t *testing.T) {
+	ctx := context.Background()
+	ns := bridgeNS(t)
+	if out, err := ns.Command(ctx, "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
+		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
+	}
+	pg := startPostgres(t, ns, dsAddr)
+	pgKeepalives(t, ns)
+	dir := image(t, "qemu-x86_64", "-components", filepath.Dir(componentsDir(t)))
+	b := &vipBed{t: t, ns: ns}
+	machines := map[string]*qemu.Machine{}
+	for i, addr := range []string{"192.168.77.21", "192.168.77.22"} {
+		name := fmt.Sprintf("vm%d", i+1)
+		b.servers = append(b.servers, &vipServer{name: name, addr: addr})
+		tap, err := ns.AddTAP(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed := filepath.Join(t.TempDir(), "seed.iso")
+		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
+			UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n  vip: %s\n", name, clusterToken, pg.endpoint(), vipAddr)),
+			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		machines[name] = boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
+			Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
+			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
+		})
+	}
+	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] ` + reServerReady)
+	for _, m := range machines {
+		waitFor(t, ctx, m, 25*time.Minute, reReady)
+	}
+	admin, err := join.ParseKubeconfig(mustKubeconfig(t, ctx, ns, b.servers[0].addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.arp = watchARP(t, ns, netip.MustParseAddr(vipAddr))
+	b.poll = startPoller(t, ns, admin.TLS, b.servers)
+	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 5*time.Minute)
+	t.Logf("the VIP answers from %s", holder.name)
+	quit := time.Now()
+	if err := machines[holder.name].Quit(ctx); err != nil {
+		t.Fatalf("quit %s: %v", holder.name, err)
+	}
+	next := b.waitAnswer(quit, holder.name, 5*time.Minute)
+	t.Logf("figures: QEMU x86_64 (TCG, 2 vCPUs, two VMs): quit of the holder %s → %s answers on the VIP %.1fs later",
+		holder.name, next.name, b.poll.firstAfter(quit, holder.name).Sub(quit).Seconds())
+	for _, o := range b.arp.overlaps() {
+		t.Errorf("two holders: %s", o)
+	}
 }
