@@ -9,7 +9,7 @@ CAIRN   := $(OUT)/bin/cairn
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components components-amd64 components-arm64 components-test clean
+.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components components-amd64 components-arm64 components-test components-sizes clean
 
 all: cairn
 
@@ -85,3 +85,8 @@ components: deps
 components-test: components
 	cd image/components && CAIRN_COMPONENTS=$(abspath $(OUT))/components $(GO) test -count=1 -v -timeout 30m \
 		./componenttest ./internal/multicall ./internal/ociarchive ./internal/flannel
+
+# The node payload's sizes per component and architecture, installed and
+# compressed (zstd -19, xz -9), and the build times logged for that build.
+components-sizes: components
+	bash image/components/sizes.sh $(abspath $(OUT))/components/linux-amd64 $(abspath $(OUT))/components/linux-arm64
