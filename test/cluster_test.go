@@ -102,10 +102,11 @@ func descendants(pid int) map[int]string {
 	return out
 }
 
-// TestClusterUpDown is `cairn cluster` as a user runs it: two servers on
-// PostgreSQL on the container platform come up, the kubeconfig on the last
-// line of the output works from this machine, a second `up` with the same
-// name is refused and makes nothing, `list` shows the cluster, and `down`
+// TestClusterUpDown is `cairn cluster` as a user runs it: two servers and
+// an agent on PostgreSQL on the container platform become Ready, the
+// kubeconfig on the last line of the output works from this machine
+// (kubectl lists the three nodes Ready), a second `up` with the same name
+// is refused and makes nothing, `list` shows the cluster, and `down`
 // leaves no process, network namespace, link, mount or file behind.
 func TestClusterUpDown(t *testing.T) {
 	comps := filepath.Dir(componentsDir(t))
@@ -130,28 +131,41 @@ func TestClusterUpDown(t *testing.T) {
 	})
 
 	began := time.Now()
-	code, stdout, stderr := clusterCLI(t, state, "up", "--name", name, "--servers", "2", "--datastore", "postgres",
-		"--platform", "container", "--wait", "apiserver", "--timeout", "15m", "--image", img)
+	code, stdout, stderr := clusterCLI(t, state, "up", "--name", name, "--servers", "2", "--agents", "1", "--datastore", "postgres",
+		"--platform", "container", "--timeout", "15m", "--image", img)
 	t.Logf("cairn cluster up:\n%s", stderr)
 	if code != 0 {
 		t.Fatalf("cairn cluster up: exit %d\n%s%s", code, stdout, stderr)
 	}
-	t.Logf("figures: cairn cluster up --servers 2 --datastore postgres --platform container --wait apiserver: %.1fs (image built before)", time.Since(began).Seconds())
+	t.Logf("figures: cairn cluster up --servers 2 --agents 1 --datastore postgres --platform container to every node Ready: %.1fs (image built before)", time.Since(began).Seconds())
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	kubeconfig := lines[len(lines)-1]
 	if kubeconfig != filepath.Join(state, name, "kubeconfig") {
 		t.Errorf("the last line of the output is %q; want the kubeconfig's path", kubeconfig)
 	}
-	for _, n := range []string{name + "-s1", name + "-s2"} {
-		if !strings.Contains(stderr, "node "+n+": apiserver ready (") {
+	nodeNames := []string{name + "-s1", name + "-s2", name + "-a1"}
+	for _, n := range nodeNames {
+		if !strings.Contains(stderr, "node "+n+": ready (") {
 			t.Errorf("no progress line saying %s is ready", n)
 		}
 	}
 
 	// The kubeconfig works from this machine, through its veth.
 	kubectl := filepath.Join(componentsDir(t), "usr/bin/cairn-node")
-	if out, err := exec.Command(kubectl, "kubectl", "--kubeconfig", kubeconfig, "get", "--raw", "/readyz").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Errorf("kubectl get --raw /readyz with %s: %v: %s", kubeconfig, err, out)
+	out, err := exec.Command(kubectl, "kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "--no-headers").CombinedOutput()
+	if err != nil {
+		t.Errorf("kubectl get nodes with %s: %v: %s", kubeconfig, err, out)
+	}
+	ready := map[string]string{}
+	for l := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 {
+			ready[f[0]] = f[1]
+		}
+	}
+	for _, n := range nodeNames {
+		if ready[n] != "Ready" {
+			t.Errorf("kubectl get nodes: %s is %q; want Ready:\n%s", n, ready[n], out)
+		}
 	}
 
 	data, err := os.ReadFile(filepath.Join(state, name, "cluster.json"))
@@ -177,12 +191,12 @@ func TestClusterUpDown(t *testing.T) {
 		t.Errorf("only %d processes under the nodes and the datastore; want the launchers, the inits and their services", len(procs))
 	}
 	netnsBefore := namespacesOf(rec.Network.Namespace)
-	if len(netnsBefore) != 3 {
+	if len(netnsBefore) != 4 {
 		t.Errorf("network namespaces of the cluster: %v; want the bridge's and one per node", netnsBefore)
 	}
 
 	t.Run("up twice", func(t *testing.T) {
-		code, stdout, stderr := clusterCLI(t, state, "up", "--name", name, "--servers", "2", "--datastore", "postgres", "--image", img)
+		code, stdout, stderr := clusterCLI(t, state, "up", "--name", name, "--image", img)
 		if code != 1 || !strings.Contains(stderr, "a cluster named "+name+" exists already") || stdout != "" {
 			t.Errorf("a second up: exit %d, stdout %q, stderr %q; want 1 and the cluster named", code, stdout, stderr)
 		}
@@ -194,13 +208,13 @@ func TestClusterUpDown(t *testing.T) {
 	t.Run("list", func(t *testing.T) {
 		code, stdout, stderr := clusterCLI(t, state, "list")
 		flat := strings.Join(strings.Fields(stdout), " ")
-		for _, want := range []string{name + ": container, postgres datastore", "ready since", name + "-s1 server", name + "-s2 server", "postgres datastore"} {
+		for _, want := range []string{name + ": container, postgres datastore", "ready since", name + "-s1 server", name + "-s2 server", name + "-a1 agent", "postgres datastore"} {
 			if code != 0 || !strings.Contains(flat, want) {
 				t.Errorf("list (exit %d) lacks %q:\n%s%s", code, want, stdout, stderr)
 			}
 		}
-		if strings.Count(stdout, "running (pid") != 3 {
-			t.Errorf("list does not show three running processes:\n%s", stdout)
+		if strings.Count(stdout, "running (pid") != 4 {
+			t.Errorf("list does not show four running processes:\n%s", stdout)
 		}
 	})
 
@@ -210,7 +224,7 @@ func TestClusterUpDown(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cairn cluster down: exit %d", code)
 	}
-	t.Logf("figures: cairn cluster down of two servers and PostgreSQL: %.1fs", time.Since(began).Seconds())
+	t.Logf("figures: cairn cluster down of two servers, an agent and PostgreSQL: %.1fs", time.Since(began).Seconds())
 	for p, st := range procs {
 		if procStart(p) == st {
 			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
