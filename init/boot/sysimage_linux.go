@@ -3,6 +3,7 @@ package boot
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -49,6 +50,9 @@ func (s SystemImage) Run() error {
 	}
 	if err := os.MkdirAll(s.Lower, 0o755); err != nil {
 		return err
+	}
+	if s.Partition != "" && !hasSquashfs(dev) {
+		return fmt.Errorf("partition %s (%s) holds no system image (no squashfs at its start); write one to it, or boot the other slot", s.Partition, dev)
 	}
 	if err := unix.Mount(dev, s.Lower, "squashfs", unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("mounting %s as squashfs on %s: %w; is the squashfs module in the initramfs?", dev, s.Lower, err)
@@ -219,4 +223,18 @@ func InInitramfs() bool {
 		return false
 	}
 	return st.Type == unix.RAMFS_MAGIC || st.Type == unix.TMPFS_MAGIC
+}
+
+// hasSquashfs says whether dev starts with a squashfs superblock's magic.
+func hasSquashfs(dev string) bool {
+	f, err := os.Open(dev)
+	if err != nil {
+		return true // let the mount say what is wrong
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err != nil {
+		return true
+	}
+	return string(magic) == "hsqs"
 }
