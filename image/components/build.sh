@@ -94,7 +94,7 @@ tags="no_btrfs no_devmapper no_zfs no_tracing no_rdt nri_no_wasm grpcnotrace urf
 tags+=" kustomize_disable_go_plugin_support noexprlang no_antithesis_sdk"
 
 applets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-	kine etcd containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap flannel)
+	kine etcd containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap flannel mount umount)
 
 # timed NAME CMD...: runs CMD under /usr/bin/time -v when there is one and
 # appends elapsed time and peak memory to $cache/components/build-times.log.

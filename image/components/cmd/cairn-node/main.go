@@ -41,6 +41,8 @@ var applets = map[string]func() int{
 	"loopback":                cniLoopback,
 	"portmap":                 cniPortmap,
 	"flannel":                 flannelApplet,
+	"mount":                   mount,
+	"umount":                  umount,
 }
 
 func main() {
