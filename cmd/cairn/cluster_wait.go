@@ -32,7 +32,7 @@ func waitCluster(ctx context.Context, stderr io.Writer, dir string, st *clusterS
 		return "", err
 	}
 	deadline := time.Now().Add(timeout)
-	last := map[string]string{}
+	last, seen, held := map[string]string{}, map[string]string{}, map[string]int{}
 	var admin *http.Client
 	var kcPath string
 	for {
@@ -44,7 +44,14 @@ func waitCluster(ctx context.Context, stderr io.Writer, dir string, st *clusterS
 		all := true
 		for _, n := range st.Nodes {
 			p := progress[n.ID]
-			if p.what != last[n.ID] {
+			// A state is shown once it held for two probes in a row
+			// (a slow apiserver flips between answering and timing
+			// out), Ready at once.
+			if p.what != seen[n.ID] {
+				seen[n.ID], held[n.ID] = p.what, 0
+			}
+			held[n.ID]++
+			if p.what != last[n.ID] && (p.ready || held[n.ID] >= 2) {
 				last[n.ID] = p.what
 				if p.ready {
 					fmt.Fprintf(stderr, "cairn cluster up: node %s: %s (%.0f s)\n", n.Name, p.what, time.Since(began).Seconds())
