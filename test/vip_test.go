@@ -702,7 +702,10 @@ func loadavg() string {
 
 // TestVIPQEMU is the VIP with real machines: two x86_64 VMs (TCG) on TAP
 // devices of one bridge, PostgreSQL on the bridge; the holder's QEMU is
-// quit (the power cord) and the other VM answers on the VIP.
+// quit (the power cord) and the other VM answers on the VIP. Under TCG on
+// a shared 2-core machine a Lease write takes seconds at times, so the
+// servers run with slower timings (the defaults flapped there: the
+// holder missed its 1.5 s renew deadline every few seconds).
 func TestVIPQEMU(t *testing.T) {
 	ctx := context.Background()
 	ns := bridgeNS(t)
@@ -723,7 +726,8 @@ func TestVIPQEMU(t *testing.T) {
 		}
 		seed := filepath.Join(t.TempDir(), "seed.iso")
 		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
-			UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n  vip: %s\n", name, clusterToken, pg.endpoint(), vipAddr)),
+			UserData: []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n  vip: %s\n"+
+				"  vip-lease-duration: 10s\n  vip-renew-deadline: 7s\n  vip-retry-period: 2s\n", name, clusterToken, pg.endpoint(), vipAddr)),
 			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
 		})
 		if err != nil {
@@ -734,17 +738,16 @@ func TestVIPQEMU(t *testing.T) {
 			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
 		})
 	}
-	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] ` + reServerReady)
+	// Both apiservers ready is enough: the VIP needs nothing else.
+	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] service kube-apiserver: ready`)
 	for _, m := range machines {
-		waitFor(t, ctx, m, 25*time.Minute, reReady)
-	}
-	admin, err := join.ParseKubeconfig(mustKubeconfig(t, ctx, ns, b.servers[0].addr))
-	if err != nil {
-		t.Fatal(err)
+		waitFor(t, ctx, m, 35*time.Minute, reReady)
 	}
 	b.arp = watchARP(t, ns, netip.MustParseAddr(vipAddr))
-	b.poll = startPoller(t, ns, admin.TLS, b.servers)
-	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 5*time.Minute)
+	// TestVIP checks the certificate against the cluster CA; here it only
+	// names the server (/readyz is open to anonymous clients).
+	b.poll = startPoller(t, ns, &tls.Config{InsecureSkipVerify: true}, b.servers)
+	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 10*time.Minute)
 	t.Logf("the VIP answers from %s", holder.name)
 	quit := time.Now()
 	if err := machines[holder.name].Quit(ctx); err != nil {
