@@ -88,6 +88,7 @@ func (w *worker) start(ctx context.Context) error {
 		return err
 	}
 	w.forwarding()
+	resolvConf(w.l.ResolvConf)
 	files := []render.File{
 		{Path: w.l.Cert("server-ca.crt"), Mode: 0o644, Data: w.servingCA},
 		{Path: w.l.Kubeconfig("bootstrap-kubelet"), Mode: 0o600, Data: w.bootstrapKubeconfig()},
@@ -149,6 +150,30 @@ func (w *worker) forwarding() {
 			w.o.Printf("node: setting %s: %v; Services between pods on one node may not work", strings.ReplaceAll(s.key, "/", "."), err)
 		}
 	}
+}
+
+// resolvConf makes sure the resolv.conf pods inherit exists: with no
+// nameserver in the config and no DHCP, the network has written none, and
+// the kubelet starts no pod without one. The network's resolver replaces
+// it (atomically) when it learns nameservers.
+func resolvConf(path string) {
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	target := path
+	if link, err := os.Readlink(path); err == nil {
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(path), link)
+		}
+		target = link
+	}
+	os.MkdirAll(filepath.Dir(target), 0o755)
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return
+	}
+	f.WriteString("# Written by cairn: the network config names no nameserver.\n")
+	f.Close()
 }
 
 // machineID writes /etc/machine-id, the node's identity for the kubelet
