@@ -1,6 +1,7 @@
 package image
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -33,7 +34,11 @@ func inspectDisk(f *os.File, size int64) (*Contents, error) {
 	if !ok {
 		return nil, fmt.Errorf("no GPT partition table")
 	}
-	c := &Contents{Kind: fmt.Sprintf("disk (GPT %s, %s)", strings.ToLower(table.GUID), HumanSize(size))}
+	kind := "GPT " + strings.ToLower(table.GUID)
+	if mbr := hybridMBRParts(f); mbr != "" {
+		kind += " with a hybrid MBR [" + mbr + "]"
+	}
+	c := &Contents{Kind: fmt.Sprintf("disk (%s, %s)", kind, HumanSize(size))}
 	for _, p := range table.Partitions {
 		if p.Type == gpt.Unused {
 			continue
@@ -90,4 +95,24 @@ func inspectPartition(d *disk.Disk, f *os.File, index int, start, length int64, 
 		return nil
 	})
 	return kind, ents, err
+}
+
+// hybridMBRParts describes the MBR's own entries beside the GPT's
+// protective one ("1: type 0x0c, 113.0 MiB at 1.0 MiB"), "" for a
+// protective MBR.
+func hybridMBRParts(f *os.File) string {
+	mbr := make([]byte, sector)
+	if _, err := f.ReadAt(mbr, 0); err != nil || mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return ""
+	}
+	var parts []string
+	for i := range 4 {
+		e := mbr[446+16*i:]
+		if typ := e[4]; typ != 0 && typ != 0xee {
+			start := int64(binary.LittleEndian.Uint32(e[8:])) * sector
+			n := int64(binary.LittleEndian.Uint32(e[12:])) * sector
+			parts = append(parts, fmt.Sprintf("%d: type %#02x, %s at %s", i+1, typ, HumanSize(n), HumanSize(start)))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
