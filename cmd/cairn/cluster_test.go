@@ -2,6 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -252,5 +258,48 @@ func TestClusterListEmpty(t *testing.T) {
 		if !strings.Contains(flat, want) {
 			t.Errorf("list lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestListNodes(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/nodes" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"items": [
+			{"metadata": {"name": "dev-s1"}, "status": {"conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}},
+			{"metadata": {"name": "dev-a1"}, "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "cni plugin not initialized"}]}},
+			{"metadata": {"name": "dev-a2"}, "status": {}}]}`)
+	}))
+	defer srv.Close()
+	got, err := listNodes(context.Background(), srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]nodeCondition{
+		"dev-s1": {Status: "True", Reason: "KubeletReady"},
+		"dev-a1": {Status: "False", Reason: "KubeletNotReady", Message: "cni plugin not initialized"},
+		"dev-a2": {Status: "Unknown", Reason: "NoReadyCondition", Message: "the kubelet has not reported"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("listNodes = %v; want %v", got, want)
+	}
+	if _, err := listNodes(context.Background(), srv.Client(), srv.URL+"/nowhere"); err == nil {
+		t.Error("a 404 gave no error")
+	}
+}
+
+func TestReadyzAndErrorWords(t *testing.T) {
+	body := []byte("[+]ping ok\n[+]etcd ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n[-]etcd-readiness failed: reason withheld\nreadyz check failed\n")
+	if got := failedChecks(body); got != "failing: poststarthook/rbac/bootstrap-roles, etcd-readiness" {
+		t.Errorf("failedChecks = %q", got)
+	}
+	if got := failedChecks([]byte("Unauthorized\nmore")); got != "Unauthorized" {
+		t.Errorf("failedChecks without checks = %q", got)
+	}
+	err := fmt.Errorf("reaching 10.0.0.1:6443: %w", fmt.Errorf("dial tcp 10.0.0.1:6443: %w", errors.New("connect: connection refused")))
+	if got := shortErr(err); got != "connection refused" {
+		t.Errorf("shortErr = %q", got)
 	}
 }
