@@ -31,6 +31,7 @@ type clusterOptions struct {
 	image, kernel, comps string
 	wait                 string
 	debug                bool
+	archives             []string
 	timeout              time.Duration
 	memory, smp          int
 }
@@ -74,6 +75,18 @@ func (o *clusterOptions) check() error {
 	if o.memory < 0 || o.memory > 64<<10 || o.smp < 0 || o.smp > 16 {
 		return usageErrorf("--memory %d / --smp %d: want 0-65536 MiB and 0-16 CPUs", o.memory, o.smp)
 	}
+	if len(o.archives) > 0 && o.platform != "container" {
+		return usageErrorf("--image-archive works on the container platform; a VM imports the images its image was built with")
+	}
+	if len(o.archives) > maxArchives {
+		return usageErrorf("--image-archive given %d times; at most %d", len(o.archives), maxArchives)
+	}
+	for _, a := range o.archives {
+		fi, err := os.Stat(a)
+		if err != nil || !fi.Mode().IsRegular() || !strings.HasSuffix(a, ".tar") || fi.Size() > maxArchiveSize {
+			return usageErrorf("--image-archive %s: want an OCI or Docker image archive (.tar, at most 2 GiB) that exists", a)
+		}
+	}
 	if o.subnet != "" {
 		p, err := netip.ParsePrefix(o.subnet)
 		if err != nil || !p.Addr().Is4() || p.Bits() != 24 || p.Masked() != p {
@@ -98,6 +111,12 @@ func (o *clusterOptions) check() error {
 	}
 	return nil
 }
+
+// Bounds of --image-archive.
+const (
+	maxArchives    = 20
+	maxArchiveSize = 2 << 30
+)
 
 // Addresses on the bridge, by the last number: the bridge and datastore
 // .1, the VIP .10 by default, servers from .11, agents from .101, this
@@ -183,6 +202,7 @@ for a look at its logs, and the command fails saying what each node lacks.`,
 	f.StringVar(&o.comps, "components", "out/components", "node components for the build (make components)")
 	f.StringVar(&o.wait, "wait", "node", "wait for: node (every Node object Ready) or apiserver (every server's /readyz; agents are not waited for)")
 	f.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up waiting after this long (the cluster is left running)")
+	f.StringArrayVar(&o.archives, "image-archive", nil, "container platform: an image archive (.tar) every node imports at boot, for pods (repeatable)")
 	f.BoolVar(&o.debug, "debug", false, "cairn.debug on every node: each component's output on the node's console log too")
 	f.IntVarP(&o.memory, "memory", "m", 3072, "qemu: each VM's memory in MiB")
 	f.IntVar(&o.smp, "smp", 2, "qemu: each VM's CPUs")

@@ -55,6 +55,9 @@ func TestClusterOptions(t *testing.T) {
 		{"vip on a server's address", func(o *clusterOptions) { o.vip = "192.168.210.11" }, "the last number is taken"},
 		{"vip on this machine's address", func(o *clusterOptions) { o.vip = "192.168.210.254" }, "the last number is taken"},
 		{"memory out of range", func(o *clusterOptions) { o.memory = -1 }, "--memory"},
+		{"archive missing", func(o *clusterOptions) { o.archives = []string{"/nonexistent/busybox.tar"} }, "--image-archive /nonexistent/busybox.tar"},
+		{"archive not a tar", func(o *clusterOptions) { o.archives = []string{"/etc/hostname"} }, "--image-archive /etc/hostname"},
+		{"archive on qemu", func(o *clusterOptions) { o.platform, o.archives = "qemu", []string{"x.tar"} }, "works on the container platform"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := upOptions()

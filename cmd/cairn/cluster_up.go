@@ -364,6 +364,11 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *clusterSt
 			if err := container.NodeRoot(system, root, configs[n.ID]); err != nil {
 				return err
 			}
+			for _, a := range o.archives {
+				if err := addArchive(a, filepath.Join(root, "usr/share/cairn/images")); err != nil {
+					return err
+				}
+			}
 			netns, err := st.Network.AddPeer(ctx, n.ID)
 			if err != nil {
 				return err
@@ -408,4 +413,30 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// addArchive puts an image archive into a node's image directory: a hard
+// link when it can, else a copy.
+func addArchive(src, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, io.LimitReader(in, maxArchiveSize)); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s into a node: %w", src, err)
+	}
+	return out.Close()
 }
