@@ -100,6 +100,10 @@ func (w *worker) start(ctx context.Context) error {
 	if err := writeFiles(files); err != nil {
 		return err
 	}
+	if !hasCapability(unix.CAP_SYS_RESOURCE) {
+		w.node.NoLowerOOMScore = true
+		w.o.Printf("node: this machine does not let processes lower their OOM score (no CAP_SYS_RESOURCE); containers keep containerd's instead")
+	}
 	ctrd, err := render.Containerd(w.o.Config, w.node)
 	if err != nil {
 		return err
@@ -174,6 +178,25 @@ func resolvConf(path string) {
 	}
 	f.WriteString("# Written by cairn: the network config names no nameserver.\n")
 	f.Close()
+}
+
+// hasCapability reports whether this process has capability c in its
+// effective set (from /proc/self/status; true when that is unreadable).
+func hasCapability(c int) bool {
+	data, err := readBounded("/proc/self/status", 64<<10)
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			var eff uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &eff); err != nil {
+				return true
+			}
+			return eff&(1<<uint(c)) != 0
+		}
+	}
+	return true
 }
 
 // machineID writes /etc/machine-id, the node's identity for the kubelet

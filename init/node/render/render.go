@@ -137,6 +137,11 @@ type Node struct {
 	// Bin is the directory of the applets, runc and the CNI plugins
 	// (/usr/bin when empty).
 	Bin string
+	// NoLowerOOMScore says processes here cannot lower their OOM score
+	// (no CAP_SYS_RESOURCE, as in some sandboxes hosting the container
+	// platform); containerd then keeps containers' scores at or above its
+	// own instead of failing to start them.
+	NoLowerOOMScore bool
 }
 
 func (n Node) layout() Layout { return n.Layout.withDefaults() }

@@ -38,6 +38,7 @@ state = "/run/containerd"
 [plugins.'io.containerd.cri.v1.runtime']
   disable_apparmor = true
   enable_selinux = false
+  restrict_oom_score_adj = %t
 
 [plugins.'io.containerd.cri.v1.runtime'.containerd]
   default_runtime_name = "runc"
@@ -52,7 +53,7 @@ state = "/run/containerd"
 [plugins.'io.containerd.cri.v1.runtime'.cni]
   bin_dirs = [%q]
   conf_dir = %q
-`, l.ContainerdDir, ContainerdSocket, filepath.Join(bin, "runc"), bin, CNIConfDir)
+`, l.ContainerdDir, ContainerdSocket, node.NoLowerOOMScore, filepath.Join(bin, "runc"), bin, CNIConfDir)
 	path := "/etc/containerd/config.toml"
 	c := &Command{Name: "containerd", Args: []string{"--config", path}, Files: []File{{Path: path, Mode: 0o644, Data: []byte(doc)}}}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
