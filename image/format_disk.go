@@ -108,6 +108,13 @@ func loaderEntry(slot, title string, epoch int64, cmdline string) string {
 // key held during boot shows the menu.
 const loaderConf = "timeout 0\ndefault " + layout.EntryPrefix + "*\neditor no\n"
 
+// startupNsh restarts the machine from the firmware's UEFI shell, which
+// firmware such as OVMF (QEMU, libvirt, Proxmox) starts when the boot
+// loader returns: systemd-boot returns when it cannot start a slot's kernel
+// (not an EFI image, truncated), after counting the try, so the restart
+// boots the other slot once the failed one's tries are spent.
+const startupNsh = "# cairn: the boot loader could not start a slot's kernel; restart, and it boots the other slot\r\nreset\r\n"
+
 // efiBootName is the removable-media path UEFI firmware boots without any
 // boot entry of its own, per architecture.
 var efiBootName = map[string]string{"amd64": "BOOTX64.EFI", "arm64": "BOOTAA64.EFI"}
@@ -278,6 +285,7 @@ func espFiles(a *artifacts, ird string) ([]fatFile, error) {
 	return []fatFile{
 		{path: "/EFI/BOOT/" + efiBootName[a.b.Arch], data: a.bootloader},
 		{path: "/loader/loader.conf", data: []byte(loaderConf)},
+		{path: "/startup.nsh", data: []byte(startupNsh)},
 		{path: entry, data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline)), slot: true},
 		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath(), slot: true},
 		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird, slot: true},

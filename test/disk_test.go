@@ -118,7 +118,7 @@ func TestDiskFallsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	disk := diskCopy(t, board)
-	breakSlotB(t, disk, func(read func(string) []byte) []byte {
+	breakSlotB(t, disk, slotAFile("/EFI/cairn/a/vmlinuz"), func(read func(string) []byte) []byte {
 		return []byte(strings.Repeat("not an initramfs ", 1000))
 	})
 	m := bootDiskWith(t, ctx, board, disk, writeSeed(t, ctx), qemu.Config{AllowReboot: true})
@@ -141,7 +141,7 @@ func TestDiskFallsBackStage1(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	disk := diskCopy(t, board)
-	breakSlotB(t, disk, func(read func(string) []byte) []byte { return read("/EFI/cairn/a/initrd.img") })
+	breakSlotB(t, disk, slotAFile("/EFI/cairn/a/vmlinuz"), slotAFile("/EFI/cairn/a/initrd.img"))
 	m := bootDiskWith(t, ctx, board, disk, writeSeed(t, ctx), qemu.Config{AllowReboot: true})
 	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: mount the system image on partition cairn-b`))
 	trial := waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] warning: boot: slot B is on trial \(its boot loader entry cairn-b\+0-1\.conf still counts tries\); restarting in 10s so the boot loader falls back to the other slot`))
@@ -154,14 +154,42 @@ func TestDiskFallsBackStage1(t *testing.T) {
 	powerOff(t, ctx, m)
 }
 
+// TestDiskFallsBackBadKernel selects slot B with a kernel that is no EFI
+// image at all: systemd-boot counts the try, cannot start it and returns
+// to the firmware, whose UEFI shell runs the ESP's startup.nsh, which
+// restarts the machine; slot B's one try spent, the loader boots slot A.
+func TestDiskFallsBackBadKernel(t *testing.T) {
+	board := "qemu-x86_64"
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	disk := diskCopy(t, board)
+	breakSlotB(t, disk, func(read func(string) []byte) []byte {
+		return []byte(strings.Repeat("not a kernel ", 100000))
+	}, slotAFile("/EFI/cairn/a/initrd.img"))
+	m := bootDiskWith(t, ctx, board, disk, writeSeed(t, ctx), qemu.Config{AllowReboot: true})
+	waitFor(t, ctx, m, bootTimeout, regexp.MustCompile(`Error loading \\EFI\\cairn\\b\\vmlinuz`))
+	fell := waitFor(t, ctx, m, bootTimeout, reFellBack)
+	waitFor(t, ctx, m, stepTimeout, reConfigLoaded)
+	if n := m.Count(reInitStarting); n != 1 {
+		t.Errorf("the init started %d times, want once (slot A; slot B's kernel never starts)", n)
+	}
+	t.Logf("console: %s", fell.Text)
+	powerOff(t, ctx, m)
+}
+
+// slotAFile gives breakSlotB a file of slot A's unchanged.
+func slotAFile(path string) func(read func(string) []byte) []byte {
+	return func(read func(string) []byte) []byte { return read(path) }
+}
+
 // reFellBack is slot A's init saying slot B's one try was spent.
 var reFellBack = regexp.MustCompile(`cairn: \[\d+\.\d+\] warning: boot: slot B failed to boot 1 times \(cairn-b\+0-1\.conf\); the boot loader fell back to slot A`)
 
 // breakSlotB gives the disk a boot loader entry for slot B, newer than A's
-// so systemd-boot picks it, with one try, A's kernel and the initramfs
-// initrd returns (given a reader of the ESP's files); slot B's partition
-// stays empty.
-func breakSlotB(t *testing.T, img string, initrd func(read func(string) []byte) []byte) {
+// so systemd-boot picks it, with one try and the kernel and initramfs that
+// kernel and initrd return (given a reader of the ESP's files); slot B's
+// partition stays empty.
+func breakSlotB(t *testing.T, img string, kernel, initrd func(read func(string) []byte) []byte) {
 	t.Helper()
 	d, err := diskfs.Open(img)
 	if err != nil {
@@ -199,7 +227,7 @@ func breakSlotB(t *testing.T, img string, initrd func(read func(string) []byte) 
 	entry := string(read("/loader/entries/cairn-a+3.conf"))
 	entry = strings.NewReplacer("/EFI/cairn/a/", "/EFI/cairn/b/", "cairn.slot=a", "cairn.slot=b", "(slot A)", "(slot B)").Replace(entry)
 	entry = regexp.MustCompile(`(?m)^version \d+$`).ReplaceAllString(entry, "version 9999999999")
-	write("/EFI/cairn/b/vmlinuz", read("/EFI/cairn/a/vmlinuz"))
+	write("/EFI/cairn/b/vmlinuz", kernel(read))
 	write("/EFI/cairn/b/initrd.img", initrd(read))
 	write("/loader/entries/cairn-b+1.conf", []byte(entry))
 }
