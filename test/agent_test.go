@@ -125,12 +125,8 @@ func TestAgentJoinsEmbedded(t *testing.T) {
 func busyboxImage(t *testing.T) string {
 	t.Helper()
 	busyboxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cairn-busybox-")
-		if err != nil {
-			busyboxErr = err
-			return
-		}
-		busyboxTar = filepath.Join(dir, "busybox.tar")
+		// One file, rewritten by each run of the tests.
+		busyboxTar = filepath.Join(os.TempDir(), "cairn-e2e-busybox.tar")
 		cmd := exec.Command("go", "run", "./cmd/ociarchive", "-arch", runtime.GOARCH, "-name", busyboxRef,
 			"-binary", "/bin/busybox", "-path", "/bin/busybox", "-o", busyboxTar)
 		cmd.Dir = filepath.Join(repoRoot(), "image/components")
@@ -192,8 +188,12 @@ spec:
         - name: web
           image: ` + busyboxRef + `
           imagePullPolicy: Never
-          command: ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /www && /bin/busybox hostname > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]
+          # The image runs as 65535 (ociarchive's default user); /www is
+          # an emptyDir it can write.
+          command: ["/bin/busybox", "sh", "-c", "/bin/busybox hostname > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]
           ports: [{containerPort: 8080}]
+          volumeMounts: [{name: www, mountPath: /www}]
+      volumes: [{name: www, emptyDir: {}}]
 ---
 apiVersion: v1
 kind: Service
