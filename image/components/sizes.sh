@@ -24,9 +24,9 @@ row() {
 	tmp=$(mktemp)
 	cat >"$tmp"
 	raw=$(stat -c %s "$tmp")
-	z=$(nice -n 19 zstd -q -19 -T1 -c "$tmp" | wc -c)
+	z=$(nice -n 10 zstd -q -19 -T1 -c "$tmp" | wc -c)
 	# shellcheck disable=SC2086 # xzflags is a list of options
-	x=$(nice -n 19 xz -T1 $xzflags -c "$tmp" | wc -c)
+	x=$(nice -n 10 xz -T1 $xzflags -c "$tmp" | wc -c)
 	rm -f "$tmp"
 	printf '| %s | %s | %s | %s |\n' "$name" "$(mb "$raw")" "$(mb "$z")" "$(mb "$x")"
 	sums[$total.raw]=$((${sums[$total.raw]:-0} + raw))
