@@ -134,7 +134,8 @@ spec:
 // CIDR; once it is set, it creates flannel.1 (VNI 1, port 8472), annotates
 // node-a, installs the masquerade rules, writes subnet.env and the CNI
 // conflist for that subnet, and routes node-b's subnet through the vxlan
-// device until node-b is deleted. SIGTERM stops it with status 0.
+// device until node-b is deleted. SIGTERM stops it with status 0. Then the
+// same with --backend host-gw.
 func TestFlannelOnAPIServer(t *testing.T) {
 	bin := filepath.Join(tree(t, "amd64"), "usr/bin")
 	ns := newNetns(t)
@@ -284,4 +285,53 @@ func TestFlannelOnAPIServer(t *testing.T) {
 	if _, err := fl.exited(); err != nil {
 		t.Errorf("flannel exited with %v on SIGTERM, want status 0; its log ends:\n%s", err, tail(fl.log, 3000))
 	}
+
+	// The same node again with --backend host-gw: a peer's subnet is routed
+	// through its address on the shared segment, no tunnel, the full MTU.
+	peer := filepath.Join(dir, "node-b-host-gw.yaml")
+	if err := os.WriteFile(peer, []byte(hostGWPeer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl("apply", "-f", peer); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	gw := start(t, dir, "flannel-host-gw", ns.cmd(filepath.Join(bin, "flannel"),
+		"--kubeconfig", filepath.Join(dir, "node-a.kubeconfig"),
+		"--node-name", "node-a", "--cluster-cidr", "10.42.0.0/16", "--backend", "host-gw",
+		"--subnet-file", subnetFile, "--cni-conf", conflist))
+	t.Cleanup(func() { gw.stop(t, syscall.SIGKILL) })
+	waitFor(t, "a host-gw route to node-b's pods", time.Minute, func() error {
+		out, _ := ns.try(t, "ip", "route", "show", "10.42.2.0/24")
+		if !strings.Contains(out, "via 192.168.77.3 dev eth0") {
+			return fmt.Errorf("ip route show 10.42.2.0/24: %q", out)
+		}
+		return nil
+	}, gw)
+	data, err = os.ReadFile(subnetFile)
+	want = "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.1.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n"
+	if err != nil || string(data) != want {
+		t.Errorf("subnet.env with host-gw: %v\n%s\nwant\n%s", err, data, want)
+	}
+	if out, err := kubectl("get", "node", "node-a", "-o", "jsonpath={.metadata.annotations.flannel\\.alpha\\.coreos\\.com/backend-type}"); err != nil || out != "host-gw" {
+		t.Errorf("node-a's backend-type: %q, %v; want host-gw", out, err)
+	}
+	gw.stop(t, syscall.SIGTERM)
+	if _, err := gw.exited(); err != nil {
+		t.Errorf("flannel (host-gw) exited with %v on SIGTERM, want status 0", err)
+	}
 }
+
+// hostGWPeer is node-b as a flannel with the host-gw backend annotates it.
+const hostGWPeer = `apiVersion: v1
+kind: Node
+metadata:
+  name: node-b
+  annotations:
+    flannel.alpha.coreos.com/backend-type: host-gw
+    flannel.alpha.coreos.com/backend-data: "null"
+    flannel.alpha.coreos.com/public-ip: 192.168.77.3
+    flannel.alpha.coreos.com/kube-subnet-manager: "true"
+spec:
+  podCIDR: 10.42.2.0/24
+  podCIDRs: [10.42.2.0/24]
+`
