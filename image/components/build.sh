@@ -87,9 +87,10 @@ ldflags+=" -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION
 # Build tags that drop code a node never runs (docs/components.md, "Build
 # tags"): containerd's devmapper and ZFS snapshotters (btrfs needs cgo, so it
 # is out already), its OpenTelemetry exporters, Intel RDT, NRI's WebAssembly
-# plugins (the wazero runtime), gRPC's x/net/trace pages, urfave/cli's man
+# plugins (the wazero runtime), gRPC's request tracing, urfave/cli's man
 # page and markdown generators, kustomize's Go plugin loader, jsm.go's
-# expression language, the antithesis SDK.
+# expression language, the antithesis SDK. Kubernetes 1.36 has no such tags
+# (its cloud providers are gone upstream).
 tags="no_btrfs no_devmapper no_zfs no_tracing no_rdt nri_no_wasm grpcnotrace urfave_cli_no_docs"
 tags+=" kustomize_disable_go_plugin_support noexprlang no_antithesis_sdk"
 
