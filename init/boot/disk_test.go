@@ -129,8 +129,8 @@ func TestBlessTryboot(t *testing.T) {
 			}
 			cfg, _ := os.ReadFile(filepath.Join(dir, "config.txt"))
 			try, _ := os.ReadFile(filepath.Join(dir, "tryboot.txt"))
-			if PiSlot(cfg) != c.wantCfg || PiSlot(try) != c.wantTry {
-				t.Errorf("config.txt boots %q, tryboot.txt %q; want %q and %q", PiSlot(cfg), PiSlot(try), c.wantCfg, c.wantTry)
+			if piSlot(cfg) != c.wantCfg || piSlot(try) != c.wantTry {
+				t.Errorf("config.txt boots %q, tryboot.txt %q; want %q and %q", piSlot(cfg), piSlot(try), c.wantCfg, c.wantTry)
 			}
 			if !strings.Contains(log.String(), c.wantLog) {
 				t.Errorf("console %q does not say %q", log.String(), c.wantLog)

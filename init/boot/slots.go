@@ -67,17 +67,17 @@ func blessEntries(dir string, names []string, slot string) error {
 // directory: os_prefix=a/.
 var osPrefix = regexp.MustCompile(`(?m)^os_prefix=([a-z])/\s*$`)
 
-// PiSlot returns the slot a Raspberry Pi config file (config.txt,
+// piSlot returns the slot a Raspberry Pi config file (config.txt,
 // tryboot.txt) boots, "" when it names none.
-func PiSlot(conf []byte) string {
+func piSlot(conf []byte) string {
 	if m := osPrefix.FindSubmatch(conf); m != nil {
 		return string(m[1])
 	}
 	return ""
 }
 
-// SetPiSlot returns conf booting slot instead.
-func SetPiSlot(conf []byte, slot string) []byte {
+// setPiSlot returns conf booting slot instead.
+func setPiSlot(conf []byte, slot string) []byte {
 	return osPrefix.ReplaceAll(conf, []byte("os_prefix="+slot+"/"))
 }
 
@@ -94,18 +94,18 @@ func blessTryboot(dir, slot string, tryboot bool) error {
 	}
 	try, _ := os.ReadFile(tryPath)
 	up := strings.ToUpper
-	cfgSlot, trySlot := PiSlot(cfg), PiSlot(try)
+	cfgSlot, trySlot := piSlot(cfg), piSlot(try)
 	switch {
 	case cfgSlot == "":
 		return fmt.Errorf("%s names no slot (no os_prefix= line); write os_prefix=%s/ into it", layout.PiConfig, slot)
 	case cfgSlot == slot && trySlot != "" && trySlot != slot && !tryboot:
 		slog.Warn(fmt.Sprintf("boot: slot %s did not come up on its trial boot (%s); the firmware fell back to slot %s", up(trySlot), layout.PiTryboot, up(slot)))
-		return writeFileSync(tryPath, SetPiSlot(try, slot))
+		return writeFileSync(tryPath, setPiSlot(try, slot))
 	case cfgSlot == slot:
 		slog.Info(fmt.Sprintf("boot: slot %s booted (%s)", up(slot), layout.PiConfig))
 		return nil
 	case tryboot:
-		if err := writeFileSync(cfgPath, SetPiSlot(cfg, slot)); err != nil {
+		if err := writeFileSync(cfgPath, setPiSlot(cfg, slot)); err != nil {
 			return err
 		}
 		slog.Info(fmt.Sprintf("boot: slot %s booted on trial (%s); %s boots it from now on", up(slot), layout.PiTryboot, layout.PiConfig))
@@ -119,7 +119,7 @@ func blessTryboot(dir, slot string, tryboot bool) error {
 // dir: a trial boot (tryboot) of a slot config.txt does not name yet.
 func trialTryboot(dir, slot string, tryboot bool) string {
 	cfg, err := os.ReadFile(filepath.Join(dir, layout.PiConfig))
-	if err != nil || !tryboot || PiSlot(cfg) == slot {
+	if err != nil || !tryboot || piSlot(cfg) == slot {
 		return ""
 	}
 	return "the firmware's trial boot (" + layout.PiTryboot + ")"
