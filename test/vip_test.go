@@ -107,7 +107,7 @@ func TestVIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.arp = watchARP(t, ns, netip.MustParseAddr(vipAddr))
-	b.poll = startPoller(t, ns, admin.TLS, b.servers)
+	b.poll = startPoller(t, ns, admin.TLS, b.servers, time.Second)
 	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 2*time.Minute)
 	t.Logf("the VIP answers from %s", holder.name)
 	holder.n.expect(t, time.Minute, `vip: took 192\.168\.77\.100 on eth0`)
@@ -300,13 +300,15 @@ type vipAnswer struct {
 	server     string
 }
 
-func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vipServer) *vipPoller {
+// timeout bounds each request: 1 s on the container platform; a TCG
+// guest's apiserver may take seconds.
+func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vipServer, timeout time.Duration) *vipPoller {
 	p := &vipPoller{}
 	byIP := map[string]string{}
 	for _, s := range servers {
 		byIP[s.addr] = s.name
 	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{
 		TLSClientConfig: tlsCfg, DialContext: ns.DialContext, DisableKeepAlives: true}}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -746,7 +748,7 @@ func TestVIPQEMU(t *testing.T) {
 	b.arp = watchARP(t, ns, netip.MustParseAddr(vipAddr))
 	// TestVIP checks the certificate against the cluster CA; here it only
 	// names the server (/readyz is open to anonymous clients).
-	b.poll = startPoller(t, ns, &tls.Config{InsecureSkipVerify: true}, b.servers)
+	b.poll = startPoller(t, ns, &tls.Config{InsecureSkipVerify: true}, b.servers, 10*time.Second)
 	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 10*time.Minute)
 	t.Logf("the VIP answers from %s", holder.name)
 	quit := time.Now()
