@@ -300,8 +300,8 @@ type vipAnswer struct {
 	server     string
 }
 
-// timeout bounds each request: 1 s on the container platform; a TCG
-// guest's apiserver may take seconds.
+// startPoller starts polling; timeout bounds each request (1 s on the
+// container platform; a TCG guest's apiserver may take seconds).
 func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vipServer, timeout time.Duration) *vipPoller {
 	p := &vipPoller{}
 	byIP := map[string]string{}
