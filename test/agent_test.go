@@ -119,33 +119,41 @@ func TestAgentJoinsEmbedded(t *testing.T) {
 	}
 }
 
-// busyboxImage builds an image of Debian's busybox-static (at
-// /bin/busybox) with cairn's own ociarchive, once per test binary, for
-// the workloads of the tests: no registry is reachable here.
-func busyboxImage(t *testing.T) string {
+// appImage builds the tests' workload (test/e2eapp, static) into an image
+// with cairn's own ociarchive, once per test binary: no registry is
+// reachable here.
+func appImage(t *testing.T) string {
 	t.Helper()
-	busyboxOnce.Do(func() {
-		// One file, rewritten by each run of the tests.
-		busyboxTar = filepath.Join(os.TempDir(), "cairn-e2e-busybox.tar")
-		cmd := exec.Command("go", "run", "./cmd/ociarchive", "-arch", runtime.GOARCH, "-name", busyboxRef,
-			"-binary", "/bin/busybox", "-path", "/bin/busybox", "-o", busyboxTar)
+	appOnce.Do(func() {
+		// One file each, rewritten by each run of the tests.
+		bin := filepath.Join(os.TempDir(), "cairn-e2eapp")
+		appTar = filepath.Join(os.TempDir(), "cairn-e2eapp.tar")
+		build := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/e2eapp")
+		build.Dir = repoRoot()
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			appErr = fmt.Errorf("building test/e2eapp: %v\n%s", err, out)
+			return
+		}
+		cmd := exec.Command("go", "run", "./cmd/ociarchive", "-arch", runtime.GOARCH, "-name", appRef,
+			"-binary", bin, "-path", "/app", "-o", appTar)
 		cmd.Dir = filepath.Join(repoRoot(), "image/components")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			busyboxErr = fmt.Errorf("building the busybox image: %v\n%s", err, out)
+			appErr = fmt.Errorf("building the e2eapp image: %v\n%s", err, out)
 		}
 	})
-	if busyboxErr != nil {
-		t.Fatal(busyboxErr)
+	if appErr != nil {
+		t.Fatal(appErr)
 	}
-	return busyboxTar
+	return appTar
 }
 
-const busyboxRef = "cairn.local/busybox:e2e"
+const appRef = "cairn.local/e2eapp:test"
 
 var (
-	busyboxOnce sync.Once
-	busyboxTar  string
-	busyboxErr  error
+	appOnce sync.Once
+	appTar  string
+	appErr  error
 )
 
 // withImage adds an image archive to a node root's images directory.
@@ -168,7 +176,7 @@ func kubectl(t *testing.T, ns *qemu.Netns, kubeconfig string, args ...string) (s
 	return string(out), err
 }
 
-// webApp is a Deployment of two busybox web servers that never share a
+// webApp is a Deployment of two web servers that never share a
 // node, answering with their pod's name, and its Service.
 const webApp = `apiVersion: apps/v1
 kind: Deployment
@@ -186,14 +194,10 @@ spec:
               topologyKey: kubernetes.io/hostname
       containers:
         - name: web
-          image: ` + busyboxRef + `
+          image: ` + appRef + `
           imagePullPolicy: Never
-          # The image runs as 65535 (ociarchive's default user); /www is
-          # an emptyDir it can write.
-          command: ["/bin/busybox", "sh", "-c", "/bin/busybox hostname > /www/index.html && exec /bin/busybox httpd -f -p 8080 -h /www"]
+          command: ["/app", "serve"]
           ports: [{containerPort: 8080}]
-          volumeMounts: [{name: www, mountPath: /www}]
-      volumes: [{name: www, emptyDir: {}}]
 ---
 apiVersion: v1
 kind: Service
@@ -243,7 +247,7 @@ func webPods(t *testing.T, ns *qemu.Netns, kc string, d time.Duration) []pod {
 func TestClusterPostgres(t *testing.T) {
 	ns := bridgeNS(t)
 	pg := startPostgres(t, ns, dsAddr)
-	img := busyboxImage(t)
+	img := appImage(t)
 	s1 := startPeer(t, ns, "s1", withImage(t, nodeRoot(t, serverConfig("s1", "192.168.77.11", clusterToken, pg.endpoint(),
 		"  node-taint: [example.com/dedicated=db:NoSchedule]")), img))
 	s2 := startPeer(t, ns, "s2", withImage(t, nodeRoot(t, serverConfig("s2", "192.168.77.12", clusterToken, pg.endpoint())), img))
@@ -288,7 +292,7 @@ func TestClusterPostgres(t *testing.T) {
 		var err error
 		// DNS and the Service's rules may take a few seconds to settle.
 		for try := 0; try < 20; try++ {
-			out, err = kubectl(t, ns, kc, append([]string{"exec", p.name, "--", "/bin/busybox"}, args...)...)
+			out, err = kubectl(t, ns, kc, append([]string{"exec", p.name, "--", "/app"}, args...)...)
 			if err == nil {
 				break
 			}
@@ -298,13 +302,13 @@ func TestClusterPostgres(t *testing.T) {
 	}
 	for i, p := range pods {
 		other := pods[1-i]
-		if out, err := exec(p, "wget", "-qO-", "-T", "5", "http://"+other.ip+":8080/"); err != nil || strings.TrimSpace(out) != other.name {
+		if out, err := exec(p, "get", "http://"+other.ip+":8080/"); err != nil || strings.TrimSpace(out) != other.name {
 			t.Errorf("pod on %s -> pod %s on %s by pod IP %s: %v %q", p.node, other.name, other.node, other.ip, err, out)
 		}
 	}
 	seen := map[string]bool{}
 	for try := 0; try < 10 && len(seen) < 2; try++ {
-		out, err := exec(pods[0], "wget", "-qO-", "-T", "5", "http://web.default.svc.cluster.local/")
+		out, err := exec(pods[0], "get", "http://web.default.svc.cluster.local/")
 		if err != nil {
 			t.Errorf("pod on %s -> Service web by name: %v %q", pods[0].node, err, out)
 			break
@@ -312,7 +316,7 @@ func TestClusterPostgres(t *testing.T) {
 		seen[strings.TrimSpace(out)] = true
 	}
 	t.Logf("the Service web answered from %v", seen)
-	if out, err := exec(pods[1], "nc", "-z", "-w", "5", "kubernetes.default.svc.cluster.local", "443"); err != nil {
+	if out, err := exec(pods[1], "dial", "kubernetes.default.svc.cluster.local:443"); err != nil {
 		t.Errorf("pod on %s -> kubernetes.default:443: %v %q", pods[1].node, err, out)
 	}
 
@@ -339,7 +343,7 @@ func TestClusterPostgres(t *testing.T) {
 	}
 	for _, p := range webPods(t, ns, kc, time.Minute) {
 		if p.node == "a1" {
-			if out, err := exec(p, "true"); err != nil {
+			if out, err := exec(p, "get", "http://127.0.0.1:8080/"); err != nil {
 				t.Errorf("the pod on a1 after s1 was killed: %v %s", err, out)
 			}
 		}
