@@ -50,7 +50,10 @@ func NewNetns(ctx context.Context, addr string) (*Netns, error) {
 	}
 	steps := [][]string{
 		{"ip", "link", "set", "lo", "up"},
-		{"ip", "link", "add", n.Bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		// A fixed MAC: a bridge otherwise takes its lowest port's, and
+		// changes it when that port goes (a node powered off), under the
+		// ARP caches of every other machine on it.
+		{"ip", "link", "add", n.Bridge, "address", "02:ca:1f:00:00:01", "type", "bridge", "stp_state", "0", "forward_delay", "0"},
 		{"ip", "link", "set", n.Bridge, "up"},
 	}
 	if n.Addr.IsValid() {
