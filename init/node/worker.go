@@ -3,11 +3,12 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +89,6 @@ func (w *worker) start(ctx context.Context) error {
 		return err
 	}
 	w.forwarding()
-	resolvConf(w.l.ResolvConf)
 	files := []render.File{
 		{Path: w.l.Cert("server-ca.crt"), Mode: 0o644, Data: w.servingCA},
 		{Path: w.l.Kubeconfig("bootstrap-kubelet"), Mode: 0o600, Data: w.bootstrapKubeconfig()},
@@ -156,28 +156,33 @@ func (w *worker) forwarding() {
 	}
 }
 
-// resolvConf makes sure the resolv.conf pods inherit exists: with no
-// nameserver in the config and no DHCP, the network has written none, and
-// the kubelet starts no pod without one. The network's resolver replaces
-// it (atomically) when it learns nameservers.
-func resolvConf(path string) {
-	if _, err := os.Stat(path); err == nil {
-		return
-	}
-	target := path
-	if link, err := os.Readlink(path); err == nil {
-		if !filepath.IsAbs(link) {
-			link = filepath.Join(filepath.Dir(path), link)
+// fallbackNameserver is what pods resolve outside names with when the
+// node has no nameserver of its own, as k3s does.
+const fallbackNameserver = "8.8.8.8"
+
+// podResolvConf is the resolv.conf the kubelet gives pods (and CoreDNS
+// its upstreams from): the node's own when it names a nameserver that is
+// not a loopback address (CoreDNS would forward to itself), else one
+// naming fallbackNameserver, written to /run/cairn, with a console line.
+func (w *worker) podResolvConf() string {
+	own := w.l.ResolvConf
+	data, _ := readBounded(own, 64<<10)
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if ip, err := netip.ParseAddr(f[1]); err == nil && !ip.IsLoopback() {
+				return own
+			}
 		}
-		target = link
 	}
-	os.MkdirAll(filepath.Dir(target), 0o755)
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return
+	path := "/run/cairn/pods-resolv.conf"
+	doc := "# Written by cairn: the node names no usable nameserver; pods fall back to " + fallbackNameserver + " as k3s's do.\nnameserver " + fallbackNameserver + "\n"
+	if err := writeFile(path, []byte(doc), 0o644); err != nil {
+		w.o.Printf("node: %v", err)
+		return own
 	}
-	f.WriteString("# Written by cairn: the network config names no nameserver.\n")
-	f.Close()
+	w.o.Printf("node: %s names no usable nameserver; pods and CoreDNS resolve outside names through %s (as k3s does); give the network nameservers to change that", own, fallbackNameserver)
+	return path
 }
 
 // hasCapability reports whether this process has capability c in its
@@ -314,6 +319,7 @@ func lastLine(out []byte) string {
 // startKubelet hands the kubelet, kube-proxy and flannel to the
 // supervisor; the last two wait for the kubelet's client certificate.
 func (w *worker) startKubelet() error {
+	w.node.Layout.ResolvConf = w.podResolvConf()
 	kubelet, err := render.Kubelet(w.o.Config, w.node)
 	if err != nil {
 		return err
