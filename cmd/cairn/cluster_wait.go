@@ -33,6 +33,7 @@ func waitCluster(ctx context.Context, stderr io.Writer, dir string, st *clusterS
 	}
 	deadline := time.Now().Add(timeout)
 	last, seen, held := map[string]string{}, map[string]string{}, map[string]int{}
+	lastVIP := ""
 	var admin *http.Client
 	var kcPath string
 	for {
@@ -61,6 +62,21 @@ func waitCluster(ctx context.Context, stderr io.Writer, dir string, st *clusterS
 			}
 			all = all && p.ready
 		}
+		// The kubeconfig names the VIP: some server must answer on it.
+		vip := ""
+		if st.VIP.IsValid() && admin != nil {
+			vip = "answering"
+			if code, _, err := get(ctx, admin, "https://"+st.VIP.String()+":6443/readyz"); err != nil {
+				vip = "no server answers on it yet: " + shortErr(err)
+			} else if code != http.StatusOK {
+				vip = fmt.Sprintf("the server holding it is not ready (/readyz %d)", code)
+			}
+			if vip != lastVIP {
+				lastVIP = vip
+				fmt.Fprintf(stderr, "cairn cluster up: vip %s: %s\n", st.VIP, vip)
+			}
+			all = all && vip == "answering"
+		}
 		if all && kcPath != "" {
 			return kcPath, nil
 		}
@@ -70,6 +86,9 @@ func waitCluster(ctx context.Context, stderr io.Writer, dir string, st *clusterS
 				if p := progress[n.ID]; !p.ready {
 					lack = append(lack, fmt.Sprintf("  %s: %s (console: %s)", n.Name, p.what, n.Log))
 				}
+			}
+			if st.VIP.IsValid() && lastVIP != "answering" {
+				lack = append(lack, fmt.Sprintf("  vip %s: %s", st.VIP, lastVIP))
 			}
 			if kcPath == "" {
 				lack = append(lack, "  no server handed out the admin kubeconfig")
