@@ -352,8 +352,16 @@ func TestClusterPostgres(t *testing.T) {
 	a1.stop(t)
 	a1 = startPeer(t, ns, "a1", withImage(t, nodeRoot(t, agentConfig("a1", "192.168.77.21", clusterToken, "https://192.168.77.12:6443")), img))
 	a1.expect(t, nodeReady, `node: a1 is Ready`)
-	if nodes := api.nodes(t, s2URL); nodes["a1"] != "Ready" {
-		t.Errorf("a1 after its restart: %q, want Ready (all: %v)", nodes["a1"], nodes)
+	// The node lifecycle controller lifts the not-ready taint shortly after.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
+		nodes := api.nodes(t, s2URL)
+		if nodes["a1"] == "Ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a1 a minute after its restart: %q, want Ready (all: %v)", nodes["a1"], nodes)
+			break
+		}
 	}
 	for _, n := range []*containerNode{s2, a1, bad} {
 		if strings.Contains(n.console(), clusterToken) || strings.Contains(n.console(), pgPassword) {
