@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
@@ -106,6 +107,34 @@ func TestVIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An agent registered through the VIP; it must stay Ready through
+	// every kill of the holder.
+	agent := startPeer(t, ns, "a1", nodeRoot(t, agentConfig("a1", "192.168.77.21", clusterToken, "https://"+vipAddr+":6443")))
+	agent.expect(t, nodeReady, `node: a1 is Ready`)
+	api := newAPIClient(t, ns, kc)
+	readySince := func() string {
+		for _, s := range b.servers {
+			code, body, _ := api.do("GET", "https://"+s.addr+":6443/api/v1/nodes/a1", nil)
+			if code != 200 {
+				continue
+			}
+			var n struct {
+				Status struct {
+					Conditions []struct{ Type, Status, LastTransitionTime string }
+				}
+			}
+			json.Unmarshal(body, &n)
+			for _, c := range n.Status.Conditions {
+				if c.Type == "Ready" {
+					return c.Status + " since " + c.LastTransitionTime
+				}
+			}
+		}
+		return "unknown"
+	}
+	// The lifecycle controller settles the new node first.
+	time.Sleep(10 * time.Second)
+	agentReady := readySince()
 	b.arp = watchARP(t, ns, netip.MustParseAddr(vipAddr))
 	b.poll = startPoller(t, ns, admin.TLS, b.servers, time.Second)
 	holder := b.waitAnswer(time.Now().Add(-time.Hour), "", 2*time.Minute)
@@ -125,6 +154,13 @@ func TestVIP(t *testing.T) {
 		t.Logf("kill %d: %s killed, %s answers on the VIP %.2fs later", i+1, holder.name, next.name, d)
 		b.boot(holder)
 		holder.n.expect(t, controlPlane, reServerReady)
+	}
+
+	// The agent joined through the VIP never left Ready.
+	if got := readySince(); got != agentReady || !strings.HasPrefix(got, "True") {
+		t.Errorf("agent a1 through %d kills of the VIP's holder: Ready %s, before the kills %s", kills, got, agentReady)
+	} else {
+		t.Logf("agent a1 stayed Ready through %d kills of the VIP's holder (Ready %s)", kills, got)
 	}
 
 	// Planned shutdowns: SIGTERM (the container platform's power button).
@@ -187,6 +223,7 @@ func TestVIP(t *testing.T) {
 	t.Logf("figures: failovers %v, planned %v", rounded(failovers), rounded(planned))
 	fmt.Println(line)
 	t.Log(line)
+	agent.stop(t)
 	for _, s := range b.servers {
 		s.n.stop(t)
 		if !strings.Contains(s.n.console(), "shutdown: all services stopped") {
