@@ -309,11 +309,9 @@ func nodeConfigs(st *clusterState, token, endpoint string) (map[string][]byte, e
 	for _, n := range st.Nodes {
 		var b strings.Builder
 		// A default route (nowhere beyond the bridge): kube-proxy's
-		// Service addresses need one to be routed at all. A nameserver
-		// (none answers there): without one the node writes no
-		// resolv.conf, and the kubelet creates no pod sandbox.
-		fmt.Fprintf(&b, "#cloud-config\nhostname: %s\nnetwork:\n  version: 2\n  ethernets:\n    eth0:\n      addresses: [%s/%d]\n      routes: [{to: default, via: %s}]\n      nameservers: {addresses: [%s]}\n",
-			n.Name, n.Addr, st.Network.Subnet.Bits(), st.Network.BridgeAddr, st.Network.BridgeAddr)
+		// Service addresses need one to be routed at all.
+		fmt.Fprintf(&b, "#cloud-config\nhostname: %s\nnetwork:\n  version: 2\n  ethernets:\n    eth0:\n      addresses: [%s/%d]\n      routes: [{to: default, via: %s}]\n",
+			n.Name, n.Addr, st.Network.Subnet.Bits(), st.Network.BridgeAddr)
 		fmt.Fprintf(&b, "kubernetes:\n  role: %s\n  token: %q\n", n.Role, token)
 		if n.Role == "server" {
 			if endpoint != "" {
