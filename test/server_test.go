@@ -258,6 +258,14 @@ func TestServerEmbeddedQEMU(t *testing.T) {
 			if err != nil || strings.TrimSpace(string(out)) != "ok" {
 				t.Errorf("kubectl get --raw /readyz: %v: %s", err, out)
 			}
+			// The server is a node too: containerd, the kubelet, kube-proxy
+			// and flannel on the real kernel, cgroup v2.
+			nodeReady := waitFor(t, ctx, m, 30*time.Minute, regexp.MustCompile(`cairn: \[\d+\.\d+\] node: (\S+) is Ready`))
+			t.Logf("figures: %s (TCG, 2 vCPUs): init starting to node Ready: %s", ab.board, secs(guestClock(nodeReady)-guestClock(start)))
+			out, err = exec.Command(filepath.Join(componentsDir(t), "usr/bin/cairn-node"), "kubectl", "--kubeconfig", kcFile, "get", "nodes", "--no-headers").CombinedOutput()
+			if f := strings.Fields(string(out)); err != nil || len(f) < 2 || f[1] != "Ready" {
+				t.Errorf("kubectl get nodes: %v: %s", err, out)
+			}
 		})
 	}
 }
