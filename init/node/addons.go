@@ -38,6 +38,24 @@ var addonList = []addon{
 	{name: "metrics-server", manifest: "addons/metrics-server.yaml", archive: "metrics-server.tar"},
 }
 
+// unusedAddon says whether archive is the image of an add-on this node's
+// cluster does not run (disabled, or with no manifest in this cairn), and
+// which: importing it would only cost time and memory at every boot.
+func unusedAddon(k *config.Kubernetes, archive string) (string, bool) {
+	for _, a := range addonList {
+		if a.archive != archive {
+			continue
+		}
+		if slices.Contains(k.Disable, a.name) {
+			return a.name, true
+		}
+		if _, err := addonFS.ReadFile(a.manifest); err != nil {
+			return a.name, true
+		}
+	}
+	return "", false
+}
+
 // addonValues fill the manifests' templates.
 type addonValues struct {
 	Image  string // the image reference in the archive

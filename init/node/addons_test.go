@@ -74,3 +74,20 @@ func TestImageRefRefusesHugeIndex(t *testing.T) {
 		t.Errorf("imageRef of a huge index.json: %v", err)
 	}
 }
+
+func TestUnusedAddon(t *testing.T) {
+	k := &config.Kubernetes{}
+	if a, unused := unusedAddon(k, "coredns.tar"); unused {
+		t.Errorf("coredns.tar is unused (%s) in a cluster that runs CoreDNS", a)
+	}
+	if a, unused := unusedAddon(k, "metrics-server.tar"); !unused || a != "metrics-server" {
+		t.Errorf("metrics-server.tar: %q %v; its manifest is not built yet", a, unused)
+	}
+	if _, unused := unusedAddon(k, "pause.tar"); unused {
+		t.Error("pause.tar is unused")
+	}
+	k.Disable = []string{"coredns"}
+	if a, unused := unusedAddon(k, "coredns.tar"); !unused || a != "coredns" {
+		t.Errorf("coredns.tar with coredns disabled: %q %v", a, unused)
+	}
+}

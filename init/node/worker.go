@@ -284,9 +284,13 @@ func (w *worker) importImages(ctx context.Context) {
 		return
 	}
 	start := time.Now()
-	var names []string
+	var names, skipped []string
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tar") {
+			continue
+		}
+		if a, ok := unusedAddon(w.k, e.Name()); ok {
+			skipped = append(skipped, a)
 			continue
 		}
 		path := filepath.Join(ImagesDir, e.Name())
@@ -302,7 +306,11 @@ func (w *worker) importImages(ctx context.Context) {
 		}
 		names = append(names, strings.TrimSuffix(e.Name(), ".tar"))
 	}
-	w.o.Printf("node: imported %d images (%s) into containerd in %.1fs", len(names), strings.Join(names, ", "), time.Since(start).Seconds())
+	line := fmt.Sprintf("node: imported %d images (%s) into containerd in %.1fs", len(names), strings.Join(names, ", "), time.Since(start).Seconds())
+	if len(skipped) > 0 {
+		line += "; not the images of add-ons this cluster does not run (" + strings.Join(skipped, ", ") + ")"
+	}
+	w.o.Printf("%s", line)
 }
 
 // lastLine is the last non-empty line of a command's output, at most 300
