@@ -108,6 +108,22 @@ func nodeName(o Options) string {
 	return o.Hostname
 }
 
+// componentService is how every component of cairn-node is supervised:
+// restarted always, with componentBackoff; its output on the console
+// with cairn.debug, except kine's, which may echo the datastore endpoint.
+func componentService(o Options, c render.Command) supervise.Service {
+	return supervise.Service{
+		Name:        c.Name,
+		Path:        filepath.Join(o.Bin, c.Name),
+		Args:        c.Args,
+		Env:         append(baseEnv(), c.Env...),
+		Restart:     supervise.Always,
+		Backoff:     componentBackoff,
+		StopTimeout: 20 * time.Second,
+		Console:     o.Debug && c.Name != "kine",
+	}
+}
+
 // baseEnv is the environment every component starts with.
 func baseEnv() []string {
 	return []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}

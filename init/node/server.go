@@ -158,16 +158,9 @@ func (s *server) datastoreName() string {
 }
 
 func (s *server) service(name string, c render.Command) supervise.Service {
-	return supervise.Service{
-		Name:        name,
-		Path:        filepath.Join(s.o.Bin, c.Name),
-		Args:        c.Args,
-		Env:         append(baseEnv(), c.Env...),
-		Restart:     supervise.Always,
-		Backoff:     componentBackoff,
-		StopTimeout: 20 * time.Second,
-		Console:     s.o.Debug && c.Name != "kine",
-	}
+	svc := componentService(s.o, c)
+	svc.Name = name
+	return svc
 }
 
 func (s *server) start(svc supervise.Service) error {

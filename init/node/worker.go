@@ -57,18 +57,7 @@ func (w *worker) kubeletCert() string {
 	return filepath.Join(w.l.KubeletDir, "pki", "kubelet-client-current.pem")
 }
 
-func (w *worker) service(c render.Command) supervise.Service {
-	return supervise.Service{
-		Name:        c.Name,
-		Path:        filepath.Join(w.o.Bin, c.Name),
-		Args:        c.Args,
-		Env:         append(baseEnv(), c.Env...),
-		Restart:     supervise.Always,
-		Backoff:     componentBackoff,
-		StopTimeout: 20 * time.Second,
-		Console:     w.o.Debug,
-	}
-}
+func (w *worker) service(c render.Command) supervise.Service { return componentService(w.o, c) }
 
 // start writes the node's files and hands containerd to the supervisor;
 // the images are imported and the kubelet, kube-proxy and flannel started
@@ -251,24 +240,7 @@ func (w *worker) needsOwnFS(dir string) error {
 // kubeconfig: the file is 0600).
 func (w *worker) bootstrapKubeconfig() []byte {
 	id, secret := join.BootstrapToken(w.secret)
-	return []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: cairn
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: kubelet-bootstrap
-  user:
-    token: %s.%s
-contexts:
-- name: cairn
-  context:
-    cluster: cairn
-    user: kubelet-bootstrap
-current-context: cairn
-`, w.apiserver, w.l.Cert("server-ca.crt"), id, secret))
+	return render.KubeconfigDoc(w.apiserver, w.l.Cert("server-ca.crt"), "kubelet-bootstrap", "token: "+id+"."+secret)
 }
 
 // importTimeout bounds one image's import.

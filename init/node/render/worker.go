@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/cairn-os/cairn/config"
 )
@@ -99,24 +100,20 @@ func Flannel(cfg *config.Config, node Node) (*Command, error) {
 func NodeKubeconfig(node Node, server string) File {
 	l := node.layout()
 	pem := filepath.Join(l.KubeletDir, "pki", "kubelet-client-current.pem")
-	doc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: cairn
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: node
-  user:
-    client-certificate: %s
-    client-key: %s
-contexts:
-- name: cairn
-  context:
-    cluster: cairn
-    user: node
-current-context: cairn
-`, server, l.Cert("server-ca.crt"), pem, pem)
-	return File{Path: l.Kubeconfig("node"), Mode: 0o600, Data: []byte(doc)}
+	doc := KubeconfigDoc(server, l.Cert("server-ca.crt"), "node", "client-certificate: "+pem, "client-key: "+pem)
+	return File{Path: l.Kubeconfig("node"), Mode: 0o600, Data: doc}
+}
+
+// KubeconfigDoc is a kubeconfig for one cluster (server, trusting the CA
+// file caPath) and one user, whose fields are YAML lines like
+// "token: ID.SECRET" or "client-certificate: PATH".
+func KubeconfigDoc(server, caPath, user string, fields ...string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Config\nclusters:\n- name: cairn\n  cluster:\n    server: %s\n    certificate-authority: %s\n", server, caPath)
+	fmt.Fprintf(&b, "users:\n- name: %s\n  user:\n", user)
+	for _, f := range fields {
+		fmt.Fprintf(&b, "    %s\n", f)
+	}
+	fmt.Fprintf(&b, "contexts:\n- name: cairn\n  context:\n    cluster: cairn\n    user: %s\ncurrent-context: cairn\n", user)
+	return []byte(b.String())
 }
