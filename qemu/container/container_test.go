@@ -53,6 +53,11 @@ func TestProcDetached(t *testing.T) {
 	if (Proc{PID: p.PID, Start: p.Start + 1}).Alive() {
 		t.Error("a different start time counts as the same process")
 	}
+	// The shell writes before it sleeps; stopping it earlier would race
+	// with the write.
+	for deadline := time.Now().Add(10 * time.Second); Tail(log, 5) != "hello" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := p.Stop(15, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
