@@ -105,7 +105,6 @@ func (api *apiClient) checkServingCSR(ctx context.Context, c *csr) error {
 	var n struct {
 		Status struct {
 			Addresses []struct {
-				Type    string `json:"type"`
 				Address string `json:"address"`
 			} `json:"addresses"`
 		} `json:"status"`
@@ -113,14 +112,13 @@ func (api *apiClient) checkServingCSR(ctx context.Context, c *csr) error {
 	if err := api.getJSON(ctx, "/api/v1/nodes/"+node, &n); err != nil {
 		return fmt.Errorf("reading node %s: %w", node, err)
 	}
+	var own []string
+	for _, a := range n.Status.Addresses {
+		own = append(own, a.Address)
+	}
 	for _, ip := range req.IPAddresses {
 		a, _ := netip.AddrFromSlice(ip)
-		if !slices.ContainsFunc(n.Status.Addresses, func(x struct {
-			Type    string `json:"type"`
-			Address string `json:"address"`
-		}) bool {
-			return x.Address == a.Unmap().String()
-		}) {
+		if !slices.Contains(own, a.Unmap().String()) {
 			return fmt.Errorf("names %s, not an address of node %s", a, node)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -384,12 +383,12 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 	if err := c.getJSON(ctx, "/api/v1/nodes/"+name, &n); err != nil {
 		return false, "", err
 	}
-	i := slices.IndexFunc(n.Status.Conditions, func(c struct{ Type, Status, Reason, Message string }) bool { return c.Type == "Ready" })
-	if i < 0 {
-		return false, "registered, no Ready condition yet", nil
+	for _, c := range n.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True", c.Reason + ": " + c.Message, nil
+		}
 	}
-	cond := n.Status.Conditions[i]
-	return cond.Status == "True", cond.Reason + ": " + cond.Message, nil
+	return false, "registered, no Ready condition yet", nil
 }
 
 // getJSON reads path into out, bounded to maxAPIReply bytes.
