@@ -42,6 +42,8 @@ type balancer struct {
 	printf func(string, ...any)
 	// fixed is the registration address; it is never dropped.
 	fixed string
+	// probeEvery is how often every server is dialled.
+	probeEvery time.Duration
 
 	mu      sync.Mutex
 	servers []string        // host:port, fixed first
@@ -52,7 +54,7 @@ type balancer struct {
 }
 
 func newBalancer(fixed string, printf func(string, ...any)) *balancer {
-	return &balancer{printf: printf, fixed: fixed, servers: []string{fixed}, current: fixed,
+	return &balancer{printf: printf, fixed: fixed, probeEvery: balancerProbeEvery, servers: []string{fixed}, current: fixed,
 		down: map[string]bool{}, conns: map[string]map[net.Conn]bool{}}
 }
 
@@ -185,7 +187,7 @@ func (b *balancer) mark(s string, up bool) {
 
 // probe dials every server every balancerProbeEvery.
 func (b *balancer) probe(ctx context.Context) {
-	for sleep(ctx, balancerProbeEvery) == nil {
+	for sleep(ctx, b.probeEvery) == nil {
 		b.mu.Lock()
 		servers := slices.Clone(b.servers)
 		b.mu.Unlock()
