@@ -28,6 +28,7 @@ import (
 	"github.com/cairn-os/cairn/init/cmdline"
 	"github.com/cairn-os/cairn/init/console"
 	"github.com/cairn-os/cairn/init/network"
+	"github.com/cairn-os/cairn/init/node"
 	"github.com/cairn-os/cairn/init/shutdown"
 	"github.com/cairn-os/cairn/init/supervise"
 
@@ -59,6 +60,9 @@ type initState struct {
 	services *supervise.Supervisor
 	net      *network.State
 	netCfg   *config.Network // what net came up with
+	// requests are shutdowns the init asks of itself (an upgrade's
+	// restart).
+	requests chan shutdown.Request
 }
 
 func main() {
@@ -83,7 +87,7 @@ func main() {
 	// The kernel passes unknown boot words as arguments; ignore what we don't know.
 	fs.Parse(os.Args[1:])
 
-	st := &initState{platform: Metal}
+	st := &initState{platform: Metal, requests: make(chan shutdown.Request, 1)}
 	if *platformFlag == string(Container) || (*platformFlag == "" && os.Getenv("container") != "") {
 		st.platform = Container
 	}
@@ -151,9 +155,15 @@ func main() {
 
 	supervise.Go("boot", func() { st.boot(bootCtx, stage2) })
 
-	for req := range requests {
+	for {
+		var req shutdown.Request
+		select {
+		case req = <-requests:
+		case req = <-st.requests:
+		}
 		endBoot()
 		st.shutdown(req)
+		break
 	}
 	idleForever()
 }
@@ -230,6 +240,9 @@ func stage2Boot(ctx context.Context, st *initState) {
 	}
 	if boot.Persistent("/var/log") {
 		st.services.SetLogDir("/var/log/cairn")
+	}
+	if st.platform == Metal {
+		node.WatchTrial(st.cmdline.Get(layout.SlotParam), st.log.Printf, st.reboot)
 	}
 	cfg := st.loadConfig(ctx)
 	loaded := time.Now()

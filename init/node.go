@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/node"
 	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/shutdown"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +44,8 @@ func (st *initState) startNode(ctx context.Context, cfg *config.Config, loaded t
 		Layout:       layout,
 		ConfigLoaded: loaded,
 		Debug:        st.cmdline.Has("cairn.debug"),
+		System:       st.system(),
+		Reboot:       st.reboot,
 	})
 	if err != nil && ctx.Err() == nil {
 		st.log.Printf("node: %v", err)
@@ -88,4 +92,25 @@ func (st *initState) nodeHostname() string {
 		return name
 	}
 	return "cairn"
+}
+
+// system describes the running system for upgrades: its slot (none on the
+// container platform and for live images), board and version.
+func (st *initState) system() node.System {
+	sys := node.System{Version: version}
+	if b, err := boot.ReadBoard(layout.BoardFile); err == nil {
+		sys.Board = b.Name
+	}
+	if st.platform == Metal && st.cmdline.Get(layout.SystemParam) == layout.SystemDisk {
+		sys.Slot = st.cmdline.Get(layout.SlotParam)
+	}
+	return sys
+}
+
+// reboot asks the init for an orderly restart.
+func (st *initState) reboot(by string) {
+	select {
+	case st.requests <- shutdown.Request{Action: shutdown.Reboot, By: by}:
+	default:
+	}
 }

@@ -53,7 +53,7 @@ type StateBind struct{ Dir, Target string }
 // StateBinds are what STATE holds for the node: its own state, kubelet's,
 // containerd's, and the logs.
 var StateBinds = []StateBind{
-	{"cairn", StateDir},
+	{StateCairnDir, StateDir},
 	{"kubelet", "/var/lib/kubelet"},
 	{"containerd", "/var/lib/containerd"},
 	{"log", "/var/log"},
@@ -95,3 +95,15 @@ var Stage1Modules = []string{
 	"vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8", "nls_ascii",
 	"isofs",
 }
+
+// TrialFile is, under StateDir (the STATE partition's cairn directory), the
+// record of an upgrade's trial boot: the slot written, the upgrade, and,
+// after a failed trial, why. Stage 1 leaves a slot it names on trial
+// instead of marking it booted; stage 2 judges the node's health.
+const TrialFile = "upgrade/trial.json"
+
+// StateMount is where stage 1 mounts the STATE partition.
+const StateMount = "/run/cairn/state"
+
+// StateCairnDir is STATE's directory bound over StateDir.
+const StateCairnDir = "cairn"

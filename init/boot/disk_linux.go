@@ -168,6 +168,9 @@ type Bless struct {
 	Mount string // where to mount it
 	Slot  string // the running slot
 	Wait  time.Duration
+	// Trial is the trial record's path (layout.TrialFile on STATE): a slot
+	// on trial for an upgrade is left counting, for stage 2 to judge.
+	Trial string
 }
 
 func (b Bless) String() string {
@@ -176,6 +179,16 @@ func (b Bless) String() string {
 
 // Run renames the entry or rewrites config.txt.
 func (b Bless) Run() error {
+	if b.Trial != "" {
+		t, err := ReadTrial(b.Trial)
+		if err != nil {
+			slog.Warn(fmt.Sprintf("boot: the upgrade's trial record: %v", err))
+		}
+		if t != nil && t.Slot == b.Slot && t.Result == "" {
+			slog.Info(fmt.Sprintf("boot: slot %s runs cairn %s on trial (upgrade %s); it is kept only once the node is healthy", strings.ToUpper(b.Slot), t.Version, t.Upgrade))
+			return nil
+		}
+	}
 	return withBootPartition(b.ESP, b.Mount, b.Wait, false, func(root string) error {
 		dir := filepath.Join(root, "loader/entries")
 		if names, err := entryNames(dir); err == nil {
@@ -274,7 +287,8 @@ func DiskSystem(slot, lower, rw, newRoot string) ([]Entry, error) {
 	}
 	return []Entry{
 		{Step: SystemImage{Partition: layout.SlotLabel(slot), Wait: partitionWait, Lower: lower, RW: rw, NewRoot: newRoot}, OnError: Stop},
-		{Step: State{Label: layout.StateLabel, Mount: "/run/cairn/state", NewRoot: newRoot, Wait: 5 * time.Second}, OnError: Continue},
-		{Step: Bless{ESP: layout.ESPLabel, Mount: "/run/cairn/esp", Slot: slot, Wait: 5 * time.Second}, OnError: Continue},
+		{Step: State{Label: layout.StateLabel, Mount: layout.StateMount, NewRoot: newRoot, Wait: 5 * time.Second}, OnError: Continue},
+		{Step: Bless{ESP: layout.ESPLabel, Mount: "/run/cairn/esp", Slot: slot, Wait: 5 * time.Second,
+			Trial: filepath.Join(layout.StateMount, layout.StateCairnDir, layout.TrialFile)}, OnError: Continue},
 	}, nil
 }

@@ -241,6 +241,17 @@ func (s *server) adminTLS(c pki.Cluster) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// labelNode labels this server's Node as the control plane's (a node may
+// not set that label itself), once the kubelet has registered it.
+func (s *server) labelNode(ctx context.Context, api *apiClient) {
+	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{controlPlaneLabel: "true"}}}
+	for sleep(ctx, 3*time.Second) == nil {
+		if err := api.mergePatch(ctx, "/api/v1/nodes/"+nodeName(s.o), patch); err == nil {
+			return
+		}
+	}
+}
+
 // whenReady waits for the apiserver, publishes what token holders need,
 // and says on the console who this node is.
 func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
@@ -270,6 +281,10 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 		}
 	}
 	supervise.Go("node: serving certificates", func() { s.approveServing(ctx, api) })
+	supervise.Go("node: control-plane label", func() { s.labelNode(ctx, api) })
+	supervise.Go("upgrade: file service", func() {
+		serveBlobs(ctx, newBlobStore(s.l.DataDir), api, s.l.Cert("apiserver.crt"), s.l.Cert("apiserver.key"), c[pki.ClientCA].Cert, s.o.Printf)
+	})
 	supervise.Go("node: add-ons", func() {
 		for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
 			err := s.applyAddons(ctx, api)

@@ -46,6 +46,10 @@ type Options struct {
 	// Debug copies the components' output to the console (cairn.debug),
 	// except kine's, which may echo the datastore endpoint.
 	Debug bool
+	// System is the running system, for upgrades.
+	System System
+	// Reboot restarts the machine in order (the init's shutdown path).
+	Reboot func(by string)
 }
 
 // componentBackoff restarts a failed component quickly at first, and at

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/node/join"
 )
 
@@ -40,19 +41,20 @@ func meta(name, namespace string) map[string]any {
 
 // resources maps kinds to their API paths.
 var resources = map[string]struct{ group, plural string }{
-	"ConfigMap":          {"api/v1", "configmaps"},
-	"Secret":             {"api/v1", "secrets"},
-	"Role":               {"apis/rbac.authorization.k8s.io/v1", "roles"},
-	"RoleBinding":        {"apis/rbac.authorization.k8s.io/v1", "rolebindings"},
-	"ClusterRole":        {"apis/rbac.authorization.k8s.io/v1", "clusterroles"},
-	"ClusterRoleBinding": {"apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"},
-	"Namespace":          {"api/v1", "namespaces"},
-	"ServiceAccount":     {"api/v1", "serviceaccounts"},
-	"Service":            {"api/v1", "services"},
-	"Deployment":         {"apis/apps/v1", "deployments"},
-	"DaemonSet":          {"apis/apps/v1", "daemonsets"},
-	"StorageClass":       {"apis/storage.k8s.io/v1", "storageclasses"},
-	"APIService":         {"apis/apiregistration.k8s.io/v1", "apiservices"},
+	"ConfigMap":                {"api/v1", "configmaps"},
+	"Secret":                   {"api/v1", "secrets"},
+	"Role":                     {"apis/rbac.authorization.k8s.io/v1", "roles"},
+	"RoleBinding":              {"apis/rbac.authorization.k8s.io/v1", "rolebindings"},
+	"ClusterRole":              {"apis/rbac.authorization.k8s.io/v1", "clusterroles"},
+	"ClusterRoleBinding":       {"apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"},
+	"Namespace":                {"api/v1", "namespaces"},
+	"ServiceAccount":           {"api/v1", "serviceaccounts"},
+	"Service":                  {"api/v1", "services"},
+	"Deployment":               {"apis/apps/v1", "deployments"},
+	"DaemonSet":                {"apis/apps/v1", "daemonsets"},
+	"StorageClass":             {"apis/storage.k8s.io/v1", "storageclasses"},
+	"APIService":               {"apis/apiregistration.k8s.io/v1", "apiservices"},
+	"CustomResourceDefinition": {"apis/apiextensions.k8s.io/v1", "customresourcedefinitions"},
 }
 
 // maxAPIReply bounds what the init reads from an apiserver reply.
@@ -183,6 +185,23 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []obje
 				{"apiGroups": []string{""}, "resources": []string{"nodes/status"}, "verbs": []string{"patch"}},
 			}},
 		clusterBinding("cairn:flannel", "cairn:flannel", "system:nodes"),
+		// Upgrades: every node acts on the Upgrade objects itself, with its
+		// kubelet's credentials: it reads them and writes its progress,
+		// cordons and drains itself (NodeRestriction lets a node evict
+		// only its own pods and patch only its own Node), fetches the
+		// bundle from the servers it finds, and judges the cluster's
+		// checks (Deployments).
+		{"apiVersion": "v1", "kind": "Namespace", "metadata": meta(upgrade.Namespace, "")},
+		upgrade.CRD(),
+		{"apiVersion": rbac, "kind": "ClusterRole", "metadata": meta("cairn:upgrade-node", ""),
+			"rules": []map[string]any{
+				{"apiGroups": []string{upgrade.Group}, "resources": []string{upgrade.Plural, upgrade.Plural + "/status"}, "verbs": []string{"get", "list", "watch", "update", "patch"}},
+				{"apiGroups": []string{""}, "resources": []string{"pods"}, "verbs": []string{"get", "list"}},
+				{"apiGroups": []string{""}, "resources": []string{"pods/eviction"}, "verbs": []string{"create"}},
+				{"apiGroups": []string{""}, "resources": []string{"nodes"}, "verbs": []string{"get", "list", "patch"}},
+				{"apiGroups": []string{"apps"}, "resources": []string{"deployments"}, "verbs": []string{"get"}},
+			}},
+		clusterBinding("cairn:upgrade-node", "cairn:upgrade-node", "system:nodes"),
 	}
 	objs = append(objs, reader("cairn:ca-reader", "kube-public", "configmaps", join.CAConfigMap, "system:unauthenticated", "system:authenticated")...)
 	objs = append(objs, reader("cairn:admin-kubeconfig-reader", "kube-system", "secrets", join.AdminSecret, join.AdminGroup)...)

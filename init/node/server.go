@@ -98,7 +98,7 @@ func (s *server) run(ctx context.Context) error {
 	// Every server is a node too (tainted only if its config says so).
 	w := &worker{o: s.o, k: s.k, l: s.l, node: s.renderNode(), apiserver: apiserverLocal,
 		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
-		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"}}
+		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"}, server: true}
 	if err := w.start(ctx); err != nil {
 		return err
 	}

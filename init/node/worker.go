@@ -48,6 +48,8 @@ type worker struct {
 	kubeletNeeds []string
 	// first is when the worker started, for the Ready line.
 	first time.Time
+	// server is set on a server, whose control plane runs here.
+	server bool
 }
 
 // kubeletCert is the kubelet's current client certificate and key, which
@@ -113,6 +115,7 @@ func (w *worker) start(ctx context.Context) error {
 			w.o.Printf("node: %v", err)
 			return
 		}
+		supervise.Go("node: upgrades", func() { w.runUpgrades(ctx) })
 		w.reportReady(ctx)
 	})
 	return nil

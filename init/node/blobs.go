@@ -1,0 +1,220 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/init/supervise"
+)
+
+// blobStore holds an upgrade's files by sha256 on STATE: what this node
+// fetched for itself and, on a server, what `cairn upgrade --image DIR`
+// uploaded for every node.
+type blobStore struct {
+	dir string
+	mu  sync.Mutex
+	// busy are the sha256s being written now.
+	busy map[string]bool
+}
+
+func newBlobStore(dataDir string) *blobStore {
+	return &blobStore{dir: filepath.Join(dataDir, "upgrade", "blobs"), busy: map[string]bool{}}
+}
+
+func (b *blobStore) path(sum string) string { return filepath.Join(b.dir, sum) }
+
+// has says whether the store holds f, whole.
+func (b *blobStore) has(f upgrade.File) bool {
+	st, err := os.Stat(b.path(f.SHA256))
+	return err == nil && st.Size() == f.Size
+}
+
+// put writes f from r, which must give exactly f's bytes: a file of
+// another size or sha256 is refused and nothing of it kept. Only one
+// writer per file at a time.
+func (b *blobStore) put(f upgrade.File, r io.Reader) error {
+	b.mu.Lock()
+	if b.busy[f.SHA256] {
+		b.mu.Unlock()
+		return errBusy
+	}
+	b.busy[f.SHA256] = true
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.busy, f.SHA256)
+		b.mu.Unlock()
+	}()
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return err
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(b.dir, &fs) == nil && int64(fs.Bavail)*fs.Bsize < f.Size+64<<20 {
+		return fmt.Errorf("%s has %d MiB free, %s needs %d MiB", b.dir, int64(fs.Bavail)*fs.Bsize>>20, f.Name, f.Size>>20)
+	}
+	tmp := b.path(f.SHA256) + ".part"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(r, f.Size+1))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return err
+	case n != f.Size:
+		return fmt.Errorf("%s: got %d bytes, want %d", f.Name, n, f.Size)
+	case hex.EncodeToString(h.Sum(nil)) != f.SHA256:
+		return fmt.Errorf("%s: its sha256 is %s, not %s", f.Name, hex.EncodeToString(h.Sum(nil)), f.SHA256)
+	}
+	return os.Rename(tmp, b.path(f.SHA256))
+}
+
+var errBusy = errors.New("this file is being written already")
+
+// prune removes every file but those in keep.
+func (b *blobStore) prune(keep map[string]bool) {
+	ents, _ := os.ReadDir(b.dir)
+	for _, e := range ents {
+		if !keep[e.Name()] && !strings.HasSuffix(e.Name(), ".part") {
+			os.Remove(filepath.Join(b.dir, e.Name()))
+		}
+	}
+}
+
+// wanted finds f by sha256 among the files of the upgrades that have not
+// ended.
+func wanted(ctx context.Context, api *apiClient, sum string) (upgrade.File, bool, error) {
+	var list struct{ Items []upgrade.Upgrade }
+	if err := api.do(ctx, http.MethodGet, upgrade.Path(""), "", nil, &list); err != nil {
+		return upgrade.File{}, false, err
+	}
+	for _, u := range list.Items {
+		if upgrade.Done(u.Status.Phase) {
+			continue
+		}
+		for _, im := range u.Spec.Images {
+			for _, f := range im.Files {
+				if f.SHA256 == sum {
+					return f, true, nil
+				}
+			}
+		}
+	}
+	return upgrade.File{}, false, nil
+}
+
+// serveBlobs serves the store on upgrade.BlobPort (HTTPS, with the
+// apiserver's certificate): GET to nodes presenting a certificate of the
+// cluster's client CA, PUT of files a live Upgrade names (their sha256 and
+// size checked as they arrive, so no one can store anything else).
+func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile, keyFile string, clientCA []byte, printf func(string, ...any)) {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(clientCA)
+	tlsCfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  pool,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			return &c, err
+		},
+	}
+	uploads := make(chan struct{}, 4)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+upgrade.BlobPath("{sum}"), func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			http.Error(w, "a certificate of the cluster's client CA is needed", http.StatusForbidden)
+			return
+		}
+		sum := r.PathValue("sum")
+		if !isSHA256(sum) {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeFile(w, r, store.path(sum))
+	})
+	mux.HandleFunc("PUT "+upgrade.BlobPath("{sum}"), func(w http.ResponseWriter, r *http.Request) {
+		sum := r.PathValue("sum")
+		if !isSHA256(sum) {
+			http.Error(w, "not a sha256", http.StatusBadRequest)
+			return
+		}
+		f, ok, err := wanted(r.Context(), api, sum)
+		switch {
+		case err != nil:
+			http.Error(w, "reading the upgrades: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		case !ok:
+			http.Error(w, "no upgrade in progress names a file with this sha256", http.StatusForbidden)
+			return
+		case r.ContentLength != f.Size:
+			http.Error(w, "Content-Length must be "+strconv.FormatInt(f.Size, 10), http.StatusBadRequest)
+			return
+		case store.has(f):
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		select {
+		case uploads <- struct{}{}:
+			defer func() { <-uploads }()
+		default:
+			http.Error(w, "too many uploads at once", http.StatusTooManyRequests)
+			return
+		}
+		if err := store.put(f, r.Body); err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, errBusy) {
+				code = http.StatusConflict
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		printf("upgrade: stored %s (%s, %d MiB) for the nodes to fetch", f.Name, sum[:12], f.Size>>20)
+		w.WriteHeader(http.StatusCreated)
+	})
+	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", upgrade.BlobPort))
+		if err != nil {
+			printf("upgrade: serving upgrade files on port %d: %v; retrying in %s", upgrade.BlobPort, err, delay)
+			sleep(ctx, delay)
+			continue
+		}
+		supervise.Go("upgrade: file service stop", func() { <-ctx.Done(); srv.Close() })
+		srv.ServeTLS(ln, "", "")
+		return
+	}
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}

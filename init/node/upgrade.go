@@ -1,0 +1,455 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/init/boot"
+	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/init/supervise"
+)
+
+// System is what the node knows of the system it runs, for upgrades.
+type System struct {
+	// Slot is the A/B slot it booted from; "" for live images and the
+	// container platform, which cannot be upgraded in place.
+	Slot    string
+	Board   string
+	Version string
+}
+
+// upgradePoll is how often a node reads the Upgrade objects.
+var upgradePoll = 5 * time.Second
+
+// upgrader acts on the cluster's Upgrade objects for this node, with the
+// kubelet's credentials: it takes its turn, drains itself, fetches and
+// verifies the bundle, writes its other slot and restarts into it; after
+// the restart it judges the trial and records the outcome.
+type upgrader struct {
+	w      *worker
+	sys    System
+	name   string
+	api    *apiClient
+	blobs  *http.Client // to the servers' file service
+	public *http.Client // to a bundle's source URL
+	store  *blobStore
+	printf func(string, ...any)
+}
+
+// nodeTLS trusts the cluster's serving CA and presents the kubelet's
+// current client certificate, read at each handshake (it rotates).
+func (w *worker) nodeTLS() (*tls.Config, error) {
+	cfg, err := join.Pinned(w.servingCA)
+	if err != nil {
+		return nil, err
+	}
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
+		return &pair, err
+	}
+	return cfg, nil
+}
+
+// runUpgrades runs the upgrader until ctx ends.
+func (w *worker) runUpgrades(ctx context.Context) {
+	tlsCfg, err := w.nodeTLS()
+	if err != nil {
+		w.o.Printf("upgrade: %v", err)
+		return
+	}
+	blobTLS := tlsCfg.Clone()
+	blobTLS.ServerName = "kubernetes"
+	u := &upgrader{
+		w: w, sys: w.o.System, name: w.node.Name, printf: w.o.Printf,
+		api:    newAPIClient(w.apiserver, tlsCfg),
+		blobs:  &http.Client{Transport: &http.Transport{TLSClientConfig: blobTLS, Proxy: nil}},
+		public: &http.Client{},
+		store:  newBlobStore(w.l.DataDir),
+	}
+	for {
+		if _, err := os.Stat(w.kubeletCert()); err == nil {
+			break
+		}
+		if sleep(ctx, 2*time.Second) != nil {
+			return
+		}
+	}
+	supervise.Go("upgrade: annotations", func() { u.annotate(ctx) })
+	u.afterRestart(ctx)
+	for sleep(ctx, upgradePoll) == nil {
+		if err := u.poll(ctx); err != nil && ctx.Err() == nil {
+			slog.Debug("upgrade: " + err.Error())
+		}
+	}
+}
+
+// annotate records the running version and slot on the Node object.
+func (u *upgrader) annotate(ctx context.Context) {
+	ann := map[string]any{upgrade.VersionAnnotation: u.sys.Version}
+	if u.sys.Slot != "" {
+		ann[upgrade.SlotAnnotation] = u.sys.Slot
+	}
+	for sleep(ctx, 3*time.Second) == nil {
+		if err := u.api.mergePatch(ctx, "/api/v1/nodes/"+u.name, map[string]any{"metadata": map[string]any{"annotations": ann}}); err == nil {
+			return
+		}
+	}
+}
+
+// afterRestart handles a trial record: judge this boot's trial, or report
+// one that failed (the machine is back on the old slot).
+func (u *upgrader) afterRestart(ctx context.Context) {
+	rec, err := boot.ReadTrial(TrialPath)
+	if err != nil || rec == nil {
+		return
+	}
+	if t := activeTrial.Load(); t != nil {
+		u.judge(ctx, t)
+		return
+	}
+	if rec.Slot == u.sys.Slot {
+		// Kept on an earlier boot, which stopped before it said so.
+		if boot.OnTrial(u.sys.Slot) == "" {
+			u.finish(ctx, rec, "")
+			boot.RemoveTrial(TrialPath)
+		}
+		return
+	}
+	reason := rec.Result
+	if reason == "" {
+		reason = fmt.Sprintf("cairn %s on slot %s never judged itself healthy: its boot tries ran out (it did not boot, or stopped before the stage that judges)", rec.Version, strings.ToUpper(rec.Slot))
+	}
+	u.printf("upgrade: back on slot %s (cairn %s) after a failed trial of cairn %s: %s", strings.ToUpper(u.sys.Slot), u.sys.Version, rec.Version, reason)
+	u.finish(ctx, rec, reason)
+	if err := boot.DropSlot(rec.Slot); err != nil {
+		u.printf("upgrade: removing slot %s's entry: %v", strings.ToUpper(rec.Slot), err)
+	}
+	boot.RemoveTrial(TrialPath)
+}
+
+// finish records the node's outcome (reason "" for success) and
+// uncordons it, retrying until the cluster takes it.
+func (u *upgrader) finish(ctx context.Context, rec *boot.Trial, reason string) {
+	for delay := 2 * time.Second; ; delay = min(delay*2, 30*time.Second) {
+		err := u.update(ctx, rec.Upgrade, func(up *upgrade.Upgrade) {
+			ns := up.Status.Node(u.name)
+			ns.Finished = now()
+			if reason == "" {
+				ns.Phase, ns.Reason = upgrade.Succeeded, ""
+				if ns.Rebooted == "" {
+					ns.Rebooted = now()
+				}
+				complete(up)
+				return
+			}
+			ns.Phase, ns.Reason = upgrade.Failed, reason+"; it runs cairn "+u.sys.Version+" again"
+			up.Status.Phase = upgrade.Failed
+			up.Status.Message = "node " + u.name + ": " + ns.Reason
+		})
+		if err == nil {
+			break
+		}
+		if isStatus(err, http.StatusNotFound) {
+			break
+		}
+		u.printf("upgrade: recording the outcome in upgrade %s: %v; retrying in %s", rec.Upgrade, err, delay)
+		if sleep(ctx, delay) != nil {
+			return
+		}
+	}
+	for sleep(ctx, time.Second) == nil {
+		if err := cordon(ctx, u.api, u.name, false); err == nil {
+			return
+		}
+	}
+}
+
+// complete marks the upgrade Succeeded once every node has.
+func complete(up *upgrade.Upgrade) {
+	for _, n := range up.Spec.Nodes {
+		if up.Status.Node(n).Phase != upgrade.Succeeded {
+			return
+		}
+	}
+	var versions []string
+	for _, im := range up.Spec.Images {
+		versions = append(versions, im.Version)
+	}
+	up.Status.Phase = upgrade.Succeeded
+	up.Status.Message = fmt.Sprintf("%d nodes run cairn %s", len(up.Spec.Nodes), strings.Join(slices.Compact(versions), ", "))
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+// update reads the upgrade called name, changes its status with fn and
+// writes it back, again on a conflict.
+func (u *upgrader) update(ctx context.Context, name string, fn func(*upgrade.Upgrade)) error {
+	var err error
+	for range 8 {
+		var up upgrade.Upgrade
+		if err = u.api.do(ctx, http.MethodGet, upgrade.Path(name), "", nil, &up); err != nil {
+			return err
+		}
+		fn(&up)
+		err = u.api.do(ctx, http.MethodPut, upgrade.Path(name)+"/status", "application/json", &up, nil)
+		if !isStatus(err, http.StatusConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+// setPhase records the node's phase, and a step's time when stamp names
+// one of its fields.
+func (u *upgrader) setPhase(ctx context.Context, name, phase string, stamp func(*upgrade.NodeStatus)) error {
+	return u.update(ctx, name, func(up *upgrade.Upgrade) {
+		ns := up.Status.Node(u.name)
+		ns.Phase = phase
+		if stamp != nil {
+			stamp(ns)
+		}
+	})
+}
+
+// poll reads the upgrades and, when it is this node's turn in the oldest
+// running one, upgrades the node.
+func (u *upgrader) poll(ctx context.Context) error {
+	var list struct{ Items []upgrade.Upgrade }
+	if err := u.api.do(ctx, http.MethodGet, upgrade.Path(""), "", nil, &list); err != nil {
+		return err
+	}
+	var run *upgrade.Upgrade
+	live := map[string]bool{}
+	for i := range list.Items {
+		up := &list.Items[i]
+		if upgrade.Done(up.Status.Phase) {
+			continue
+		}
+		for _, im := range up.Spec.Images {
+			for _, f := range im.Files {
+				live[f.SHA256] = true
+			}
+		}
+		if up.Status.Phase == upgrade.Running && (run == nil || up.Metadata.CreationTimestamp < run.Metadata.CreationTimestamp) {
+			run = up
+		}
+	}
+	if _, err := os.Stat(TrialPath); err != nil {
+		u.store.prune(live)
+	}
+	if run == nil || !slices.Contains(run.Spec.Nodes, u.name) {
+		return nil
+	}
+	phase := upgrade.Pending
+	for _, ns := range run.Status.Nodes {
+		if ns.Name == u.name {
+			phase = ns.Phase
+		}
+	}
+	switch {
+	case upgrade.Done(phase):
+		return nil
+	case phase == upgrade.Pending:
+		if !myTurn(run, u.name) {
+			return nil
+		}
+	case phase == upgrade.Draining || phase == upgrade.Fetching || phase == upgrade.Writing:
+		u.printf("upgrade: %s was interrupted while %s; starting this node's part again", run.Metadata.Name, strings.ToLower(phase))
+	default:
+		// Rebooting or Verifying, and no trial record: the new system
+		// was kept and stopped before saying so, or the record is gone.
+		rec := &boot.Trial{Upgrade: run.Metadata.Name, Version: u.sys.Version}
+		reason := ""
+		if im, ok := run.Spec.ImageFor(u.sys.Board); !ok || im.Version != u.sys.Version {
+			reason = "the node restarted during its upgrade without a trial record"
+		}
+		u.finish(ctx, rec, reason)
+		return nil
+	}
+	return u.upgrade(ctx, run)
+}
+
+// myTurn says whether node may start: no node has failed, fewer than
+// maxUnavailable are upgrading, and every node before it has started.
+func myTurn(up *upgrade.Upgrade, node string) bool {
+	limit := max(up.Spec.MaxUnavailable, 1)
+	busy := 0
+	for _, n := range up.Spec.Nodes {
+		ph := up.Status.Node(n).Phase
+		if ph == upgrade.Failed {
+			return false
+		}
+		if upgrade.InProgress(ph) {
+			busy++
+		}
+	}
+	if busy >= limit {
+		return false
+	}
+	for _, n := range up.Spec.Nodes {
+		if n == node {
+			return true
+		}
+		if up.Status.Node(n).Phase == upgrade.Pending {
+			return false
+		}
+	}
+	return false
+}
+
+// upgrade takes this node through its part of run: claim, drain, fetch,
+// write, restart. A failure is recorded on the node and the upgrade, which
+// stops the rollout, and the node is made schedulable again.
+func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
+	name := run.Metadata.Name
+	im, hasImage := run.Spec.ImageFor(u.sys.Board)
+	drainTimeout, healthTimeout, durErr := run.Spec.Durations()
+	// Claim the turn; a conflict means another node wrote first.
+	claimed := false
+	err := u.update(ctx, name, func(up *upgrade.Upgrade) {
+		if !myTurn(up, u.name) && up.Status.Node(u.name).Phase == upgrade.Pending {
+			return
+		}
+		ns := up.Status.Node(u.name)
+		ns.Phase, ns.Started, ns.FromVersion, ns.Reason = upgrade.Draining, now(), u.sys.Version, ""
+		ns.Drained, ns.Written, ns.Rebooted, ns.Finished = "", "", "", ""
+		if hasImage {
+			ns.ToVersion = im.Version
+		}
+		claimed = true
+	})
+	if err != nil || !claimed {
+		return err
+	}
+	fail := func(reason string) error {
+		u.printf("upgrade: %s: this node's part failed: %s; the rollout stops", name, reason)
+		withTimeout(time.Minute, func(ctx context.Context) {
+			u.update(ctx, name, func(up *upgrade.Upgrade) {
+				ns := up.Status.Node(u.name)
+				ns.Phase, ns.Reason, ns.Finished = upgrade.Failed, reason, now()
+				up.Status.Phase, up.Status.Message = upgrade.Failed, "node "+u.name+": "+reason
+			})
+			cordon(ctx, u.api, u.name, false)
+		})
+		return nil
+	}
+	switch {
+	case durErr != nil:
+		return fail(durErr.Error())
+	case !hasImage:
+		return fail("the upgrade has no image for this node's board " + u.sys.Board)
+	case u.sys.Version == im.Version:
+		// Already there (a node added to the list twice, or one rolled
+		// forward by hand): nothing to do.
+		return u.update(ctx, name, func(up *upgrade.Upgrade) {
+			ns := up.Status.Node(u.name)
+			ns.Phase, ns.Reason, ns.Finished = upgrade.Succeeded, "already runs cairn "+im.Version, now()
+			complete(up)
+		})
+	}
+	if why := boot.Upgradable(u.sys.Slot); why != "" {
+		return fail("this node cannot be upgraded in place: " + why)
+	}
+	if err := im.Check(); err != nil {
+		return fail("the image for board " + u.sys.Board + ": " + err.Error())
+	}
+	u.printf("upgrade: %s: this node's turn: cairn %s → %s; draining", name, u.sys.Version, im.Version)
+	if err := drain(ctx, u.api, u.name, drainTimeout, u.printf); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fail("drain: " + err.Error())
+	}
+	u.setPhase(ctx, name, upgrade.Fetching, func(ns *upgrade.NodeStatus) { ns.Drained = now() })
+	sources, err := u.servers(ctx)
+	if err != nil && im.Source == "" {
+		return fail("finding the servers that hold the files: " + err.Error())
+	}
+	hc := u.blobs
+	if im.Source != "" {
+		hc = u.public
+	}
+	paths, err := fetch(ctx, u.store, im, sources, hc, u.printf)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fail(err.Error())
+	}
+	u.setPhase(ctx, name, upgrade.Writing, nil)
+	target := boot.OtherSlot(u.sys.Slot)
+	sysFile, _ := im.File(upgrade.SystemFile)
+	var checks []string
+	for _, c := range run.Spec.Checks {
+		if c.Deployment != "" {
+			checks = append(checks, c.Deployment)
+		}
+	}
+	rec := &boot.Trial{Upgrade: name, UID: run.Metadata.UID, Slot: target, FromSlot: u.sys.Slot,
+		Version: im.Version, FromVersion: u.sys.Version, HealthTimeout: healthTimeout.String(), Checks: checks}
+	err = boot.WriteSlot(target, boot.NewSystem{
+		System: paths[upgrade.SystemFile], Kernel: paths[upgrade.KernelFile], Initrd: paths[upgrade.InitrdFile],
+		SystemSHA256: sysFile.SHA256, Version: im.Version, Epoch: im.Epoch, Cmdline: im.Cmdline,
+	}, rec, TrialPath, u.printf)
+	if err != nil {
+		boot.DropSlot(target)
+		boot.RemoveTrial(TrialPath)
+		return fail(err.Error())
+	}
+	u.setPhase(ctx, name, upgrade.Rebooting, func(ns *upgrade.NodeStatus) { ns.Slot, ns.Written = target, now() })
+	u.printf("upgrade: %s: restarting into slot %s (cairn %s)", name, strings.ToUpper(target), im.Version)
+	u.w.o.Reboot("upgrade " + name)
+	return nil
+}
+
+// servers are the base URLs of the servers' upgrade file service: this
+// node's first when it is a server, then every control-plane node's
+// InternalIP.
+func (u *upgrader) servers(ctx context.Context) ([]string, error) {
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			Status   struct {
+				Addresses []struct{ Type, Address string }
+			} `json:"status"`
+		}
+	}
+	q := url.Values{"labelSelector": {controlPlaneLabel}}
+	if err := u.api.do(ctx, http.MethodGet, "/api/v1/nodes?"+q.Encode(), "", nil, &list); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range list.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == "InternalIP" {
+				base := fmt.Sprintf("https://%s", hostPortString(a.Address, upgrade.BlobPort))
+				if n.Metadata.Name == u.name {
+					out = append([]string{base}, out...)
+				} else {
+					out = append(out, base)
+				}
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// controlPlaneLabel marks server nodes (as kubeadm and k3s do).
+const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+func hostPortString(host string, port int) string {
+	if strings.Contains(host, ":") {
+		return fmt.Sprintf("[%s]:%d", host, port)
+	}
+	return fmt.Sprintf("%s:%d", host, port)
+}
