@@ -249,6 +249,9 @@ func (u *upgrader) poll(ctx context.Context) error {
 	if run == nil || !slices.Contains(run.Spec.Nodes, u.name) {
 		return nil
 	}
+	if rec, _ := boot.ReadTrial(TrialPath); rec != nil {
+		return nil // a trial is on: afterRestart, or the restart into it, has it
+	}
 	phase := upgrade.Pending
 	for _, ns := range run.Status.Nodes {
 		if ns.Name == u.name {
@@ -408,6 +411,7 @@ func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 	u.setPhase(ctx, name, upgrade.Rebooting, func(ns *upgrade.NodeStatus) { ns.Slot, ns.Written = target, now() })
 	u.printf("upgrade: %s: restarting into slot %s (cairn %s)", name, strings.ToUpper(target), im.Version)
 	u.w.o.Reboot("upgrade " + name)
+	<-ctx.Done()
 	return nil
 }
 
