@@ -51,8 +51,11 @@ var (
 	// The init's line as it starts to write the other slot, matched
 	// loosely: `upgrade: writing slot B (system.sqfs, 92 MiB)`.
 	reWritingSlot = regexp.MustCompile(`upgrade: writing slot`)
-	// The init's line as it gives up the trial system, matched loosely.
-	reRollingBack = regexp.MustCompile(`(?i)upgrade: .*(roll(ing)? ?back|back to slot|the old slot)`)
+	// The trial system's init keeps it, or gives it up and restarts;
+	// the old system's init then says why it is back.
+	reTrialKept     = regexp.MustCompile(`cairn: \[\d+\.\d+\] upgrade: cairn (\S+) on slot ([AB]) is healthy (\d+)s after its start: kept`)
+	reTrialRejected = regexp.MustCompile(`cairn: \[\d+\.\d+\] upgrade: cairn (\S+) on slot ([AB]) is not kept: (.*); restarting into slot ([AB]) \(cairn (\S+)\)`)
+	reBackOnSlot    = regexp.MustCompile(`cairn: \[\d+\.\d+\] upgrade: back on slot ([AB]) \(cairn (\S+)\) after a failed trial of cairn (\S+): (.*)`)
 )
 
 // upgradeBuild builds the board's disk and update bundle at version with
@@ -746,6 +749,11 @@ func testRollingUpgrade(b *upgradeBed, ctx context.Context, dir, from, to string
 		if len(starts) != boots[n.name]+1 || starts[len(starts)-1] != to {
 			t.Errorf("node %s's init started as %v; want %d starts, the last at %s", n.name, starts, boots[n.name]+1, to)
 		}
+		if m := n.m.Count(reTrialKept); m != 1 {
+			t.Errorf("node %s's console says %d times that it kept a trial system; want once", n.name, m)
+		} else if l, err := n.m.WaitFor(ctx, reTrialKept); err == nil {
+			t.Logf("%s's console: %s", n.name, l.Text)
+		}
 	}
 	if st, out := b.cli(ctx, "status", "status"); st != 0 || !strings.Contains(out, upgrade.Succeeded) {
 		t.Errorf("cairn upgrade status exited %d, saying:\n%s\nwant 0 and %s", st, out, upgrade.Succeeded)
@@ -812,26 +820,35 @@ func testRollsBack(b *upgradeBed, ctx context.Context, from string) {
 			if v == "e2e-3" && trial.Text == "" {
 				trial = l
 			}
-		case reRollingBack.MatchString(l.Text):
-			seq = append(seq, "rollback")
+		case reTrialRejected.MatchString(l.Text):
+			seq = append(seq, "not kept")
 			if back.Text == "" {
 				back = l
 			}
+			t.Logf("%s's console: %s", first.name, l.Text)
+		case reBackOnSlot.MatchString(l.Text):
+			seq = append(seq, "back")
 			t.Logf("%s's console: %s", first.name, l.Text)
 		case reIsReady.MatchString(l.Text):
 			seq = append(seq, "Ready")
 		}
 	}
-	want := []string{"start e2e-3", "rollback", "start " + from, "Ready"}
+	want := []string{"start e2e-3", "not kept", "start " + from, "Ready"}
+	if !containsInOrder(seq, []string{"start " + from, "back"}) {
+		t.Errorf("%s's console after the upgrade began: %v; want the old system to say it is back after a failed trial", first.name, seq)
+	}
 	if !containsInOrder(seq, want) {
 		t.Errorf("%s's console after the upgrade began: %v; want %v in that order (log in %s)", first.name, seq, want, logDir(t))
 	} else {
 		t.Logf("figures: %s: e2e-3 started to the rollback line: %s", first.name, secs(back.At-trial.At))
 	}
-	nodes := b.mustNodes()
-	if s := nodes[first.name]; !s.ready || s.version != from || s.osImage != "cairn "+from {
-		t.Errorf("node %s after its rollback: Ready %v, version %q, OS image %q; want Ready at %s", first.name, s.ready, s.version, s.osImage, from)
+	restored := func(s nodeState) bool {
+		return s.ready && s.version == from && s.osImage == "cairn "+from && !s.unschedulable
 	}
+	if s := b.waitNode(first.name, 3*time.Minute, restored); !restored(s) {
+		t.Errorf("node %s after its rollback: Ready %v, version %q, OS image %q, cordoned %v; want Ready at %s, not cordoned", first.name, s.ready, s.version, s.osImage, s.unschedulable, from)
+	}
+	nodes := b.mustNodes()
 	now := b.boots()
 	for _, n := range b.nodes {
 		if n == first {
@@ -895,13 +912,55 @@ func TestUpgradePowerLoss(t *testing.T) {
 	start := b.waitBooted(ctx, n, "e2e-1")
 	ready := waitFor(t, ctx, n.m, upgradeReady, reIsReady)
 	t.Logf("figures: %s after the power loss: init %s (%s), node Ready %s after QEMU start", n.name, secs(start.At), start.Text, secs(ready.At))
-	if s := b.mustNodes()[n.name]; !s.ready || s.version != "e2e-1" {
+	if s := b.waitNode(n.name, 3*time.Minute, func(s nodeState) bool { return s.ready && s.version == "e2e-1" }); !s.ready || s.version != "e2e-1" {
 		t.Errorf("node %s after the power loss: Ready %v, version %q; want Ready at e2e-1", n.name, s.ready, s.version)
 	}
-	if all, err := b.upgrades(); err == nil {
-		for _, u := range all {
-			t.Logf("Upgrade %s after the power loss: %s %q, nodes %+v", u.Metadata.Name, u.Status.Phase, u.Status.Message, u.Status.Nodes)
+	b.noSecrets()
+	if t.Failed() {
+		return
+	}
+
+	// The request lives in the cluster: the node takes its part up again
+	// and ends it, now on e2e-2.
+	var u upgrade.Upgrade
+	for deadline := time.Now().Add(45 * time.Minute); ; time.Sleep(10 * time.Second) {
+		all, err := b.upgrades()
+		if err == nil && len(all) == 1 {
+			for _, one := range all {
+				u = one
+			}
+			if upgrade.Done(u.Status.Phase) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the interrupted upgrade has not ended 45 minutes after the node came back: %+v (%v)", u.Status, err)
 		}
 	}
+	reportTimes(t, u)
+	if l, err := n.m.WaitFor(ctx, regexp.MustCompile(`upgrade: \S+ was interrupted while`)); err == nil {
+		t.Logf("%s's console: %s", n.name, l.Text)
+	}
+	if s := b.waitNode(n.name, 3*time.Minute, func(s nodeState) bool { return s.ready && s.version == "e2e-2" }); u.Status.Phase != upgrade.Succeeded || s.version != "e2e-2" {
+		t.Errorf("the interrupted upgrade ended %s (%q), node %s at %q; want %s at e2e-2", u.Status.Phase, u.Status.Message, n.name, s.version, upgrade.Succeeded)
+	}
 	b.noSecrets()
+}
+
+// waitNode waits up to d for node name's state to satisfy ok (the init
+// annotates its Node a few seconds after it is Ready) and returns the
+// last state read.
+func (b *upgradeBed) waitNode(name string, d time.Duration, ok func(nodeState) bool) nodeState {
+	var s nodeState
+	for deadline := time.Now().Add(d); ; time.Sleep(3 * time.Second) {
+		if nodes, err := b.nodeInfo(); err == nil {
+			s = nodes[name]
+			if ok(s) {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			return s
+		}
+	}
 }
