@@ -65,6 +65,9 @@ const (
 	VersionAnnotation = "cairn.dev/version"
 	// SlotAnnotation is the slot it runs from (a or b).
 	SlotAnnotation = "cairn.dev/slot"
+	// ComponentsAnnotation is the build key of its cairn-node (the
+	// components' versions and sources), from components.json.
+	ComponentsAnnotation = "cairn.dev/components"
 )
 
 // Bundle is update.json: one board's system, built by one cairn build.

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -97,6 +98,12 @@ func (u *upgrader) annotate(ctx context.Context) {
 	ann := map[string]any{upgrade.VersionAnnotation: u.sys.Version}
 	if u.sys.Slot != "" {
 		ann[upgrade.SlotAnnotation] = u.sys.Slot
+	}
+	if data, err := readBounded("/usr/share/cairn/components.json", 1<<20); err == nil {
+		var c struct{ Key string }
+		if json.Unmarshal(data, &c) == nil && c.Key != "" {
+			ann[upgrade.ComponentsAnnotation] = c.Key
+		}
 	}
 	for sleep(ctx, 3*time.Second) == nil {
 		if err := u.api.mergePatch(ctx, "/api/v1/nodes/"+u.name, map[string]any{"metadata": map[string]any{"annotations": ann}}); err == nil {
