@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -72,8 +73,8 @@ func (w *worker) runUpgrades(ctx context.Context) {
 	u := &upgrader{
 		w: w, sys: w.o.System, name: w.node.Name, printf: w.o.Printf,
 		api:    newAPIClient(w.apiserver, tlsCfg),
-		blobs:  &http.Client{Transport: &http.Transport{TLSClientConfig: blobTLS, Proxy: nil}},
-		public: &http.Client{},
+		blobs:  &http.Client{Transport: fetchTransport(blobTLS)},
+		public: &http.Client{Transport: fetchTransport(nil)},
 		store:  newBlobStore(w.l.DataDir),
 	}
 	for {
@@ -90,6 +91,18 @@ func (w *worker) runUpgrades(ctx context.Context) {
 		if err := u.poll(ctx); err != nil && ctx.Err() == nil {
 			slog.Debug("upgrade: " + err.Error())
 		}
+	}
+}
+
+// fetchTransport gives up quickly on a server that is away (another
+// holds the same files), never on a slow download.
+func fetchTransport(tlsCfg *tls.Config) *http.Transport {
+	return &http.Transport{
+		TLSClientConfig:       tlsCfg,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
 	}
 }
 
