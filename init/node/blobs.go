@@ -144,6 +144,32 @@ func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile,
 			return &c, err
 		},
 	}
+	mux := blobHandler(store, func(ctx context.Context, sum string) (upgrade.File, bool, error) { return wanted(ctx, api, sum) }, printf)
+	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", upgrade.BlobPort))
+		if err != nil {
+			printf("upgrade: serving upgrade files on port %d: %v; retrying in %s", upgrade.BlobPort, err, delay)
+			sleep(ctx, delay)
+			continue
+		}
+		supervise.Go("upgrade: file service stop", func() { <-ctx.Done(); srv.Close() })
+		srv.ServeTLS(ln, "", "")
+		return
+	}
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// blobHandler serves store: GET to clients with a verified certificate,
+// PUT of the files want names.
+func blobHandler(store *blobStore, want func(ctx context.Context, sum string) (upgrade.File, bool, error), printf func(string, ...any)) *http.ServeMux {
 	uploads := make(chan struct{}, 4)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+upgrade.BlobPath("{sum}"), func(w http.ResponseWriter, r *http.Request) {
@@ -164,7 +190,7 @@ func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile,
 			http.Error(w, "not a sha256", http.StatusBadRequest)
 			return
 		}
-		f, ok, err := wanted(r.Context(), api, sum)
+		f, ok, err := want(r.Context(), sum)
 		switch {
 		case err != nil:
 			http.Error(w, "reading the upgrades: "+err.Error(), http.StatusServiceUnavailable)
@@ -197,24 +223,5 @@ func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile,
 		printf("upgrade: stored %s (%s, %d MiB) for the nodes to fetch", f.Name, sum[:12], f.Size>>20)
 		w.WriteHeader(http.StatusCreated)
 	})
-	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
-	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
-		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", upgrade.BlobPort))
-		if err != nil {
-			printf("upgrade: serving upgrade files on port %d: %v; retrying in %s", upgrade.BlobPort, err, delay)
-			sleep(ctx, delay)
-			continue
-		}
-		supervise.Go("upgrade: file service stop", func() { <-ctx.Done(); srv.Close() })
-		srv.ServeTLS(ln, "", "")
-		return
-	}
-}
-
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil && strings.ToLower(s) == s
+	return mux
 }
