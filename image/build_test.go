@@ -68,12 +68,13 @@ func TestBuildIsReproducible(t *testing.T) {
 			must(t, err)
 			initBin, _, err := buildInit(context.Background(), "", b0.Arch, t.TempDir(), nil)
 			must(t, err)
-			a := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin})
+			// The board's formats include update/, whose version must be a word.
+			a := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin, Version: "v1.0.0"})
 			// Drop the cached system image and stage-1 archive so the
 			// second build makes its own.
 			os.RemoveAll(filepath.Join(testCache(), "squashfs"))
 			os.RemoveAll(filepath.Join(testCache(), "initramfs"))
-			b := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin})
+			b := build(t, Options{Board: board, Out: t.TempDir(), Init: initBin, Version: "v1.0.0"})
 			for _, name := range []string{"vmlinuz", "initramfs.img", "cmdline", "manifest.json"} {
 				x, err := os.ReadFile(filepath.Join(a.Dir, name))
 				if err != nil {

@@ -26,7 +26,7 @@ type format struct {
 
 // formats in the order a build writes them: later ones may reuse what
 // earlier ones made (qcow2 converts disk.img).
-var formats = []format{kernelFormat, diskFormat, sdcardFormat, qcow2Format, zstFormat, xzFormat, isoFormat, pxeFormat}
+var formats = []format{kernelFormat, diskFormat, sdcardFormat, qcow2Format, zstFormat, xzFormat, isoFormat, pxeFormat, updateFormat}
 
 // Formats lists the output format names.
 func Formats() []string {

@@ -44,13 +44,24 @@ func repoRoot() (string, error) {
 
 // buildInit returns the init binary for arch: src itself when it is a file,
 // else the Go package in directory src (default the repository's ./init)
-// built static and stripped into cacheDir.
+// built static and stripped into cacheDir, versioned by git describe.
 func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) (string, *InitInput, error) {
+	return buildVersionedInit(ctx, src, arch, "", cacheDir, prog)
+}
+
+// buildVersionedInit is buildInit with the version given (Options.Version)
+// rather than git describe's, when version is not empty. An init given as
+// a binary keeps the version built into it; the image is labelled version.
+func buildVersionedInit(ctx context.Context, src, arch, version, cacheDir string, prog *progress) (string, *InitInput, error) {
 	if src != "" {
 		if st, err := os.Stat(src); err != nil {
 			return "", nil, fmt.Errorf("init %s: %w; pass -init a Go package directory or a static binary", src, unwrapPath(err))
 		} else if !st.IsDir() {
-			return initInput(src, filepath.Base(src))
+			bin, in, err := initInput(src, filepath.Base(src))
+			if in != nil && version != "" {
+				in.Version = version
+			}
+			return bin, in, err
 		}
 	}
 	pkg := src
@@ -62,7 +73,10 @@ func buildInit(ctx context.Context, src, arch, cacheDir string, prog *progress) 
 		}
 		dir, pkg = root, "./init"
 	}
-	ver := sourceVersion(ctx, dir)
+	ver := version
+	if ver == "" {
+		ver = sourceVersion(ctx, dir)
+	}
 	ldflags := "-s -w -buildid= -X main.version=" + ver
 	if t := sourceTime(ctx, dir); t != "" {
 		// A clock earlier than the source's last commit is plainly wrong;
@@ -291,7 +305,7 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if in.initBin, in.initIn, err = buildInit(ctx, o.Init, s.board.Arch, s.cacheDir, prog); err != nil {
+	if in.initBin, in.initIn, err = buildVersionedInit(ctx, o.Init, s.board.Arch, o.Version, s.cacheDir, prog); err != nil {
 		return nil, err
 	}
 	if s.board.Bootloader != nil && slices.ContainsFunc(s.formats, func(f format) bool { return f.bootloader }) {
@@ -311,6 +325,9 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 		in.k3s = o.K3s
 	}
 	if in.overlay, err = readOverlay("base"); err != nil {
+		return nil, err
+	}
+	if err := versionOSRelease(in.overlay, in.initIn.Version); err != nil {
 		return nil, err
 	}
 	if compDir != "" {
@@ -344,4 +361,68 @@ func readOverlay(name string) (tree, error) {
 		return nil, fmt.Errorf("overlay %s: %w", dir, err)
 	}
 	return t, nil
+}
+
+// osRelease is os-release(5) in the system image; /etc/os-release links
+// to it.
+const osRelease = "usr/lib/os-release"
+
+// versionOSRelease writes version into the overlay's os-release: the
+// PRETTY_NAME it has followed by the version ("cairn v0.3.0", the OS image
+// `kubectl get nodes -o wide` shows) and VERSION_ID. An overlay without
+// os-release is left alone.
+func versionOSRelease(t tree, version string) error {
+	n, ok := t[osRelease]
+	if !ok || !n.isFile() || version == "" {
+		return nil
+	}
+	data := n.data
+	if n.src != "" {
+		var err error
+		if data, err = os.ReadFile(n.src); err != nil {
+			return fmt.Errorf("overlay %s: %w", osRelease, err)
+		}
+	}
+	var out []string
+	hasID := false
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		key, val, ok := strings.Cut(line, "=")
+		switch {
+		case ok && key == "PRETTY_NAME":
+			line = "PRETTY_NAME=" + osReleaseQuote(osReleaseUnquote(val)+" "+version)
+		case ok && key == "VERSION_ID":
+			line, hasID = "VERSION_ID="+osReleaseQuote(version), true
+		}
+		out = append(out, line)
+	}
+	if !hasID {
+		out = append(out, "VERSION_ID="+osReleaseQuote(version))
+	}
+	t.bytes(osRelease, n.mode&0o777, []byte(strings.Join(out, "\n")+"\n"))
+	return nil
+}
+
+// osReleaseQuote quotes s for os-release when it needs it, escaping what
+// a shell would expand inside double quotes.
+func osReleaseQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") == "" {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "`", "\\`", "$", `\$`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// osReleaseUnquote undoes osReleaseQuote.
+func osReleaseUnquote(s string) string {
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		s = s[1 : len(s)-1]
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

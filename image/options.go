@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/config/upgrade"
 	report "github.com/cairn-os/cairn/image/progress"
 )
 
@@ -45,6 +46,12 @@ type Options struct {
 	// Modules are extra modules for the system image (and their
 	// dependencies), beyond the board's and NodeModules.
 	Modules []string
+	// Version names the build: the init's version (-X main.version when
+	// the init is built from source), the loader entry's title,
+	// os-release's VERSION_ID and update.json's version. Empty means git
+	// describe of the source tree ("dev" outside git), or for an init
+	// given as a binary the version in its Go build information.
+	Version string
 	// SourceDateEpoch is the time every file gets; 0 means the
 	// SOURCE_DATE_EPOCH environment variable, or 0 when that is unset.
 	SourceDateEpoch int64
@@ -106,6 +113,11 @@ func (o Options) check() (*settings, error) {
 	formats, err := lookupFormats(names, b)
 	if err != nil {
 		return nil, err
+	}
+	if o.Version != "" {
+		if err := upgrade.CheckVersion(o.Version); err != nil {
+			return nil, fmt.Errorf("--version: %w", err)
+		}
 	}
 	level := o.SquashfsLevel
 	if level == 0 {

@@ -24,7 +24,8 @@ func newBuildCmd() *cobra.Command {
 		Long: `Writes the board's output formats (--format) and manifest.json into the output
 directory: kernel is vmlinuz, initramfs.img (the init, stage-1 modules and the
 system image /system.sqfs) and cmdline; disk is disk.img, a UEFI disk with A/B
-slots and a STATE partition (docs/build.md).
+slots and a STATE partition; update is update/, the bundle 'cairn upgrade'
+installs on running nodes (docs/build.md, docs/upgrades.md).
 Boards: ` + strings.Join(boards.Names(), ", ") + ".",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,6 +52,7 @@ Boards: ` + strings.Join(boards.Names(), ", ") + ".",
 	f.StringVar(&o.Compression, "compress", "", "initramfs compression: zstd or gzip (default zstd, gzip for a kernel without CONFIG_RD_ZSTD)")
 	f.IntVar(&o.SquashfsLevel, "squashfs-level", image.DefaultSquashfsLevel, "zstd level of the system image, 1-22 (19 for the smallest image, slowly)")
 	f.StringArrayVarP(&o.Modules, "module", "m", nil, "extra kernel module for the system image (repeatable)")
+	f.StringVar(&o.Version, "version", "", "the build's version: the init's, the boot entry's and os-release's, update.json's (default: git describe of the source tree)")
 	f.StringVar(&o.CacheDir, "cache", "", "cache of unpacked kernels and system images (default ~/.cache/cairn)")
 	cmd.MarkFlagRequired("output")
 	cmd.MarkFlagDirname("output")
