@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/init/node/join"
+)
+
+// kube talks REST to a cluster's apiserver with an admin kubeconfig: the
+// few calls `cairn upgrade` makes, each bounded in time and in what it
+// reads.
+type kube struct {
+	api string
+	c   *http.Client
+	// timeout bounds each request but an upload's.
+	timeout time.Duration
+}
+
+// Bounds of what is read from the apiserver: an object, a list.
+const (
+	maxObject = upgrade.MaxManifest
+	maxList   = 16 << 20
+)
+
+// openKube reads the admin kubeconfig at path ($KUBECONFIG when empty).
+func openKube(path string) (*kube, error) {
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		return nil, usageErrorf("--kubeconfig is required (or set $KUBECONFIG): an admin kubeconfig, as 'cairn kubeconfig' writes")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxObject+1))
+	if err != nil {
+		return nil, err
+	}
+	admin, err := join.ParseKubeconfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !strings.HasPrefix(admin.Server, "https://") {
+		return nil, fmt.Errorf("%s: the server %q is not an https:// URL", path, admin.Server)
+	}
+	return &kube{
+		api:     strings.TrimSuffix(admin.Server, "/"),
+		c:       &http.Client{Transport: &http.Transport{TLSClientConfig: admin.TLS, Proxy: http.ProxyFromEnvironment}},
+		timeout: 30 * time.Second,
+	}, nil
+}
+
+// apiError is a reply other than the one expected: its status and the
+// Status object's message.
+type apiError struct {
+	method, path string
+	code         int
+	msg          string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.code, http.StatusText(e.code), e.msg)
+}
+
+// isStatus says whether err is the apiserver's answer code.
+func isStatus(err error, code int) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.code == code
+}
+
+// call sends body (JSON, when not nil) and decodes a 2xx reply of at most
+// limit bytes into out (when not nil).
+func (k *kube) call(ctx context.Context, method, path string, body, out any, limit int64) error {
+	var rd io.Reader
+	if body != nil {
+		js, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(js)
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, k.api+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := k.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return &apiError{method: method, path: path, code: resp.StatusCode, msg: statusMessage(data)}
+	}
+	if int64(len(data)) > limit {
+		return fmt.Errorf("%s %s: the reply is larger than %d bytes", method, path, limit)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// statusMessage is the message of a Kubernetes Status reply, or the
+// reply's first line.
+func statusMessage(data []byte) string {
+	var st struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &st) == nil && st.Message != "" {
+		return st.Message
+	}
+	return firstLine(data)
+}
+
+// kubeNode is what the upgrade needs of a Node.
+type kubeNode struct {
+	Name    string
+	Server  bool
+	Arch    string
+	Version string
+}
+
+// controlPlaneLabel marks servers' Node objects.
+const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// nodes lists the cluster's nodes, servers first, each group by name.
+func (k *kube) nodes(ctx context.Context) ([]kubeNode, error) {
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name        string            `json:"name"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := k.call(ctx, "GET", "/api/v1/nodes", nil, &list, maxList); err != nil {
+		return nil, err
+	}
+	var out []kubeNode
+	for _, it := range list.Items {
+		m := it.Metadata
+		_, server := m.Labels[controlPlaneLabel]
+		out = append(out, kubeNode{Name: m.Name, Server: server, Arch: m.Labels["kubernetes.io/arch"], Version: m.Annotations[upgrade.VersionAnnotation]})
+	}
+	slices.SortFunc(out, func(a, b kubeNode) int {
+		if a.Server != b.Server {
+			if a.Server {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// upgrades lists the Upgrades, oldest first.
+func (k *kube) upgrades(ctx context.Context) ([]upgrade.Upgrade, error) {
+	var list struct {
+		Items []upgrade.Upgrade `json:"items"`
+	}
+	if err := k.call(ctx, "GET", upgrade.Path(""), nil, &list, maxList); err != nil {
+		if isStatus(err, http.StatusNotFound) {
+			return nil, fmt.Errorf("the cluster has no Upgrade resource (%s.%s): its servers run a cairn without upgrades, or have not installed it yet", upgrade.Plural, upgrade.Group)
+		}
+		return nil, err
+	}
+	slices.SortFunc(list.Items, func(a, b upgrade.Upgrade) int {
+		if c := strings.Compare(a.Metadata.CreationTimestamp, b.Metadata.CreationTimestamp); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Metadata.Name, b.Metadata.Name)
+	})
+	return list.Items, nil
+}
+
+// get reads the Upgrade called name.
+func (k *kube) get(ctx context.Context, name string) (*upgrade.Upgrade, error) {
+	var u upgrade.Upgrade
+	if err := k.call(ctx, "GET", upgrade.Path(name), nil, &u, maxObject); err != nil {
+		if isStatus(err, http.StatusNotFound) {
+			return nil, fmt.Errorf("no upgrade %s in namespace %s ('cairn upgrade status' shows the newest)", name, upgrade.Namespace)
+		}
+		return nil, err
+	}
+	return &u, nil
+}
+
+// blobProxyPath is where the apiserver forwards a file to a server's
+// blob port (upgrade.BlobPort) through its node proxy.
+func blobProxyPath(node, sha256 string) string {
+	return fmt.Sprintf("/api/v1/nodes/https:%s:%d/proxy%s", node, upgrade.BlobPort, upgrade.BlobPath(sha256))
+}
+
+// put uploads the file at path (size bytes) to the server node, through
+// the apiserver. The server checks what arrives against the sha256 and
+// size an Upgrade names; 201 (stored) and 200 (held already) succeed.
+func (k *kube) put(ctx context.Context, node, path string, f upgrade.File) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// A file may take a while through the apiserver; a stalled one not
+	// forever: at least 1 MB/s.
+	ctx, cancel := context.WithTimeout(ctx, k.timeout+time.Duration(f.Size/(1<<20))*time.Second)
+	defer cancel()
+	p := blobProxyPath(node, f.SHA256)
+	req, err := http.NewRequestWithContext(ctx, "PUT", k.api+p, in)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = f.Size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := k.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("PUT %s: %w", p, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxObject))
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return &apiError{method: "PUT", path: p, code: resp.StatusCode, msg: statusMessage(data)}
+	}
+	return nil
+}
