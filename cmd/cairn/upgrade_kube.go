@@ -202,12 +202,15 @@ func (k *kube) upgrades(ctx context.Context) ([]upgrade.Upgrade, error) {
 	return list.Items, nil
 }
 
+// errNoUpgrade is the answer for an Upgrade that does not exist.
+var errNoUpgrade = errors.New("no such upgrade")
+
 // get reads the Upgrade called name.
 func (k *kube) get(ctx context.Context, name string) (*upgrade.Upgrade, error) {
 	var u upgrade.Upgrade
 	if err := k.call(ctx, "GET", upgrade.Path(name), nil, &u, maxObject); err != nil {
 		if isStatus(err, http.StatusNotFound) {
-			return nil, fmt.Errorf("no upgrade %s in namespace %s ('cairn upgrade status' shows the newest)", name, upgrade.Namespace)
+			return nil, fmt.Errorf("%w: no upgrade %s in namespace %s ('cairn upgrade status' shows the newest)", errNoUpgrade, name, upgrade.Namespace)
 		}
 		return nil, err
 	}

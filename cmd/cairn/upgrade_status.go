@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -172,6 +173,8 @@ func followUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, name,
 		u, err := k.get(ctx, name)
 		switch {
 		case ctx.Err() != nil:
+		case errors.Is(err, errNoUpgrade):
+			return fmt.Errorf("upgrade %s was removed from the cluster while being followed", name)
 		case err != nil:
 			if msg := shortErr(err); msg != lastErr {
 				lastErr = msg

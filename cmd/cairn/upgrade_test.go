@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -46,6 +47,9 @@ type fakeAPI struct {
 	script []upgrade.Status
 	// failBlobs makes every upload fail.
 	failBlobs bool
+	// down fails this many reads of a Running upgrade (503), as an
+	// apiserver whose server reboots.
+	down int
 	rv        int
 }
 
@@ -125,6 +129,11 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case r.Method == "GET" && sub == "":
+			if u.Status.Phase == upgrade.Running && f.down > 0 {
+				f.down--
+				status(503, "the server is shutting down")
+				return
+			}
 			if u.Status.Phase == upgrade.Running && len(f.script) > 0 {
 				u.Status = f.script[0]
 				if len(f.script) > 1 {
@@ -308,6 +317,7 @@ func TestUpgradeFromDirectory(t *testing.T) {
 	quick(t)
 	f, kc := newFakeAPI(t, threeNodes...)
 	f.deployments = []string{"default/web"}
+	f.down = 3
 	done := node("s1", upgrade.Succeeded, "01:00", "01:12", "01:21", "03:00", "08:32")
 	f.script = []upgrade.Status{
 		{Phase: upgrade.Running, Nodes: []upgrade.NodeStatus{node("s1", upgrade.Draining, "01:00")}},
@@ -336,7 +346,8 @@ upgrade upgrade-20261130-100000: Succeeded in 21m3s
 	}
 	for _, line := range []string{"cairn upgrade: qemu-x86_64 v2 (amd64) from " + filepath.Join(dir, "update") + ", 3 files",
 		"cairn upgrade: created upgrade-20261130-100000 for s1, s2, a1",
-		"cairn upgrade: qemu-x86_64 system.sqfs (29.3 KiB) stored on s2"} {
+		"cairn upgrade: qemu-x86_64 system.sqfs (29.3 KiB) stored on s2",
+		"cairn upgrade: cannot read upgrade-20261130-100000 (the server is shutting down); asking again every 1ms\ncairn upgrade: the apiserver answers again\n"} {
 		if !strings.Contains(stderr, line) {
 			t.Errorf("stderr lacks %q:\n%s", line, stderr)
 		}
@@ -404,6 +415,8 @@ upgrade upgrade-20261130-100000: Failed: node s1: kubelet not Ready within 15m0s
 func TestUpgradeRefusals(t *testing.T) {
 	quick(t)
 	x86 := writeBundle(t, "qemu-x86_64", "amd64", "v2")
+	damaged := writeBundle(t, "qemu-x86_64", "amd64", "v2")
+	must(t, os.WriteFile(filepath.Join(damaged, "update", upgrade.KernelFile), []byte("half"), 0o644))
 	for _, c := range []struct {
 		name    string
 		running *upgrade.Upgrade
@@ -419,6 +432,7 @@ func TestUpgradeRefusals(t *testing.T) {
 		{name: "two bundles for a board", args: []string{"--image", x86, "--image", writeBundle(t, "qemu-x86_64", "amd64", "v3")}, want: "two bundles for board qemu-x86_64"},
 		{name: "no bundle for an arch", nodes: []fakeNode{{"s1", "amd64", true}, {"a1", "arm64", false}}, args: []string{"--image", x86}, want: "node a1 is arm64 and no --image is for arm64"},
 		{name: "missing deployment", args: []string{"--image", x86, "--check-deployment", "default/web"}, want: "--check-deployment default/web: there is no such Deployment"},
+		{name: "damaged bundle", args: []string{"--image", damaged}, want: "vmlinuz is 4 bytes with sha256"},
 		{name: "not a bundle", args: []string{"--image", t.TempDir()}, want: "no update.json in it or in its update/"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -516,5 +530,23 @@ a1    Pending
 	code, _, stderr = runCairn(t, "", "upgrade", "status", "--kubeconfig", kc, "upgrade-nope")
 	if code != 1 || !strings.Contains(stderr, "no upgrade upgrade-nope in namespace cairn-system") {
 		t.Errorf("status of a missing upgrade: exit status %d, stderr %q", code, stderr)
+	}
+}
+
+// TestUpgradeFollowInterrupted: Ctrl-C stops following, says the upgrade
+// goes on and how to follow it again.
+func TestUpgradeFollowInterrupted(t *testing.T) {
+	quick(t)
+	f, kc := newFakeAPI(t, threeNodes...)
+	f.upgrades["upgrade-20261130-100000"] = &upgrade.Upgrade{Metadata: upgrade.Metadata{Name: "upgrade-20261130-100000"}, Status: upgrade.Status{Phase: upgrade.Running}}
+	k, err := openKube(kc)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr strings.Builder
+	err = followUpgrade(ctx, &stdout, &stderr, k, "upgrade-20261130-100000", "cairn upgrade status --kubeconfig KC --follow upgrade-20261130-100000")
+	want := "cairn upgrade: stopped following; upgrade upgrade-20261130-100000 goes on in the cluster. Follow it with: cairn upgrade status --kubeconfig KC --follow upgrade-20261130-100000\n"
+	if err != errReported || stderr.String() != want {
+		t.Errorf("error %v, stderr %q; want errReported and %q", err, stderr.String(), want)
 	}
 }
