@@ -348,8 +348,8 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 			if u.Status.Phase == "" {
 				state = "was never started (its client stopped before starting it)"
 			}
-			return fmt.Errorf("upgrade %s %s; one upgrade at a time: follow it with 'cairn upgrade status --follow %s', or remove it with 'kubectl -n %s delete %s %s'",
-				u.Metadata.Name, state, u.Metadata.Name, upgrade.Namespace, upgrade.Plural, u.Metadata.Name)
+			return fmt.Errorf("upgrade %s %s; one upgrade at a time: follow it with 'cairn upgrade status --kubeconfig %s --follow %s', or remove it with 'kubectl -n %s delete %s %s'",
+				u.Metadata.Name, state, kubeconfigArg(o.kubeconfig), u.Metadata.Name, upgrade.Namespace, upgrade.Plural, u.Metadata.Name)
 		}
 	}
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,37 +84,54 @@ func isStatus(err error, code int) bool {
 }
 
 // call sends body (JSON, when not nil) and decodes a 2xx reply of at most
-// limit bytes into out (when not nil).
+// limit bytes into out (when not nil). An apiserver that asks to be asked
+// again (429: too busy, or a resource's storage still starting) is, up to
+// three times, after the delay it names.
 func (k *kube) call(ctx context.Context, method, path string, body, out any, limit int64) error {
-	var rd io.Reader
+	var js []byte
 	if body != nil {
-		js, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if js, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(js)
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, k.api+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := k.c.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return &apiError{method: method, path: path, code: resp.StatusCode, msg: statusMessage(data)}
+	var data []byte
+	for try := 1; ; try++ {
+		req, err := http.NewRequestWithContext(ctx, method, k.api+path, bytes.NewReader(js))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := k.c.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		if resp.StatusCode == http.StatusTooManyRequests && try < 3 {
+			wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+			if err != nil || wait < 1 {
+				wait = 1
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+			case <-time.After(time.Duration(min(wait, 5)) * time.Second):
+			}
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			return &apiError{method: method, path: path, code: resp.StatusCode, msg: statusMessage(data)}
+		}
+		break
 	}
 	if int64(len(data)) > limit {
 		return fmt.Errorf("%s %s: the reply is larger than %d bytes", method, path, limit)

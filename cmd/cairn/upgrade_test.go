@@ -47,6 +47,9 @@ type fakeAPI struct {
 	script []upgrade.Status
 	// failBlobs makes every upload fail.
 	failBlobs bool
+	// busy answers this many lists of upgrades with 429, as an apiserver
+	// whose storage of the resource is starting.
+	busy int
 	// down fails this many reads of a Running upgrade (503), as an
 	// apiserver whose server reboots.
 	down int
@@ -98,6 +101,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(200, map[string]any{"kind": "Deployment"})
+	case r.Method == "GET" && p == ups && f.busy > 0:
+		f.busy--
+		w.Header().Set("Retry-After", "1")
+		status(429, "storage is (re)initializing")
 	case r.Method == "GET" && p == ups:
 		var items []*upgrade.Upgrade
 		for _, u := range f.upgrades {
@@ -317,6 +324,7 @@ func TestUpgradeFromDirectory(t *testing.T) {
 	quick(t)
 	f, kc := newFakeAPI(t, threeNodes...)
 	f.deployments = []string{"default/web"}
+	f.busy = 1
 	f.down = 3
 	done := node("s1", upgrade.Succeeded, "01:00", "01:12", "01:21", "03:00", "08:32")
 	f.script = []upgrade.Status{
