@@ -196,7 +196,7 @@ func fetchBundle(ctx context.Context, arg string) (*bundle, error) {
 	get := func(url string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 		if err != nil {
-			return nil, fmt.Errorf("--image %s: %w", arg, err)
+			return nil, err
 		}
 		return c.Do(req)
 	}

@@ -250,9 +250,9 @@ func (k *kube) put(ctx context.Context, node, path string, f upgrade.File) error
 		return err
 	}
 	defer in.Close()
-	// A file may take a while through the apiserver; a stalled one not
-	// forever: at least 1 MB/s.
-	ctx, cancel := context.WithTimeout(ctx, k.timeout+time.Duration(f.Size/(1<<20))*time.Second)
+	// A file may take a while through the apiserver, a stalled one not
+	// forever: it must go at 256 KiB/s at least (115 MiB in 8 min).
+	ctx, cancel := context.WithTimeout(ctx, k.timeout+time.Duration(f.Size/(256<<10))*time.Second)
 	defer cancel()
 	p := blobProxyPath(node, f.SHA256)
 	req, err := http.NewRequestWithContext(ctx, "PUT", k.api+p, in)
