@@ -375,7 +375,15 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 	if err := k.call(ctx, "POST", upgrade.Path(""), u, nil, maxObject); err != nil {
 		return fmt.Errorf("creating upgrade %s: %w", name, err)
 	}
-	fmt.Fprintf(stderr, "cairn upgrade: created %s for %s\n", name, strings.Join(u.Spec.Nodes, ", "))
+	var order []string
+	for _, n := range nodes {
+		if n.Version != "" {
+			order = append(order, n.Name+" (at "+n.Version+")")
+		} else {
+			order = append(order, n.Name)
+		}
+	}
+	fmt.Fprintf(stderr, "cairn upgrade: created %s for %s\n", name, strings.Join(order, ", "))
 	// Until it runs, the Upgrade is removed on a failure: an Upgrade not
 	// Done blocks the next one.
 	abandon := func(err error) error {

@@ -353,7 +353,7 @@ upgrade upgrade-20261130-100000: Succeeded in 21m3s
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
 	}
 	for _, line := range []string{"cairn upgrade: qemu-x86_64 v2 (amd64) from " + filepath.Join(dir, "update") + ", 3 files",
-		"cairn upgrade: created upgrade-20261130-100000 for s1, s2, a1",
+		"cairn upgrade: created upgrade-20261130-100000 for s1 (at v1), s2 (at v1), a1 (at v1)",
 		"cairn upgrade: qemu-x86_64 system.sqfs (29.3 KiB) stored on s2",
 		"cairn upgrade: cannot read upgrade-20261130-100000 (the server is shutting down); asking again every 1ms\ncairn upgrade: the apiserver answers again\n"} {
 		if !strings.Contains(stderr, line) {
