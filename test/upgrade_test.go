@@ -212,9 +212,8 @@ func startUpgradeCluster(t *testing.T, ctx context.Context, dir, version string)
 	began := time.Now()
 	for i, name := range []string{"s1", "s2"} {
 		b.addNode(ctx, dir, name, fmt.Sprintf("192.168.77.%d", 21+i), fmt.Sprintf(
-			"#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n  vip: %s\n"+
-				"  vip-lease-duration: 10s\n  vip-renew-deadline: 7s\n  vip-retry-period: 2s\n",
-			name, clusterToken, b.pg.endpoint(), upgradeVIP))
+			"#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n  vip: %s\n%s",
+			name, clusterToken, b.pg.endpoint(), upgradeVIP, tcgLeases))
 	}
 	b.addNode(ctx, dir, "a1", "192.168.77.23", fmt.Sprintf(
 		"#cloud-config\nhostname: a1\nkubernetes:\n  role: agent\n  token: %s\n  server: https://%s:6443\n", clusterToken, upgradeVIP))
@@ -222,6 +221,18 @@ func startUpgradeCluster(t *testing.T, ctx context.Context, dir, version string)
 	b.connect(ctx, upgradeVIP, "192.168.77.21", "192.168.77.22")
 	return b
 }
+
+// tcgLeases are a server's leases for VMs under TCG on a loaded 2-core
+// machine: with the defaults (15 s, renew within 10 s) the
+// controller-manager lost its lease every minute or two at load 10, exited,
+// and never ran long enough to approve the kubelets' certificates (three
+// nodes not Ready after 22 minutes); the VIP moved every few seconds.
+const tcgLeases = `  vip-lease-duration: 40s
+  vip-renew-deadline: 30s
+  vip-retry-period: 4s
+  kube-controller-manager-arg: [leader-elect-lease-duration=90s, leader-elect-renew-deadline=60s, leader-elect-retry-period=10s]
+  kube-scheduler-arg: [leader-elect-lease-duration=90s, leader-elect-renew-deadline=60s, leader-elect-retry-period=10s]
+`
 
 // startUpgradeSingle boots one server on its embedded etcd from dir's disk
 // image and waits for it to be Ready at version.
