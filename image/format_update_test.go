@@ -27,13 +27,11 @@ import (
 // and names each file by its sha256 and size, the files are disk.img's
 // (slot A, the ESP's kernel and stage-1 initramfs), the command line is the
 // disk boot's without a slot, and the system's os-release carries the
-// version. Two builds are byte-identical.
+// version. Two builds are byte-identical. One board: the format has
+// nothing per architecture, and TestBuildIsReproducible builds both QEMU
+// boards' bundles (their default formats) twice.
 func TestUpdateBundle(t *testing.T) {
-	boardsToTest := []string{"qemu-x86_64", "qemu-arm64"}
-	if testing.Short() {
-		boardsToTest = boardsToTest[:1]
-	}
-	for _, board := range boardsToTest {
+	for _, board := range []string{"qemu-x86_64"} {
 		t.Run(board, func(t *testing.T) {
 			b, err := boards.Load(board)
 			must(t, err)
