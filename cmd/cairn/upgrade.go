@@ -386,9 +386,15 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 	fmt.Fprintf(stderr, "cairn upgrade: created %s for %s\n", name, strings.Join(order, ", "))
 	// Until it runs, the Upgrade is removed on a failure: an Upgrade not
 	// Done blocks the next one.
+	follow := fmt.Sprintf("cairn upgrade status --kubeconfig %s --follow %s", kubeconfigArg(o.kubeconfig), name)
 	abandon := func(err error) error {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		// Started after all (the reply to the start was lost): nodes may
+		// be acting on it, so it stays.
+		if u, gerr := k.get(dctx, name); gerr == nil && u.Status.Phase != "" {
+			return fmt.Errorf("%w; upgrade %s was started all the same and goes on: follow it with %s", err, name, follow)
+		}
 		if derr := k.call(dctx, "DELETE", upgrade.Path(name), nil, nil, maxObject); derr != nil {
 			return fmt.Errorf("%w; removing upgrade %s failed too (%v): remove it with 'kubectl -n %s delete %s %s'", err, name, derr, upgrade.Namespace, upgrade.Plural, name)
 		}
@@ -413,7 +419,6 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 	if err := start(ctx, k, name); err != nil {
 		return abandon(err)
 	}
-	follow := fmt.Sprintf("cairn upgrade status --kubeconfig %s --follow %s", kubeconfigArg(o.kubeconfig), name)
 	if o.detach {
 		fmt.Fprintf(stderr, "cairn upgrade: %s is running in the cluster; follow it with: %s\n", name, follow)
 		return nil

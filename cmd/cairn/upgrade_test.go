@@ -47,6 +47,9 @@ type fakeAPI struct {
 	script []upgrade.Status
 	// failBlobs makes every upload fail.
 	failBlobs bool
+	// loseStart applies a write of the status and answers 500, as a
+	// reply lost on its way.
+	loseStart bool
 	// busy answers this many lists of upgrades with 429, as an apiserver
 	// whose storage of the resource is starting.
 	busy int
@@ -161,6 +164,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.rv++
 			u.Status = nu.Status
 			u.Metadata.ResourceVersion = strconv.Itoa(f.rv)
+			if f.loseStart {
+				status(500, "etcdserver: request timed out")
+				return
+			}
 			reply(200, u)
 		case r.Method == "DELETE" && sub == "":
 			delete(f.upgrades, name)
@@ -477,6 +484,21 @@ func TestUpgradeUploadFails(t *testing.T) {
 	}
 	if len(f.upgrades) != 0 {
 		t.Errorf("%d upgrades left", len(f.upgrades))
+	}
+}
+
+// TestUpgradeStartLost: when the reply to the start is lost but the
+// Upgrade runs, it is left running (nodes may be acting on it).
+func TestUpgradeStartLost(t *testing.T) {
+	quick(t)
+	f, kc := newFakeAPI(t, threeNodes...)
+	f.loseStart = true
+	code, _, stderr := runCairn(t, "", "upgrade", "--kubeconfig", kc, "--image", writeBundle(t, "qemu-x86_64", "amd64", "v2"))
+	if code != 1 || !strings.Contains(stderr, "request timed out; upgrade upgrade-20261130-100000 was started all the same and goes on: follow it with cairn upgrade status") {
+		t.Errorf("exit status %d, stderr %q", code, stderr)
+	}
+	if u := f.only(t); u.Status.Phase != upgrade.Running {
+		t.Errorf("phase %q, want Running", u.Status.Phase)
 	}
 }
 
