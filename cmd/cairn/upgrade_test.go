@@ -56,7 +56,7 @@ type fakeAPI struct {
 	// down fails this many reads of a Running upgrade (503), as an
 	// apiserver whose server reboots.
 	down int
-	rv        int
+	rv   int
 }
 
 type fakeNode struct {
