@@ -305,18 +305,69 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 		bundles = append(bundles, b)
 		fmt.Fprintf(stderr, "cairn upgrade: %s\n", b)
 	}
-
-	all, err := k.nodes(ctx)
+	u, nodes, servers, err := planUpgrade(ctx, k, o, bundles)
 	if err != nil {
 		return err
+	}
+	name := u.Metadata.Name
+	if err := k.call(ctx, "POST", upgrade.Path(""), u, nil, maxObject); err != nil {
+		return fmt.Errorf("creating upgrade %s: %w", name, err)
+	}
+	var order []string
+	for _, n := range nodes {
+		if n.Version != "" {
+			order = append(order, n.Name+" (at "+n.Version+")")
+		} else {
+			order = append(order, n.Name)
+		}
+	}
+	fmt.Fprintf(stderr, "cairn upgrade: created %s for %s\n", name, strings.Join(order, ", "))
+
+	// Until it runs, the Upgrade is removed on a failure: an Upgrade not
+	// Done blocks the next one.
+	follow := fmt.Sprintf("cairn upgrade status --kubeconfig %s --follow %s", kubeconfigArg(o.kubeconfig), name)
+	abandon := func(err error) error {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		// Started after all (the reply to the start was lost): nodes may
+		// be acting on it, so it stays.
+		if u, gerr := k.get(dctx, name); gerr == nil && u.Status.Phase != "" {
+			return fmt.Errorf("%w; upgrade %s was started all the same and goes on: follow it with %s", err, name, follow)
+		}
+		if derr := k.call(dctx, "DELETE", upgrade.Path(name), nil, nil, maxObject); derr != nil {
+			return fmt.Errorf("%w; removing upgrade %s failed too (%v): remove it with 'kubectl -n %s delete %s %s'", err, name, derr, upgrade.Namespace, upgrade.Plural, name)
+		}
+		return fmt.Errorf("%w; upgrade %s removed, no node was touched", err, name)
+	}
+	if err := upload(ctx, stderr, k, bundles, servers); err != nil {
+		return abandon(err)
+	}
+	if err := start(ctx, k, name); err != nil {
+		return abandon(err)
+	}
+	if o.detach {
+		fmt.Fprintf(stderr, "cairn upgrade: %s is running in the cluster; follow it with: %s\n", name, follow)
+		return nil
+	}
+	fmt.Fprintf(stderr, "cairn upgrade: %s is running; Ctrl-C stops following it, not the upgrade\n", name)
+	return followUpgrade(ctx, stdout, stderr, k, name, follow)
+}
+
+// planUpgrade checks the request against the cluster and makes the
+// Upgrade: the nodes in their order, and the servers that hold a bundle
+// directory's files. It refuses while another upgrade has not ended.
+func planUpgrade(ctx context.Context, k *kube, o *upgradeOptions, bundles []*bundle) (*upgrade.Upgrade, []kubeNode, []string, error) {
+	all, err := k.nodes(ctx)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	nodes, err := pickNodes(all, o.nodes)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	for _, n := range nodes {
 		if n.Arch != "" && !slices.ContainsFunc(bundles, func(b *bundle) bool { return b.Arch == n.Arch }) {
-			return fmt.Errorf("node %s is %s and no --image is for %s", n.Name, n.Arch, n.Arch)
+			return nil, nil, nil, fmt.Errorf("node %s is %s and no --image is for %s", n.Name, n.Arch, n.Arch)
 		}
 	}
 	var servers []string
@@ -325,22 +376,21 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 			servers = append(servers, n.Name)
 		}
 	}
-	upload := slices.ContainsFunc(bundles, func(b *bundle) bool { return b.dir != "" })
-	if upload && len(servers) == 0 {
-		return fmt.Errorf("no node is labelled %s to hold the bundle's files; serve them over HTTP and give --image URL", controlPlaneLabel)
+	if slices.ContainsFunc(bundles, func(b *bundle) bool { return b.dir != "" }) && len(servers) == 0 {
+		return nil, nil, nil, fmt.Errorf("no node is labelled %s to hold the bundle's files; serve them over HTTP and give --image URL", controlPlaneLabel)
 	}
 	for _, d := range o.deployments {
 		ns, name, _ := strings.Cut(d, "/")
 		if err := k.call(ctx, "GET", "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, nil, nil, maxList); err != nil {
 			if isStatus(err, http.StatusNotFound) {
-				return fmt.Errorf("--check-deployment %s: there is no such Deployment", d)
+				return nil, nil, nil, fmt.Errorf("--check-deployment %s: there is no such Deployment", d)
 			}
-			return err
+			return nil, nil, nil, err
 		}
 	}
 	ups, err := k.upgrades(ctx)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	for _, u := range ups {
 		if !upgrade.Done(u.Status.Phase) {
@@ -348,7 +398,7 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 			if u.Status.Phase == "" {
 				state = "was never started (its client stopped before starting it)"
 			}
-			return fmt.Errorf("upgrade %s %s; one upgrade at a time: follow it with 'cairn upgrade status --kubeconfig %s --follow %s', or remove it with 'kubectl -n %s delete %s %s'",
+			return nil, nil, nil, fmt.Errorf("upgrade %s %s; one upgrade at a time: follow it with 'cairn upgrade status --kubeconfig %s --follow %s', or remove it with 'kubectl -n %s delete %s %s'",
 				u.Metadata.Name, state, kubeconfigArg(o.kubeconfig), u.Metadata.Name, upgrade.Namespace, upgrade.Plural, u.Metadata.Name)
 		}
 	}
@@ -371,60 +421,27 @@ func runUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, o *upgra
 	for _, d := range o.deployments {
 		u.Spec.Checks = append(u.Spec.Checks, upgrade.Check{Deployment: d})
 	}
-	name := u.Metadata.Name
-	if err := k.call(ctx, "POST", upgrade.Path(""), u, nil, maxObject); err != nil {
-		return fmt.Errorf("creating upgrade %s: %w", name, err)
-	}
-	var order []string
-	for _, n := range nodes {
-		if n.Version != "" {
-			order = append(order, n.Name+" (at "+n.Version+")")
-		} else {
-			order = append(order, n.Name)
+	return u, nodes, servers, nil
+}
+
+// upload puts the files of every bundle directory on every server, a line
+// per file and server.
+func upload(ctx context.Context, stderr io.Writer, k *kube, bundles []*bundle, servers []string) error {
+	for _, b := range bundles {
+		if b.dir == "" {
+			continue
 		}
-	}
-	fmt.Fprintf(stderr, "cairn upgrade: created %s for %s\n", name, strings.Join(order, ", "))
-	// Until it runs, the Upgrade is removed on a failure: an Upgrade not
-	// Done blocks the next one.
-	follow := fmt.Sprintf("cairn upgrade status --kubeconfig %s --follow %s", kubeconfigArg(o.kubeconfig), name)
-	abandon := func(err error) error {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		// Started after all (the reply to the start was lost): nodes may
-		// be acting on it, so it stays.
-		if u, gerr := k.get(dctx, name); gerr == nil && u.Status.Phase != "" {
-			return fmt.Errorf("%w; upgrade %s was started all the same and goes on: follow it with %s", err, name, follow)
-		}
-		if derr := k.call(dctx, "DELETE", upgrade.Path(name), nil, nil, maxObject); derr != nil {
-			return fmt.Errorf("%w; removing upgrade %s failed too (%v): remove it with 'kubectl -n %s delete %s %s'", err, name, derr, upgrade.Namespace, upgrade.Plural, name)
-		}
-		return fmt.Errorf("%w; upgrade %s removed, no node was touched", err, name)
-	}
-	if upload {
-		for _, b := range bundles {
-			if b.dir == "" {
-				continue
-			}
-			for _, f := range b.Files {
-				for _, s := range servers {
-					t := time.Now()
-					if err := k.put(ctx, s, filepath.Join(b.dir, f.Name), f); err != nil {
-						return abandon(fmt.Errorf("uploading %s to %s: %w", filepath.Join(b.dir, f.Name), s, err))
-					}
-					fmt.Fprintf(stderr, "cairn upgrade: %s %s (%s) stored on %s (%.1f s)\n", b.Board, f.Name, image.HumanSize(f.Size), s, time.Since(t).Seconds())
+		for _, f := range b.Files {
+			for _, s := range servers {
+				t := time.Now()
+				if err := k.put(ctx, s, filepath.Join(b.dir, f.Name), f); err != nil {
+					return fmt.Errorf("uploading %s to %s: %w", filepath.Join(b.dir, f.Name), s, err)
 				}
+				fmt.Fprintf(stderr, "cairn upgrade: %s %s (%s) stored on %s (%.1f s)\n", b.Board, f.Name, image.HumanSize(f.Size), s, time.Since(t).Seconds())
 			}
 		}
 	}
-	if err := start(ctx, k, name); err != nil {
-		return abandon(err)
-	}
-	if o.detach {
-		fmt.Fprintf(stderr, "cairn upgrade: %s is running in the cluster; follow it with: %s\n", name, follow)
-		return nil
-	}
-	fmt.Fprintf(stderr, "cairn upgrade: %s is running; Ctrl-C stops following it, not the upgrade\n", name)
-	return followUpgrade(ctx, stdout, stderr, k, name, follow)
+	return nil
 }
 
 // kubeconfigArg is how the hints name the kubeconfig.
