@@ -7,7 +7,6 @@ import (
 
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
 	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/task/plugin" // the shim's task service
-	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"                 // the daemon's plugins, CRI included
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
 	ctrapp "github.com/containerd/containerd/v2/cmd/ctr/app"
 	"github.com/containerd/containerd/v2/pkg/shim"

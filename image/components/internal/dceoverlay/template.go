@@ -1,0 +1,163 @@
+package dceoverlay
+
+import (
+	"bytes"
+	"fmt"
+	"go/scanner"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The one dynamic method lookup of text/template (state.evalField), and what
+// replaces it.
+const (
+	templateLookup = "ptr.MethodByName(fieldName)"
+	templateCall   = "templateMethod(ptr, fieldName)"
+	templateFile   = "exec.go"
+	methodsFile    = "cairn_methods.go" // added to text/template
+)
+
+// fieldRef is what a template calls a method or field by: `.Name`, also in
+// chains (`.A.B`) and after variables (`$x.Name`).
+var fieldRef = regexp.MustCompile(`\.([A-Z][A-Za-z0-9_]*)`)
+
+// reflectLookups are reflect's own lookups by index or name. A template
+// never calls them, and keeping methods of these names would keep the
+// wrappers reflect.(*Value).Method and friends, which look methods up
+// dynamically themselves and so would undo everything.
+var reflectLookups = map[string]bool{"Method": true, "MethodByName": true, "Methods": true}
+
+// TemplateNames returns, sorted, every exported name that follows a dot in a
+// string literal of the packages' Go files that has a template delimiter
+// ("{{" or "}}": a template split over several literals has one in each
+// part that holds an action) or in a text file they embed: the names of all
+// methods a template built into the binary can call. (No package in
+// cairn-node changes the delimiters.)
+// Of the main module's packages only those that import text/template or
+// html/template are read, so that a change to cairn's own code leaves the
+// list, and with it text/template and every package above it, as it was.
+// A template a user supplies at run time can call only these: kubectl's
+// go-template output runs on JSON maps, which have no methods. Names in
+// reflectLookups are left out.
+func TemplateNames(pkgs []Package) ([]string, error) {
+	seen := map[string]bool{}
+	add := func(s string) {
+		for _, m := range fieldRef.FindAllStringSubmatch(s, -1) {
+			if !reflectLookups[m[1]] {
+				seen[m[1]] = true
+			}
+		}
+	}
+	for _, p := range pkgs {
+		if p.Module != nil && p.Module.Main && !slices.ContainsFunc(p.Imports, isTemplatePkg) {
+			continue
+		}
+		for _, f := range p.GoFiles {
+			src, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				return nil, err
+			}
+			if err := goStrings(filepath.Join(p.Dir, f), src, func(s string) {
+				if strings.Contains(s, "{{") || strings.Contains(s, "}}") {
+					add(s)
+				}
+			}); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range p.EmbedFiles {
+			data, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Contains(data, []byte{0}) { // text only
+				add(string(data))
+			}
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func isTemplatePkg(path string) bool { return path == "text/template" || path == "html/template" }
+
+// goStrings calls add with the value of every string literal in a Go file.
+func goStrings(name string, src []byte, add func(string)) error {
+	var s scanner.Scanner
+	fset := token.NewFileSet()
+	var errs scanner.ErrorList
+	s.Init(fset.AddFile(name, -1, len(src)), src, func(pos token.Position, msg string) { errs.Add(pos, msg) }, 0)
+	for {
+		_, tok, lit := s.Scan()
+		if tok == token.EOF {
+			break
+		}
+		if tok != token.STRING {
+			continue
+		}
+		v, err := strconv.Unquote(lit)
+		if err != nil {
+			v = lit
+		}
+		add(v)
+	}
+	return errs.Err()
+}
+
+// templateOverlay writes text/template's exec.go with its dynamic lookup
+// replaced, and the file that does the lookup by constant names; it returns
+// the overlay's entries.
+func templateOverlay(dir string, p Package, names []string) (map[string]string, error) {
+	src, err := os.ReadFile(filepath.Join(p.Dir, templateFile))
+	if err != nil {
+		return nil, err
+	}
+	if n := bytes.Count(src, []byte(templateLookup)); n != 1 {
+		return nil, fmt.Errorf("%s: %q occurs %d times, want once; this Go version's text/template needs a new look (internal/dceoverlay)",
+			filepath.Join(p.Dir, templateFile), templateLookup, n)
+	}
+	src = bytes.Replace(src, []byte(templateLookup), []byte(templateCall), 1)
+	out := filepath.Join(dir, "text-template")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{templateFile: src, methodsFile: MethodsSource(names)}
+	repl := map[string]string{}
+	for name, data := range files {
+		o := filepath.Join(out, name)
+		if err := os.WriteFile(o, data, 0o644); err != nil {
+			return nil, err
+		}
+		abs, err := filepath.Abs(o)
+		if err != nil {
+			return nil, err
+		}
+		repl[filepath.Join(p.Dir, name)] = abs
+	}
+	return repl, nil
+}
+
+// MethodsSource is the Go source of text/template's templateMethod for
+// names: reflect.Value.MethodByName with a constant argument per name.
+func MethodsSource(names []string) []byte {
+	var b strings.Builder
+	b.WriteString("// Code generated by cairn's internal/dceoverlay. DO NOT EDIT.\n\npackage template\n\nimport \"reflect\"\n\n")
+	fmt.Fprintf(&b, "// templateMethod is v.MethodByName(name) for the %d names the templates\n", len(names))
+	b.WriteString("// built into this binary can use; for any other name it finds no method.\n")
+	b.WriteString("// Each lookup is by a constant, so the linker keeps the methods of these\n// names only.\n")
+	b.WriteString("func templateMethod(v reflect.Value, name string) reflect.Value {\n\tswitch name {\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "\tcase %q:\n\t\treturn v.MethodByName(%q)\n", n, n)
+	}
+	b.WriteString("\t}\n\treturn reflect.Value{}\n}\n")
+	return []byte(b.String())
+}
