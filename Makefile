@@ -59,8 +59,12 @@ boot: cairn
 e2e: deps kernels cairn components-test
 	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -v -timeout 120m ./test/
 
-bench: deps kernels
+# Go benchmarks, then the node payload's sizes per component and arch,
+# installed and compressed, and build times: build.sh's log and a warm
+# relink measured now (BENCH_COLD=1 adds a cold build, 12+ minutes per arch).
+bench: deps kernels components
 	CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -run '^$$' -bench . -benchmem ./...
+	bash image/components/bench.sh $(abspath $(OUT))/components
 
 # Every fuzz target for FUZZTIME each (parsers of outside input).
 FUZZTIME ?= 30s
@@ -81,10 +85,11 @@ components: deps
 	bash image/components/build.sh $(abspath $(OUT))/components
 
 # The components' tests: every applet's version, components.json, a real
-# PostgreSQL + kine + kube-apiserver serving /readyz, arm64 under qemu-user.
+# PostgreSQL + kine + kube-apiserver serving /readyz, arm64 under qemu-user,
+# cairn-node's size bound and its help pages.
 components-test: components
 	cd image/components && CAIRN_COMPONENTS=$(abspath $(OUT))/components $(GO) test -count=1 -v -timeout 30m \
-		./componenttest ./internal/multicall ./internal/ociarchive ./internal/flannel
+		./componenttest ./internal/multicall ./internal/ociarchive ./internal/flannel ./internal/dceoverlay
 
 # The node payload's sizes per component and architecture, installed and
 # compressed (zstd -19, xz -9), and the build times logged for that build.

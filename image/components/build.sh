@@ -169,7 +169,7 @@ build_arch() {
 	local arch=$1 tree=$2 dce=$here/.dce/$arch total
 	mkdir -p "$tree/usr/bin" "$tree/usr/share/cairn/images"
 	step "$arch" 1 "cairn-node: the overlay that lets the linker drop unused code (.dce/$arch)"
-	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go run ./cmd/dceoverlay -o "$dce" -tags "$tags" -kine-drivers "$kine_drivers" ./cmd/cairn-node
+	CGO_ENABLED=0 go run ./cmd/dceoverlay -o "$dce" -goos linux -goarch "$arch" -tags "$tags" -kine-drivers "$kine_drivers" ./cmd/cairn-node
 	total=$(CGO_ENABLED=0 GOOS=linux GOARCH=$arch go list -modfile "$dce/go.mod" -overlay "$dce/overlay.json" -tags "$tags" -deps ./cmd/cairn-node | wc -l)
 	step "$arch" 2 "cairn-node: go build ($total packages; a cold build compiles them all, about 10 minutes on 2 idle cores, then links for 1-2 minutes at ~3 GB)"
 	{ CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "cairn-node-$arch" \

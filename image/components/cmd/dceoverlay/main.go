@@ -1,9 +1,10 @@
 // Command dceoverlay writes the overlay and go.mod with which build.sh builds
 // cairn-node, so that the linker drops the methods nothing calls (see
 // internal/dceoverlay). It lists the packages' dependencies with `go list
-// -deps -json` under the current GOOS, GOARCH and the given tags.
+// -deps -json` for -goos and -goarch (the target, which `go run` cannot be
+// given through GOARCH: that would build this program for it) and the tags.
 //
-// usage: dceoverlay -o DIR [-tags TAGS] [-kine-drivers pgsql,mysql,sqlite] PACKAGE...
+// usage: dceoverlay -o DIR [-goos OS -goarch ARCH] [-tags TAGS] [-kine-drivers pgsql,mysql,sqlite] PACKAGE...
 //
 // then: go build -modfile DIR/go.mod -overlay DIR/overlay.json ... PACKAGE...
 package main
@@ -26,23 +27,32 @@ import (
 func main() {
 	out := flag.String("o", "", "directory to write overlay.json, go.mod and go.sum to (inside the module)")
 	tags := flag.String("tags", "", "build tags, as for go build")
+	goos := flag.String("goos", "", "GOOS of the build (default: go env GOOS)")
+	goarch := flag.String("goarch", "", "GOARCH of the build (default: go env GOARCH)")
 	kine := flag.String("kine-drivers", "", "comma-separated kine drivers to link (pgsql,mysql,sqlite); empty: all")
 	flag.Parse()
 	if *out == "" || flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: dceoverlay -o DIR [-tags TAGS] [-kine-drivers LIST] PACKAGE...")
+		fmt.Fprintln(os.Stderr, "usage: dceoverlay -o DIR [-goos OS -goarch ARCH] [-tags TAGS] [-kine-drivers LIST] PACKAGE...")
 		os.Exit(2)
 	}
 	var opt dceoverlay.Options
 	if *kine != "" {
 		opt.KineDrivers = strings.Split(*kine, ",")
 	}
-	if err := run(*out, *tags, opt, flag.Args()); err != nil {
+	var env []string
+	if *goos != "" {
+		env = append(env, "GOOS="+*goos)
+	}
+	if *goarch != "" {
+		env = append(env, "GOARCH="+*goarch)
+	}
+	if err := run(*out, *tags, env, opt, flag.Args()); err != nil {
 		fmt.Fprintf(os.Stderr, "dceoverlay: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, tags string, opt dceoverlay.Options, patterns []string) error {
+func run(out, tags string, env []string, opt dceoverlay.Options, patterns []string) error {
 	root, err := goEnv("GOMOD")
 	if err != nil {
 		return err
@@ -51,7 +61,7 @@ func run(out, tags string, opt dceoverlay.Options, patterns []string) error {
 		return errors.New("not inside a Go module")
 	}
 	modRoot := filepath.Dir(root)
-	pkgs, err := list(tags, patterns)
+	pkgs, err := list(tags, env, patterns)
 	if err != nil {
 		return err
 	}
@@ -84,10 +94,12 @@ func goEnv(name string) (string, error) {
 	return string(bytes.TrimSpace(b)), nil
 }
 
-// list runs go list -deps -json over the patterns.
-func list(tags string, patterns []string) ([]dceoverlay.Package, error) {
+// list runs go list -deps -json over the patterns, with env added to the
+// environment.
+func list(tags string, env, patterns []string) ([]dceoverlay.Package, error) {
 	args := append([]string{"list", "-deps", "-json=ImportPath,Dir,GoFiles,EmbedFiles,Imports,Module", "-tags", tags}, patterns...)
 	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	b, err := cmd.Output()
 	if err != nil {
