@@ -9,6 +9,7 @@
 #
 # usage: bench.sh OUTDIR [ARCH...]     (OUTDIR as for build.sh; default both arches)
 #        BENCH_COLD=1 bench.sh OUTDIR amd64
+#        BENCH_SIZES=0 bench.sh ...       (times only: the sizes take minutes)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: bench.sh OUTDIR [ARCH...]}
@@ -40,6 +41,7 @@ log "building (or restoring from the cache) ${arches[*]}"
 bash "$here/build.sh" "$out" "${arches[@]}"
 
 for arch in "${arches[@]}"; do
+	[ "${BENCH_SIZES:-1}" = 0 ] && break
 	bash "$here/sizes.sh" "$out/linux-$arch"
 	# cairn-node alone with xz's branch filter for its architecture.
 	bcj=--x86
@@ -68,8 +70,9 @@ done
 # The same for the init (the main module's PID 1), with its build cache.
 tmp=$(mktemp -d)
 printf 'package main\n\nvar benchStamp = "%s"\n' "$(date +%s%N)" >"$tmp/zz_bench.go"
-printf '{"Replace": {"%s": "%s"}}\n' "$here/../../init/zz_bench.go" "$tmp/zz_bench.go" >"$tmp/overlay.json"
-(cd "$here/../.." && CGO_ENABLED=0 measure "init (amd64), relink after a one-line change" nice -n 10 go build -overlay "$tmp/overlay.json" -trimpath -o "$tmp/init" ./init)
+root=$(cd "$here/../.." && pwd)
+printf '{"Replace": {"%s": "%s"}}\n' "$root/init/zz_bench.go" "$tmp/zz_bench.go" >"$tmp/overlay.json"
+(cd "$root" && CGO_ENABLED=0 measure "init (amd64), relink after a one-line change" nice -n 10 go build -overlay "$tmp/overlay.json" -trimpath -o "$tmp/init" ./init)
 rm -rf "$tmp"
 
 if [ "${BENCH_COLD:-}" = 1 ]; then
