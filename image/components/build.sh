@@ -112,7 +112,7 @@ nsteps=5
 
 # progress NAME TOTAL: reads `go build -v` on stdin (one line per package it
 # compiles; anything else, an error, is passed through) and says every 30 s
-# how many packages were compiled, then when the link starts.
+# (as packages finish) how many were compiled, then when the link starts.
 progress() {
 	local name=$1 total=$2 n=0 last=$SECONDS start=$SECONDS line
 	while IFS= read -r line; do
@@ -249,7 +249,7 @@ for arch in "${arches[@]}"; do
 	if [ -f "$entry/usr/share/cairn/components.json" ]; then
 		log "linux-$arch: cached ($key)"
 	else
-		log "linux-$arch: building ($key); a cold build takes 12-15 minutes on 2 idle cores, a warm one 1-2"
+		log "linux-$arch: building ($key); a cold build takes 11-16 minutes on 2 idle cores and much longer on a busy machine, a warm one 1-2"
 		arch_start=$SECONDS
 		tmp=$cache/components/.tmp-$arch-$$
 		rm -rf "$tmp"
