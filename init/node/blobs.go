@@ -145,7 +145,10 @@ func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile,
 		},
 	}
 	mux := blobHandler(store, func(ctx context.Context, sum string) (upgrade.File, bool, error) { return wanted(ctx, api, sum) }, printf)
-	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
+		// HTTP/1.1 only: one large body per connection, with TCP's own
+		// flow control, not HTTP/2's windows.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
 		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", upgrade.BlobPort))
 		if err != nil {
