@@ -65,7 +65,7 @@ var (
 // size and sha256 update.json gives.
 func upgradeBuild(t *testing.T, version string, extra ...string) string {
 	t.Helper()
-	comps := filepath.Dir(componentsDir(t))
+	comps := upgradeComponents(t)
 	dir := image(t, upgradeBoard, append([]string{"--version", version, "--format", "disk,update", "-components", comps}, extra...)...)
 	bdir := filepath.Join(dir, upgrade.BundleDir)
 	data, err := os.ReadFile(filepath.Join(bdir, upgrade.BundleFile))
@@ -95,6 +95,36 @@ func upgradeBuild(t *testing.T, version string, extra ...string) string {
 		}
 	}
 	return dir
+}
+
+var (
+	upCompsOnce sync.Once
+	upComps     string
+	upCompsErr  error
+)
+
+// upgradeComponents is a copy of the node components, made once per run,
+// so every build of a test has the same ones: the versions then differ in
+// their version (and v3 in its config) only. (Builds read out/components
+// while `make components` may rewrite it: two builds 15 s apart once got
+// different trees.)
+func upgradeComponents(t *testing.T) string {
+	t.Helper()
+	src := componentsDir(t)
+	upCompsOnce.Do(func() {
+		upComps = filepath.Join(workDir, "components")
+		if err := os.MkdirAll(upComps, 0o755); err != nil {
+			upCompsErr = err
+			return
+		}
+		if out, err := exec.Command("cp", "-a", src, filepath.Join(upComps, filepath.Base(src))).CombinedOutput(); err != nil {
+			upCompsErr = fmt.Errorf("copying the node components: %v: %s", err, out)
+		}
+	})
+	if upCompsErr != nil {
+		t.Fatal(upCompsErr)
+	}
+	return upComps
 }
 
 // diskNode is one VM of an upgrade test: its own disk, seed and TAP
