@@ -57,7 +57,7 @@ boot: cairn
 # node components' tests run first: their cold build takes 20-40 minutes, too
 # long for `make test` on a fresh CI machine, and seconds once cached.
 e2e: deps kernels cairn components-test
-	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -v -timeout 120m ./test/
+	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -v -timeout 360m ./test/
 
 # Go benchmarks, then the node payload's sizes per component and arch,
 # installed and compressed, and build times: build.sh's log and a warm
