@@ -67,7 +67,13 @@ func (u *upgrader) health(ctx context.Context, since time.Time, checks []string)
 	for _, st := range u.w.o.Services.Status() {
 		restarts[st.Name] = st.Restarts
 		if st.State != supervise.Ready && st.State != supervise.Running {
-			down = append(down, fmt.Sprintf("%s is %s (restarted %d times)", st.Name, st.State, st.Restarts))
+			why := fmt.Sprintf("%s is %s (restarted %d times)", st.Name, st.State, st.Restarts)
+			// Its last words say why, but kine's may echo the datastore
+			// endpoint, which holds a password.
+			if last := lastLine(u.w.o.Services.Output(st.Name)); last != "" && st.Name != "kine" {
+				why += ": " + last
+			}
+			down = append(down, why)
 		}
 	}
 	if len(down) > 0 {
@@ -153,3 +159,4 @@ func sameRestarts(a, b map[string]int) bool {
 	}
 	return true
 }
+
