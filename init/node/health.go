@@ -159,4 +159,3 @@ func sameRestarts(a, b map[string]int) bool {
 	}
 	return true
 }
-
