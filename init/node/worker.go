@@ -380,6 +380,7 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 		Status struct {
 			Conditions []struct {
 				Type, Status, Reason, Message string
+				LastHeartbeatTime             time.Time `json:"lastHeartbeatTime"`
 			} `json:"conditions"`
 		} `json:"status"`
 	}
@@ -388,6 +389,11 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 	}
 	for _, c := range n.Status.Conditions {
 		if c.Type == "Ready" {
+			// A Ready left from before this boot says nothing of this
+			// kubelet.
+			if c.LastHeartbeatTime.Before(w.first.Add(-time.Second)) {
+				return false, "the kubelet has not reported since this boot", nil
+			}
 			return c.Status == "True", c.Reason + ": " + c.Message, nil
 		}
 	}
