@@ -29,8 +29,14 @@ func TestUpgradeRollsBackSingle(t *testing.T) {
 	if code == 0 {
 		t.Errorf("cairn upgrade to a broken image exited 0")
 	}
-	for _, re := range []string{`init: starting cairn e2e-3`, `upgrade: cairn e2e-3 on slot B is not kept: not healthy within 6m0s: `, `init: starting cairn e2e-1`, `upgrade: back on slot A \(cairn e2e-1\) after a failed trial of cairn e2e-3`} {
-		l, err := n.m.WaitFor(ctx, regexp.MustCompile(re))
+	// In this order, each after the one before: the old version's start
+	// must be the one after the rollback, not the first boot's.
+	for i, re := range []string{`init: starting cairn e2e-3`, `upgrade: cairn e2e-3 on slot B is not kept: not healthy within 6m0s: `, `init: starting cairn e2e-1`, `upgrade: back on slot A \(cairn e2e-1\) after a failed trial of cairn e2e-3`} {
+		wait := n.m.WaitForNext
+		if i == 0 {
+			wait = n.m.WaitFor
+		}
+		l, err := wait(ctx, regexp.MustCompile(re))
 		if err != nil {
 			t.Fatalf("console: no line %q: %v", re, err)
 		}
