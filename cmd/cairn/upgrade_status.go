@@ -1,20 +1,12 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/config/upgrade/rollout"
 )
 
 func newUpgradeStatusCmd(kubeconfig *string) *cobra.Command {
@@ -35,196 +27,13 @@ With --follow, prints a line per node and step from then on, as
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			u, err := pickUpgrade(ctx, k, args)
-			if err != nil || u == nil {
-				if u == nil && err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "no upgrade in the cluster (namespace %s)\n", upgrade.Namespace)
-				}
-				return err
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
 			}
-			printUpgrade(cmd.OutOrStdout(), u)
-			if !followIt || upgrade.Done(u.Status.Phase) {
-				return nil
-			}
-			hint := fmt.Sprintf("cairn upgrade status --kubeconfig %s --follow %s", kubeconfigArg(*kubeconfig), u.Metadata.Name)
-			return followUpgrade(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), k, u.Metadata.Name, hint)
+			return reported(rollout.Status(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), k, *kubeconfig, name, followIt))
 		},
 	}
 	cmd.Flags().BoolVarP(&followIt, "follow", "f", false, "follow the upgrade until it ends (exit status 1 when it fails)")
 	return cmd
-}
-
-// pickUpgrade reads the Upgrade args names, or the newest; nil when there
-// is none.
-func pickUpgrade(ctx context.Context, k *kube, args []string) (*upgrade.Upgrade, error) {
-	if len(args) == 1 {
-		return k.get(ctx, args[0])
-	}
-	ups, err := k.upgrades(ctx)
-	if err != nil || len(ups) == 0 {
-		return nil, err
-	}
-	return &ups[len(ups)-1], nil
-}
-
-// nodeStatuses are the Upgrade's nodes in the order of its spec, each
-// with its status (Pending until the node writes one).
-func nodeStatuses(u *upgrade.Upgrade) []upgrade.NodeStatus {
-	st := upgrade.Status{Nodes: append([]upgrade.NodeStatus(nil), u.Status.Nodes...)}
-	var out []upgrade.NodeStatus
-	for _, name := range u.Spec.Nodes {
-		out = append(out, *st.Node(name))
-	}
-	for _, n := range u.Status.Nodes {
-		if !slices.Contains(u.Spec.Nodes, n.Name) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// printUpgrade prints an Upgrade for `cairn upgrade status`.
-func printUpgrade(w io.Writer, u *upgrade.Upgrade) {
-	phase := u.Status.Phase
-	if phase == "" {
-		phase = "not started (the files were being uploaded, or the client stopped before starting it)"
-	}
-	if u.Status.Message != "" {
-		phase += ": " + u.Status.Message
-	}
-	fmt.Fprintf(w, "%s: %s\n", u.Metadata.Name, phase)
-	s := u.Spec
-	drain, health, _ := s.Durations()
-	fmt.Fprintf(w, "created %s; max unavailable %d, drain timeout %s, health timeout %s\n",
-		u.Metadata.CreationTimestamp, max(s.MaxUnavailable, 1), drain, health)
-	for _, im := range s.Images {
-		from := "the servers"
-		if im.Source != "" {
-			from = im.Source
-		}
-		fmt.Fprintf(w, "image: %s %s (%s), files from %s\n", im.Board, im.Version, im.Arch, from)
-	}
-	for _, c := range s.Checks {
-		fmt.Fprintf(w, "check: deployment %s available\n", c.Deployment)
-	}
-	var table strings.Builder
-	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPHASE\tVERSION\tDRAIN\tWRITE\tREBOOT+HEALTHY\tREASON")
-	for _, n := range nodeStatuses(u) {
-		version := ""
-		if n.FromVersion != "" || n.ToVersion != "" {
-			version = n.FromVersion + " → " + n.ToVersion
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Phase, version,
-			span(n.Started, n.Drained), span(n.Drained, n.Written), span(n.Written, n.Finished), n.Reason)
-	}
-	tw.Flush()
-	for line := range strings.SplitSeq(strings.TrimSuffix(table.String(), "\n"), "\n") {
-		fmt.Fprintln(w, strings.TrimRight(line, " "))
-	}
-}
-
-// span is the time from one step's RFC 3339 time to another's ("431s"),
-// or "" when either is missing.
-func span(from, to string) string {
-	a, err1 := time.Parse(time.RFC3339, from)
-	b, err2 := time.Parse(time.RFC3339, to)
-	if err1 != nil || err2 != nil {
-		return ""
-	}
-	return fmt.Sprintf("%.0fs", b.Sub(a).Seconds())
-}
-
-// nodeLine is the line `cairn upgrade` prints when a node's phase
-// changes: "upgrade: s1: Succeeded (drain 12s, write 9s, reboot+healthy 431s)".
-func nodeLine(n upgrade.NodeStatus) string {
-	line := "upgrade: " + n.Name + ": " + n.Phase
-	if n.Phase == upgrade.Succeeded {
-		var parts []string
-		for _, p := range []struct{ what, from, to string }{
-			{"drain", n.Started, n.Drained}, {"write", n.Drained, n.Written}, {"reboot+healthy", n.Written, n.Finished},
-		} {
-			if d := span(p.from, p.to); d != "" {
-				parts = append(parts, p.what+" "+d)
-			}
-		}
-		if len(parts) > 0 {
-			line += " (" + strings.Join(parts, ", ") + ")"
-		}
-		return line
-	}
-	if n.Reason != "" {
-		line += ": " + n.Reason
-	}
-	return line
-}
-
-// pollInterval is how often an upgrade being followed is read.
-var pollInterval = 3 * time.Second
-
-// followUpgrade prints a line per node phase change until the upgrade
-// ends: nil when it succeeds, errReported (exit status 1) when it fails.
-// An apiserver that does not answer (its server rebooting) is said once
-// and asked again.
-func followUpgrade(ctx context.Context, stdout, stderr io.Writer, k *kube, name, hint string) error {
-	seen := map[string]string{}
-	lastErr := ""
-	for {
-		u, err := k.get(ctx, name)
-		switch {
-		case ctx.Err() != nil:
-		case errors.Is(err, errNoUpgrade):
-			return fmt.Errorf("upgrade %s was removed from the cluster while being followed", name)
-		case err != nil:
-			if msg := shortErr(err); msg != lastErr {
-				lastErr = msg
-				fmt.Fprintf(stderr, "cairn upgrade: cannot read %s (%s); asking again every %s\n", name, msg, pollInterval)
-			}
-		default:
-			if lastErr != "" {
-				lastErr = ""
-				fmt.Fprintf(stderr, "cairn upgrade: the apiserver answers again\n")
-			}
-			for _, n := range nodeStatuses(u) {
-				key := n.Phase + "\x00" + n.Reason
-				if prev, ok := seen[n.Name]; (ok && prev != key) || (!ok && n.Phase != upgrade.Pending) {
-					fmt.Fprintln(stdout, nodeLine(n))
-				}
-				seen[n.Name] = key
-			}
-			switch u.Status.Phase {
-			case upgrade.Succeeded:
-				fmt.Fprintf(stdout, "upgrade %s: Succeeded in %s\n", name, took(u))
-				return nil
-			case upgrade.Failed:
-				fmt.Fprintf(stdout, "upgrade %s: Failed: %s\n", name, u.Status.Message)
-				return errReported
-			}
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintf(stderr, "cairn upgrade: stopped following; upgrade %s goes on in the cluster. Follow it with: %s\n", name, hint)
-			return errReported
-		case <-time.After(pollInterval):
-		}
-	}
-}
-
-// took is an ended upgrade's time: from its creation to its last node's
-// end (or now).
-func took(u *upgrade.Upgrade) time.Duration {
-	began, err := time.Parse(time.RFC3339, u.Metadata.CreationTimestamp)
-	if err != nil {
-		return 0
-	}
-	end := time.Time{}
-	for _, n := range u.Status.Nodes {
-		if t, err := time.Parse(time.RFC3339, n.Finished); err == nil && t.After(end) {
-			end = t
-		}
-	}
-	if end.IsZero() {
-		end = now()
-	}
-	return end.Sub(began).Round(time.Second)
 }

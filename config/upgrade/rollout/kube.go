@@ -1,4 +1,4 @@
-package main
+package rollout
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -19,10 +18,10 @@ import (
 	"github.com/cairn-os/cairn/init/node/join"
 )
 
-// kube talks REST to a cluster's apiserver with an admin kubeconfig: the
+// Kube talks REST to a cluster's apiserver with an admin kubeconfig: the
 // few calls `cairn upgrade` makes, each bounded in time and in what it
 // reads.
-type kube struct {
+type Kube struct {
 	api string
 	c   *http.Client
 	// timeout bounds each request but an upload's.
@@ -35,14 +34,9 @@ const (
 	maxList   = 16 << 20
 )
 
-// openKube reads the admin kubeconfig at path ($KUBECONFIG when empty).
-func openKube(path string) (*kube, error) {
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		return nil, usageErrorf("--kubeconfig is required (or set $KUBECONFIG): an admin kubeconfig, as 'cairn kubeconfig' writes")
-	}
+// Open reads the admin kubeconfig at path and returns a client of the
+// apiserver it names.
+func Open(path string) (*Kube, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -59,7 +53,7 @@ func openKube(path string) (*kube, error) {
 	if !strings.HasPrefix(admin.Server, "https://") {
 		return nil, fmt.Errorf("%s: the server %q is not an https:// URL", path, admin.Server)
 	}
-	return &kube{
+	return &Kube{
 		api:     strings.TrimSuffix(admin.Server, "/"),
 		c:       &http.Client{Transport: &http.Transport{TLSClientConfig: admin.TLS, Proxy: http.ProxyFromEnvironment}},
 		timeout: 30 * time.Second,
@@ -88,7 +82,7 @@ func isStatus(err error, code int) bool {
 // limit bytes into out (when not nil). An apiserver that asks to be asked
 // again (429: too busy, or a resource's storage still starting) is, up to
 // three times, after the delay it names.
-func (k *kube) call(ctx context.Context, method, path string, body, out any, limit int64) error {
+func (k *Kube) call(ctx context.Context, method, path string, body, out any, limit int64) error {
 	var js []byte
 	if body != nil {
 		var err error
@@ -170,7 +164,7 @@ type kubeNode struct {
 const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
 // nodes lists the cluster's nodes, servers first, each group by name.
-func (k *kube) nodes(ctx context.Context) ([]kubeNode, error) {
+func (k *Kube) nodes(ctx context.Context) ([]kubeNode, error) {
 	var list struct {
 		Items []struct {
 			Metadata struct {
@@ -202,7 +196,7 @@ func (k *kube) nodes(ctx context.Context) ([]kubeNode, error) {
 }
 
 // upgrades lists the Upgrades, oldest first.
-func (k *kube) upgrades(ctx context.Context) ([]upgrade.Upgrade, error) {
+func (k *Kube) upgrades(ctx context.Context) ([]upgrade.Upgrade, error) {
 	var list struct {
 		Items []upgrade.Upgrade `json:"items"`
 	}
@@ -225,7 +219,7 @@ func (k *kube) upgrades(ctx context.Context) ([]upgrade.Upgrade, error) {
 var errNoUpgrade = errors.New("no such upgrade")
 
 // get reads the Upgrade called name.
-func (k *kube) get(ctx context.Context, name string) (*upgrade.Upgrade, error) {
+func (k *Kube) get(ctx context.Context, name string) (*upgrade.Upgrade, error) {
 	var u upgrade.Upgrade
 	if err := k.call(ctx, "GET", upgrade.Path(name), nil, &u, maxObject); err != nil {
 		if isStatus(err, http.StatusNotFound) {
@@ -236,95 +230,11 @@ func (k *kube) get(ctx context.Context, name string) (*upgrade.Upgrade, error) {
 	return &u, nil
 }
 
-// blobProxyPath is where the apiserver forwards a file to a server's
-// blob port (upgrade.BlobPort) through its node proxy.
-func blobProxyPath(node, sha256 string) string {
-	return fmt.Sprintf("/api/v1/nodes/https:%s:%d/proxy%s", node, upgrade.BlobPort, upgrade.BlobPath(sha256))
-}
-
-// put uploads the file at path (size bytes) to the server node: straight
-// to its blob port when this machine reaches the node's address (one TLS
-// hop; under TCG the apiserver's proxy adds two more and is slower than
-// 25 KiB/s), else through the apiserver's node proxy. The server checks
-// what arrives against the sha256 and size an Upgrade names; 201 (stored)
-// and 200 (held already) succeed.
-func (k *kube) put(ctx context.Context, node, path string, f upgrade.File) error {
-	// A file may take a while, a stalled one not forever: it must go at
-	// 256 KiB/s at least (115 MiB in 8 min).
-	ctx, cancel := context.WithTimeout(ctx, k.timeout+time.Duration(f.Size/(256<<10))*time.Second)
-	defer cancel()
-	if direct := k.directBlob(ctx, node); direct != nil {
-		err := k.putTo(ctx, direct, "https://"+direct.host+upgrade.BlobPath(f.SHA256), path, f)
-		var ae *apiError
-		if err == nil || errors.As(err, &ae) || ctx.Err() != nil {
-			return err
-		}
+// firstLine is the start of a reply that is not a Status, for a message.
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(s) > 200 {
+		s = s[:200]
 	}
-	return k.putTo(ctx, &blobClient{c: k.c}, k.api+blobProxyPath(node, f.SHA256), path, f)
-}
-
-// blobClient reaches a server's blob port.
-type blobClient struct {
-	c    *http.Client
-	host string
-}
-
-// directBlob is a client for node's blob port when its InternalIP answers
-// within a few seconds, else nil.
-func (k *kube) directBlob(ctx context.Context, node string) *blobClient {
-	var n struct {
-		Status struct {
-			Addresses []struct{ Type, Address string } `json:"addresses"`
-		} `json:"status"`
-	}
-	if k.call(ctx, "GET", "/api/v1/nodes/"+node, nil, &n, maxObject) != nil {
-		return nil
-	}
-	tr, ok := k.c.Transport.(*http.Transport)
-	if !ok || tr.TLSClientConfig == nil {
-		return nil
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type != "InternalIP" {
-			continue
-		}
-		host := net.JoinHostPort(a.Address, strconv.Itoa(upgrade.BlobPort))
-		d := net.Dialer{Timeout: 3 * time.Second}
-		conn, err := d.DialContext(ctx, "tcp", host)
-		if err != nil {
-			return nil
-		}
-		conn.Close()
-		tlsCfg := tr.TLSClientConfig.Clone()
-		// Servers answer on the blob port with the apiserver's
-		// certificate, which names "kubernetes".
-		tlsCfg.ServerName = "kubernetes"
-		return &blobClient{host: host, c: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil, ForceAttemptHTTP2: false}}}
-	}
-	return nil
-}
-
-// putTo sends the file at path to url.
-func (k *kube) putTo(ctx context.Context, bc *blobClient, url, path string, f upgrade.File) error {
-	in, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	req, err := http.NewRequestWithContext(ctx, "PUT", url, in)
-	if err != nil {
-		return err
-	}
-	req.ContentLength = f.Size
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := bc.c.Do(req)
-	if err != nil {
-		return fmt.Errorf("PUT %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxObject))
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return &apiError{method: "PUT", path: url, code: resp.StatusCode, msg: statusMessage(data)}
-	}
-	return nil
+	return s
 }
