@@ -30,7 +30,8 @@ agents, or --nodes in the order given) drains, writes the new system to its
 other slot and boots it once; it keeps it only when the node is healthy
 within --health-timeout, else it boots its old system again. A failed node
 stops the rollout. Files of a bundle directory are uploaded to every server
-first, through the apiserver; nodes fetch them from there. 'cairn upgrade
+first (to its blob port, else through the apiserver); nodes fetch them from
+there. 'cairn upgrade
 status' shows where an upgrade stands (docs/upgrades.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
