@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -147,12 +148,44 @@ type upgradeBed struct {
 	kubeconfig string   // file: the VIP, or the one server
 	urls       []string // apiservers the test asks, in order
 	api        *apiClient
+	smp        int // vCPUs per VM
 }
 
 func newUpgradeBed(t *testing.T) *upgradeBed {
 	t.Helper()
 	t.Logf("load: %s", loadAvg())
-	return &upgradeBed{t: t, ns: bridgeNS(t)}
+	smp := 2
+	if v := os.Getenv("CAIRN_E2E_SMP"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 8 {
+			t.Fatalf("CAIRN_E2E_SMP=%q: give a vCPU count from 1 to 8", v)
+		}
+		smp = n
+	}
+	return &upgradeBed{t: t, ns: bridgeNS(t), smp: smp}
+}
+
+// nodeDir is where a VM's disk and seed go: a test's temporary directory,
+// or with CAIRN_E2E_KEEP=1 a directory kept after a failed test, so its
+// disk's logs (STATE's log/cairn/) can be read afterwards.
+func (b *upgradeBed) nodeDir(name string) string {
+	t := b.t
+	t.Helper()
+	if os.Getenv("CAIRN_E2E_KEEP") != "1" {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("", "cairn-e2e-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s: disk and seed kept in %s (CAIRN_E2E_KEEP=1)", name, dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
 }
 
 // loadAvg is the machine's load (1, 5 and 15 minutes), for the report.
@@ -172,7 +205,7 @@ func (b *upgradeBed) addNode(ctx context.Context, dir, name, addr, userData stri
 	t := b.t
 	t.Helper()
 	n := &diskNode{name: name, addr: addr, mac: fmt.Sprintf("52:54:00:77:01:%02x", 0x21+len(b.nodes))}
-	tmp := t.TempDir()
+	tmp := b.nodeDir(name)
 	n.disk = filepath.Join(tmp, "disk.qcow2")
 	base, err := filepath.Abs(filepath.Join(dir, "disk.img"))
 	if err != nil {
@@ -213,7 +246,7 @@ func (b *upgradeBed) boot(ctx context.Context, n *diskNode) {
 		name = fmt.Sprintf("%s-power%d", n.name, n.boots)
 	}
 	n.m = bootFirmware(t, ctx, bd, qemu.Config{
-		Name: name, Netns: b.ns, Memory: 3072, SMP: 2, AllowReboot: true,
+		Name: name, Netns: b.ns, Memory: 3072, SMP: b.smp, AllowReboot: true,
 		FailOn: qemu.FatalLines, Seed: n.seed,
 		Drives: []qemu.Drive{{Path: n.disk, Format: "qcow2"}},
 		NICs:   []qemu.NIC{{TAP: n.tap, MAC: n.mac}},
@@ -285,8 +318,8 @@ func (b *upgradeBed) waitReady(ctx context.Context, version string, began time.T
 	for _, n := range b.nodes {
 		start := b.waitBooted(ctx, n, version)
 		ready := waitFor(t, ctx, n.m, upgradeReady, reIsReady)
-		t.Logf("figures: %s (%s disk, TCG, 2 vCPUs, %d VMs at once): QEMU start to init %s, to node Ready %s (%s since the first power-on; load %s)",
-			n.name, upgradeBoard, len(b.nodes), secs(start.At), secs(ready.At), secs(time.Since(began)), loadAvg())
+		t.Logf("figures: %s (%s disk, TCG, %d vCPUs, %d VMs at once): QEMU start to init %s, to node Ready %s (%s since the first power-on; load %s)",
+			n.name, upgradeBoard, b.smp, len(b.nodes), secs(start.At), secs(ready.At), secs(time.Since(began)), loadAvg())
 	}
 }
 
