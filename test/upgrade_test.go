@@ -287,15 +287,21 @@ func startUpgradeCluster(t *testing.T, ctx context.Context, dir, version string)
 }
 
 // tcgLeases are a server's leases for VMs under TCG on a loaded 2-core
-// machine: with the defaults (15 s, renew within 10 s) the
+// machine. With the defaults (15 s, renew within 10 s) the
 // controller-manager lost its lease every minute or two at load 10, exited,
 // and never ran long enough to approve the kubelets' certificates (three
-// nodes not Ready after 22 minutes); the VIP moved every few seconds.
+// nodes not Ready after 22 minutes); the VIP moved every few seconds. With
+// 90 s (renew within 60 s), three VMs at load 4-7 still lost it every
+// 100 s: kine's queries took up to 47 s inside the starved guests, each
+// restart's relisting loaded the apiservers again, and the Deployment
+// never became available in 10 minutes. Leaders now survive 4 minutes of
+// a slow apiserver, and a node is marked NotReady (its pods unready) only
+// after 3 minutes without a heartbeat.
 const tcgLeases = `  vip-lease-duration: 40s
   vip-renew-deadline: 30s
   vip-retry-period: 4s
-  kube-controller-manager-arg: [leader-elect-lease-duration=90s, leader-elect-renew-deadline=60s, leader-elect-retry-period=10s]
-  kube-scheduler-arg: [leader-elect-lease-duration=90s, leader-elect-renew-deadline=60s, leader-elect-retry-period=10s]
+  kube-controller-manager-arg: [leader-elect-lease-duration=300s, leader-elect-renew-deadline=240s, leader-elect-retry-period=20s, node-monitor-grace-period=180s]
+  kube-scheduler-arg: [leader-elect-lease-duration=300s, leader-elect-renew-deadline=240s, leader-elect-retry-period=20s]
 `
 
 // startUpgradeSingle boots one server on its embedded etcd from dir's disk
