@@ -52,9 +52,14 @@ var BundleFiles = []string{SystemFile, KernelFile, InitrdFile}
 // holds (HTTPS, GET /cairn/v1/blobs/SHA256 for a node presenting a
 // certificate of the cluster's client CA) and accepts them (PUT, only
 // files that an Upgrade not yet ended names, checked against sha256 and
-// size while they arrive). `cairn upgrade --image DIR` uploads through
-// the apiserver's node proxy: /api/v1/nodes/https:NODE:6446/proxy/cairn/v1/blobs/SHA256.
+// size while they arrive). `cairn upgrade --image DIR` uploads to it
+// directly, else through the apiserver's node proxy:
+// /api/v1/nodes/https:NODE:6446/proxy/cairn/v1/blobs/SHA256.
 const BlobPort = 6446
+
+// ServerLabel marks the Node objects of servers (as kubeadm and k3s do):
+// they hold the bundles' files, and the CLI upgrades them first.
+const ServerLabel = "node-role.kubernetes.io/control-plane"
 
 // BlobPath is the path of a file by its sha256 on BlobPort.
 func BlobPath(sha256 string) string { return "/cairn/v1/blobs/" + sha256 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/node/join"
 	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
@@ -244,7 +245,7 @@ func (s *server) adminTLS(c pki.Cluster) (*tls.Config, error) {
 // labelNode labels this server's Node as the control plane's (a node may
 // not set that label itself), once the kubelet has registered it.
 func (s *server) labelNode(ctx context.Context, api *apiClient) {
-	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{controlPlaneLabel: "true"}}}
+	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{upgrade.ServerLabel: "true"}}}
 	for sleep(ctx, 3*time.Second) == nil {
 		if err := api.mergePatch(ctx, "/api/v1/nodes/"+nodeName(s.o), patch); err == nil {
 			return

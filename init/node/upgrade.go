@@ -447,7 +447,7 @@ func (u *upgrader) servers(ctx context.Context) ([]string, error) {
 			} `json:"status"`
 		}
 	}
-	q := url.Values{"labelSelector": {controlPlaneLabel}}
+	q := url.Values{"labelSelector": {upgrade.ServerLabel}}
 	if err := u.api.do(ctx, http.MethodGet, "/api/v1/nodes?"+q.Encode(), "", nil, &list); err != nil {
 		return nil, err
 	}
@@ -467,9 +467,6 @@ func (u *upgrader) servers(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
-
-// controlPlaneLabel marks server nodes (as kubeadm and k3s do).
-const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
 func hostPortString(host string, port int) string {
 	if strings.Contains(host, ":") {

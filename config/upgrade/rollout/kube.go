@@ -160,9 +160,6 @@ type kubeNode struct {
 	Version string
 }
 
-// controlPlaneLabel marks servers' Node objects.
-const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
-
 // nodes lists the cluster's nodes, servers first, each group by name.
 func (k *Kube) nodes(ctx context.Context) ([]kubeNode, error) {
 	var list struct {
@@ -180,7 +177,7 @@ func (k *Kube) nodes(ctx context.Context) ([]kubeNode, error) {
 	var out []kubeNode
 	for _, it := range list.Items {
 		m := it.Metadata
-		_, server := m.Labels[controlPlaneLabel]
+		_, server := m.Labels[upgrade.ServerLabel]
 		out = append(out, kubeNode{Name: m.Name, Server: server, Arch: m.Labels["kubernetes.io/arch"], Version: m.Annotations[upgrade.VersionAnnotation]})
 	}
 	slices.SortFunc(out, func(a, b kubeNode) int {

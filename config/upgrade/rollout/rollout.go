@@ -136,7 +136,7 @@ func planUpgrade(ctx context.Context, k *Kube, o Options, bundles []*bundle) (*u
 		}
 	}
 	if slices.ContainsFunc(bundles, func(b *bundle) bool { return b.dir != "" }) && len(servers) == 0 {
-		return nil, nil, nil, fmt.Errorf("no node is labelled %s to hold the bundle's files; serve them over HTTP and give --image URL", controlPlaneLabel)
+		return nil, nil, nil, fmt.Errorf("no node is labelled %s to hold the bundle's files; serve them over HTTP and give --image URL", upgrade.ServerLabel)
 	}
 	for _, d := range o.Deployments {
 		ns, name, _ := strings.Cut(d, "/")

@@ -31,9 +31,6 @@ import (
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
-// controlPlaneLabel marks servers' Node objects.
-const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
-
 // API is an apiserver with the objects `cairn upgrade` uses: Nodes,
 // Deployments, Upgrades (with the status subresource) and the servers'
 // blob port behind the node proxy, which accepts only files a not-Done
@@ -106,7 +103,7 @@ func (f *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for _, n := range f.Nodes {
 			labels := map[string]string{"kubernetes.io/arch": n.Arch}
 			if n.Server {
-				labels[controlPlaneLabel] = ""
+				labels[upgrade.ServerLabel] = ""
 			}
 			items = append(items, map[string]any{"metadata": map[string]any{"name": n.Name, "labels": labels,
 				"annotations": map[string]string{upgrade.VersionAnnotation: "v1"}}})
