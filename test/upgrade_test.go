@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/init/node/join"
 	"github.com/cairn-os/cairn/qemu"
 )
 

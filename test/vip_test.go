@@ -29,7 +29,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/qemu"
 )
 

@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/image"
 	"github.com/cairn-os/cairn/image/progress"
-	"github.com/cairn-os/cairn/init/node/join"
 	"github.com/cairn-os/cairn/qemu"
 	"github.com/cairn-os/cairn/qemu/container"
 )

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/cmd/cairn/internal/rollout"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/config/upgrade/rollout"
 )
 
 func init() { register(newUpgradeCmd) }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-os/cairn/config/upgrade/rollout"
+	"github.com/cairn-os/cairn/cmd/cairn/internal/rollout"
 )
 
 func newUpgradeStatusCmd(kubeconfig *string) *cobra.Command {

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairn-os/cairn/cmd/cairn/internal/rollout/rollouttest"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/config/upgrade/rollout/rollouttest"
 )
 
 // TestUpgradeUsage: flags that make no upgrade are usage errors (exit

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
-	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
 )

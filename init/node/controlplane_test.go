@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
-	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
 )

@@ -11,8 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/init/node/join"
 )
 
 // apiClient makes the few requests the init sends to its own apiserver,

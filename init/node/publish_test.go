@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/config/join"
 )
 
 // The objects a server publishes are what the apiserver accepts and what

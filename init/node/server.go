@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-os/cairn/config"
-	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"

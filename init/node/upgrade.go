@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/boot"
-	"github.com/cairn-os/cairn/init/node/join"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 

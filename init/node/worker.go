@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/config"
-	"github.com/cairn-os/cairn/init/node/join"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
 )

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/init/node/join"
 )
 
 // Kube talks REST to a cluster's apiserver with an admin kubeconfig: the

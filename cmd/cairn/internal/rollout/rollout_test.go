@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/cmd/cairn/internal/rollout/rollouttest"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/config/upgrade/rollout/rollouttest"
 )
 
 // quick makes following fast and names upgrades after a fixed time.

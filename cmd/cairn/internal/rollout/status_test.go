@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairn-os/cairn/cmd/cairn/internal/rollout/rollouttest"
 	"github.com/cairn-os/cairn/config/upgrade"
-	"github.com/cairn-os/cairn/config/upgrade/rollout/rollouttest"
 )
 
 func TestStatus(t *testing.T) {

@@ -3,7 +3,8 @@
 // `K10<CA hash>::server:<secret>`), the keys derived from the token (the
 // bootstrap token, the proof that a server knows the token), and the
 // client that fetches and verifies the cluster's CA and an admin
-// kubeconfig from a server. `cairn kubeconfig` uses it; so will agents.
+// kubeconfig from a server. It is the join contract: servers publish what
+// it reads, agents and `cairn kubeconfig` read it.
 package join
 
 import (
