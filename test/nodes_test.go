@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu"
 )
 
@@ -354,7 +354,7 @@ type apiClient struct {
 
 func newAPIClient(t *testing.T, ns *qemu.Netns, kubeconfig []byte) *apiClient {
 	t.Helper()
-	admin, err := join.ParseKubeconfig(kubeconfig)
+	admin, err := kube.ParseKubeconfig(kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu"
 )
 
@@ -96,7 +97,7 @@ func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string)
 
 	// cairn token: the full token, read back with admin credentials, pins
 	// the CA every server hands out.
-	admin, err := join.ParseKubeconfig(c.kubeconfigs[0])
+	admin, err := kube.ParseKubeconfig(c.kubeconfigs[0])
 	if err != nil {
 		t.Fatal(err)
 	}

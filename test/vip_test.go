@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu"
 )
 
@@ -103,7 +104,7 @@ func TestVIP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cairn kubeconfig: %v", err)
 	}
-	admin, err := join.ParseKubeconfig(kc)
+	admin, err := kube.ParseKubeconfig(kc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu/container"
 )
 
@@ -141,7 +142,7 @@ func probeCluster(ctx context.Context, dir string, st *clusterState, tok join.To
 				}
 				kc = []byte(strings.Replace(string(kc), from, "      server: https://"+st.VIP.String()+":6443\n", 1))
 			}
-			a, err := join.ParseKubeconfig(kc)
+			a, err := kube.ParseKubeconfig(kc)
 			if err != nil {
 				return nil, nil, "", err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 func init() { register(newTokenCmd) }
@@ -34,13 +35,13 @@ Secret kube-system/cairn-token; nodes never print it.`,
 			if err != nil {
 				return err
 			}
-			admin, err := join.ParseKubeconfig(data)
+			admin, err := kube.ParseKubeconfig(data)
 			if err != nil {
 				return fmt.Errorf("%s: %w", kubeconfig, err)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			tok, err := admin.ReadToken(ctx)
+			tok, err := join.ReadToken(ctx, admin.Client(kube.Options{}))
 			if err != nil {
 				return err
 			}

@@ -3,17 +3,15 @@ package join
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
+
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // What a server publishes through its apiserver for holders of the token.
@@ -61,6 +59,8 @@ func (c *Client) base() (*url.URL, error) {
 	return u, nil
 }
 
+// get reads path from the server into out, with tlsCfg and, when not
+// empty, a bearer token, saying in a user's words what a refusal means.
 func (c *Client) get(ctx context.Context, tlsCfg *tls.Config, path, bearer string, out any) error {
 	u, err := c.base()
 	if err != nil {
@@ -70,50 +70,24 @@ func (c *Client) get(ctx context.Context, tlsCfg *tls.Config, path, bearer strin
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil, DialContext: c.DialContext}}
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath(path).String(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("reaching %s: %w", u.Host, unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
-	if err != nil {
-		return fmt.Errorf("reading from %s: %w", u.Host, err)
-	}
-	if len(body) > maxReply {
-		return fmt.Errorf("%s answered more than %d bytes for %s; is it a cairn server?", u.Host, maxReply, path)
-	}
+	api := kube.New(u.String(), kube.Options{TLS: tlsCfg, Timeout: timeout, MaxReply: maxReply, Bearer: bearer, DialContext: c.DialContext})
+	defer api.CloseIdleConnections()
+	err = api.Get(ctx, path, out)
+	var ae *kube.Error
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
+	case err == nil:
+		return nil
+	case !errors.As(err, &ae):
+		return fmt.Errorf("reaching %s: %w", u.Host, err)
+	case ae.Code == http.StatusUnauthorized:
 		return fmt.Errorf("%s refused the token (401 Unauthorized): it is not this cluster's token", u.Host)
-	case resp.StatusCode == http.StatusForbidden:
+	case ae.Code == http.StatusForbidden:
 		return fmt.Errorf("%s: the token may not read %s (403 Forbidden)", u.Host, path)
-	case resp.StatusCode == http.StatusNotFound:
+	case ae.Code == http.StatusNotFound:
 		return fmt.Errorf("%s has no %s (404): not a cairn server, or it has not finished starting; try again in a minute", u.Host, path)
-	case resp.StatusCode/100 != 2:
-		return fmt.Errorf("%s answered %s for %s", u.Host, resp.Status, path)
+	default:
+		return fmt.Errorf("%s answered %d %s for %s", u.Host, ae.Code, http.StatusText(ae.Code), path)
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("%s: reading %s: %w", u.Host, path, err)
-	}
-	return nil
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // CA fetches the cluster's serving CA bundle from the server and verifies
@@ -152,15 +126,6 @@ func (c *Client) CAs(ctx context.Context) (serving, clientCA []byte, err error) 
 	return serving, clientCA, nil
 }
 
-// Pinned is a TLS config that trusts only caPEM.
-func Pinned(caPEM []byte) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("the CA bundle holds no certificate")
-	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
-}
-
 // AdminKubeconfig fetches an admin kubeconfig through a connection that
 // trusts only the verified CA, authenticating with the bootstrap token
 // derived from the cluster token. Its server is set to c.Server.
@@ -169,7 +134,7 @@ func (c *Client) AdminKubeconfig(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := Pinned(ca)
+	tlsCfg, err := kube.Pinned(ca)
 	if err != nil {
 		return nil, err
 	}
@@ -184,45 +149,5 @@ func (c *Client) AdminKubeconfig(ctx context.Context) ([]byte, error) {
 	if err != nil || len(kc) == 0 {
 		return nil, fmt.Errorf("the server's %s holds no kubeconfig", AdminSecret)
 	}
-	return SetServer(kc, c.Server)
-}
-
-// serverPlaceholder is the server line of the stored admin kubeconfig.
-const serverPlaceholder = "https://127.0.0.1:6443"
-
-// SetServer points a kubeconfig made by Kubeconfig at server.
-func SetServer(kc []byte, server string) ([]byte, error) {
-	line := "      server: " + serverPlaceholder + "\n"
-	if !strings.Contains(string(kc), line) {
-		return nil, errors.New("the kubeconfig has no server line to set")
-	}
-	return []byte(strings.Replace(string(kc), line, "      server: "+server+"\n", 1)), nil
-}
-
-// Kubeconfig renders a kubeconfig for one user with a client certificate,
-// at server (serverPlaceholder when empty).
-func Kubeconfig(server string, caPEM, certPEM, keyPEM []byte, user string) []byte {
-	if server == "" {
-		server = serverPlaceholder
-	}
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters:
-  - name: cairn
-    cluster:
-      certificate-authority-data: %s
-      server: %s
-users:
-  - name: %s
-    user:
-      client-certificate-data: %s
-      client-key-data: %s
-contexts:
-  - name: cairn
-    context:
-      cluster: cairn
-      user: %s
-current-context: cairn
-`, b64(caPEM), server, user, b64(certPEM), b64(keyPEM), user)
+	return kube.SetServer(kc, c.Server)
 }

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // fakeServer stands in for a server's apiserver (a real one runs in the
@@ -30,7 +32,7 @@ func fakeServer(t *testing.T, secret, proof string) (*httptest.Server, []byte) {
 				w.WriteHeader(http.StatusUnauthorized)
 				return
 			}
-			kc := Kubeconfig("", caPEM, []byte("cert"), []byte("key"), "cairn-admin")
+			kc := kube.Kubeconfig("", caPEM, []byte("cert"), []byte("key"), "cairn-admin")
 			json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{KubeconfigKey: base64.StdEncoding.EncodeToString(kc)}})
 		default:
 			http.NotFound(w, r)

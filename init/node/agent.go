@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
 )
@@ -103,7 +104,7 @@ func (a *agent) run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			cfg, err := join.Pinned(serving)
+			cfg, err := kube.Pinned(serving)
 			if err != nil {
 				return nil, err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
@@ -108,14 +109,14 @@ func (s *server) writePKI(c pki.Cluster) error {
 			return err
 		}
 		if l.name == "controller-manager" || l.name == "scheduler" {
-			kc := join.Kubeconfig(apiserverLocal, caPEM, p.Cert, p.Key, l.leaf.CommonName)
+			kc := kube.Kubeconfig(apiserverLocal, caPEM, p.Cert, p.Key, l.leaf.CommonName)
 			if err := writeFile(s.l.Kubeconfig(l.name), kc, 0o600); err != nil {
 				return err
 			}
 		}
 	}
 	admin := c[pki.Admin]
-	if err := writeFile(s.l.Kubeconfig("admin"), join.Kubeconfig(apiserverLocal, caPEM, admin.Cert, admin.Key, "cairn-admin"), 0o600); err != nil {
+	if err := writeFile(s.l.Kubeconfig("admin"), kube.Kubeconfig(apiserverLocal, caPEM, admin.Cert, admin.Key, "cairn-admin"), 0o600); err != nil {
 		return err
 	}
 	tokenPath := s.tokenPath()
@@ -267,7 +268,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 	}
 	api := newAPIClient(apiserverLocal, tlsCfg)
 	admin := c[pki.Admin]
-	objs := published(s.tok.Secret, c[pki.ServerCA].Cert, c[pki.ClientCA].Cert, join.Kubeconfig("", c[pki.ServerCA].Cert, admin.Cert, admin.Key, "cairn-admin"))
+	objs := published(s.tok.Secret, c[pki.ServerCA].Cert, c[pki.ClientCA].Cert, kube.Kubeconfig("", c[pki.ServerCA].Cert, admin.Cert, admin.Key, "cairn-admin"))
 	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
 		err := api.publish(ctx, objs)
 		if err == nil {

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/supervise"
@@ -50,7 +50,7 @@ type upgrader struct {
 // nodeTLS trusts the cluster's serving CA and presents the kubelet's
 // current client certificate, read at each handshake (it rotates).
 func (w *worker) nodeTLS() (*tls.Config, error) {
-	cfg, err := join.Pinned(w.servingCA)
+	cfg, err := kube.Pinned(w.servingCA)
 	if err != nil {
 		return nil, err
 	}

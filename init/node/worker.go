@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
 )
@@ -370,7 +371,7 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 	if err != nil {
 		return false, "", fmt.Errorf("the kubelet's client certificate: %w", err)
 	}
-	pinned, err := join.Pinned(w.servingCA)
+	pinned, err := kube.Pinned(w.servingCA)
 	if err != nil {
 		return false, "", err
 	}

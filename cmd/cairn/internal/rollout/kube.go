@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
@@ -46,7 +46,7 @@ func Open(path string) (*Kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin, err := join.ParseKubeconfig(data)
+	admin, err := kube.ParseKubeconfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
