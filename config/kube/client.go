@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-os/cairn/config/brief"
 )
 
 // Options shape a Client. The zero value is a client for the init: no
@@ -230,24 +232,8 @@ func statusMessage(code int, reply []byte) string {
 	if json.Unmarshal(reply, &st) == nil && st.Message != "" {
 		return st.Message
 	}
-	if l := FirstLine(reply, 200); l != "" {
+	if l := brief.FirstLine(reply, 200); l != "" {
 		return l
 	}
 	return http.StatusText(code)
-}
-
-// FirstLine is the first non-empty line of b, trimmed, at most n bytes
-// (an ellipsis marks a cut): a reply or a program's output in a one-line
-// message.
-func FirstLine(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	s, _, _ = strings.Cut(s, "\n")
-	return clip(strings.TrimSpace(s), n)
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

@@ -69,15 +69,3 @@ func TestClientAnswers(t *testing.T) {
 		t.Error("Apply of an unknown kind succeeded")
 	}
 }
-
-func TestFirstLine(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                       "",
-		"\n  error: b  \nmore\n": "error: b",
-		strings.Repeat("x", 12):  "xxxxxxxxxx…",
-	} {
-		if got := FirstLine([]byte(in), 10); got != want {
-			t.Errorf("FirstLine(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

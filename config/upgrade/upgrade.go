@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/cairn-os/cairn/config/files"
 )
 
 // The Upgrade custom resource, in Namespace. Servers install its
@@ -347,4 +349,18 @@ func CRD() map[string]any {
 			}},
 		},
 	}
+}
+
+// Verify checks that the file at path is f, by its size and sha256; both
+// sides of an upgrade check every file with it (the CLI before it
+// uploads, a node before it writes a slot).
+func (f File) Verify(path string) error {
+	sum, n, err := files.SHA256(path, f.Size)
+	if err != nil {
+		return err
+	}
+	if n != f.Size || sum != f.SHA256 {
+		return fmt.Errorf("%s is not the file the upgrade names: %s of %d bytes, it is %d bytes with sha256 %s", path, f.Name, f.Size, n, sum)
+	}
+	return nil
 }

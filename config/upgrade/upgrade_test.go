@@ -1,6 +1,8 @@
 package upgrade
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,5 +44,19 @@ func TestBundleCheck(t *testing.T) {
 				t.Fatalf("got %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestFileVerify(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "system.img")
+	os.WriteFile(p, []byte("hello"), 0o600)
+	good := File{Name: SystemFile, Size: 5, SHA256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}
+	if err := good.Verify(p); err != nil {
+		t.Errorf("the file itself: %v", err)
+	}
+	for _, f := range []File{{Name: SystemFile, Size: 4, SHA256: good.SHA256}, {Name: SystemFile, Size: 5, SHA256: strings.Repeat("0", 64)}} {
+		if err := f.Verify(p); err == nil || !strings.Contains(err.Error(), "is not the file the upgrade names") {
+			t.Errorf("%+v: %v", f, err)
+		}
 	}
 }

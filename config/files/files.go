@@ -1,0 +1,51 @@
+// Package files reads files with bounds: a file's contents up to a
+// limit, and a file's size and sha256. Every file cairn reads that
+// someone else wrote (a token, a state record, a bundle) goes through
+// here, so a huge or endless one is an error, never an out-of-memory.
+package files
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Read reads the file at path, refusing one larger than limit bytes with
+// an error naming it.
+func Read(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+// SHA256 is the hex sha256 of the file at path and its size, reading at
+// most limit+1 bytes (limit < 0: no bound, for the builder's own files).
+func SHA256(path string, limit int64) (sum string, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if limit >= 0 {
+		r = io.LimitReader(f, limit+1)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return "", 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
