@@ -125,6 +125,8 @@ func componentService(o Options, c render.Command) supervise.Service {
 		Backoff:     componentBackoff,
 		StopTimeout: 20 * time.Second,
 		Console:     o.Debug && c.Name != "kine",
+		// kine's last words may quote the datastore endpoint.
+		PrivateOutput: c.Name == "kine",
 	}
 }
 

@@ -8,6 +8,8 @@ type Ring struct {
 	buf  []byte
 	next int  // where the next byte goes
 	full bool // buf has wrapped at least once
+	// total counts every byte ever written, kept or not.
+	total int64
 }
 
 // NewRing returns a ring holding up to size bytes.
@@ -23,6 +25,7 @@ func (r *Ring) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(p)
+	r.total += int64(n)
 	if len(p) >= len(r.buf) {
 		copy(r.buf, p[len(p)-len(r.buf):])
 		r.next, r.full = 0, true
@@ -50,4 +53,24 @@ func (r *Ring) Bytes() []byte {
 	out := make([]byte, 0, len(r.buf))
 	out = append(out, r.buf[r.next:]...)
 	return append(out, r.buf[:r.next]...)
+}
+
+// Total is how many bytes were ever written to the ring.
+func (r *Ring) Total() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
+}
+
+// Since returns what the ring still holds of the bytes written after
+// Total was mark.
+func (r *Ring) Since(mark int64) []byte {
+	b := r.Bytes()
+	r.mu.Lock()
+	n := r.total - mark
+	r.mu.Unlock()
+	if n < int64(len(b)) {
+		b = b[int64(len(b))-max(n, 0):]
+	}
+	return b
 }

@@ -34,6 +34,11 @@ type Service struct {
 	// Console copies the service's output to the console, each line as
 	// "<name>| <line>".
 	Console bool
+	// PrivateOutput keeps the service's output off the console even when
+	// it exits: by default the exit line quotes its last output line, which
+	// usually says why; a program whose output may hold a secret (kine
+	// echoes the datastore endpoint) sets this.
+	PrivateOutput bool
 	// StopTimeout is the grace period between SIGTERM and SIGKILL (10 s
 	// when zero).
 	StopTimeout time.Duration

@@ -108,6 +108,9 @@ func TestRestartPolicy(t *testing.T) {
 		{"onfailure-fails", OnFailure, "exit 5", "service onfailure-fails: exited (status 5), restarting in 5ms", Restarting},
 		{"killed", Never, "kill -9 $$", "service killed: exited (status 137)", Exited},
 		{"missing", Never, "", "service missing: cannot start: fork/exec /nonexistent/program: no such file or directory", Exited},
+		// The exit line quotes the run's last output line: why it stopped.
+		{"says-why", Never, "echo starting; echo 'E1206 flag --bad: unknown flag' >&2; exit 1", "service says-why: exited (status 1): E1206 flag --bad: unknown flag", Exited},
+		{"says-why-again", OnFailure, "echo 'open /x: no such file'; exit 2", "service says-why-again: exited (status 2), restarting in 5ms: open /x: no such file", Restarting},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, log, _ := newTest(t)
@@ -377,5 +380,40 @@ func TestSignalRestartsAService(t *testing.T) {
 	}
 	if log.index("service sleeper: exited (status 143), restarting in 5ms") < 0 {
 		t.Errorf("no restart line in\n%s", strings.Join(log.all(), "\n"))
+	}
+}
+
+func TestPrivateOutputIsNotQuoted(t *testing.T) {
+	s, log, _ := newTest(t)
+	svc := Service{Name: "kine", Path: "/bin/sh", Args: []string{"-c", "echo 'postgres://cairn:hunter2@db/k'; exit 1"},
+		Restart: Never, PrivateOutput: true}
+	if err := s.Start(svc); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, s, "kine", func(st Status) bool { return st.State == Exited })
+	if log.index("service kine: exited (status 1)") < 0 {
+		t.Errorf("no exit line in\n%s", strings.Join(log.all(), "\n"))
+	}
+	for _, l := range log.all() {
+		if strings.Contains(l, "hunter2") {
+			t.Errorf("a private service's output reached the console: %q", l)
+		}
+	}
+}
+
+func TestExitLineQuotesOnlyThisRun(t *testing.T) {
+	r := NewRing(16)
+	r.Write([]byte("old line\n"))
+	mark := r.Total()
+	if got := string(r.Since(mark)); got != "" {
+		t.Errorf("Since(mark) with nothing new = %q", got)
+	}
+	r.Write([]byte("new\n"))
+	if got := string(r.Since(mark)); got != "new\n" {
+		t.Errorf("Since(mark) = %q, want %q", got, "new\n")
+	}
+	r.Write([]byte("0123456789abcdefXYZ"))
+	if got := string(r.Since(mark)); got != "3456789abcdefXYZ" {
+		t.Errorf("Since(mark) past the ring's size = %q", got)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairn-os/cairn/config/brief"
 )
 
 // Options configure a Supervisor.
@@ -308,6 +310,19 @@ func (s *Supervisor) waitNeeds(u *unit) bool {
 	}
 }
 
+// lastWords is ": " and the last line the service wrote since its
+// output's Total was mark, for its exit line; "" when it wrote none or
+// its output is private.
+func (u *unit) lastWords(mark int64) string {
+	if u.svc.PrivateOutput {
+		return ""
+	}
+	if l := brief.LastLine(u.ring.Since(mark), 200); l != "" {
+		return ": " + l
+	}
+	return ""
+}
+
 func (s *Supervisor) run(u *unit) {
 	defer close(u.done)
 	defer func() {
@@ -327,6 +342,7 @@ func (s *Supervisor) run(u *unit) {
 	for {
 		s.set(u, Starting, 0, "starting")
 		began := time.Now()
+		mark := u.ring.Total()
 		status, stopped, err := s.runOnce(u)
 		if stopped {
 			s.set(u, Stopped, 0, "stopped")
@@ -337,7 +353,7 @@ func (s *Supervisor) run(u *unit) {
 			if err != nil {
 				s.set(u, Exited, 0, fmt.Sprintf("cannot start: %v", err))
 			} else {
-				s.set(u, Exited, 0, fmt.Sprintf("exited (status %d)", status))
+				s.set(u, Exited, 0, fmt.Sprintf("exited (status %d)%s", status, u.lastWords(mark)))
 			}
 			return
 		}
@@ -348,7 +364,7 @@ func (s *Supervisor) run(u *unit) {
 		if err != nil {
 			s.set(u, Restarting, 0, fmt.Sprintf("cannot start: %v; restarting in %s", err, delay))
 		} else {
-			s.set(u, Restarting, 0, fmt.Sprintf("exited (status %d), restarting in %s", status, delay))
+			s.set(u, Restarting, 0, fmt.Sprintf("exited (status %d), restarting in %s%s", status, delay, u.lastWords(mark)))
 		}
 		t := time.NewTimer(delay)
 		select {
