@@ -295,6 +295,11 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 		if st, err := os.Stat(compDir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("components: %s is not a directory; run 'make components' or leave out -components", compDir)
 		}
+		// linux-ARCH is a link that a components build swaps in one
+		// rename: resolve it once, so this build reads one tree whole.
+		if compDir, err = filepath.EvalSymlinks(compDir); err != nil {
+			return nil, fmt.Errorf("components: %w", err)
+		}
 	}
 	if in.debPath, err = findKernelDeb(o.Kernel, s.board); err != nil {
 		return nil, err
