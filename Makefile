@@ -6,6 +6,10 @@ OUT     ?= out
 BOARD   ?= qemu-x86_64
 DEBS    ?= $(OUT)/debs
 CAIRN   := $(OUT)/bin/cairn
+# The build's version word, the one the CLI and every image built by
+# `make image` carry (`cairn version`, the nodes' os-release, kubectl's
+# OS-IMAGE): git describe of this tree, as `cairn build` names it.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export CGO_ENABLED ?= 0
 
@@ -22,14 +26,14 @@ kernels: deps
 	bash .ci/kernels $(DEBS)
 
 cairn:
-	$(GO) build -trimpath -o $(CAIRN) ./cmd/cairn
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(CAIRN) ./cmd/cairn
 
 # The default image: kernel + initramfs + system image for $(BOARD), with the
 # node components for the board's arch (built once, cached by version; a
 # cold build takes 9 minutes on 2 idle cores, 35 on busy ones, see docs/components.md).
 BOARD_ARCH = $(shell awk '/^arch:/ {print $$2; exit}' boards/$(BOARD).yaml)
 image: cairn kernels components-$(BOARD_ARCH)
-	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD) -components $(OUT)/components
+	$(CAIRN) build -board $(BOARD) -kernel $(DEBS) -o $(OUT)/$(BOARD) -components $(OUT)/components -version $(VERSION)
 
 # The node components for one architecture.
 components-amd64 components-arm64: deps

@@ -47,11 +47,20 @@ func printVersion(w io.Writer) {
 	}
 }
 
-// cairnVersion is the module version the go command stamped into the
-// binary: a tag, or a pseudo-version naming the commit (+dirty for
-// uncommitted changes); "(devel)" when it was built without VCS
-// information (-buildvcs=false).
+// version is the build's version word, stamped by `make cairn` with
+// -X main.version: the same word `cairn build` gives the images it builds
+// from this tree (git describe), so `cairn version` and the nodes'
+// os-release agree.
+var version string
+
+// cairnVersion is the stamped version; else the module version the go
+// command stamped into the binary (a tag, or a pseudo-version naming the
+// commit, +dirty for uncommitted changes; `go install`); "(devel)" when
+// built without either.
 func cairnVersion() string {
+	if version != "" {
+		return version
+	}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		return info.Main.Version
 	}

@@ -45,3 +45,14 @@ func TestVersion(t *testing.T) {
 		t.Errorf("cairn version does not name the kubernetes version:\n%s", stdout)
 	}
 }
+
+func TestVersionStamped(t *testing.T) {
+	// make cairn stamps the word cairn build gives images (git describe).
+	defer func(v string) { version = v }(version)
+	version = "43261c4-dirty"
+	var b strings.Builder
+	printVersion(&b)
+	if first, _, _ := strings.Cut(b.String(), "\n"); !strings.HasPrefix(first, "cairn 43261c4-dirty (go") {
+		t.Errorf("cairn version with a stamped version: %q", first)
+	}
+}
