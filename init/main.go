@@ -133,6 +133,9 @@ func main() {
 		st.cmdline, _ = cmdline.Read("/proc/cmdline")
 	}
 	log.SetDebug(st.cmdline.Has("cairn.debug"))
+	if st.platform == Metal && !stage2 {
+		quietKernel(st.cmdline, "/proc/sys/kernel/printk")
+	}
 
 	if !stage2 {
 		log.Printf("init: starting cairn %s on %s (%s)", version, runtime.GOARCH, st.platform)
