@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,6 +113,25 @@ func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, host
 	if state != nil {
 		st.net, st.netCfg = state, cfg
 	}
+	st.log.Printf("%s", identityLine(hostname, state))
+}
+
+// identityLine names the machine and its addresses once the network is
+// up, whatever it runs: the line to find a node by on a console.
+func identityLine(hostname string, state *network.State) string {
+	var addrs []string
+	if state != nil {
+		byLink := state.Addresses()
+		for _, link := range slices.Sorted(maps.Keys(byLink)) {
+			for _, p := range byLink[link] {
+				addrs = append(addrs, fmt.Sprintf("%s (%s)", p, link))
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return fmt.Sprintf("init: this is %s, with no address yet", hostname)
+	}
+	return fmt.Sprintf("init: this is %s at %s", hostname, strings.Join(addrs, ", "))
 }
 
 // startClock syncs the clock in the background from the configured

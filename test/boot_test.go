@@ -38,6 +38,8 @@ func testBoot(t *testing.T, board, arch string) {
 	if got := reNetworkUp.FindStringSubmatch(up.Text); got[2] != qemu.UserNetAddr || got[3] != "dhcp" {
 		t.Errorf("network line %q: want %s via dhcp from QEMU's user network", up.Text, qemu.UserNetAddr)
 	}
+	// The machine names itself and its addresses, whatever it runs.
+	waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`init: this is cairn-boot at `+regexp.QuoteMeta(qemu.UserNetAddr)+` \(`+regexp.QuoteMeta(reNetworkUp.FindStringSubmatch(up.Text)[1])+`\)`))
 
 	// Once the node says its network is up, one press of the power button
 	// (ACPI on x86_64, gpio-keys on arm64) must power it off in order.

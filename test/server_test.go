@@ -102,7 +102,7 @@ func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string)
 		t.Fatal(err)
 	}
 	admin.DialContext = ns.DialContext
-	full, err := admin.ReadToken(ctx)
+	full, err := join.ReadToken(ctx, admin.Client(kube.Options{}))
 	if err != nil {
 		t.Fatalf("cairn token: %v", err)
 	}
