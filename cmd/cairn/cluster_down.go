@@ -1,188 +1,33 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
-	"text/tabwriter"
-	"time"
 
-	"github.com/cairn-os/cairn/qemu/container"
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-os/cairn/cmd/cairn/internal/cluster"
 )
 
-// nodeGrace is how long a node has for its orderly shutdown (its control
-// plane stopped before its datastore) before it is killed.
-const nodeGrace = 90 * time.Second
-
-func clusterDown(ctx context.Context, stderr io.Writer, root, name string) error {
-	dir := clusterDir(root, name)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("no cluster named %s in %s ('cairn cluster list' shows them)", name, root)
-	}
-	st, err := loadState(dir)
-	if err != nil {
-		// Made before cluster.json was written, or damaged: the names
-		// follow from the cluster's name; its processes cannot be known.
-		fmt.Fprintf(stderr, "cairn cluster down: %v; removing the namespaces and links named after %s (check for its processes yourself)\n", err, name)
-		st = &clusterState{Name: name, Network: container.Network{Namespace: namespaceOf(name), HostLink: hostLinkOf(name)}}
-		ents, _ := os.ReadDir(filepath.Join(dir, "nodes"))
-		for _, e := range ents {
-			if nodeIDRe.MatchString(e.Name()) {
-				st.Nodes = append(st.Nodes, nodeState{ID: e.Name()})
+func newClusterDownCmd(stateRoot *string) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "down [--name NAME]",
+		Short: "stop a local cluster and remove everything it made",
+		Long: `Stops every node (an orderly shutdown, then SIGKILL after 90 s) and the
+datastore, deletes the cluster's network namespaces, links and TAP devices,
+and removes its state directory with the nodes' logs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkClusterName(name); err != nil {
+				return err
 			}
-		}
-	}
-	t := time.Now()
-	if err := teardown(ctx, stderr, dir, st); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "cairn cluster down: cluster %s removed (%.1f s)\n", name, time.Since(t).Seconds())
-	return nil
-}
-
-// teardown stops what st records (nodes first, then the datastore),
-// deletes the network, unmounts anything left under dir or the
-// namespaces, and removes dir. It carries on past failures and returns
-// them all.
-func teardown(ctx context.Context, stderr io.Writer, dir string, st *clusterState) error {
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	for _, n := range st.Nodes {
-		if !n.Proc.Alive() {
-			continue
-		}
-		wg.Go(func() {
-			t := time.Now()
-			err := n.Proc.Stop(syscall.SIGTERM, nodeGrace)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
-				return
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("cairn cluster down needs root (run it with sudo)")
 			}
-			fmt.Fprintf(stderr, "cairn cluster down: node %s: stopped (%.1f s)\n", n.Name, time.Since(t).Seconds())
-		})
+			return cluster.Down(cmd.Context(), cmd.ErrOrStderr(), *stateRoot, name)
+		},
 	}
-	wg.Wait()
-	if s := st.Store; s != nil && s.Proc.Alive() {
-		if err := s.Proc.Stop(s.StopSignal(), 30*time.Second); err != nil {
-			errs = append(errs, fmt.Errorf("datastore: %w", err))
-		} else {
-			fmt.Fprintf(stderr, "cairn cluster down: datastore %s: stopped\n", s.Kind)
-		}
-	}
-	if err := st.Network.Delete(ctx, st.nodeIDs()); err != nil {
-		errs = append(errs, err)
-	}
-	for _, m := range leftoverMounts(dir, st.Network.Namespace) {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
-			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
-		}
-	}
-	if len(errs) > 0 {
-		errs = append(errs, fmt.Errorf("%s is kept: run 'cairn cluster down --name %s' again once fixed", dir, st.Name))
-		return errors.Join(errs...)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	return nil
-}
-
-// leftoverMounts are this mount namespace's mount points under dir or of
-// the cluster's network namespaces, deepest first.
-func leftoverMounts(dir, namespace string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	return matchMounts(f, dir, namespace)
-}
-
-func matchMounts(r io.Reader, dir, namespace string) []string {
-	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		mp := strings.ReplaceAll(f[4], `\040`, " ")
-		ns := "/run/netns/" + namespace
-		if mp == dir || strings.HasPrefix(mp, dir+"/") || mp == ns || strings.HasPrefix(mp, ns+".") {
-			out = append([]string{mp}, out...)
-		}
-	}
-	return out
-}
-
-// clusterList prints every cluster under root and its nodes, running or not.
-func clusterList(stdout io.Writer, root string) error {
-	ents, err := os.ReadDir(root)
-	if errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintln(stdout, "no clusters")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, e := range ents {
-		if !e.IsDir() || !clusterNameRe.MatchString(e.Name()) {
-			continue
-		}
-		if n > 0 {
-			fmt.Fprintln(stdout)
-		}
-		n++
-		dir := filepath.Join(root, e.Name())
-		st, err := loadState(dir)
-		if err != nil {
-			fmt.Fprintf(stdout, "%s: unreadable (%v); 'cairn cluster down --name %s' removes it\n", e.Name(), err, e.Name())
-			continue
-		}
-		ready := "not ready"
-		if !st.Ready.IsZero() {
-			ready = "ready since " + st.Ready.Local().Format("2006-01-02 15:04:05")
-		}
-		vip := ""
-		if st.VIP.IsValid() {
-			vip = ", vip " + st.VIP.String()
-		}
-		fmt.Fprintf(stdout, "%s: %s, %s datastore, %s%s, %s; kubeconfig %s\n", st.Name, st.Platform, st.Datastore, st.Network.Subnet, vip, ready, filepath.Join(dir, "kubeconfig"))
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		if s := st.Store; s != nil {
-			fmt.Fprintf(w, "  %s\tdatastore\t%s\t%s\n", s.Kind, s.Addr, procState(s.Proc))
-		}
-		for _, node := range st.Nodes {
-			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", node.Name, node.Role, node.Addr, procState(node.Proc))
-		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-	}
-	if n == 0 {
-		fmt.Fprintln(stdout, "no clusters")
-	}
-	return nil
-}
-
-func procState(p container.Proc) string {
-	switch {
-	case p.PID == 0:
-		return "not started"
-	case p.Alive():
-		return fmt.Sprintf("running (pid %d)", p.PID)
-	}
-	return fmt.Sprintf("stopped (was pid %d)", p.PID)
+	cmd.Flags().StringVarP(&name, "name", "n", "cairn", "the cluster's name")
+	return cmd
 }

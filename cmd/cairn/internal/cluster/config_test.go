@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/qemu/container"
+)
+
+// TestNodeConfigs reads every node's config back through the config
+// package's strict parser and Load, as the node will, and checks what
+// each holds.
+func TestNodeConfigs(t *testing.T) {
+	token, err := join.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, store string // store: a container datastore kind, or "" for embedded
+		vip         bool
+		wantServer  string // the agents' server
+	}{
+		{"postgres with a vip", container.Postgres, true, "https://192.168.200.10:6443"},
+		{"mysql", container.MySQL, false, "https://192.168.200.11:6443"},
+		{"etcd", container.Etcd, false, "https://192.168.200.11:6443"},
+		{"embedded", "", false, "https://192.168.200.11:6443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := validState()
+			st.Nodes = append(st.Nodes, newNode("dev", "agent", 2, hostAddr(st.Network.Subnet, agentHost0+2)))
+			if tc.vip {
+				st.VIP = hostAddr(st.Network.Subnet, vipHost)
+			}
+			endpoint := ""
+			if tc.store != "" {
+				endpoint = container.Datastore{Kind: tc.store, Addr: st.Network.BridgeAddr, Password: "0123456789abcdef"}.Endpoint()
+			}
+			cfgs, err := nodeConfigs(st, token, endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfgs) != len(st.Nodes) {
+				t.Fatalf("%d configs for %d nodes", len(cfgs), len(st.Nodes))
+			}
+			for _, n := range st.Nodes {
+				data := cfgs[n.ID]
+				if !strings.HasPrefix(string(data), "#cloud-config\n") {
+					t.Errorf("%s's config does not start with #cloud-config:\n%s", n.Name, data)
+				}
+				src := config.Source{Name: n.Name + ".yaml", Data: data}
+				if _, diags := config.Parse(src); len(diags) != 0 {
+					t.Errorf("%s's config: %v\n%s", n.Name, diags, data)
+				}
+				c, diags := config.Load(src)
+				if len(diags) != 0 {
+					t.Fatalf("%s's config: %v\n%s", n.Name, diags, data)
+				}
+				k := c.Kubernetes
+				eth := c.Network.Ethernets["eth0"]
+				if c.Hostname != n.Name || !slices.Equal(eth.Addresses, []string{n.Addr.String() + "/24"}) ||
+					len(eth.Routes) != 1 || eth.Routes[0] != (config.Route{To: "default", Via: "192.168.200.1"}) {
+					t.Errorf("%s's config: hostname %q, eth0 %+v\n%s", n.Name, c.Hostname, eth, data)
+				}
+				if k.Role != n.Role || k.Token != token {
+					t.Errorf("%s's config: role %q, token %q\n%s", n.Name, k.Role, k.Token, data)
+				}
+				wantVIP := ""
+				if tc.vip && n.Role == "server" {
+					wantVIP = "192.168.200.10"
+				}
+				if k.VIP != wantVIP {
+					t.Errorf("%s's config: vip %q; want %q", n.Name, k.VIP, wantVIP)
+				}
+				if n.Role == "server" {
+					if k.DatastoreEndpoint != endpoint || k.Server != "" {
+						t.Errorf("%s's config: datastore-endpoint %q, server %q; want %q and none", n.Name, k.DatastoreEndpoint, k.Server, endpoint)
+					}
+				} else if k.DatastoreEndpoint != "" || k.Server != tc.wantServer {
+					t.Errorf("%s's config: datastore-endpoint %q, server %q; want none and %s", n.Name, k.DatastoreEndpoint, k.Server, tc.wantServer)
+				}
+			}
+		})
+	}
+}
+
+// TestNodeConfigTokens: a token YAML would read as another type (a
+// generated one is hex, so can be all digits) comes back as written.
+func TestNodeConfigTokens(t *testing.T) {
+	st := validState()
+	for _, token := range []string{"012345678901234567890123", "1234567890123456e10", "0x1234567890abcdef", "K10" + strings.Repeat("ab", 32) + "::server:0123456789"} {
+		cfgs, err := nodeConfigs(st, token, "")
+		if err != nil {
+			t.Fatalf("token %q: %v", token, err)
+		}
+		for id, data := range cfgs {
+			c, diags := config.Load(config.Source{Name: id + ".yaml", Data: data})
+			if diags.HasErrors() || c.Kubernetes.Token != token {
+				t.Errorf("token %q: %s's config gives %v, %v\n%s", token, id, c, diags, data)
+			}
+		}
+	}
+}
