@@ -28,7 +28,7 @@ import (
 	"github.com/cairn-os/cairn/init/cmdline"
 	"github.com/cairn-os/cairn/init/console"
 	"github.com/cairn-os/cairn/init/network"
-	"github.com/cairn-os/cairn/init/node"
+	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/shutdown"
 	"github.com/cairn-os/cairn/init/supervise"
 
@@ -245,7 +245,7 @@ func stage2Boot(ctx context.Context, st *initState) {
 		st.services.SetLogDir("/var/log/cairn")
 	}
 	if st.platform == Metal {
-		node.WatchTrial(st.cmdline.Get(layout.SlotParam), st.log.Printf, st.reboot)
+		upgrader.WatchTrial(st.cmdline.Get(layout.SlotParam), st.log.Printf, st.reboot)
 	}
 	cfg := st.loadConfig(ctx)
 	loaded := time.Now()

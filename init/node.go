@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/node"
 	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/shutdown"
 
 	"golang.org/x/sys/unix"
@@ -96,8 +97,8 @@ func (st *initState) nodeHostname() string {
 
 // system describes the running system for upgrades: its slot (none on the
 // container platform and for live images), board and version.
-func (st *initState) system() node.System {
-	sys := node.System{Version: version}
+func (st *initState) system() upgrader.System {
+	sys := upgrader.System{Version: version}
 	if b, err := boot.ReadBoard(layout.BoardFile); err == nil {
 		sys.Board = b.Name
 	}

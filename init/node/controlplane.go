@@ -254,9 +254,9 @@ func (s *server) labelNode(ctx context.Context, api *apiClient) {
 	}
 }
 
-// whenReady waits for the apiserver, publishes what token holders need,
-// and says on the console who this node is.
-func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
+// whenReady waits for the apiserver, publishes what token holders need
+// (then closes publishedCh), and says on the console who this node is.
+func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<- struct{}) {
 	if _, err := s.o.Services.Wait(ctx, "kube-apiserver", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 		return
 	}
@@ -284,9 +284,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster) {
 	}
 	supervise.Go("node: serving certificates", func() { s.approveServing(ctx, api) })
 	supervise.Go("node: control-plane label", func() { s.labelNode(ctx, api) })
-	supervise.Go("upgrade: file service", func() {
-		serveBlobs(ctx, newBlobStore(s.l.DataDir), api, s.l.Cert("apiserver.crt"), s.l.Cert("apiserver.key"), c[pki.ClientCA].Cert, s.o.Printf)
-	})
+	close(publishedCh) // the upgrader serves the upgrade files from now on
 	supervise.Go("node: add-ons", func() {
 		for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
 			err := s.applyAddons(ctx, api)

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
@@ -47,7 +48,7 @@ type Options struct {
 	// except kine's, which may echo the datastore endpoint.
 	Debug bool
 	// System is the running system, for upgrades.
-	System System
+	System upgrader.System
 	// Reboot restarts the machine in order (the init's shutdown path).
 	Reboot func(by string)
 }

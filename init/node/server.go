@@ -25,6 +25,7 @@ import (
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
@@ -96,9 +97,12 @@ func (s *server) run(ctx context.Context) error {
 		return err
 	}
 	// Every server is a node too (tainted only if its config says so).
+	publishedCh := make(chan struct{})
 	w := &worker{o: s.o, k: s.k, l: s.l, node: s.renderNode(), apiserver: apiserverLocal,
 		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
-		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"}, server: true}
+		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"},
+		serve: &upgrader.ServeConfig{CertFile: s.l.Cert("apiserver.crt"), KeyFile: s.l.Cert("apiserver.key"),
+			ClientCA: res.PKI[pki.ClientCA].Cert, Ready: publishedCh}}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func (s *server) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("a client for the datastore: %w", err)
 	}
-	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI) })
+	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI, publishedCh) })
 	s.startVIP(ctx, res.PKI)
 	supervise.Go("node: datastore watch", func() {
 		defer cli.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/node/render"
+	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
@@ -49,14 +50,59 @@ type worker struct {
 	kubeletNeeds []string
 	// first is when the worker started, for the Ready line.
 	first time.Time
-	// server is set on a server, whose control plane runs here.
-	server bool
+	// serve is set on a server: its upgrade file service.
+	serve *upgrader.ServeConfig
 }
 
 // kubeletCert is the kubelet's current client certificate and key, which
 // kube-proxy and flannel use too.
 func (w *worker) kubeletCert() string {
 	return filepath.Join(w.l.KubeletDir, "pki", "kubelet-client-current.pem")
+}
+
+// kubeletTLS trusts the cluster's serving CA and presents the kubelet's
+// current client certificate, read at each handshake (it rotates).
+func (w *worker) kubeletTLS() (*tls.Config, error) {
+	cfg, err := kube.Pinned(w.servingCA)
+	if err != nil {
+		return nil, err
+	}
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
+		return &pair, err
+	}
+	return cfg, nil
+}
+
+// runUpgrades runs the node's side of upgrades, with the kubelet's
+// credentials once it has them, until ctx ends.
+func (w *worker) runUpgrades(ctx context.Context) {
+	tlsCfg, err := w.kubeletTLS()
+	if err != nil {
+		w.o.Printf("upgrade: %v", err)
+		return
+	}
+	for {
+		if _, err := os.Stat(w.kubeletCert()); err == nil {
+			break
+		}
+		if !supervise.Sleep(ctx, 2*time.Second) {
+			return
+		}
+	}
+	blobTLS := tlsCfg.Clone()
+	blobTLS.ServerName = "kubernetes"
+	upgrader.Run(ctx, upgrader.Node{
+		Name:     w.node.Name,
+		System:   w.o.System,
+		API:      kube.New(w.apiserver, kube.Options{TLS: tlsCfg}),
+		BlobTLS:  blobTLS,
+		Services: w.o.Services,
+		DataDir:  w.l.DataDir,
+		Serve:    w.serve,
+		Reboot:   w.o.Reboot,
+		Printf:   w.o.Printf,
+	})
 }
 
 func (w *worker) service(c render.Command) supervise.Service { return componentService(w.o, c) }

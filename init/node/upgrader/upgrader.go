@@ -1,4 +1,8 @@
-package node
+// Package upgrader is the node's side of a rolling upgrade: it acts on the
+// cluster's Upgrade objects for this node (drain, fetch, write the other
+// slot, restart), judges the trial boot that follows, and on a server
+// serves the upgrade's files to the other nodes.
+package upgrader
 
 import (
 	"context"
@@ -11,9 +15,11 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/boot"
@@ -29,6 +35,52 @@ type System struct {
 	Version string
 }
 
+// Node is what the upgrader needs of the node it runs on, given once.
+type Node struct {
+	// Name is the node's name in the cluster.
+	Name   string
+	System System
+	// API reaches the cluster's apiserver with the kubelet's client
+	// certificate (re-read at each handshake: it rotates).
+	API *kube.Client
+	// BlobTLS reaches the servers' upgrade file service: the cluster's
+	// serving CA and the kubelet's client certificate, the server named
+	// as the apiserver's certificate names it.
+	BlobTLS *tls.Config
+	// Services are the node's supervised components, whose state a trial
+	// boot is judged by.
+	Services Services
+	// DataDir holds the upgrade's files (DataDir/upgrade/blobs).
+	DataDir string
+	// Serve is set on a server (nil on an agent): its upgrade file
+	// service, and a server's trial needs its apiserver ready too.
+	Serve *ServeConfig
+	// Reboot restarts the machine in order (the init's shutdown path).
+	Reboot func(by string)
+	// Printf writes one console line.
+	Printf func(format string, args ...any)
+}
+
+// Services is what the upgrader reads of the supervisor.
+type Services interface {
+	Status() []supervise.Status
+	Output(name string) []byte
+}
+
+// ServeConfig is a server's upgrade file service on upgrade.BlobPort.
+type ServeConfig struct {
+	// CertFile and KeyFile are the apiserver's serving certificate and
+	// key, read at each handshake.
+	CertFile, KeyFile string
+	// ClientCA is the cluster's client CA (PEM): nodes presenting one of
+	// its certificates may fetch.
+	ClientCA []byte
+	// Ready is closed once the server's apiserver is ready and the
+	// cluster's objects are published (among them the role that lets
+	// nodes read the Upgrades); the service starts then.
+	Ready <-chan struct{}
+}
+
 // upgradePoll is how often a node reads the Upgrade objects.
 var upgradePoll = 5 * time.Second
 
@@ -37,57 +89,36 @@ var upgradePoll = 5 * time.Second
 // verifies the bundle, writes its other slot and restarts into it; after
 // the restart it judges the trial and records the outcome.
 type upgrader struct {
-	w      *worker
-	sys    System
-	name   string
-	api    *apiClient
+	n      Node
 	blobs  *http.Client // to the servers' file service
 	public *http.Client // to a bundle's source URL
 	store  *blobStore
-	printf func(string, ...any)
 }
 
-// nodeTLS trusts the cluster's serving CA and presents the kubelet's
-// current client certificate, read at each handshake (it rotates).
-func (w *worker) nodeTLS() (*tls.Config, error) {
-	cfg, err := kube.Pinned(w.servingCA)
-	if err != nil {
-		return nil, err
-	}
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
-		return &pair, err
-	}
-	return cfg, nil
-}
-
-// runUpgrades runs the upgrader until ctx ends.
-func (w *worker) runUpgrades(ctx context.Context) {
-	tlsCfg, err := w.nodeTLS()
-	if err != nil {
-		w.o.Printf("upgrade: %v", err)
-		return
-	}
-	blobTLS := tlsCfg.Clone()
-	blobTLS.ServerName = "kubernetes"
-	u := &upgrader{
-		w: w, sys: w.o.System, name: w.node.Name, printf: w.o.Printf,
-		api:    newAPIClient(w.apiserver, tlsCfg),
-		blobs:  &http.Client{Transport: fetchTransport(blobTLS)},
+// Run runs the node's side of upgrades until ctx ends: on a server the
+// upgrade file service (once n.Serve.Ready), the Node's version
+// annotations, the trial of this boot or the outcome of the last one, and
+// the node's turns in the cluster's Upgrades. Start it once the kubelet's
+// client certificate exists.
+func Run(ctx context.Context, n Node) {
+	u := &upgrader{n: n,
+		blobs:  &http.Client{Transport: fetchTransport(n.BlobTLS)},
 		public: &http.Client{Transport: fetchTransport(nil)},
-		store:  newBlobStore(w.l.DataDir),
+		store:  newBlobStore(n.DataDir),
 	}
-	for {
-		if _, err := os.Stat(w.kubeletCert()); err == nil {
-			break
-		}
-		if sleep(ctx, 2*time.Second) != nil {
-			return
-		}
+	if n.Serve != nil {
+		supervise.Go("upgrade: file service", func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.Serve.Ready:
+			}
+			serveBlobs(ctx, u.store, n.API, n.Serve, n.Printf)
+		})
 	}
 	supervise.Go("upgrade: annotations", func() { u.annotate(ctx) })
 	u.afterRestart(ctx)
-	for sleep(ctx, upgradePoll) == nil {
+	for supervise.Sleep(ctx, upgradePoll) {
 		if err := u.poll(ctx); err != nil && ctx.Err() == nil {
 			slog.Debug("upgrade: " + err.Error())
 		}
@@ -108,18 +139,18 @@ func fetchTransport(tlsCfg *tls.Config) *http.Transport {
 
 // annotate records the running version and slot on the Node object.
 func (u *upgrader) annotate(ctx context.Context) {
-	ann := map[string]any{upgrade.VersionAnnotation: u.sys.Version}
-	if u.sys.Slot != "" {
-		ann[upgrade.SlotAnnotation] = u.sys.Slot
+	ann := map[string]any{upgrade.VersionAnnotation: u.n.System.Version}
+	if u.n.System.Slot != "" {
+		ann[upgrade.SlotAnnotation] = u.n.System.Slot
 	}
-	if data, err := readBounded("/usr/share/cairn/components.json", 1<<20); err == nil {
+	if data, err := files.Read("/usr/share/cairn/components.json", 1<<20); err == nil {
 		var c struct{ Key string }
 		if json.Unmarshal(data, &c) == nil && c.Key != "" {
 			ann[upgrade.ComponentsAnnotation] = c.Key
 		}
 	}
-	for sleep(ctx, 3*time.Second) == nil {
-		if err := u.api.mergePatch(ctx, "/api/v1/nodes/"+u.name, map[string]any{"metadata": map[string]any{"annotations": ann}}); err == nil {
+	for supervise.Sleep(ctx, 3*time.Second) {
+		if err := u.n.API.MergePatch(ctx, "/api/v1/nodes/"+u.n.Name, map[string]any{"metadata": map[string]any{"annotations": ann}}); err == nil {
 			return
 		}
 	}
@@ -136,9 +167,9 @@ func (u *upgrader) afterRestart(ctx context.Context) {
 		u.judge(ctx, t)
 		return
 	}
-	if rec.Slot == u.sys.Slot {
+	if rec.Slot == u.n.System.Slot {
 		// Kept on an earlier boot, which stopped before it said so.
-		if boot.OnTrial(u.sys.Slot) == "" {
+		if boot.OnTrial(u.n.System.Slot) == "" {
 			u.finish(ctx, rec, "")
 			boot.RemoveTrial(TrialPath)
 		}
@@ -148,10 +179,10 @@ func (u *upgrader) afterRestart(ctx context.Context) {
 	if reason == "" {
 		reason = fmt.Sprintf("cairn %s on slot %s never judged itself healthy: its boot tries ran out (it did not boot, or stopped before the stage that judges)", rec.Version, strings.ToUpper(rec.Slot))
 	}
-	u.printf("upgrade: back on slot %s (cairn %s) after a failed trial of cairn %s: %s", strings.ToUpper(u.sys.Slot), u.sys.Version, rec.Version, reason)
+	u.n.Printf("upgrade: back on slot %s (cairn %s) after a failed trial of cairn %s: %s", strings.ToUpper(u.n.System.Slot), u.n.System.Version, rec.Version, reason)
 	u.finish(ctx, rec, reason)
 	if err := boot.DropSlot(rec.Slot); err != nil {
-		u.printf("upgrade: removing slot %s's entry: %v", strings.ToUpper(rec.Slot), err)
+		u.n.Printf("upgrade: removing slot %s's entry: %v", strings.ToUpper(rec.Slot), err)
 	}
 	boot.RemoveTrial(TrialPath)
 }
@@ -161,7 +192,7 @@ func (u *upgrader) afterRestart(ctx context.Context) {
 func (u *upgrader) finish(ctx context.Context, rec *boot.Trial, reason string) {
 	for delay := 2 * time.Second; ; delay = min(delay*2, 30*time.Second) {
 		err := u.update(ctx, rec.Upgrade, func(up *upgrade.Upgrade) {
-			ns := up.Status.Node(u.name)
+			ns := up.Status.Node(u.n.Name)
 			ns.Finished = now()
 			if reason == "" {
 				ns.Phase, ns.Reason = upgrade.Succeeded, ""
@@ -171,23 +202,23 @@ func (u *upgrader) finish(ctx context.Context, rec *boot.Trial, reason string) {
 				complete(up)
 				return
 			}
-			ns.Phase, ns.Reason = upgrade.Failed, reason+"; it runs cairn "+u.sys.Version+" again"
+			ns.Phase, ns.Reason = upgrade.Failed, reason+"; it runs cairn "+u.n.System.Version+" again"
 			up.Status.Phase = upgrade.Failed
-			up.Status.Message = "node " + u.name + ": " + ns.Reason
+			up.Status.Message = "node " + u.n.Name + ": " + ns.Reason
 		})
 		if err == nil {
 			break
 		}
-		if isStatus(err, http.StatusNotFound) {
+		if kube.IsStatus(err, http.StatusNotFound) {
 			break
 		}
-		u.printf("upgrade: recording the outcome in upgrade %s: %v; retrying in %s", rec.Upgrade, err, delay)
-		if sleep(ctx, delay) != nil {
+		u.n.Printf("upgrade: recording the outcome in upgrade %s: %v; retrying in %s", rec.Upgrade, err, delay)
+		if !supervise.Sleep(ctx, delay) {
 			return
 		}
 	}
-	for sleep(ctx, time.Second) == nil {
-		if err := cordon(ctx, u.api, u.name, false); err == nil {
+	for supervise.Sleep(ctx, time.Second) {
+		if err := cordon(ctx, u.n.API, u.n.Name, false); err == nil {
 			return
 		}
 	}
@@ -216,12 +247,12 @@ func (u *upgrader) update(ctx context.Context, name string, fn func(*upgrade.Upg
 	var err error
 	for range 8 {
 		var up upgrade.Upgrade
-		if err = u.api.do(ctx, http.MethodGet, upgrade.Path(name), "", nil, &up); err != nil {
+		if err = u.n.API.Get(ctx, upgrade.Path(name), &up); err != nil {
 			return err
 		}
 		fn(&up)
-		err = u.api.do(ctx, http.MethodPut, upgrade.Path(name)+"/status", "application/json", &up, nil)
-		if !isStatus(err, http.StatusConflict) {
+		err = u.n.API.Do(ctx, http.MethodPut, upgrade.Path(name)+"/status", &up, nil)
+		if !kube.IsStatus(err, http.StatusConflict) {
 			return err
 		}
 	}
@@ -232,7 +263,7 @@ func (u *upgrader) update(ctx context.Context, name string, fn func(*upgrade.Upg
 // one of its fields.
 func (u *upgrader) setPhase(ctx context.Context, name, phase string, stamp func(*upgrade.NodeStatus)) error {
 	return u.update(ctx, name, func(up *upgrade.Upgrade) {
-		ns := up.Status.Node(u.name)
+		ns := up.Status.Node(u.n.Name)
 		ns.Phase = phase
 		if stamp != nil {
 			stamp(ns)
@@ -244,7 +275,7 @@ func (u *upgrader) setPhase(ctx context.Context, name, phase string, stamp func(
 // running one, upgrades the node.
 func (u *upgrader) poll(ctx context.Context) error {
 	var list struct{ Items []upgrade.Upgrade }
-	if err := u.api.do(ctx, http.MethodGet, upgrade.Path(""), "", nil, &list); err != nil {
+	if err := u.n.API.Get(ctx, upgrade.Path(""), &list); err != nil {
 		return err
 	}
 	var run *upgrade.Upgrade
@@ -266,7 +297,7 @@ func (u *upgrader) poll(ctx context.Context) error {
 	if _, err := os.Stat(TrialPath); err != nil {
 		u.store.prune(live)
 	}
-	if run == nil || !slices.Contains(run.Spec.Nodes, u.name) {
+	if run == nil || !slices.Contains(run.Spec.Nodes, u.n.Name) {
 		return nil
 	}
 	if rec, _ := boot.ReadTrial(TrialPath); rec != nil {
@@ -274,7 +305,7 @@ func (u *upgrader) poll(ctx context.Context) error {
 	}
 	phase := upgrade.Pending
 	for _, ns := range run.Status.Nodes {
-		if ns.Name == u.name {
+		if ns.Name == u.n.Name {
 			phase = ns.Phase
 		}
 	}
@@ -282,17 +313,17 @@ func (u *upgrader) poll(ctx context.Context) error {
 	case upgrade.Done(phase):
 		return nil
 	case phase == upgrade.Pending:
-		if !myTurn(run, u.name) {
+		if !myTurn(run, u.n.Name) {
 			return nil
 		}
 	case phase == upgrade.Draining || phase == upgrade.Fetching || phase == upgrade.Writing:
-		u.printf("upgrade: %s was interrupted while %s; starting this node's part again", run.Metadata.Name, strings.ToLower(phase))
+		u.n.Printf("upgrade: %s was interrupted while %s; starting this node's part again", run.Metadata.Name, strings.ToLower(phase))
 	default:
 		// Rebooting or Verifying, and no trial record: the new system
 		// was kept and stopped before saying so, or the record is gone.
-		rec := &boot.Trial{Upgrade: run.Metadata.Name, Version: u.sys.Version}
+		rec := &boot.Trial{Upgrade: run.Metadata.Name, Version: u.n.System.Version}
 		reason := ""
-		if im, ok := run.Spec.ImageFor(u.sys.Board); !ok || im.Version != u.sys.Version {
+		if im, ok := run.Spec.ImageFor(u.n.System.Board); !ok || im.Version != u.n.System.Version {
 			reason = "the node restarted during its upgrade without a trial record"
 		}
 		u.finish(ctx, rec, reason)
@@ -334,16 +365,16 @@ func myTurn(up *upgrade.Upgrade, node string) bool {
 // stops the rollout, and the node is made schedulable again.
 func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 	name := run.Metadata.Name
-	im, hasImage := run.Spec.ImageFor(u.sys.Board)
+	im, hasImage := run.Spec.ImageFor(u.n.System.Board)
 	drainTimeout, healthTimeout, durErr := run.Spec.Durations()
 	// Claim the turn; a conflict means another node wrote first.
 	claimed := false
 	err := u.update(ctx, name, func(up *upgrade.Upgrade) {
-		if !myTurn(up, u.name) && up.Status.Node(u.name).Phase == upgrade.Pending {
+		if !myTurn(up, u.n.Name) && up.Status.Node(u.n.Name).Phase == upgrade.Pending {
 			return
 		}
-		ns := up.Status.Node(u.name)
-		ns.Phase, ns.Started, ns.FromVersion, ns.Reason = upgrade.Draining, now(), u.sys.Version, ""
+		ns := up.Status.Node(u.n.Name)
+		ns.Phase, ns.Started, ns.FromVersion, ns.Reason = upgrade.Draining, now(), u.n.System.Version, ""
 		ns.Drained, ns.Written, ns.Rebooted, ns.Finished = "", "", "", ""
 		if hasImage {
 			ns.ToVersion = im.Version
@@ -354,14 +385,14 @@ func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 		return err
 	}
 	fail := func(reason string) error {
-		u.printf("upgrade: %s: this node's part failed: %s; the rollout stops", name, reason)
+		u.n.Printf("upgrade: %s: this node's part failed: %s; the rollout stops", name, reason)
 		withTimeout(time.Minute, func(ctx context.Context) {
 			u.update(ctx, name, func(up *upgrade.Upgrade) {
-				ns := up.Status.Node(u.name)
+				ns := up.Status.Node(u.n.Name)
 				ns.Phase, ns.Reason, ns.Finished = upgrade.Failed, reason, now()
-				up.Status.Phase, up.Status.Message = upgrade.Failed, "node "+u.name+": "+reason
+				up.Status.Phase, up.Status.Message = upgrade.Failed, "node "+u.n.Name+": "+reason
 			})
-			cordon(ctx, u.api, u.name, false)
+			cordon(ctx, u.n.API, u.n.Name, false)
 		})
 		return nil
 	}
@@ -369,24 +400,24 @@ func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 	case durErr != nil:
 		return fail(durErr.Error())
 	case !hasImage:
-		return fail("the upgrade has no image for this node's board " + u.sys.Board)
-	case u.sys.Version == im.Version:
+		return fail("the upgrade has no image for this node's board " + u.n.System.Board)
+	case u.n.System.Version == im.Version:
 		// Already there (a node added to the list twice, or one rolled
 		// forward by hand): nothing to do.
 		return u.update(ctx, name, func(up *upgrade.Upgrade) {
-			ns := up.Status.Node(u.name)
+			ns := up.Status.Node(u.n.Name)
 			ns.Phase, ns.Reason, ns.Finished = upgrade.Succeeded, "already runs cairn "+im.Version, now()
 			complete(up)
 		})
 	}
-	if why := boot.Upgradable(u.sys.Slot); why != "" {
+	if why := boot.Upgradable(u.n.System.Slot); why != "" {
 		return fail("this node cannot be upgraded in place: " + why)
 	}
 	if err := im.Check(); err != nil {
-		return fail("the image for board " + u.sys.Board + ": " + err.Error())
+		return fail("the image for board " + u.n.System.Board + ": " + err.Error())
 	}
-	u.printf("upgrade: %s: this node's turn: cairn %s → %s; draining", name, u.sys.Version, im.Version)
-	if err := drain(ctx, u.api, u.name, drainTimeout, u.printf); err != nil {
+	u.n.Printf("upgrade: %s: this node's turn: cairn %s → %s; draining", name, u.n.System.Version, im.Version)
+	if err := drain(ctx, u.n.API, u.n.Name, drainTimeout, u.n.Printf); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -401,7 +432,7 @@ func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 	if im.Source != "" {
 		hc = u.public
 	}
-	paths, err := fetch(ctx, u.store, im, sources, hc, u.printf)
+	paths, err := fetch(ctx, u.store, im, sources, hc, u.n.Printf)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -409,7 +440,7 @@ func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 		return fail(err.Error())
 	}
 	u.setPhase(ctx, name, upgrade.Writing, nil)
-	target := boot.OtherSlot(u.sys.Slot)
+	target := boot.OtherSlot(u.n.System.Slot)
 	sysFile, _ := im.File(upgrade.SystemFile)
 	var checks []string
 	for _, c := range run.Spec.Checks {
@@ -417,20 +448,20 @@ func (u *upgrader) upgrade(ctx context.Context, run *upgrade.Upgrade) error {
 			checks = append(checks, c.Deployment)
 		}
 	}
-	rec := &boot.Trial{Upgrade: name, UID: run.Metadata.UID, Slot: target, FromSlot: u.sys.Slot,
-		Version: im.Version, FromVersion: u.sys.Version, HealthTimeout: healthTimeout.String(), Checks: checks}
+	rec := &boot.Trial{Upgrade: name, UID: run.Metadata.UID, Slot: target, FromSlot: u.n.System.Slot,
+		Version: im.Version, FromVersion: u.n.System.Version, HealthTimeout: healthTimeout.String(), Checks: checks}
 	err = boot.WriteSlot(target, boot.NewSystem{
 		System: paths[upgrade.SystemFile], Kernel: paths[upgrade.KernelFile], Initrd: paths[upgrade.InitrdFile],
 		SystemSHA256: sysFile.SHA256, Version: im.Version, Epoch: im.Epoch, Cmdline: im.Cmdline,
-	}, rec, TrialPath, u.printf)
+	}, rec, TrialPath, u.n.Printf)
 	if err != nil {
 		boot.DropSlot(target)
 		boot.RemoveTrial(TrialPath)
 		return fail(err.Error())
 	}
 	u.setPhase(ctx, name, upgrade.Rebooting, func(ns *upgrade.NodeStatus) { ns.Slot, ns.Written = target, now() })
-	u.printf("upgrade: %s: restarting into slot %s (cairn %s)", name, strings.ToUpper(target), im.Version)
-	u.w.o.Reboot("upgrade " + name)
+	u.n.Printf("upgrade: %s: restarting into slot %s (cairn %s)", name, strings.ToUpper(target), im.Version)
+	u.n.Reboot("upgrade " + name)
 	<-ctx.Done()
 	return nil
 }
@@ -448,15 +479,15 @@ func (u *upgrader) servers(ctx context.Context) ([]string, error) {
 		}
 	}
 	q := url.Values{"labelSelector": {upgrade.ServerLabel}}
-	if err := u.api.do(ctx, http.MethodGet, "/api/v1/nodes?"+q.Encode(), "", nil, &list); err != nil {
+	if err := u.n.API.Get(ctx, "/api/v1/nodes?"+q.Encode(), &list); err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, n := range list.Items {
 		for _, a := range n.Status.Addresses {
 			if a.Type == "InternalIP" {
-				base := fmt.Sprintf("https://%s", hostPortString(a.Address, upgrade.BlobPort))
-				if n.Metadata.Name == u.name {
+				base := "https://" + net.JoinHostPort(a.Address, strconv.Itoa(upgrade.BlobPort))
+				if n.Metadata.Name == u.n.Name {
 					out = append([]string{base}, out...)
 				} else {
 					out = append(out, base)
@@ -466,11 +497,4 @@ func (u *upgrader) servers(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func hostPortString(host string, port int) string {
-	if strings.Contains(host, ":") {
-		return fmt.Sprintf("[%s]:%d", host, port)
-	}
-	return fmt.Sprintf("%s:%d", host, port)
 }

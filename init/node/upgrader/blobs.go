@@ -1,4 +1,4 @@
-package node
+package upgrader
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/supervise"
 )
@@ -108,9 +109,9 @@ func (b *blobStore) prune(keep map[string]bool) {
 
 // wanted finds f by sha256 among the files of the upgrades that have not
 // ended.
-func wanted(ctx context.Context, api *apiClient, sum string) (upgrade.File, bool, error) {
+func wanted(ctx context.Context, api *kube.Client, sum string) (upgrade.File, bool, error) {
 	var list struct{ Items []upgrade.Upgrade }
-	if err := api.do(ctx, http.MethodGet, upgrade.Path(""), "", nil, &list); err != nil {
+	if err := api.Get(ctx, upgrade.Path(""), &list); err != nil {
 		return upgrade.File{}, false, err
 	}
 	for _, u := range list.Items {
@@ -132,15 +133,15 @@ func wanted(ctx context.Context, api *apiClient, sum string) (upgrade.File, bool
 // apiserver's certificate): GET to nodes presenting a certificate of the
 // cluster's client CA, PUT of files a live Upgrade names (their sha256 and
 // size checked as they arrive, so no one can store anything else).
-func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile, keyFile string, clientCA []byte, printf func(string, ...any)) {
+func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, sc *ServeConfig, printf func(string, ...any)) {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(clientCA)
+	pool.AppendCertsFromPEM(sc.ClientCA)
 	tlsCfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.VerifyClientCertIfGiven,
 		ClientCAs:  pool,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			c, err := tls.LoadX509KeyPair(sc.CertFile, sc.KeyFile)
 			return &c, err
 		},
 	}
@@ -153,7 +154,7 @@ func serveBlobs(ctx context.Context, store *blobStore, api *apiClient, certFile,
 		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", upgrade.BlobPort))
 		if err != nil {
 			printf("upgrade: serving upgrade files on port %d: %v; retrying in %s", upgrade.BlobPort, err, delay)
-			sleep(ctx, delay)
+			supervise.Sleep(ctx, delay)
 			continue
 		}
 		supervise.Go("upgrade: file service stop", func() { <-ctx.Done(); srv.Close() })

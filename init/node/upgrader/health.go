@@ -1,12 +1,12 @@
-package node
+package upgrader
 
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config/brief"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/supervise"
 )
@@ -27,7 +27,7 @@ func (u *upgrader) judge(ctx context.Context, t *trialRun) {
 	t.report = func(reason string) {
 		withTimeout(reportTimeout, func(ctx context.Context) {
 			u.update(ctx, rec.Upgrade, func(up *upgrade.Upgrade) {
-				ns := up.Status.Node(u.name)
+				ns := up.Status.Node(u.n.Name)
 				ns.Phase, ns.Reason = upgrade.RollingBack, reason
 			})
 		})
@@ -38,7 +38,7 @@ func (u *upgrader) judge(ctx context.Context, t *trialRun) {
 	})
 	passes := 0
 	var restarts map[string]int
-	for sleep(ctx, healthEvery) == nil {
+	for supervise.Sleep(ctx, healthEvery) {
 		why, now := u.health(ctx, t.started, rec.Checks)
 		if why == "" && restarts != nil && !sameRestarts(restarts, now) {
 			why = "a component restarted"
@@ -64,13 +64,13 @@ func (u *upgrader) judge(ctx context.Context, t *trialRun) {
 func (u *upgrader) health(ctx context.Context, since time.Time, checks []string) (string, map[string]int) {
 	restarts := map[string]int{}
 	var down []string
-	for _, st := range u.w.o.Services.Status() {
+	for _, st := range u.n.Services.Status() {
 		restarts[st.Name] = st.Restarts
 		if st.State != supervise.Ready && st.State != supervise.Running {
 			why := fmt.Sprintf("%s is %s (restarted %d times)", st.Name, st.State, st.Restarts)
 			// Its last words say why, but kine's may echo the datastore
 			// endpoint, which holds a password.
-			if last := lastLine(u.w.o.Services.Output(st.Name)); last != "" && st.Name != "kine" {
+			if last := brief.LastLine(u.n.Services.Output(st.Name), 300); last != "" && st.Name != "kine" {
 				why += ": " + last
 			}
 			down = append(down, why)
@@ -84,8 +84,8 @@ func (u *upgrader) health(ctx context.Context, since time.Time, checks []string)
 	if why := u.nodeHealthy(ctx, since); why != "" {
 		return why, restarts
 	}
-	if u.w.server {
-		if err := u.api.get(ctx, "/readyz"); err != nil {
+	if u.n.Serve != nil {
+		if err := u.n.API.Get(ctx, "/readyz", nil); err != nil {
 			return "kube-apiserver is not ready: " + err.Error(), restarts
 		}
 	}
@@ -108,7 +108,7 @@ func (u *upgrader) nodeHealthy(ctx context.Context, since time.Time) string {
 			} `json:"conditions"`
 		} `json:"status"`
 	}
-	if err := u.api.do(ctx, http.MethodGet, "/api/v1/nodes/"+u.name, "", nil, &n); err != nil {
+	if err := u.n.API.Get(ctx, "/api/v1/nodes/"+u.n.Name, &n); err != nil {
 		return "reading the Node: " + err.Error()
 	}
 	for _, c := range n.Status.Conditions {
@@ -137,7 +137,7 @@ func (u *upgrader) deploymentAvailable(ctx context.Context, ref string) string {
 			Conditions []struct{ Type, Status, Message string }
 		}
 	}
-	if err := u.api.do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, "", nil, &d); err != nil {
+	if err := u.n.API.Get(ctx, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, &d); err != nil {
 		return "check: Deployment " + ref + ": " + err.Error()
 	}
 	for _, c := range d.Status.Conditions {

@@ -1,12 +1,9 @@
-package node
+package upgrader
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,7 +24,7 @@ func fetch(ctx context.Context, store *blobStore, im upgrade.Image, sources []st
 	for _, name := range upgrade.BundleFiles {
 		f, _ := im.File(name)
 		if store.has(f) {
-			if err := verifyFile(store.path(f.SHA256), f); err == nil {
+			if err := f.Verify(store.path(f.SHA256)); err == nil {
 				paths[name] = store.path(f.SHA256)
 				continue
 			}
@@ -86,24 +83,6 @@ func download(ctx context.Context, hc *http.Client, u string, store *blobStore, 
 		return fmt.Errorf("it is %d bytes, the upgrade says %d", resp.ContentLength, f.Size)
 	}
 	return store.put(f, resp.Body)
-}
-
-// verifyFile checks path's size and sha256 against f.
-func verifyFile(path string, f upgrade.File) error {
-	in, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(in, f.Size+1))
-	if err != nil {
-		return err
-	}
-	if n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-		return fmt.Errorf("%s does not match its sha256", path)
-	}
-	return nil
 }
 
 // redactURL drops a URL's user information and query (they may hold

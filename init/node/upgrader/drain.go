@@ -1,4 +1,4 @@
-package node
+package upgrader
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/init/supervise"
 )
 
 // Draining: how often a blocked eviction is retried and pods that are
@@ -13,8 +16,8 @@ import (
 var drainRetry = 5 * time.Second
 
 // cordon marks the node unschedulable (or schedulable again).
-func cordon(ctx context.Context, api *apiClient, name string, unschedulable bool) error {
-	return api.mergePatch(ctx, "/api/v1/nodes/"+name, map[string]any{"spec": map[string]any{"unschedulable": unschedulable}})
+func cordon(ctx context.Context, api *kube.Client, name string, unschedulable bool) error {
+	return api.MergePatch(ctx, "/api/v1/nodes/"+name, map[string]any{"spec": map[string]any{"unschedulable": unschedulable}})
 }
 
 // podRef is what draining needs of a pod.
@@ -46,10 +49,10 @@ func (p podRef) evictable() bool {
 }
 
 // podsOn lists the evictable pods bound to node.
-func podsOn(ctx context.Context, api *apiClient, node string) ([]podRef, error) {
+func podsOn(ctx context.Context, api *kube.Client, node string) ([]podRef, error) {
 	var list struct{ Items []podRef }
 	q := url.Values{"fieldSelector": {"spec.nodeName=" + node}, "limit": {"500"}}
-	if err := api.do(ctx, http.MethodGet, "/api/v1/pods?"+q.Encode(), "", nil, &list); err != nil {
+	if err := api.Get(ctx, "/api/v1/pods?"+q.Encode(), &list); err != nil {
 		return nil, err
 	}
 	var out []podRef
@@ -65,7 +68,7 @@ func podsOn(ctx context.Context, api *apiClient, node string) ([]podRef, error) 
 // honours PodDisruptionBudgets: an eviction a budget refuses (429) is
 // retried until timeout, then drain fails naming the pod and the budget's
 // words. It returns once the evicted pods are gone.
-func drain(ctx context.Context, api *apiClient, node string, timeout time.Duration, printf func(string, ...any)) error {
+func drain(ctx context.Context, api *kube.Client, node string, timeout time.Duration, printf func(string, ...any)) error {
 	if err := cordon(ctx, api, node, true); err != nil {
 		return fmt.Errorf("cordoning: %w", err)
 	}
@@ -88,12 +91,12 @@ func drain(ctx context.Context, api *apiClient, node string, timeout time.Durati
 			}
 			ev := map[string]any{"apiVersion": "policy/v1", "kind": "Eviction",
 				"metadata": map[string]any{"name": p.Metadata.Name, "namespace": p.Metadata.Namespace}}
-			err := api.do(ctx, http.MethodPost, "/api/v1/namespaces/"+p.Metadata.Namespace+"/pods/"+p.Metadata.Name+"/eviction", "application/json", ev, nil)
+			err := api.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+p.Metadata.Namespace+"/pods/"+p.Metadata.Name+"/eviction", ev, nil)
 			switch {
-			case err == nil || isStatus(err, http.StatusNotFound):
+			case err == nil || kube.IsStatus(err, http.StatusNotFound):
 				evicted[p.Metadata.UID] = true
 				printf("upgrade: drain: evicted %s", p)
-			case isStatus(err, http.StatusTooManyRequests):
+			case kube.IsStatus(err, http.StatusTooManyRequests):
 				blocked = fmt.Sprintf("evicting %s: %v", p, err)
 			default:
 				blocked = fmt.Sprintf("evicting %s: %v", p, err)
@@ -102,8 +105,8 @@ func drain(ctx context.Context, api *apiClient, node string, timeout time.Durati
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not drained after %s: %s", timeout, blocked)
 		}
-		if err := sleep(ctx, drainRetry); err != nil {
-			return err
+		if !supervise.Sleep(ctx, drainRetry) {
+			return ctx.Err()
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package upgrader
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
@@ -162,7 +163,7 @@ func TestDrainWaitsForTheBudget(t *testing.T) {
 	defer srv.Close()
 	defer func(d time.Duration) { drainRetry = d }(drainRetry)
 	drainRetry = 10 * time.Millisecond
-	api := newAPIClient(srv.URL, nil)
+	api := kube.New(srv.URL, kube.Options{})
 	var lines []string
 	printf := func(format string, args ...any) { lines = append(lines, format) }
 	if err := drain(context.Background(), api, "a1", time.Minute, printf); err != nil {
@@ -186,7 +187,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 	f := &fakeAPI{up: upgrade.Upgrade{Metadata: upgrade.Metadata{Name: "u1"}, Spec: upgrade.Spec{Nodes: []string{"s1"}}}}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	u := &upgrader{name: "s1", api: newAPIClient(srv.URL, nil)}
+	u := &upgrader{n: Node{Name: "s1", API: kube.New(srv.URL, kube.Options{})}}
 	calls := 0
 	err := u.update(context.Background(), "u1", func(up *upgrade.Upgrade) {
 		calls++
