@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // The cluster add-ons every server keeps applied, named as k3s's
@@ -66,7 +67,7 @@ type addonValues struct {
 // addonObjects renders the add-ons this cluster runs: not disabled, with
 // an image in the system image. skipped says, one entry per add-on, why
 // one does not run.
-func addonObjects(k *config.Kubernetes, imagesDir string) (objs []object, running, skipped []string, err error) {
+func addonObjects(k *config.Kubernetes, imagesDir string) (objs []kube.Object, running, skipped []string, err error) {
 	for _, a := range addonList {
 		if slices.Contains(k.Disable, a.name) {
 			skipped = append(skipped, a.name+" (disabled)")
@@ -103,7 +104,7 @@ func firstOf(list string) string {
 
 // renderManifest fills a manifest template and splits it into objects,
 // each labelled as cairn's.
-func renderManifest(name, tmpl string, v addonValues) ([]object, error) {
+func renderManifest(name, tmpl string, v addonValues) ([]kube.Object, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(tmpl)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -113,7 +114,7 @@ func renderManifest(name, tmpl string, v addonValues) ([]object, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	dec := yaml.NewDecoder(&b)
-	var out []object
+	var out []kube.Object
 	for {
 		var o map[string]any
 		err := dec.Decode(&o)
@@ -141,7 +142,7 @@ func renderManifest(name, tmpl string, v addonValues) ([]object, error) {
 		if _, err := json.Marshal(o); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		out = append(out, object(o))
+		out = append(out, kube.Object(o))
 	}
 	return out, nil
 }
@@ -193,12 +194,12 @@ func imageRef(archive string) (string, error) {
 }
 
 // applyAddons applies the add-ons' objects, saying once which run.
-func (s *server) applyAddons(ctx context.Context, api *apiClient) error {
+func (s *server) applyAddons(ctx context.Context, api *kube.Client) error {
 	objs, running, skipped, err := addonObjects(s.k, ImagesDir)
 	if err != nil {
 		return err
 	}
-	if err := api.publish(ctx, objs); err != nil {
+	if err := publish(ctx, api, objs); err != nil {
 		return err
 	}
 	line := "node: add-ons: " + strings.Join(running, ", ")

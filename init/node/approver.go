@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -12,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // approveEvery is how often a server looks for kubelet serving
@@ -42,13 +43,13 @@ type csr struct {
 // certificate requests whose names are the requesting node's own: its
 // name and the addresses its Node object reports. Any other request is
 // left for a person, with one console line.
-func (s *server) approveServing(ctx context.Context, api *apiClient) {
+func (s *server) approveServing(ctx context.Context, api *kube.Client) {
 	refused := map[string]bool{}
 	for sleep(ctx, approveEvery) == nil {
 		var list struct {
 			Items []json.RawMessage `json:"items"`
 		}
-		if err := api.getJSON(ctx, "/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=spec.signerName%3Dkubernetes.io%2Fkubelet-serving", &list); err != nil {
+		if err := api.Get(ctx, "/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=spec.signerName%3Dkubernetes.io%2Fkubelet-serving", &list); err != nil {
 			continue
 		}
 		for _, raw := range list.Items {
@@ -56,12 +57,12 @@ func (s *server) approveServing(ctx context.Context, api *apiClient) {
 			if json.Unmarshal(raw, &c) != nil || len(c.Status.Conditions) > 0 || refused[c.Metadata.Name] {
 				continue
 			}
-			if err := api.checkServingCSR(ctx, &c); err != nil {
+			if err := checkServingCSR(ctx, api, &c); err != nil {
 				refused[c.Metadata.Name] = true
 				s.o.Printf("node: not approving certificate request %s: %v", c.Metadata.Name, err)
 				continue
 			}
-			if err := api.approve(ctx, raw, c.Metadata.Name); err != nil && ctx.Err() == nil {
+			if err := approve(ctx, api, raw, c.Metadata.Name); err != nil && ctx.Err() == nil {
 				s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
 			}
 		}
@@ -73,7 +74,7 @@ func (s *server) approveServing(ctx context.Context, api *apiClient) {
 
 // checkServingCSR checks that a serving request comes from a node and
 // names only that node and its addresses.
-func (api *apiClient) checkServingCSR(ctx context.Context, c *csr) error {
+func checkServingCSR(ctx context.Context, api *kube.Client, c *csr) error {
 	node, ok := strings.CutPrefix(c.Spec.Username, "system:node:")
 	if !ok || node == "" || !slices.Contains(c.Spec.Groups, "system:nodes") {
 		return fmt.Errorf("requested by %q, not a node", c.Spec.Username)
@@ -109,7 +110,7 @@ func (api *apiClient) checkServingCSR(ctx context.Context, c *csr) error {
 			} `json:"addresses"`
 		} `json:"status"`
 	}
-	if err := api.getJSON(ctx, "/api/v1/nodes/"+node, &n); err != nil {
+	if err := api.Get(ctx, "/api/v1/nodes/"+node, &n); err != nil {
 		return fmt.Errorf("reading node %s: %w", node, err)
 	}
 	var own []string
@@ -126,7 +127,7 @@ func (api *apiClient) checkServingCSR(ctx context.Context, c *csr) error {
 }
 
 // approve adds the Approved condition to a request.
-func (api *apiClient) approve(ctx context.Context, raw json.RawMessage, name string) error {
+func approve(ctx context.Context, api *kube.Client, raw json.RawMessage, name string) error {
 	var obj map[string]any
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return err
@@ -141,25 +142,9 @@ func (api *apiClient) approve(ctx context.Context, raw json.RawMessage, name str
 		"message": "the node's own name and addresses, approved by a cairn server",
 	})
 	obj["status"] = st
-	body, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, api.base+"/apis/certificates.k8s.io/v1/certificatesigningrequests/"+name+"/approval", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := api.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusConflict {
+	err := api.Do(ctx, http.MethodPut, "/apis/certificates.k8s.io/v1/certificatesigningrequests/"+name+"/approval", obj, nil)
+	if kube.IsStatus(err, http.StatusConflict) {
 		return nil // another server approved it first
 	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("PUT approval: %s", resp.Status)
-	}
-	return nil
+	return err
 }

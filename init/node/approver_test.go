@@ -13,6 +13,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // servingCSR is a kubelet-serving request from node n naming dns and ips.
@@ -46,9 +48,9 @@ func TestCheckServingCSR(t *testing.T) {
 		w.Write([]byte(`{"status":{"addresses":[{"type":"InternalIP","address":"192.168.77.21"},{"type":"Hostname","address":"a1"}]}}`))
 	}))
 	defer srv.Close()
-	api := newAPIClient(srv.URL, nil)
+	api := kube.New(srv.URL, kube.Options{})
 	ctx := context.Background()
-	if err := api.checkServingCSR(ctx, servingCSR(t, "a1", []string{"a1"}, "192.168.77.21")); err != nil {
+	if err := checkServingCSR(ctx, api, servingCSR(t, "a1", []string{"a1"}, "192.168.77.21")); err != nil {
 		t.Errorf("the node's own names: %v", err)
 	}
 	other := servingCSR(t, "a1", []string{"a1"}, "192.168.77.11")
@@ -67,7 +69,7 @@ func TestCheckServingCSR(t *testing.T) {
 		"client usage":           {clientUsage, `usage "client auth"`},
 		"unknown node":           {servingCSR(t, "a2", []string{"a2"}, "192.168.77.22"), "reading node a2"},
 	} {
-		if err := api.checkServingCSR(ctx, tt.c); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if err := checkServingCSR(ctx, api, tt.c); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want an error with %q", name, err, tt.want)
 		}
 	}

@@ -245,10 +245,10 @@ func (s *server) adminTLS(c pki.Cluster) (*tls.Config, error) {
 
 // labelNode labels this server's Node as the control plane's (a node may
 // not set that label itself), once the kubelet has registered it.
-func (s *server) labelNode(ctx context.Context, api *apiClient) {
+func (s *server) labelNode(ctx context.Context, api *kube.Client) {
 	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{upgrade.ServerLabel: "true"}}}
 	for sleep(ctx, 3*time.Second) == nil {
-		if err := api.mergePatch(ctx, "/api/v1/nodes/"+nodeName(s.o), patch); err == nil {
+		if err := api.MergePatch(ctx, "/api/v1/nodes/"+nodeName(s.o), patch); err == nil {
 			return
 		}
 	}
@@ -266,11 +266,11 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 		s.o.Printf("node: %v", err)
 		return
 	}
-	api := newAPIClient(apiserverLocal, tlsCfg)
+	api := kube.New(apiserverLocal, kube.Options{TLS: tlsCfg})
 	admin := c[pki.Admin]
 	objs := published(s.tok.Secret, c[pki.ServerCA].Cert, c[pki.ClientCA].Cert, kube.Kubeconfig("", c[pki.ServerCA].Cert, admin.Cert, admin.Key, "cairn-admin"))
 	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
-		err := api.publish(ctx, objs)
+		err := publish(ctx, api, objs)
 		if err == nil {
 			break
 		}
@@ -299,9 +299,9 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 	})
 	// This server's authorizer learns the bindings through its watch
 	// cache; the ready line promises `cairn kubeconfig` works here.
-	anon := newAPIClient(apiserverLocal, &tls.Config{RootCAs: tlsCfg.RootCAs, MinVersion: tls.VersionTLS12})
+	anon := kube.New(apiserverLocal, kube.Options{TLS: &tls.Config{RootCAs: tlsCfg.RootCAs, MinVersion: tls.VersionTLS12}})
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 5*time.Second) {
-		err := anon.get(ctx, "/api/v1/namespaces/kube-public/configmaps/"+join.CAConfigMap)
+		err := anon.Get(ctx, "/api/v1/namespaces/kube-public/configmaps/"+join.CAConfigMap, nil)
 		if err == nil {
 			break
 		}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
@@ -224,7 +225,7 @@ func (b *balancer) setServers(learned []string) {
 func (b *balancer) learn(ctx context.Context, tlsCfg func() (*tls.Config, error)) {
 	for {
 		if cfg, err := tlsCfg(); err == nil {
-			c := newAPIClient("https://"+balancerAddr, cfg)
+			c := kube.New("https://"+balancerAddr, kube.Options{TLS: cfg})
 			var list struct {
 				Items []struct {
 					Endpoints []struct {
@@ -236,7 +237,7 @@ func (b *balancer) learn(ctx context.Context, tlsCfg func() (*tls.Config, error)
 					} `json:"ports"`
 				} `json:"items"`
 			}
-			err := c.getJSON(ctx, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes", &list)
+			err := c.Get(ctx, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes", &list)
 			if err == nil {
 				var learned []string
 				for _, it := range list.Items {

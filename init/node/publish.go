@@ -1,35 +1,16 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"time"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
-// apiClient makes the few requests the init sends to its own apiserver,
-// as the cluster admin. The init carries no Kubernetes client library:
-// server-side apply of a handful of objects is all it needs.
-type apiClient struct {
-	base string // "https://127.0.0.1:6443"
-	hc   *http.Client
-}
-
-func newAPIClient(base string, tlsCfg *tls.Config) *apiClient {
-	return &apiClient{base: base, hc: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil}}}
-}
-
-// object is a Kubernetes object as JSON; apply reads its kind, name and
-// namespace from it.
-type object map[string]any
+// fieldManager owns the fields the init applies.
+const fieldManager = "cairn"
 
 func meta(name, namespace string) map[string]any {
 	m := map[string]any{"name": name, "labels": map[string]string{"app.kubernetes.io/managed-by": "cairn"}}
@@ -39,99 +20,11 @@ func meta(name, namespace string) map[string]any {
 	return m
 }
 
-// resources maps kinds to their API paths.
-var resources = map[string]struct{ group, plural string }{
-	"ConfigMap":                {"api/v1", "configmaps"},
-	"Secret":                   {"api/v1", "secrets"},
-	"Role":                     {"apis/rbac.authorization.k8s.io/v1", "roles"},
-	"RoleBinding":              {"apis/rbac.authorization.k8s.io/v1", "rolebindings"},
-	"ClusterRole":              {"apis/rbac.authorization.k8s.io/v1", "clusterroles"},
-	"ClusterRoleBinding":       {"apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"},
-	"Namespace":                {"api/v1", "namespaces"},
-	"ServiceAccount":           {"api/v1", "serviceaccounts"},
-	"Service":                  {"api/v1", "services"},
-	"Deployment":               {"apis/apps/v1", "deployments"},
-	"DaemonSet":                {"apis/apps/v1", "daemonsets"},
-	"StorageClass":             {"apis/storage.k8s.io/v1", "storageclasses"},
-	"APIService":               {"apis/apiregistration.k8s.io/v1", "apiservices"},
-	"CustomResourceDefinition": {"apis/apiextensions.k8s.io/v1", "customresourcedefinitions"},
-}
-
-// maxAPIReply bounds what the init reads from an apiserver reply.
-const maxAPIReply = 4 << 20
-
-// readReply reads a reply body, refusing one larger than maxAPIReply.
-func readReply(resp *http.Response) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIReply+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > maxAPIReply {
-		return nil, fmt.Errorf("the apiserver answered more than %d bytes", maxAPIReply)
-	}
-	return body, nil
-}
-
-// apply creates or updates obj with server-side apply, owned by "cairn".
-func (c *apiClient) apply(ctx context.Context, obj object) error {
-	kind, _ := obj["kind"].(string)
-	m, _ := obj["metadata"].(map[string]any)
-	name, _ := m["name"].(string)
-	ns, _ := m["namespace"].(string)
-	r, ok := resources[kind]
-	if !ok || name == "" {
-		return fmt.Errorf("applying a %s named %q: not a kind the init knows", kind, name)
-	}
-	path := "/" + r.group + "/"
-	if ns != "" {
-		path += "namespaces/" + ns + "/"
-	}
-	path += r.plural + "/" + name + "?fieldManager=cairn&force=true"
-	body, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/apply-patch+yaml")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("applying %s %s: %w", kind, name, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		var st struct{ Message string }
-		json.Unmarshal(msg, &st)
-		return fmt.Errorf("applying %s %s: %s: %s", kind, name, resp.Status, st.Message)
-	}
-	return nil
-}
-
-// get reads path and succeeds on 200.
-func (c *apiClient) get(ctx context.Context, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return nil
-}
-
 // published are the objects every server keeps in the cluster: what a
 // holder of the token needs to verify the CA and get an admin kubeconfig
 // (`cairn kubeconfig`), the token itself for admins (`cairn token`), and
 // the bindings that let kubelets join by TLS bootstrap.
-func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []object {
+func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []kube.Object {
 	id, tokSecret := join.BootstrapToken(secret)
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	rbac := "rbac.authorization.k8s.io/v1"
@@ -142,8 +35,8 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []obje
 		}
 		return out
 	}
-	reader := func(name, ns, resource, target string, groups ...string) []object {
-		return []object{
+	reader := func(name, ns, resource, target string, groups ...string) []kube.Object {
+		return []kube.Object{
 			{"apiVersion": rbac, "kind": "Role", "metadata": meta(name, ns),
 				"rules": []map[string]any{{"apiGroups": []string{""}, "resources": []string{resource}, "resourceNames": []string{target}, "verbs": []string{"get"}}}},
 			{"apiVersion": rbac, "kind": "RoleBinding", "metadata": meta(name, ns),
@@ -151,12 +44,12 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []obje
 				"subjects": group(groups...)},
 		}
 	}
-	clusterBinding := func(name, role string, groups ...string) object {
-		return object{"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": meta(name, ""),
+	clusterBinding := func(name, role string, groups ...string) kube.Object {
+		return kube.Object{"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": meta(name, ""),
 			"roleRef":  map[string]string{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
 			"subjects": group(groups...)}
 	}
-	objs := []object{
+	objs := []kube.Object{
 		{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(join.CAConfigMap, "kube-public"),
 			"data": map[string]string{join.CAKey: string(caPEM), join.ProofKey: join.CAProof(secret, caPEM),
 				join.ClientCAKey: string(clientCAPEM), join.ClientCAProofKey: join.CAProof(secret, clientCAPEM)}},
@@ -208,10 +101,11 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []obje
 	return objs
 }
 
-// publish applies every published object, stopping at the first error.
-func (c *apiClient) publish(ctx context.Context, objs []object) error {
+// publish applies every object with server-side apply, owned by
+// "cairn", stopping at the first error.
+func publish(ctx context.Context, api *kube.Client, objs []kube.Object) error {
 	for _, o := range objs {
-		if err := c.apply(ctx, o); err != nil {
+		if err := api.Apply(ctx, o, fieldManager); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // The objects a server publishes are what the apiserver accepts and what
@@ -15,7 +16,7 @@ import (
 func TestPublished(t *testing.T) {
 	ca := []byte("the CA bundle")
 	objs := published("s3cret", ca, []byte("client ca"), []byte("admin kubeconfig"))
-	byName := map[string]object{}
+	byName := map[string]kube.Object{}
 	for _, o := range objs {
 		m := o["metadata"].(map[string]any)
 		byName[o["kind"].(string)+"/"+m["name"].(string)] = o

@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -422,7 +420,7 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 		return false, "", err
 	}
 	pinned.Certificates = []tls.Certificate{pair}
-	c := newAPIClient(w.apiserver, pinned)
+	c := kube.New(w.apiserver, kube.Options{TLS: pinned})
 	var n struct {
 		Status struct {
 			Conditions []struct {
@@ -431,7 +429,7 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 			} `json:"conditions"`
 		} `json:"status"`
 	}
-	if err := c.getJSON(ctx, "/api/v1/nodes/"+name, &n); err != nil {
+	if err := c.Get(ctx, "/api/v1/nodes/"+name, &n); err != nil {
 		return false, "", err
 	}
 	for _, c := range n.Status.Conditions {
@@ -445,26 +443,4 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 		}
 	}
 	return false, "registered, no Ready condition yet", nil
-}
-
-// getJSON reads path into out, bounded to maxAPIReply bytes.
-func (c *apiClient) getJSON(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := readReply(resp)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.Unmarshal(body, out)
 }

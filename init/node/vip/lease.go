@@ -1,16 +1,15 @@
 package vip
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/cairn-os/cairn/config/brief"
+	"github.com/cairn-os/cairn/config/kube"
 )
 
 // LeaseName is the Lease the servers elect the VIP's holder with, in
@@ -28,28 +27,24 @@ const maxBody = 64 << 10
 // the init carries no Kubernetes client library, and a Lease is one small
 // JSON object.
 type API struct {
-	base string // https://127.0.0.1:6443
-	hc   *http.Client
+	c *kube.Client
 }
 
 // NewAPI reaches the apiserver at base with tlsCfg (its CA, and a client
-// certificate that may write Leases in kube-system).
+// certificate that may write Leases in kube-system), within 10 s a
+// request.
 func NewAPI(base string, tlsCfg *tls.Config) *API {
-	return &API{base: base, hc: &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil,
-			MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute},
-	}}
+	return &API{c: kube.New(base, kube.Options{TLS: tlsCfg, Timeout: 10 * time.Second, MaxReply: maxBody})}
 }
 
 // Ready checks /readyz.
 func (a *API) Ready(ctx context.Context) error {
-	code, body, err := a.do(ctx, http.MethodGet, "/readyz", nil)
+	code, body, err := a.c.Raw(ctx, http.MethodGet, "/readyz")
 	if err != nil {
 		return err
 	}
 	if code != http.StatusOK {
-		return fmt.Errorf("/readyz answered %d: %s", code, firstLine(body))
+		return fmt.Errorf("/readyz answered %d: %q", code, brief.FirstLine(body, 200))
 	}
 	return nil
 }
@@ -149,64 +144,19 @@ func (a *API) Update(ctx context.Context, r Record) (Record, error) {
 
 // call sends one request about the lease and reads the lease it answers.
 func (a *API) call(ctx context.Context, method, path string, l *lease) (Record, error) {
-	var body []byte
+	var body any
 	if l != nil {
-		var err error
-		if body, err = json.Marshal(l); err != nil {
-			return Record{}, err
-		}
-	}
-	code, data, err := a.do(ctx, method, path, body)
-	if err != nil {
-		return Record{}, err
-	}
-	switch {
-	case code == http.StatusNotFound:
-		return Record{}, ErrNotFound
-	case code == http.StatusConflict:
-		return Record{}, ErrConflict
-	case code/100 != 2:
-		return Record{}, fmt.Errorf("%s %s: %d: %s", method, path, code, firstLine(data))
+		body = l
 	}
 	var got lease
-	if err := json.Unmarshal(data, &got); err != nil {
-		return Record{}, fmt.Errorf("%s %s: the answer is not a Lease: %w", method, path, err)
+	err := a.c.Do(ctx, method, path, body, &got)
+	switch {
+	case kube.IsStatus(err, http.StatusNotFound):
+		return Record{}, ErrNotFound
+	case kube.IsStatus(err, http.StatusConflict):
+		return Record{}, ErrConflict
+	case err != nil:
+		return Record{}, err
 	}
 	return fromLease(got), nil
-}
-
-func (a *API) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode, data, nil
-}
-
-// firstLine is the start of an answer, for a message.
-func firstLine(b []byte) string {
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i]
-	}
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return strconv.Quote(string(b))
 }
