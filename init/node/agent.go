@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -98,20 +97,13 @@ func (a *agent) run(ctx context.Context) error {
 	if err := w.start(ctx); err != nil {
 		return err
 	}
-	supervise.Go("node: learn servers", func() {
-		lb.learn(ctx, func() (*tls.Config, error) {
-			pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
-			if err != nil {
-				return nil, err
-			}
-			cfg, err := kube.Pinned(serving)
-			if err != nil {
-				return nil, err
-			}
-			cfg.Certificates = []tls.Certificate{pair}
-			return cfg, nil
-		})
-	})
+	tlsCfg, err := w.kubeletTLS()
+	if err != nil {
+		a.o.Printf("node: %v; the control-plane proxy knows only %s", err, fixed)
+		return nil
+	}
+	api := kube.New("https://"+balancerAddr, kube.Options{TLS: tlsCfg})
+	supervise.Go("node: learn servers", func() { lb.learn(ctx, api) })
 	return nil
 }
 

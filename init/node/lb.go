@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -222,42 +221,39 @@ func (b *balancer) setServers(learned []string) {
 // learn reads the apiservers' addresses from the cluster (the
 // `kubernetes` Service's EndpointSlice) every balancerLearnEvery, with
 // the node's own credentials, through the balancer itself.
-func (b *balancer) learn(ctx context.Context, tlsCfg func() (*tls.Config, error)) {
+func (b *balancer) learn(ctx context.Context, api *kube.Client) {
 	for {
-		if cfg, err := tlsCfg(); err == nil {
-			c := kube.New("https://"+balancerAddr, kube.Options{TLS: cfg})
-			var list struct {
-				Items []struct {
-					Endpoints []struct {
-						Addresses []string `json:"addresses"`
-					} `json:"endpoints"`
-					Ports []struct {
-						Name string `json:"name"`
-						Port int    `json:"port"`
-					} `json:"ports"`
-				} `json:"items"`
-			}
-			err := c.Get(ctx, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes", &list)
-			if err == nil {
-				var learned []string
-				for _, it := range list.Items {
-					port := 0
-					for _, p := range it.Ports {
-						if p.Name == "https" || port == 0 {
-							port = p.Port
-						}
+		var list struct {
+			Items []struct {
+				Endpoints []struct {
+					Addresses []string `json:"addresses"`
+				} `json:"endpoints"`
+				Ports []struct {
+					Name string `json:"name"`
+					Port int    `json:"port"`
+				} `json:"ports"`
+			} `json:"items"`
+		}
+		err := api.Get(ctx, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes", &list)
+		if err == nil {
+			var learned []string
+			for _, it := range list.Items {
+				port := 0
+				for _, p := range it.Ports {
+					if p.Name == "https" || port == 0 {
+						port = p.Port
 					}
-					for _, e := range it.Endpoints {
-						for _, a := range e.Addresses {
-							if ip, err := netip.ParseAddr(a); err == nil && port > 0 && port < 65536 {
-								learned = append(learned, net.JoinHostPort(ip.String(), strconv.Itoa(port)))
-							}
+				}
+				for _, e := range it.Endpoints {
+					for _, a := range e.Addresses {
+						if ip, err := netip.ParseAddr(a); err == nil && port > 0 && port < 65536 {
+							learned = append(learned, net.JoinHostPort(ip.String(), strconv.Itoa(port)))
 						}
 					}
 				}
-				slices.Sort(learned)
-				b.setServers(learned)
 			}
+			slices.Sort(learned)
+			b.setServers(learned)
 		}
 		if sleep(ctx, balancerLearnEvery) != nil {
 			return

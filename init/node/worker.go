@@ -387,10 +387,16 @@ func (w *worker) reportReady(ctx context.Context) {
 	if _, err := w.o.Services.Wait(ctx, "kubelet", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 		return
 	}
+	tlsCfg, err := w.kubeletTLS()
+	if err != nil {
+		w.o.Printf("node: %v", err)
+		return
+	}
+	api := kube.New(w.apiserver, kube.Options{TLS: tlsCfg})
 	name := w.node.Name
 	var said time.Time
 	for sleep(ctx, 2*time.Second) == nil {
-		ready, why, err := w.nodeReady(ctx, name)
+		ready, why, err := w.nodeReady(ctx, api, name)
 		if err == nil && ready {
 			since := ""
 			if !w.o.ConfigLoaded.IsZero() {
@@ -410,17 +416,7 @@ func (w *worker) reportReady(ctx context.Context) {
 }
 
 // nodeReady reads the node's Ready condition with its own credentials.
-func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, error) {
-	pair, err := tls.LoadX509KeyPair(w.kubeletCert(), w.kubeletCert())
-	if err != nil {
-		return false, "", fmt.Errorf("the kubelet's client certificate: %w", err)
-	}
-	pinned, err := kube.Pinned(w.servingCA)
-	if err != nil {
-		return false, "", err
-	}
-	pinned.Certificates = []tls.Certificate{pair}
-	c := kube.New(w.apiserver, kube.Options{TLS: pinned})
+func (w *worker) nodeReady(ctx context.Context, api *kube.Client, name string) (bool, string, error) {
 	var n struct {
 		Status struct {
 			Conditions []struct {
@@ -429,7 +425,7 @@ func (w *worker) nodeReady(ctx context.Context, name string) (bool, string, erro
 			} `json:"conditions"`
 		} `json:"status"`
 	}
-	if err := c.Get(ctx, "/api/v1/nodes/"+name, &n); err != nil {
+	if err := api.Get(ctx, "/api/v1/nodes/"+name, &n); err != nil {
 		return false, "", err
 	}
 	for _, c := range n.Status.Conditions {
