@@ -2,8 +2,6 @@ package rollout
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,8 +62,8 @@ func readBundle(ctx context.Context, arg string) (*bundle, error) {
 	}
 	b.arg, b.dir = arg, dir
 	for _, bf := range b.Files {
-		if err := checkFile(filepath.Join(dir, bf.Name), bf); err != nil {
-			return nil, err
+		if err := bf.Verify(filepath.Join(dir, bf.Name)); err != nil {
+			return nil, fmt.Errorf("%w: the bundle is damaged or half copied, build or copy it again", err)
 		}
 	}
 	return b, nil
@@ -142,24 +140,6 @@ func parseBundle(r io.Reader, name string) (*bundle, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return b, nil
-}
-
-// checkFile compares the file at path with what update.json says of it.
-func checkFile(path string, want upgrade.File) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(f, upgrade.MaxBundleFile+1))
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); n != want.Size || sum != want.SHA256 {
-		return fmt.Errorf("%s is %d bytes with sha256 %s; update.json says %d bytes with %s: the bundle is damaged or half copied, build or copy it again", path, n, sum, want.Size, want.SHA256)
-	}
-	return nil
 }
 
 func unwrapPathErr(err error) error {

@@ -1,48 +1,46 @@
 package rollout
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
-// Kube talks REST to a cluster's apiserver with an admin kubeconfig: the
-// few calls `cairn upgrade` makes, each bounded in time and in what it
-// reads.
+// Kube is a cluster as `cairn upgrade` reaches it with an admin
+// kubeconfig: its apiserver's client (config/kube), and the credentials
+// the uploads use, which stream a file for as long as it takes.
 type Kube struct {
-	api string
-	c   *http.Client
-	// timeout bounds each request but an upload's.
-	timeout time.Duration
+	api *kube.Client
+	// tls carries the admin's client certificate, for the uploads.
+	tls *tls.Config
+	// upload sends a file through the apiserver; it bounds no time (put
+	// does, by the file's size).
+	upload *http.Client
 }
 
-// Bounds of what is read from the apiserver: an object, a list.
+// Bounds of what is read from the apiserver (an object, a list), and of
+// each request but an upload.
 const (
-	maxObject = upgrade.MaxManifest
-	maxList   = 16 << 20
+	maxObject      = upgrade.MaxManifest
+	maxList        = 16 << 20
+	requestTimeout = 30 * time.Second
 )
 
 // Open reads the admin kubeconfig at path and returns a client of the
-// apiserver it names.
+// apiserver it names. Requests honour $HTTPS_PROXY, and an apiserver that
+// answers 429 (too busy, or a resource's storage still starting) is asked
+// up to three times, after the delay it names.
 func Open(path string) (*Kube, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxObject+1))
+	data, err := files.Read(path, maxObject)
 	if err != nil {
 		return nil, err
 	}
@@ -54,102 +52,11 @@ func Open(path string) (*Kube, error) {
 		return nil, fmt.Errorf("%s: the server %q is not an https:// URL", path, admin.Server)
 	}
 	return &Kube{
-		api:     strings.TrimSuffix(admin.Server, "/"),
-		c:       &http.Client{Transport: &http.Transport{TLSClientConfig: admin.TLS, Proxy: http.ProxyFromEnvironment}},
-		timeout: 30 * time.Second,
+		api: admin.Client(kube.Options{Timeout: requestTimeout, MaxReply: maxObject, Retries: 2, ProxyFromEnvironment: true}),
+		tls: admin.TLS,
+		upload: &http.Client{Transport: &http.Transport{TLSClientConfig: admin.TLS, Proxy: http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}},
 	}, nil
-}
-
-// apiError is a reply other than the one expected: its status and the
-// Status object's message.
-type apiError struct {
-	method, path string
-	code         int
-	msg          string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.code, http.StatusText(e.code), e.msg)
-}
-
-// isStatus says whether err is the apiserver's answer code.
-func isStatus(err error, code int) bool {
-	var ae *apiError
-	return errors.As(err, &ae) && ae.code == code
-}
-
-// call sends body (JSON, when not nil) and decodes a 2xx reply of at most
-// limit bytes into out (when not nil). An apiserver that asks to be asked
-// again (429: too busy, or a resource's storage still starting) is, up to
-// three times, after the delay it names.
-func (k *Kube) call(ctx context.Context, method, path string, body, out any, limit int64) error {
-	var js []byte
-	if body != nil {
-		var err error
-		if js, err = json.Marshal(body); err != nil {
-			return err
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
-	var data []byte
-	for try := 1; ; try++ {
-		req, err := http.NewRequestWithContext(ctx, method, k.api+path, bytes.NewReader(js))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := k.c.Do(req)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
-		}
-		data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
-		}
-		if resp.StatusCode == http.StatusTooManyRequests && try < 3 {
-			wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
-			if err != nil || wait < 1 {
-				wait = 1
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
-			case <-time.After(time.Duration(min(wait, 5)) * time.Second):
-			}
-			continue
-		}
-		if resp.StatusCode/100 != 2 {
-			return &apiError{method: method, path: path, code: resp.StatusCode, msg: statusMessage(data)}
-		}
-		break
-	}
-	if int64(len(data)) > limit {
-		return fmt.Errorf("%s %s: the reply is larger than %d bytes", method, path, limit)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	return nil
-}
-
-// statusMessage is the message of a Kubernetes Status reply, or the
-// reply's first line.
-func statusMessage(data []byte) string {
-	var st struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(data, &st) == nil && st.Message != "" {
-		return st.Message
-	}
-	return firstLine(data)
 }
 
 // kubeNode is what the upgrade needs of a Node.
@@ -171,7 +78,7 @@ func (k *Kube) nodes(ctx context.Context) ([]kubeNode, error) {
 			} `json:"metadata"`
 		} `json:"items"`
 	}
-	if err := k.call(ctx, "GET", "/api/v1/nodes", nil, &list, maxList); err != nil {
+	if err := k.api.WithMaxReply(maxList).Get(ctx, "/api/v1/nodes", &list); err != nil {
 		return nil, err
 	}
 	var out []kubeNode
@@ -197,8 +104,8 @@ func (k *Kube) upgrades(ctx context.Context) ([]upgrade.Upgrade, error) {
 	var list struct {
 		Items []upgrade.Upgrade `json:"items"`
 	}
-	if err := k.call(ctx, "GET", upgrade.Path(""), nil, &list, maxList); err != nil {
-		if isStatus(err, http.StatusNotFound) {
+	if err := k.api.WithMaxReply(maxList).Get(ctx, upgrade.Path(""), &list); err != nil {
+		if kube.IsStatus(err, http.StatusNotFound) {
 			return nil, fmt.Errorf("the cluster has no Upgrade resource (%s.%s): its servers run a cairn without upgrades, or have not installed it yet", upgrade.Plural, upgrade.Group)
 		}
 		return nil, err
@@ -218,20 +125,11 @@ var errNoUpgrade = errors.New("no such upgrade")
 // get reads the Upgrade called name.
 func (k *Kube) get(ctx context.Context, name string) (*upgrade.Upgrade, error) {
 	var u upgrade.Upgrade
-	if err := k.call(ctx, "GET", upgrade.Path(name), nil, &u, maxObject); err != nil {
-		if isStatus(err, http.StatusNotFound) {
+	if err := k.api.Get(ctx, upgrade.Path(name), &u); err != nil {
+		if kube.IsStatus(err, http.StatusNotFound) {
 			return nil, fmt.Errorf("%w: no upgrade %s in namespace %s ('cairn upgrade status' shows the newest)", errNoUpgrade, name, upgrade.Namespace)
 		}
 		return nil, err
 	}
 	return &u, nil
-}
-
-// firstLine is the start of a reply that is not a Status, for a message.
-func firstLine(b []byte) string {
-	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
 }

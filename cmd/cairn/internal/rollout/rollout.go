@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
@@ -69,7 +70,7 @@ func Run(ctx context.Context, stdout, stderr io.Writer, k *Kube, o Options) erro
 		return err
 	}
 	name := u.Metadata.Name
-	if err := k.call(ctx, "POST", upgrade.Path(""), u, nil, maxObject); err != nil {
+	if err := k.api.Do(ctx, http.MethodPost, upgrade.Path(""), u, nil); err != nil {
 		return fmt.Errorf("creating upgrade %s: %w", name, err)
 	}
 	var order []string
@@ -93,7 +94,7 @@ func Run(ctx context.Context, stdout, stderr io.Writer, k *Kube, o Options) erro
 		if u, gerr := k.get(dctx, name); gerr == nil && u.Status.Phase != "" {
 			return fmt.Errorf("%w; upgrade %s was started all the same and goes on: follow it with %s", err, name, follow)
 		}
-		if derr := k.call(dctx, "DELETE", upgrade.Path(name), nil, nil, maxObject); derr != nil {
+		if derr := k.api.Do(dctx, http.MethodDelete, upgrade.Path(name), nil, nil); derr != nil {
 			return fmt.Errorf("%w; removing upgrade %s failed too (%v): remove it with 'kubectl -n %s delete %s %s'", err, name, derr, upgrade.Namespace, upgrade.Plural, name)
 		}
 		return fmt.Errorf("%w; upgrade %s removed, no node was touched", err, name)
@@ -140,8 +141,8 @@ func planUpgrade(ctx context.Context, k *Kube, o Options, bundles []*bundle) (*u
 	}
 	for _, d := range o.Deployments {
 		ns, name, _ := strings.Cut(d, "/")
-		if err := k.call(ctx, "GET", "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, nil, nil, maxList); err != nil {
-			if isStatus(err, http.StatusNotFound) {
+		if err := k.api.WithMaxReply(maxList).Get(ctx, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, nil); err != nil {
+			if kube.IsStatus(err, http.StatusNotFound) {
 				return nil, nil, nil, fmt.Errorf("--check-deployment %s: there is no such Deployment", d)
 			}
 			return nil, nil, nil, err
@@ -230,8 +231,8 @@ func start(ctx context.Context, k *Kube, name string) error {
 			return err
 		}
 		u.Status.Phase = upgrade.Running
-		err = k.call(ctx, "PUT", upgrade.Path(name)+"/status", u, nil, maxObject)
-		if !isStatus(err, http.StatusConflict) {
+		err = k.api.Do(ctx, http.MethodPut, upgrade.Path(name)+"/status", u, nil)
+		if !kube.IsStatus(err, http.StatusConflict) {
 			break
 		}
 	}

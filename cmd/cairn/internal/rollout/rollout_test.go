@@ -180,7 +180,7 @@ func TestRunRefusals(t *testing.T) {
 		{name: "two bundles for a board", images: []string{x86, rollouttest.WriteBundle(t, "qemu-x86_64", "amd64", "v3")}, want: "two bundles for board qemu-x86_64"},
 		{name: "no bundle for an arch", nodes: []rollouttest.Node{{Name: "s1", Arch: "amd64", Server: true}, {Name: "a1", Arch: "arm64"}}, images: []string{x86}, want: "node a1 is arm64 and no --image is for arm64"},
 		{name: "missing deployment", images: []string{x86}, deployments: []string{"default/web"}, want: "--check-deployment default/web: there is no such Deployment"},
-		{name: "damaged bundle", images: []string{damaged}, want: "vmlinuz is 4 bytes with sha256"},
+		{name: "damaged bundle", images: []string{damaged}, want: "it is 4 bytes with sha256"},
 		{name: "not a bundle", images: []string{t.TempDir()}, want: "no update.json in it or in its update/"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cairn-os/cairn/config/brief"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
@@ -158,7 +159,7 @@ func followUpgrade(ctx context.Context, stdout, stderr io.Writer, k *Kube, name,
 		case errors.Is(err, errNoUpgrade):
 			return fmt.Errorf("upgrade %s was removed from the cluster while being followed", name)
 		case err != nil:
-			if msg := shortErr(err); msg != lastErr {
+			if msg := brief.Err(err); msg != lastErr {
 				lastErr = msg
 				fmt.Fprintf(stderr, "cairn upgrade: cannot read %s (%s); asking again every %s\n", name, msg, pollInterval)
 			}
@@ -190,22 +191,6 @@ func followUpgrade(ctx context.Context, stdout, stderr io.Writer, k *Kube, name,
 		case <-time.After(pollInterval):
 		}
 	}
-}
-
-// shortErr is the last part of an error chain: "connection refused".
-func shortErr(err error) string {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil || u.Error() == "" {
-			break
-		}
-		err = u
-	}
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 && i+2 < len(s) {
-		s = s[i+2:]
-	}
-	return s
 }
 
 // took is an ended upgrade's time: from its creation to its last node's

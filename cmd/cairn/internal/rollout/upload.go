@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cairn-os/cairn/config/brief"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/image"
 )
@@ -46,43 +49,32 @@ func blobProxyPath(node, sha256 string) string {
 // to its blob port when this machine reaches the node's address (one TLS
 // hop; under TCG the apiserver's proxy adds two more and is slower than
 // 25 KiB/s), else through the apiserver's node proxy. The server checks
-// what arrives against the sha256 and size an Upgrade names; 201 (stored)
-// and 200 (held already) succeed.
+// what arrives against the sha256 and size an Upgrade names.
 func (k *Kube) put(ctx context.Context, node, path string, f upgrade.File) error {
 	// A file may take a while, a stalled one not forever: it must go at
 	// 256 KiB/s at least (115 MiB in 8 min).
-	ctx, cancel := context.WithTimeout(ctx, k.timeout+time.Duration(f.Size/(256<<10))*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout+time.Duration(f.Size/(256<<10))*time.Second)
 	defer cancel()
-	if direct := k.directBlob(ctx, node); direct != nil {
-		err := k.putTo(ctx, direct, "https://"+direct.host+upgrade.BlobPath(f.SHA256), path, f)
-		var ae *apiError
-		if err == nil || errors.As(err, &ae) || ctx.Err() != nil {
+	if c, base := k.directBlob(ctx, node); c != nil {
+		err := putFile(ctx, c, base+upgrade.BlobPath(f.SHA256), path, f)
+		var answered *kube.Error
+		if err == nil || errors.As(err, &answered) || ctx.Err() != nil {
 			return err
 		}
 	}
-	return k.putTo(ctx, &blobClient{c: k.c}, k.api+blobProxyPath(node, f.SHA256), path, f)
+	return putFile(ctx, k.upload, k.api.Base()+blobProxyPath(node, f.SHA256), path, f)
 }
 
-// blobClient reaches a server's blob port.
-type blobClient struct {
-	c    *http.Client
-	host string
-}
-
-// directBlob is a client for node's blob port when its InternalIP answers
-// within a few seconds, else nil.
-func (k *Kube) directBlob(ctx context.Context, node string) *blobClient {
+// directBlob is a client of node's blob port and its base URL when the
+// node's InternalIP answers within a few seconds, else nil.
+func (k *Kube) directBlob(ctx context.Context, node string) (*http.Client, string) {
 	var n struct {
 		Status struct {
 			Addresses []struct{ Type, Address string } `json:"addresses"`
 		} `json:"status"`
 	}
-	if k.call(ctx, "GET", "/api/v1/nodes/"+node, nil, &n, maxObject) != nil {
-		return nil
-	}
-	tr, ok := k.c.Transport.(*http.Transport)
-	if !ok || tr.TLSClientConfig == nil {
-		return nil
+	if k.api.Get(ctx, "/api/v1/nodes/"+node, &n) != nil {
+		return nil, ""
 	}
 	for _, a := range n.Status.Addresses {
 		if a.Type != "InternalIP" {
@@ -92,39 +84,56 @@ func (k *Kube) directBlob(ctx context.Context, node string) *blobClient {
 		d := net.Dialer{Timeout: 3 * time.Second}
 		conn, err := d.DialContext(ctx, "tcp", host)
 		if err != nil {
-			return nil
+			return nil, ""
 		}
 		conn.Close()
-		tlsCfg := tr.TLSClientConfig.Clone()
+		tlsCfg := k.tls.Clone()
 		// Servers answer on the blob port with the apiserver's
 		// certificate, which names "kubernetes".
 		tlsCfg.ServerName = "kubernetes"
-		return &blobClient{host: host, c: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil, ForceAttemptHTTP2: false}}}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}, "https://" + host
 	}
-	return nil
+	return nil, ""
 }
 
-// putTo sends the file at path to url.
-func (k *Kube) putTo(ctx context.Context, bc *blobClient, url, path string, f upgrade.File) error {
+// putFile sends the file at path to url: 201 (stored) and 200 (held
+// already) succeed, any other answer is a *kube.Error.
+func putFile(ctx context.Context, c *http.Client, url, path string, f upgrade.File) error {
 	in, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	req, err := http.NewRequestWithContext(ctx, "PUT", url, in)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, in)
 	if err != nil {
 		return err
 	}
 	req.ContentLength = f.Size
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := bc.c.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("PUT %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxObject))
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return &apiError{method: "PUT", path: url, code: resp.StatusCode, msg: statusMessage(data)}
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
+		return nil
 	}
-	return nil
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxObject))
+	return &kube.Error{Method: http.MethodPut, Path: url, Code: resp.StatusCode, Message: statusMessage(resp.StatusCode, data)}
+}
+
+// statusMessage is the message of a Kubernetes Status reply, else the
+// reply's first line, else the status text: what config/kube makes of a
+// failed call, for an upload's reply, which streams past that client.
+func statusMessage(code int, data []byte) string {
+	var st struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &st) == nil && st.Message != "" {
+		return st.Message
+	}
+	if l := brief.FirstLine(data, 200); l != "" {
+		return l
+	}
+	return http.StatusText(code)
 }
