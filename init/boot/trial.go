@@ -3,12 +3,12 @@ package boot
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/layout"
 )
 
@@ -40,20 +40,12 @@ const maxTrial = 64 << 10
 
 // ReadTrial reads the trial record at path; (nil, nil) when there is none.
 func ReadTrial(path string) (*Trial, error) {
-	f, err := os.Open(path)
+	data, err := files.Read(path, maxTrial)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxTrial+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxTrial {
-		return nil, fmt.Errorf("%s is over %d bytes", path, maxTrial)
 	}
 	var t Trial
 	if err := json.Unmarshal(data, &t); err != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/init/supervise"
 )
 
 // dhcpClient keeps one link leased, following RFC 2131's states: INIT
@@ -71,7 +73,7 @@ func (c *dhcpClient) run(ctx context.Context) {
 				return
 			}
 			c.log.Warn(fmt.Sprintf("network: no DHCP lease on %s yet (%v); asking again in %s", c.link, err, backoff))
-			sleep(ctx, backoff)
+			supervise.Sleep(ctx, backoff)
 			backoff = min(2*backoff, dhcpMaxBackoff)
 			continue
 		}
@@ -79,7 +81,7 @@ func (c *dhcpClient) run(ctx context.Context) {
 		if err := c.apply(lease); err != nil {
 			c.log.Error(fmt.Sprintf("network: applying the DHCP lease on %s: %v", c.link, err))
 			c.drop()
-			sleep(ctx, backoff)
+			supervise.Sleep(ctx, backoff)
 			continue
 		}
 		c.log.Info(fmt.Sprintf("network: up %s %s via dhcp", c.link, c.addr))
@@ -99,7 +101,7 @@ func (c *dhcpClient) runGuarded(ctx context.Context) {
 		if !c.runRecovering(ctx) {
 			return
 		}
-		sleep(ctx, dhcpAttempt)
+		supervise.Sleep(ctx, dhcpAttempt)
 	}
 }
 
@@ -417,19 +419,8 @@ func (c *dhcpClient) drop() {
 	c.lease = nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 func sleepUntil(ctx context.Context, t time.Time) bool {
-	return sleep(ctx, time.Until(t))
+	return supervise.Sleep(ctx, time.Until(t))
 }
 
 func minTime(a, b time.Time) time.Time {

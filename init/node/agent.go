@@ -70,7 +70,7 @@ func (a *agent) run(ctx context.Context) error {
 		} else {
 			a.o.Printf("node: the cluster at %s: %v; retrying in %s", a.k.Server, err, wait)
 		}
-		if sleep(ctx, wait) != nil {
+		if !supervise.Sleep(ctx, wait) {
 			return errStopped
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/init/supervise"
 )
 
 // approveEvery is how often a server looks for kubelet serving
@@ -45,7 +46,7 @@ type csr struct {
 // left for a person, with one console line.
 func (s *server) approveServing(ctx context.Context, api *kube.Client) {
 	refused := map[string]bool{}
-	for sleep(ctx, approveEvery) == nil {
+	for supervise.Sleep(ctx, approveEvery) {
 		var list struct {
 			Items []json.RawMessage `json:"items"`
 		}

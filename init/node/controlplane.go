@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -234,20 +233,23 @@ func (s *server) startControlPlane(c pki.Cluster) error {
 // adminTLS trusts the cluster's serving CA and presents the admin
 // certificate.
 func (s *server) adminTLS(c pki.Cluster) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c[pki.ServerCA].Cert)
+	cfg, err := kube.Pinned(c[pki.ServerCA].Cert)
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's serving CA: %w", err)
+	}
 	pair, err := tls.X509KeyPair(c[pki.Admin].Cert, c[pki.Admin].Key)
 	if err != nil {
 		return nil, fmt.Errorf("the admin certificate: %w", err)
 	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+	cfg.Certificates = []tls.Certificate{pair}
+	return cfg, nil
 }
 
 // labelNode labels this server's Node as the control plane's (a node may
 // not set that label itself), once the kubelet has registered it.
 func (s *server) labelNode(ctx context.Context, api *kube.Client) {
 	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{upgrade.ServerLabel: "true"}}}
-	for sleep(ctx, 3*time.Second) == nil {
+	for supervise.Sleep(ctx, 3*time.Second) {
 		if err := api.MergePatch(ctx, "/api/v1/nodes/"+nodeName(s.o), patch); err == nil {
 			return
 		}
@@ -278,7 +280,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 			return
 		}
 		s.o.Printf("node: publishing the cluster's CA and join objects: %v; retrying in %s", err, delay)
-		if sleep(ctx, delay) != nil {
+		if !supervise.Sleep(ctx, delay) {
 			return
 		}
 	}
@@ -292,7 +294,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 				return
 			}
 			s.o.Printf("node: applying the add-ons: %v; retrying in %s", err, delay)
-			if sleep(ctx, delay) != nil {
+			if !supervise.Sleep(ctx, delay) {
 				return
 			}
 		}
@@ -311,7 +313,7 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 		if delay >= 5*time.Second {
 			s.o.Printf("node: the cluster's CA is not readable anonymously yet: %v; retrying in %s", err, delay)
 		}
-		if sleep(ctx, delay) != nil {
+		if !supervise.Sleep(ctx, delay) {
 			return
 		}
 	}

@@ -187,7 +187,7 @@ func (b *balancer) mark(s string, up bool) {
 
 // probe dials every server every balancerProbeEvery.
 func (b *balancer) probe(ctx context.Context) {
-	for sleep(ctx, b.probeEvery) == nil {
+	for supervise.Sleep(ctx, b.probeEvery) {
 		b.mu.Lock()
 		servers := slices.Clone(b.servers)
 		b.mu.Unlock()
@@ -255,7 +255,7 @@ func (b *balancer) learn(ctx context.Context, api *kube.Client) {
 			slices.Sort(learned)
 			b.setServers(learned)
 		}
-		if sleep(ctx, balancerLearnEvery) != nil {
+		if !supervise.Sleep(ctx, balancerLearnEvery) {
 			return
 		}
 	}

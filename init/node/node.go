@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/node/render"
@@ -171,8 +171,8 @@ func resolveToken(k *config.Kubernetes, l render.Layout, printf func(string, ...
 	}
 	generated := filepath.Join(l.DataDir, "token")
 	if raw == "" {
-		if data, err := readBounded(generated, maxTokenFile); err == nil {
-			raw, source = string(data), generated
+		if tok, err := readToken(generated); err == nil {
+			raw, source = tok, generated
 		}
 	}
 	if raw == "" {
@@ -199,38 +199,22 @@ func givenToken(k *config.Kubernetes) (raw, source string, err error) {
 	if k.TokenFile == "" {
 		return "", "", nil
 	}
-	data, err := readBounded(k.TokenFile, maxTokenFile)
+	raw, err = readToken(k.TokenFile)
 	if err != nil {
 		return "", "", fmt.Errorf("kubernetes.token-file: %w", err)
 	}
-	return string(data), k.TokenFile, nil
+	return raw, k.TokenFile, nil
 }
 
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+// readToken reads a token file, at most maxTokenFile bytes, without the
+// white space around the token.
+func readToken(path string) (string, error) {
+	data, err := files.Read(path, maxTokenFile)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes; it should hold one token", path, limit)
-	}
-	return []byte(strings.TrimSpace(string(data))), nil
+	return strings.TrimSpace(string(data)), nil
 }
 
 // errStopped is returned when the boot ended (a shutdown began).
 var errStopped = errors.New("the boot ended")
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return errStopped
-	case <-time.After(d):
-		return nil
-	}
-}

@@ -131,7 +131,7 @@ var (
 // backoff, and the console should tell a person what is going on.
 func (s *server) watchDatastore(ctx context.Context, cli *clientv3.Client) {
 	var lostAt time.Time
-	for sleep(ctx, watchEvery) == nil {
+	for supervise.Sleep(ctx, watchEvery) {
 		actx, cancel := context.WithTimeout(ctx, watchTimeout)
 		_, err := cli.Get(actx, bootstrapKey, clientv3.WithKeysOnly())
 		cancel()
@@ -323,8 +323,8 @@ func (s *server) claimLoop(ctx context.Context, dsCfg clientv3.Config) (*claimRe
 			}
 			s.o.Printf("datastore: %s is not ready: %s; retrying in %s", s.datastoreName(), reason, wait)
 		}
-		if err := sleep(ctx, wait); err != nil {
-			return nil, err
+		if !supervise.Sleep(ctx, wait) {
+			return nil, errStopped
 		}
 	}
 }

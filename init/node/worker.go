@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -16,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/brief"
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/node/render"
@@ -182,7 +185,7 @@ func (w *worker) forwarding() {
 		cmd := exec.Command("/sbin/modprobe", "br_netfilter")
 		cmd.Env = baseEnv()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			w.o.Printf("node: loading br_netfilter: %v %s", err, lastLine(out))
+			w.o.Printf("node: loading br_netfilter: %v %s", err, brief.LastLine(out, 300))
 		}
 	}
 	for _, s := range nodeSysctls {
@@ -202,7 +205,7 @@ const fallbackNameserver = "8.8.8.8"
 // naming fallbackNameserver, written to /run/cairn, with a console line.
 func (w *worker) podResolvConf() string {
 	own := w.l.ResolvConf
-	data, _ := readBounded(own, 64<<10)
+	data, _ := files.Read(own, 64<<10)
 	for _, l := range strings.Split(string(data), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 2 && f[0] == "nameserver" {
@@ -224,7 +227,7 @@ func (w *worker) podResolvConf() string {
 // hasCapability reports whether this process has capability c in its
 // effective set (from /proc/self/status; true when that is unreadable).
 func hasCapability(c int) bool {
-	data, err := readBounded("/proc/self/status", 64<<10)
+	data, err := files.Read("/proc/self/status", 64<<10)
 	if err != nil {
 		return true
 	}
@@ -248,7 +251,8 @@ func machineID(dataDir string) error {
 		return nil
 	}
 	kept := filepath.Join(dataDir, "machine-id")
-	id, err := readBounded(kept, 64)
+	id, err := files.Read(kept, 64)
+	id = bytes.TrimSpace(id)
 	if err != nil || len(id) != 32 {
 		b := make([]byte, 16)
 		if _, err := rand.Read(b); err != nil {
@@ -320,7 +324,7 @@ func (w *worker) importImages(ctx context.Context) {
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {
-			w.o.Printf("node: importing %s: %v: %s", e.Name(), err, lastLine(out))
+			w.o.Printf("node: importing %s: %v: %s", e.Name(), err, brief.LastLine(out, 300))
 			continue
 		}
 		names = append(names, strings.TrimSuffix(e.Name(), ".tar"))
@@ -330,17 +334,6 @@ func (w *worker) importImages(ctx context.Context) {
 		line += "; not the images of add-ons this cluster does not run (" + strings.Join(skipped, ", ") + ")"
 	}
 	w.o.Printf("%s", line)
-}
-
-// lastLine is the last non-empty line of a command's output, at most 300
-// bytes, for a one-line error.
-func lastLine(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	l := strings.TrimSpace(lines[len(lines)-1])
-	if len(l) > 300 {
-		l = l[:300] + "…"
-	}
-	return l
 }
 
 // startKubelet hands the kubelet, kube-proxy and flannel to the
@@ -395,7 +388,7 @@ func (w *worker) reportReady(ctx context.Context) {
 	api := kube.New(w.apiserver, kube.Options{TLS: tlsCfg})
 	name := w.node.Name
 	var said time.Time
-	for sleep(ctx, 2*time.Second) == nil {
+	for supervise.Sleep(ctx, 2*time.Second) {
 		ready, why, err := w.nodeReady(ctx, api, name)
 		if err == nil && ready {
 			since := ""
