@@ -11,6 +11,7 @@ import (
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/init/node/lb"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
 )
@@ -79,14 +80,14 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	a.o.Printf("node: the cluster's CA is verified with the token")
 
-	ln, err := net.Listen("tcp", balancerAddr)
+	ln, err := net.Listen("tcp", lb.Addr)
 	if err != nil {
 		return fmt.Errorf("the control-plane proxy: %w", err)
 	}
-	lb := newBalancer(fixed, a.o.Printf)
-	supervise.Go("node: balancer", func() { lb.serve(ctx, ln) })
+	balancer := lb.New(fixed, a.o.Printf)
+	supervise.Go("node: balancer", func() { balancer.Serve(ctx, ln) })
 
-	w := &worker{o: a.o, k: a.k, l: a.l, apiserver: "https://" + balancerAddr,
+	w := &worker{o: a.o, k: a.k, l: a.l, apiserver: "https://" + lb.Addr,
 		servingCA: serving, clientCA: clientCA, secret: tok.Secret}
 	w.node = render.Node{Name: name, IP: a.k.NodeIP, Layout: a.l, Bin: a.o.Bin}
 	if w.node.IP == "" {
@@ -102,8 +103,8 @@ func (a *agent) run(ctx context.Context) error {
 		a.o.Printf("node: %v; the control-plane proxy knows only %s", err, fixed)
 		return nil
 	}
-	api := kube.New("https://"+balancerAddr, kube.Options{TLS: tlsCfg})
-	supervise.Go("node: learn servers", func() { lb.learn(ctx, api) })
+	api := kube.New("https://"+lb.Addr, kube.Options{TLS: tlsCfg})
+	supervise.Go("node: learn servers", func() { balancer.Learn(ctx, api) })
 	return nil
 }
 
@@ -123,3 +124,17 @@ func (a *agent) token() (join.Token, error) {
 	}
 	return t, nil
 }
+
+// hostPort is a server URL's host:port, for the balancer.
+func hostPort(server string) (string, error) {
+	u, err := parseServerURL(server)
+	if err != nil {
+		return "", err
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "6443"), nil
+	}
+	return u.Host, nil
+}
+
+var errNoServer = fmt.Errorf("an agent needs kubernetes.server (https://ADDRESS:6443) or kubernetes.vip")

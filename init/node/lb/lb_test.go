@@ -1,4 +1,4 @@
-package node
+package lb
 
 import (
 	"bufio"
@@ -34,7 +34,7 @@ func nameServer(t *testing.T, name string) net.Listener {
 func TestBalancerMovesOn(t *testing.T) {
 	a, b := nameServer(t, "a"), nameServer(t, "b")
 	defer b.Close()
-	lb := newBalancer(a.Addr().String(), func(string, ...any) {})
+	lb := New(a.Addr().String(), func(string, ...any) {})
 	lb.probeEvery = 50 * time.Millisecond
 	lb.setServers([]string{b.Addr().String(), a.Addr().String()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -43,7 +43,7 @@ func TestBalancerMovesOn(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go lb.serve(ctx, ln)
+	go lb.Serve(ctx, ln)
 	through := func() string {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {

@@ -1,9 +1,12 @@
-package node
+// Package lb is an agent's way to the control plane: a TCP proxy in the
+// init that forwards each connection to a server that answers, learning
+// the servers from the cluster, so the agent keeps working when the server
+// it joined through goes away (as k3s's agent load balancer does).
+package lb
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -16,11 +19,8 @@ import (
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
-// balancerAddr is where an agent's components reach the control plane:
-// a TCP proxy in the init that forwards to a server that answers, so the
-// agent keeps working when the server it joined through goes away (as
-// k3s's agent load balancer does).
-const balancerAddr = "127.0.0.1:6444"
+// Addr is where an agent's components reach the control plane.
+const Addr = "127.0.0.1:6444"
 
 // Balancer timings: a dial to a server that is gone gives up quickly, and
 // servers are probed often enough to notice one leaving within seconds.
@@ -34,11 +34,11 @@ var (
 	maxServers = 16
 )
 
-// balancer forwards connections to the first healthy server: the one a
+// Balancer forwards connections to the first healthy server: the one a
 // connection last went to while it answers, else the others in order. The
 // registration address (the `server` the agent was given) is always among
 // them; servers learned from the cluster come after it.
-type balancer struct {
+type Balancer struct {
 	printf func(string, ...any)
 	// fixed is the registration address; it is never dropped.
 	fixed string
@@ -53,13 +53,15 @@ type balancer struct {
 	active  int
 }
 
-func newBalancer(fixed string, printf func(string, ...any)) *balancer {
-	return &balancer{printf: printf, fixed: fixed, probeEvery: balancerProbeEvery, servers: []string{fixed}, current: fixed,
+// New is a balancer whose registration address (a server's host:port)
+// is fixed; printf writes one console line.
+func New(fixed string, printf func(string, ...any)) *Balancer {
+	return &Balancer{printf: printf, fixed: fixed, probeEvery: balancerProbeEvery, servers: []string{fixed}, current: fixed,
 		down: map[string]bool{}, conns: map[string]map[net.Conn]bool{}}
 }
 
-// serve accepts on ln until ctx ends.
-func (b *balancer) serve(ctx context.Context, ln net.Listener) {
+// Serve accepts on ln until ctx ends.
+func (b *Balancer) Serve(ctx context.Context, ln net.Listener) {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -75,7 +77,7 @@ func (b *balancer) serve(ctx context.Context, ln net.Listener) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			b.printf("node: the control-plane proxy on %s stopped: %v", balancerAddr, err)
+			b.printf("node: the control-plane proxy on %s stopped: %v", Addr, err)
 			return
 		}
 		b.mu.Lock()
@@ -101,7 +103,7 @@ func (b *balancer) serve(ctx context.Context, ln net.Listener) {
 
 // order is the servers to try, healthy ones first, the current one first
 // among them.
-func (b *balancer) order() []string {
+func (b *Balancer) order() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]string, 0, len(b.servers))
@@ -121,7 +123,7 @@ func (b *balancer) order() []string {
 	return out
 }
 
-func (b *balancer) forward(ctx context.Context, c net.Conn) {
+func (b *Balancer) forward(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	var up net.Conn
 	var target string
@@ -170,7 +172,7 @@ func (b *balancer) forward(ctx context.Context, c net.Conn) {
 // mark records a server's health; a server found down has its
 // connections closed at once, so clients reconnect through the balancer
 // to one that answers instead of waiting for their own timeouts.
-func (b *balancer) mark(s string, up bool) {
+func (b *Balancer) mark(s string, up bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	was := !b.down[s]
@@ -186,7 +188,7 @@ func (b *balancer) mark(s string, up bool) {
 }
 
 // probe dials every server every balancerProbeEvery.
-func (b *balancer) probe(ctx context.Context) {
+func (b *Balancer) probe(ctx context.Context) {
 	for supervise.Sleep(ctx, b.probeEvery) {
 		b.mu.Lock()
 		servers := slices.Clone(b.servers)
@@ -203,7 +205,7 @@ func (b *balancer) probe(ctx context.Context) {
 }
 
 // setServers replaces the learned servers; the registration address stays.
-func (b *balancer) setServers(learned []string) {
+func (b *Balancer) setServers(learned []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	next := []string{b.fixed}
@@ -218,10 +220,10 @@ func (b *balancer) setServers(learned []string) {
 	b.servers = next
 }
 
-// learn reads the apiservers' addresses from the cluster (the
+// Learn reads the apiservers' addresses from the cluster (the
 // `kubernetes` Service's EndpointSlice) every balancerLearnEvery, with
 // the node's own credentials, through the balancer itself.
-func (b *balancer) learn(ctx context.Context, api *kube.Client) {
+func (b *Balancer) Learn(ctx context.Context, api *kube.Client) {
 	for {
 		var list struct {
 			Items []struct {
@@ -260,17 +262,3 @@ func (b *balancer) learn(ctx context.Context, api *kube.Client) {
 		}
 	}
 }
-
-// hostPort is a server URL's host:port, for the balancer.
-func hostPort(server string) (string, error) {
-	u, err := parseServerURL(server)
-	if err != nil {
-		return "", err
-	}
-	if u.Port() == "" {
-		return net.JoinHostPort(u.Hostname(), "6443"), nil
-	}
-	return u.Host, nil
-}
-
-var errNoServer = fmt.Errorf("an agent needs kubernetes.server (https://ADDRESS:6443) or kubernetes.vip")
