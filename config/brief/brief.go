@@ -5,6 +5,7 @@ package brief
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 )
 
@@ -49,4 +50,19 @@ func clip(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// URL is s for a message: without its user information and its query,
+// which may hold credentials (a password, a signed URL's token).
+func URL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(a URL that does not parse)" // it may hold a password
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
 }

@@ -33,3 +33,15 @@ func TestErr(t *testing.T) {
 		t.Errorf("Err(plain) = %q", got)
 	}
 }
+
+func TestURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:s3cret@host/c.yaml?token=s3cret#s3cret": "https://host/c.yaml?…",
+		"http://10.0.2.2:8080/user-data":                      "http://10.0.2.2:8080/user-data",
+		"https://host/%zz":                                    "(a URL that does not parse)",
+	} {
+		if got := URL(in); got != want {
+			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/brief"
 	"github.com/cairn-os/cairn/init/cmdline"
 )
 
@@ -290,7 +291,7 @@ func TestBadURLHidesPassword(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("get(%q) = %v, want an error without the password", bad, err)
 	}
-	if got := redactURL(bad); strings.Contains(got, "s3cret") {
-		t.Errorf("redactURL(%q) = %q", bad, got)
+	if got := brief.URL(bad); strings.Contains(got, "s3cret") {
+		t.Errorf("brief.URL(%q) = %q", bad, got)
 	}
 }

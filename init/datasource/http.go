@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/brief"
 )
 
 // errNotFound is an answer: the server (or directory) has no such document.
@@ -53,7 +54,7 @@ func (f *fetcher) get(ctx context.Context, method, rawURL string, required bool,
 		return data, err
 	case "http", "https":
 	default:
-		return nil, fmt.Errorf("config URL %s: scheme %q is not supported; use http, https or file", u.Redacted(), u.Scheme)
+		return nil, fmt.Errorf("config URL %s: scheme %q is not supported; use http, https or file", brief.URL(u.String()), u.Scheme)
 	}
 	delay := firstRetry
 	for {
@@ -65,12 +66,12 @@ func (f *fetcher) get(ctx context.Context, method, rawURL string, required bool,
 			return nil, err
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("fetching %s: gave up: %w", u.Redacted(), ctx.Err())
+			return nil, fmt.Errorf("fetching %s: gave up: %w", brief.URL(u.String()), ctx.Err())
 		}
-		f.log.Warn(fmt.Sprintf("config: fetching %s failed: %v; retrying in %s", u.Redacted(), err, delay))
+		f.log.Warn(fmt.Sprintf("config: fetching %s failed: %v; retrying in %s", brief.URL(u.String()), err, delay))
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("fetching %s: gave up: %w", u.Redacted(), ctx.Err())
+			return nil, fmt.Errorf("fetching %s: gave up: %w", brief.URL(u.String()), ctx.Err())
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, maxRetry)

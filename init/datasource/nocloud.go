@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"strings"
+
+	"github.com/cairn-os/cairn/config/brief"
 )
 
 // seedFiles reads a NoCloud seed from a volume or a URL prefix. read
@@ -129,7 +130,7 @@ func gatherCmdline(ctx context.Context, e *env, f *found) error {
 		if strings.HasPrefix(base, "/") {
 			base = "file://" + base
 		}
-		e.log.Info("config: fetching the NoCloud seed " + redactURL(base))
+		e.log.Info("config: fetching the NoCloud seed " + brief.URL(base))
 		err := seedFiles(e, f, base, func(name string) ([]byte, error) {
 			// cloud-init requires user-data and meta-data; a seed server
 			// that is still starting may 404, so wait for user-data.
@@ -140,24 +141,16 @@ func gatherCmdline(ctx context.Context, e *env, f *found) error {
 		}
 	}
 	if c.configURL != "" {
-		e.log.Info("config: fetching " + redactURL(c.configURL))
+		e.log.Info("config: fetching " + brief.URL(c.configURL))
 		data, err := e.fetch.get(ctx, "GET", c.configURL, true, nil)
 		if err != nil {
 			return err
 		}
-		s, err := userData(redactURL(c.configURL), data)
+		s, err := userData(brief.URL(c.configURL), data)
 		if err != nil {
 			e.log.Warn("config: " + err.Error())
 		}
 		f.addDoc(s)
 	}
 	return nil
-}
-
-// redactURL hides a password in a URL's user info.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(a URL that does not parse)" // it may hold a password
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cairn-os/cairn/config/brief"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
@@ -50,11 +51,11 @@ func fetch(ctx context.Context, store *blobStore, im upgrade.Image, sources []st
 			start := time.Now()
 			err := download(ctx, hc, u, store, f)
 			if err == nil {
-				printf("upgrade: fetched %s (%d MiB) from %s in %.1fs, sha256 verified", name, f.Size>>20, redactURL(u), time.Since(start).Seconds())
+				printf("upgrade: fetched %s (%d MiB) from %s in %.1fs, sha256 verified", name, f.Size>>20, brief.URL(u), time.Since(start).Seconds())
 				paths[name] = store.path(f.SHA256)
 				break
 			}
-			errs = append(errs, fmt.Errorf("%s: %w", redactURL(u), err))
+			errs = append(errs, fmt.Errorf("%s: %w", brief.URL(u), err))
 		}
 		if paths[name] == "" {
 			return nil, fmt.Errorf("fetching %s: %w", name, errors.Join(errs...))
@@ -83,16 +84,4 @@ func download(ctx context.Context, hc *http.Client, u string, store *blobStore, 
 		return fmt.Errorf("it is %d bytes, the upgrade says %d", resp.ContentLength, f.Size)
 	}
 	return store.put(f, resp.Body)
-}
-
-// redactURL drops a URL's user information and query (they may hold
-// credentials) for the console.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(a URL)"
-	}
-	u.User = nil
-	u.RawQuery = ""
-	return u.String()
 }
