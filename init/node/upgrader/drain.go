@@ -96,9 +96,8 @@ func drain(ctx context.Context, api *kube.Client, node string, timeout time.Dura
 			case err == nil || kube.IsStatus(err, http.StatusNotFound):
 				evicted[p.Metadata.UID] = true
 				printf("upgrade: drain: evicted %s", p)
-			case kube.IsStatus(err, http.StatusTooManyRequests):
-				blocked = fmt.Sprintf("evicting %s: %v", p, err)
 			default:
+				// 429: a disruption budget refuses it for now; asked again.
 				blocked = fmt.Sprintf("evicting %s: %v", p, err)
 			}
 		}
