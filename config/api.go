@@ -65,7 +65,8 @@ const (
 //	func (ds Diagnostics) HasErrors() bool
 //	func (ds Diagnostics) Err() error      // nil unless HasErrors; lists every error
 //
-//	// Redacted returns a copy with the token, datastore password and key
-//	// material replaced by "<redacted>"; Marshal renders it as #cloud-config.
+//	// Redacted returns a copy with the token, datastore password, registry
+//	// credentials and key material replaced by "<redacted>"; Marshal
+//	// renders it as #cloud-config.
 //	func (c *Config) Redacted() *Config
 //	func (c *Config) Marshal() ([]byte, error)

@@ -402,7 +402,8 @@ func (d *decoder) joinList(n *yaml.Node, v reflect.Value, path string) {
 
 // kubernetesList reads a kubernetes key that is a list in k3s's config
 // file from the single string k3s also takes, split at commas for the keys
-// k3s splits.
+// k3s splits. Lists nested deeper (registries) take lists only, as k3s's
+// registries.yaml does.
 func (d *decoder) kubernetesList(n *yaml.Node, v reflect.Value, path string) {
 	items := []string{n.Value}
 	if keySplits[path] {
@@ -424,7 +425,7 @@ func splitComma(s string) []string {
 }
 
 func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.ScalarNode && strings.HasPrefix(path, "kubernetes.") && v.Type().Elem().Kind() == reflect.String {
+	if key, ok := strings.CutPrefix(path, "kubernetes."); ok && n.Kind == yaml.ScalarNode && !strings.ContainsAny(key, ".[") && v.Type().Elem().Kind() == reflect.String {
 		d.kubernetesList(n, v, path)
 		return
 	}

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // seedCorpus adds every test document to f.
@@ -17,6 +21,7 @@ func seedCorpus(f *testing.F) {
 	}
 	f.Add([]byte("kubernetes:\n  <<: &b {role: agent, token: t}\n  vip: 10.0.0.100\n"))
 	f.Add([]byte("network:\n  version: 2\n  ethernets: {a: {}}\n  bonds: {b: {interfaces: [a], parameters: {mode: 802.3ad}}}\n"))
+	f.Add([]byte("write_files: [{path: /etc/rancher/k3s/registries.yaml, content: \"configs: {m: {auth: {username: u, password: pw12}}}\"}]\n"))
 }
 
 // FuzzParse checks that Parse never panics, that it returns a config
@@ -70,6 +75,11 @@ func FuzzLoad(f *testing.F) {
 		if cfg.Kubernetes.Token != "" && again.Kubernetes.Token != redactedText {
 			t.Fatalf("printed config holds token %q", again.Kubernetes.Token)
 		}
+		for _, secret := range cfg.Kubernetes.Registries.Secrets() {
+			if len(secret) >= 4 && bytes.Count(data, []byte(secret)) == 1 && bytes.Contains(out, []byte(secret)) {
+				t.Fatalf("printed config holds the registry secret %q:\n%s", secret, out)
+			}
+		}
 		if strings.Contains(again.Kubernetes.DatastoreEndpoint, "@") && !strings.Contains(again.Kubernetes.DatastoreEndpoint, redactedText) {
 			if ds, err := ParseDatastore(cfg.Kubernetes.DatastoreEndpoint); err == nil && ds.Password != "" {
 				t.Fatalf("printed config holds the datastore password: %q", again.Kubernetes.DatastoreEndpoint)
@@ -106,6 +116,53 @@ func FuzzDatastore(f *testing.F) {
 		}
 		if pw := d.Password; len(pw) >= 4 && strings.Count(ep, pw) == 1 && strings.Contains(d.Redacted(), pw) {
 			t.Fatalf("Redacted() = %q keeps password %q", d.Redacted(), pw)
+		}
+	})
+}
+
+// FuzzRegistries checks the private-registry reader: it never panics, it
+// returns registries exactly when there is no error, every diagnostic
+// names the file, and no message quotes a password, auth or identity
+// token.
+func FuzzRegistries(f *testing.F) {
+	for _, doc := range []string{
+		"mirrors:\n  docker.io:\n    endpoint: [\"https://m.example.com:5000\", \"http://10.0.0.5/v2/x\"]\n    rewrite: {\"^a/(.*)\": \"b/$1\"}\n",
+		"mirrors: {\"*\": {endpoint: [\"https://cache\"]}}\nconfigs: {\"*\": {tls: {ca_file: /ca.pem, insecure_skip_verify: true}}}\n",
+		"configs:\n  m:5000:\n    auth: {username: u, password: hunter2}\n    tls: {cert_file: /c.pem, key_file: /k.pem}\n",
+		"configs: {m: {auth: {auth: aHVudGVyMg==}}, n: {auth: {identitytoken: tok3n}}}\n",
+		"mirrors: {docker.io: {endpoint: [\"https://u:hunter2@m/a b\", \"ftp://u:hunter3@m\"]}}\n",
+	} {
+		f.Add([]byte(doc), true)
+		f.Add([]byte(doc), false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, builtin bool) {
+		r, diags := parseRegistries("fuzz", data, builtin)
+		if (r == nil) != diags.HasErrors() {
+			t.Fatalf("r nil = %v, HasErrors = %v", r == nil, diags.HasErrors())
+		}
+		var loose Registries
+		_ = yaml.Unmarshal(data, &loose)
+		secrets := loose.Secrets()
+		for _, m := range loose.Mirrors {
+			for _, e := range m.Endpoints {
+				if u, err := url.Parse(e); err == nil && u.User != nil {
+					pw, _ := u.User.Password()
+					secrets = append(secrets, pw)
+				}
+			}
+		}
+		for _, d := range diags {
+			if strings.Contains(d.Message, internalError) {
+				t.Fatalf("parseRegistries panicked: %s", d)
+			}
+			if d.File != "fuzz" || d.Message == "" {
+				t.Fatalf("diagnostic without its file or a message: %#v", d)
+			}
+			for _, s := range secrets {
+				if len(s) >= 4 && bytes.Count(data, []byte(s)) == 1 && strings.Contains(d.Message, s) {
+					t.Fatalf("a message quotes the secret %q: %s", s, d)
+				}
+			}
 		}
 	})
 }

@@ -122,9 +122,7 @@ var k3sKeys = map[string]k3sKey{
 	"image-service-endpoint":            refused("the node runs its own containerd"),
 	"snapshotter":                       notYetOK("containerd uses the overlayfs snapshotter"),
 	"pause-image":                       notYetOK("containerd uses its default sandbox image"),
-	"private-registry":                  notYet("containerd pulls from each image's own registry"),
 	"system-default-registry":           notYet("system images come from their own registries"),
-	"disable-default-registry-endpoint": notYet("containerd pulls from each image's own registry"),
 	"airgap-extra-registry":             notYetOK("cairn imports no airgap images"),
 	"image-credential-provider-bin-dir": notYet("the kubelet runs no image credential providers"),
 	"image-credential-provider-config":  notYet("the kubelet runs no image credential providers"),
@@ -168,7 +166,7 @@ var k3sBools = strings.Fields(`debug alsologtostderr rootless prefer-bundled-bin
 	disable-scheduler disable-cloud-controller disable-kube-proxy disable-network-policy
 	disable-helm-controller disable-apiserver disable-controller-manager disable-etcd disable-agent
 	embedded-registry etcd-expose-metrics etcd-disable-snapshots etcd-snapshot-compress etcd-s3
-	etcd-s3-skip-ssl-verify etcd-s3-insecure docker disable-default-registry-endpoint`)
+	etcd-s3-skip-ssl-verify etcd-s3-insecure docker`)
 
 // isK3sDefault reports whether val is k3s's default for key.
 func isK3sDefault(key, val string) bool {

@@ -202,6 +202,15 @@ func (c *Config) fillDefaults() {
 	if k.FlannelBackend == "" {
 		k.FlannelBackend = DefaultFlannelBackend
 	}
+	if k.PrivateRegistry == "" && k.Registries == nil {
+		// k3s reads its registries file when it exists; cairn when the
+		// config writes it.
+		for _, w := range c.WriteFiles {
+			if w.Path == DefaultPrivateRegistry {
+				k.PrivateRegistry = DefaultPrivateRegistry
+			}
+		}
+	}
 	if k.Server == "" && k.VIP != "" && k.Role == "agent" {
 		k.Server = "https://" + net.JoinHostPort(k.VIP, strconv.Itoa(APIServerPort))
 	}

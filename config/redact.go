@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Redacted returns a copy with the token, datastore password and key
-// material replaced by "<redacted>"; Marshal renders it as #cloud-config.
+// Redacted returns a copy with the token, datastore password, registry
+// credentials and key material replaced by "<redacted>"; Marshal renders
+// it as #cloud-config.
 //
-// Key material is the content of every write_files entry that is not
-// world-readable (its permissions deny "other" read), that holds a PEM
-// private key, or that writes the token-file.
+// Registry credentials are every password, auth and identitytoken of
+// kubernetes.registries. Key material is the content of every write_files
+// entry that is not world-readable (its permissions deny "other" read),
+// that holds a PEM private key, or that writes the token-file or the
+// registries file (private-registry, or k3s's default path).
 func (c *Config) Redacted() *Config {
 	if c == nil {
 		return nil
@@ -27,8 +31,24 @@ func (c *Config) Redacted() *Config {
 	if k.DatastoreEndpoint != "" {
 		k.DatastoreEndpoint = redactEndpoint(k.DatastoreEndpoint)
 	}
+	if k.Registries != nil {
+		for host, rc := range k.Registries.Configs {
+			if a := rc.Auth; a != nil {
+				ra := *a
+				for _, s := range []*string{&ra.Password, &ra.Auth, &ra.IdentityToken} {
+					if *s != "" {
+						*s = redactedText
+					}
+				}
+				rc.Auth = &ra
+				k.Registries.Configs[host] = rc
+			}
+		}
+	}
 	for i := range r.WriteFiles {
-		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && r.WriteFiles[i].Path == k.TokenFile) {
+		p := r.WriteFiles[i].Path
+		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && p == k.TokenFile) ||
+			(k.PrivateRegistry != "" && p == k.PrivateRegistry) || p == DefaultPrivateRegistry {
 			// Plain text, so that the printed config still loads.
 			r.WriteFiles[i].Content = redactedText
 			r.WriteFiles[i].Encoding = "text"
@@ -59,9 +79,39 @@ func (c *Config) clone() *Config {
 		&k.KubeAPIServerArg, &k.KubeControllerManagerArg, &k.KubeSchedulerArg, &k.KubeletArg, &k.KubeProxyArg} {
 		*s = append([]string(nil), (*s)...)
 	}
+	k.Registries = c.Kubernetes.Registries.clone()
 	r.locs = maps.Clone(c.locs)
 	r.files = append([]string(nil), c.files...)
 	return &r
+}
+
+// clone copies r deeply: lists, maps and the auth and tls entries.
+func (r *Registries) clone() *Registries {
+	if r == nil {
+		return nil
+	}
+	out := &Registries{}
+	if r.Mirrors != nil {
+		out.Mirrors = map[string]RegistryMirror{}
+		for k, m := range r.Mirrors {
+			out.Mirrors[k] = RegistryMirror{Endpoints: slices.Clone(m.Endpoints), Rewrites: maps.Clone(m.Rewrites)}
+		}
+	}
+	if r.Configs != nil {
+		out.Configs = map[string]RegistryConfig{}
+		for k, c := range r.Configs {
+			if c.Auth != nil {
+				a := *c.Auth
+				c.Auth = &a
+			}
+			if c.TLS != nil {
+				t := *c.TLS
+				c.TLS = &t
+			}
+			out.Configs[k] = c
+		}
+	}
+	return out
 }
 
 // Secret reports whether the file's content is key material: it is not

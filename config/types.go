@@ -131,6 +131,15 @@ type Kubernetes struct {
 	SecretsEncryption bool     `yaml:"secrets-encryption,omitempty"`
 	Distribution      string   `yaml:"distribution,omitempty"` // builtin (default) | k3s
 
+	// Registries are containerd's mirrors and per-host credentials and
+	// TLS, in the shape of k3s's registries.yaml; PrivateRegistry names
+	// such a file on the node instead (k3s's default path when write_files
+	// writes it). DisableDefaultRegistryEndpoint: a registry with mirrors
+	// is pulled from its mirrors only, never from itself.
+	Registries                     *Registries `yaml:"registries,omitempty"`
+	PrivateRegistry                string      `yaml:"private-registry,omitempty"`
+	DisableDefaultRegistryEndpoint bool        `yaml:"disable-default-registry-endpoint,omitempty"`
+
 	// Extra flags for one component, "name=value" or "name", as k3s's
 	// --kube-apiserver-arg and friends; they come after cairn's own flags.
 	KubeAPIServerArg         []string `yaml:"kube-apiserver-arg,omitempty"`
@@ -138,4 +147,52 @@ type Kubernetes struct {
 	KubeSchedulerArg         []string `yaml:"kube-scheduler-arg,omitempty"`
 	KubeletArg               []string `yaml:"kubelet-arg,omitempty"`
 	KubeProxyArg             []string `yaml:"kube-proxy-arg,omitempty"`
+}
+
+// Registries is k3s's registries.yaml: where containerd pulls each
+// registry's images from, and how it talks to each host.
+type Registries struct {
+	// Mirrors maps a registry as image names spell it ("docker.io",
+	// "registry.example.com:5000", or "*" for every registry without an
+	// entry under mirrors or configs) to the endpoints tried before the
+	// registry itself.
+	Mirrors map[string]RegistryMirror `yaml:"mirrors,omitempty"`
+	// Configs maps a host[:port] (a registry or a mirror endpoint's host,
+	// or "*" for every registry without an entry of its own) to its
+	// credentials and TLS.
+	Configs map[string]RegistryConfig `yaml:"configs,omitempty"`
+}
+
+// RegistryMirror is one registry's mirrors.
+type RegistryMirror struct {
+	// Endpoints are http:// or https:// URLs, tried in order.
+	Endpoints []string `yaml:"endpoint,omitempty"`
+	// Rewrites map a regular expression over the repository to its
+	// replacement on the mirrors; only k3s's own containerd applies them.
+	Rewrites map[string]string `yaml:"rewrite,omitempty"`
+}
+
+// RegistryConfig is how containerd talks to one host.
+type RegistryConfig struct {
+	Auth *RegistryAuth `yaml:"auth,omitempty"`
+	TLS  *RegistryTLS  `yaml:"tls,omitempty"`
+}
+
+// RegistryAuth are a host's credentials: username and password, or auth
+// (base64 of username:password), or identitytoken. All but the username
+// are secrets.
+type RegistryAuth struct {
+	Username      string `yaml:"username,omitempty"`
+	Password      string `yaml:"password,omitempty"`
+	Auth          string `yaml:"auth,omitempty"`
+	IdentityToken string `yaml:"identitytoken,omitempty"`
+}
+
+// RegistryTLS are the files that verify a host and the client certificate
+// presented to it.
+type RegistryTLS struct {
+	CAFile             string `yaml:"ca_file,omitempty"`
+	CertFile           string `yaml:"cert_file,omitempty"`
+	KeyFile            string `yaml:"key_file,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
 }

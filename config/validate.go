@@ -638,6 +638,7 @@ func (ck *checker) kubernetes() {
 	default:
 		ck.errorf(kp+"flannel-backend", "kubernetes.flannel-backend %q is not one cairn runs: vxlan (the default), host-gw or none (bring your own CNI)", k.FlannelBackend)
 	}
+	ck.registries()
 	if k.FlannelIface != "" && !validIfName(k.FlannelIface) {
 		ck.errorf(kp+"flannel-iface", "kubernetes.flannel-iface %q is not an interface name", k.FlannelIface)
 	}
