@@ -384,9 +384,22 @@ mode: iptables
 // for kubernetes.distribution k3s. The file holds the token and the
 // datastore password, so its mode is 0600. The VIP becomes a tls-san on
 // servers; agents already have server set from it by config.Load.
+// kubernetes.registries becomes registries.yaml beside the config (0600:
+// it may hold credentials), named by private-registry; k3s reads a
+// private-registry file itself.
 func K3s(cfg *config.Config, node Node) (*Command, error) {
 	k := cfg.Kubernetes // a copy: fields are cleared below
 	l := node.layout()
+	var files []File
+	if k.Registries != nil {
+		data, err := marshal(k.Registries)
+		if err != nil {
+			return nil, fmt.Errorf("rendering k3s's registries.yaml: %w", err)
+		}
+		path := filepath.Join(filepath.Dir(l.K3sConfig), "registries.yaml")
+		files = append(files, File{Path: path, Mode: 0o600, Data: data})
+		k.Registries, k.PrivateRegistry = nil, path
+	}
 	role := k.Role
 	if role != "server" && role != "agent" {
 		return nil, fmt.Errorf("rendering k3s: kubernetes.role %q is not server or agent", role)
@@ -406,13 +419,14 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 			Token: k.Token, TokenFile: k.TokenFile, Server: k.Server,
 			NodeName: k.NodeName, NodeIP: k.NodeIP, NodeLabel: k.NodeLabel, NodeTaint: k.NodeTaint, FlannelIface: k.FlannelIface,
 			KubeletArg: k.KubeletArg, KubeProxyArg: k.KubeProxyArg,
+			PrivateRegistry: k.PrivateRegistry, DisableDefaultRegistryEndpoint: k.DisableDefaultRegistryEndpoint,
 		}
 	}
 	data, err := marshal(&k)
 	if err != nil {
 		return nil, fmt.Errorf("rendering the k3s config: %w", err)
 	}
-	c := &Command{Name: "k3s", Args: []string{role}, Files: []File{{Path: l.K3sConfig, Mode: 0o600, Data: data}}}
+	c := &Command{Name: "k3s", Args: []string{role}, Files: append([]File{{Path: l.K3sConfig, Mode: 0o600, Data: data}}, files...)}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 

@@ -4,9 +4,11 @@
 // and /etc/rancher/k3s/config.yaml for distribution k3s.
 //
 // Every function here is pure: the same config and node give the same
-// commands and files. Secrets never appear in a command's arguments
-// (/proc/PID/cmdline is world-readable); they go into files of mode 0600 or
-// into the child's environment.
+// commands and files, except that Containerd reads the file
+// kubernetes.private-registry names. Secrets never appear in a command's
+// arguments (/proc/PID/cmdline is world-readable); they go into files of
+// mode 0600 or into the child's environment (registry credentials: files
+// only).
 package render
 
 import (

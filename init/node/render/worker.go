@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cairn-os/cairn/config"
@@ -19,8 +20,19 @@ const CNIConfDir = "/etc/cni/net.d"
 // Containerd returns containerd's command and config: the CRI plugin with
 // the runc shim on cgroupfs, overlayfs snapshots, the CNI plugins from
 // the multicall binary's directory, and no AppArmor (the appliance loads
-// no profiles).
+// no profiles). Registries (kubernetes.registries, or the private-registry
+// file, read here) become hosts.toml files under RegistryHostsDir, mode
+// 0600; see RegistryHosts.
 func Containerd(cfg *config.Config, node Node) (*Command, error) {
+	k := &cfg.Kubernetes
+	regs, err := k.RegistryConfig()
+	if err != nil {
+		return nil, fmt.Errorf("rendering containerd: %w", err)
+	}
+	hosts, err := RegistryHosts(regs, k.DisableDefaultRegistryEndpoint)
+	if err != nil {
+		return nil, err
+	}
 	l := node.layout()
 	bin := node.Bin
 	if bin == "" {
@@ -35,6 +47,9 @@ state = "/run/containerd"
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
+
+[plugins.'io.containerd.cri.v1.images'.registry]
+  config_path = %q
 
 [plugins.'io.containerd.cri.v1.runtime']
   disable_apparmor = true
@@ -54,10 +69,18 @@ state = "/run/containerd"
 [plugins.'io.containerd.cri.v1.runtime'.cni]
   bin_dirs = [%q]
   conf_dir = %q
-`, l.ContainerdDir, ContainerdSocket, node.NoLowerOOMScore, filepath.Join(bin, "runc"), bin, CNIConfDir)
+`, l.ContainerdDir, ContainerdSocket, RegistryHostsDir, node.NoLowerOOMScore, filepath.Join(bin, "runc"), bin, CNIConfDir)
 	path := "/etc/containerd/config.toml"
-	c := &Command{Name: "containerd", Args: []string{"--config", path}, Files: []File{{Path: path, Mode: 0o644, Data: []byte(doc)}}}
-	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+	c := &Command{Name: "containerd", Args: []string{"--config", path}, Files: append([]File{{Path: path, Mode: 0o644, Data: []byte(doc)}}, hosts...)}
+	if err := checkNoSecrets(c, secretsOf(cfg, node)...); err != nil {
+		return nil, err
+	}
+	// Registry credentials go into hosts.toml files (0600) only, never
+	// into the arguments or the environment.
+	if err := checkNoSecrets(&Command{Name: c.Name, Args: append(slices.Clone(c.Args), c.Env...)}, registrySecrets(regs)...); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // FlannelSubnetFile is where flannel records the node's pod subnet.
