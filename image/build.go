@@ -91,7 +91,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := files.commit(); err != nil {
 		return nil, err
 	}
-	res := &Result{Dir: out, Manifest: filepath.Join(out, "manifest.json"), CmdlineText: p.cmdlineFor(layout.SystemLive), Info: m}
+	res := &Result{Dir: out, Manifest: filepath.Join(out, ManifestFile), CmdlineText: p.cmdlineFor(layout.SystemLive), Info: m}
 	if slices.Contains(m.Formats, kernelFormat.name) {
 		res.Vmlinuz, res.Initramfs, res.Cmdline = filepath.Join(out, "vmlinuz"), filepath.Join(out, "initramfs.img"), filepath.Join(out, "cmdline")
 	}

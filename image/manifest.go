@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sort"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/image/kmod"
 )
 
@@ -106,11 +108,32 @@ func newManifest(p *plan) *Manifest {
 	return m
 }
 
-// write adds manifest.json to files.
-func (m *Manifest) write(files *outFiles) error {
+// ManifestFile is the manifest's name in a build's output directory.
+const ManifestFile = "manifest.json"
+
+// maxManifest bounds a manifest.json as read: a build's lists a few
+// thousand module names at most.
+const maxManifest = 1 << 20
+
+// ReadManifest reads the manifest.json of the build output directory dir.
+func ReadManifest(dir string) (*Manifest, error) {
+	path := filepath.Join(dir, ManifestFile)
+	data, err := files.Read(path, maxManifest)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &m, nil
+}
+
+// write adds manifest.json to out.
+func (m *Manifest) write(out *outFiles) error {
 	js, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	return files.write("manifest.json", append(js, '\n'))
+	return out.write(ManifestFile, append(js, '\n'))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,7 +52,7 @@ a file or the environment keeps it out of your shell's process list.`,
 				_, err := cmd.OutOrStdout().Write(kc)
 				return err
 			}
-			if err := os.WriteFile(out, kc, 0o600); err != nil {
+			if err := writeSecret(out, kc); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "cairn kubeconfig: wrote %s (CA verified by the %s)\n", out, tok)
@@ -77,14 +76,11 @@ func readToken(flag, file string) (string, error) {
 	case flag != "":
 		return flag, nil
 	case file != "":
-		data, err := os.ReadFile(file)
+		tok, err := readTokenFile(file)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("--token-file: %w", err)
 		}
-		if len(data) > 4096 {
-			return "", fmt.Errorf("%s is larger than 4096 bytes; it should hold one token", file)
-		}
-		return strings.TrimSpace(string(data)), nil
+		return tok, nil
 	}
 	for _, env := range []string{"CAIRN_TOKEN", "K3S_TOKEN"} {
 		if v := os.Getenv(env); v != "" {

@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-os/cairn/boards"
+	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/image"
 	"github.com/cairn-os/cairn/qemu"
 )
 
@@ -112,7 +111,7 @@ func run(ctx context.Context, stderr io.Writer, dir string, rf runFlags) error {
 			return err
 		}
 		var cleanup func()
-		if cfg.Seed, cleanup, err = defaultSeed(ctx, token); err != nil {
+		if cfg.Seed, cleanup, err = tokenSeed(ctx, token); err != nil {
 			return err
 		}
 		defer cleanup()
@@ -136,26 +135,11 @@ func run(ctx context.Context, stderr io.Writer, dir string, rf runFlags) error {
 	return m.Wait(ctx)
 }
 
-// manifestBoard reads the board name from DIR/manifest.json, if the builder
-// recorded it there, and falls back to the default board.
+// manifestBoard is the board the build in dir was for, as its manifest
+// says, else the default board.
 func manifestBoard(dir string) string {
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err == nil {
-		var m struct {
-			Board json.RawMessage `json:"board"`
-		}
-		if json.Unmarshal(data, &m) == nil && m.Board != nil {
-			var name string
-			if json.Unmarshal(m.Board, &name) == nil && name != "" {
-				return name
-			}
-			var obj struct {
-				Name string `json:"name"`
-			}
-			if json.Unmarshal(m.Board, &obj) == nil && obj.Name != "" {
-				return obj.Name
-			}
-		}
+	if m, err := image.ReadManifest(dir); err == nil && m.Board != "" {
+		return m.Board
 	}
 	return "qemu-x86_64"
 }
@@ -163,20 +147,28 @@ func manifestBoard(dir string) string {
 // seedImage returns path when it is a seed image, or makes a seed ISO from
 // it when it is a #cloud-config file.
 func seedImage(ctx context.Context, path string) (string, func(), error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	data, err := config.ReadFile(path)
+	switch {
+	case errors.Is(err, config.ErrTooLarge):
+		return path, func() {}, nil // larger than any cloud-config: an image
+	case err != nil:
 		return "", nil, fmt.Errorf("seed: %w", err)
-	}
-	if !bytes.HasPrefix(data, []byte("#cloud-config")) {
+	case !bytes.HasPrefix(data, []byte("#cloud-config")):
 		return path, func() {}, nil
 	}
+	return seedISO(ctx, data)
+}
+
+// seedISO makes a NoCloud seed ISO holding userData in a new temporary
+// directory, which cleanup removes.
+func seedISO(ctx context.Context, userData []byte) (iso string, cleanup func(), err error) {
 	dir, err := os.MkdirTemp("", "cairn-run-")
 	if err != nil {
 		return "", nil, fmt.Errorf("seed: %w", err)
 	}
-	cleanup := func() { os.RemoveAll(dir) }
-	iso := filepath.Join(dir, "seed.iso")
-	if err := qemu.MakeSeedISO(ctx, iso, qemu.Seed{UserData: data}); err != nil {
+	cleanup = func() { os.RemoveAll(dir) }
+	iso = filepath.Join(dir, "seed.iso")
+	if err := qemu.MakeSeedISO(ctx, iso, qemu.Seed{UserData: userData}); err != nil {
 		cleanup()
 		return "", nil, err
 	}
@@ -192,19 +184,9 @@ func configSource(arg string) (url string, closeFn func(), err error) {
 	if _, err := os.Stat(arg); err != nil {
 		return "", nil, fmt.Errorf("--config %s: not a URL and not a readable file: %w", arg, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, closeFn, err = qemu.ServeFile(arg)
 	if err != nil {
-		return "", nil, fmt.Errorf("--config %s: serve it over HTTP: %w", arg, err)
+		return "", nil, fmt.Errorf("--config %s: %w", arg, err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Read on every request so edits show up on the guest's next retry.
-		http.ServeFile(w, r, arg)
-	})}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintln(os.Stderr, "cairn run: config server:", err)
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	return fmt.Sprintf("http://%s:%d/%s", qemu.HostAddr, port, filepath.Base(arg)), func() { srv.Close() }, nil
+	return url, closeFn, nil
 }

@@ -14,7 +14,6 @@ func TestManifestBoard(t *testing.T) {
 		name, manifest, want string
 	}{
 		{"board as a string", `{"board": "qemu-arm64"}`, "qemu-arm64"},
-		{"board as an object", `{"board": {"name": "qemu-arm64"}}`, "qemu-arm64"},
 		{"no board", `{"artifacts": []}`, "qemu-x86_64"},
 		{"not JSON", `board: x`, "qemu-x86_64"},
 		{"no manifest", "", "qemu-x86_64"},

@@ -7,10 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/qemu"
 )
@@ -24,39 +23,30 @@ const tokenFile = "token"
 // without anyone logging in. The token never reaches a command line.
 func ensureToken(dir string) (path, token string, err error) {
 	path = filepath.Join(dir, tokenFile)
-	data, err := os.ReadFile(path)
-	if err == nil {
-		if t := strings.TrimSpace(string(data)); t != "" {
-			return path, t, nil
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	t, err := readTokenFile(path)
+	if err == nil && t != "" {
+		return path, t, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", "", fmt.Errorf("the cluster token: %w", err)
 	}
-	t, err := join.Generate()
-	if err != nil {
+	if t, err = join.Generate(); err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+	if err := writeSecret(path, []byte(t+"\n")); err != nil {
 		return "", "", fmt.Errorf("writing the cluster token: %w", err)
 	}
 	return path, t, nil
 }
 
-// defaultSeed makes a NoCloud seed that hands the node its token, for a
+// tokenSeed makes a NoCloud seed that hands the node its token, for a
 // run given no config of its own.
-func defaultSeed(ctx context.Context, token string) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "cairn-run-")
+func tokenSeed(ctx context.Context, token string) (string, func(), error) {
+	userData, err := (&config.Config{Kubernetes: config.Kubernetes{Token: token}}).Marshal()
 	if err != nil {
-		return "", nil, fmt.Errorf("seed: %w", err)
-	}
-	cleanup := func() { os.RemoveAll(dir) }
-	iso := filepath.Join(dir, "seed.iso")
-	userData := fmt.Sprintf("#cloud-config\n# made by cairn run: the token in the output directory's %s\nkubernetes:\n  token: %q\n", tokenFile, token)
-	if err := qemu.MakeSeedISO(ctx, iso, qemu.Seed{UserData: []byte(userData)}); err != nil {
-		cleanup()
 		return "", nil, err
 	}
-	return iso, cleanup, nil
+	return seedISO(ctx, userData)
 }
 
 // apiForward forwards a host port to the guest's apiserver: 6443 when it

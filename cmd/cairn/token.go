@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,19 +24,9 @@ writes it to FILE (mode 0600) or standard output. Servers keep it in the
 Secret kube-system/cairn-token; nodes never print it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if kubeconfig == "" {
-				kubeconfig = os.Getenv("KUBECONFIG")
-			}
-			if kubeconfig == "" {
-				return usageErrorf("--kubeconfig is required (or set $KUBECONFIG)")
-			}
-			data, err := os.ReadFile(kubeconfig)
+			admin, err := adminKubeconfig(kubeconfig)
 			if err != nil {
 				return err
-			}
-			admin, err := kube.ParseKubeconfig(data)
-			if err != nil {
-				return fmt.Errorf("%s: %w", kubeconfig, err)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
@@ -49,7 +38,7 @@ Secret kube-system/cairn-token; nodes never print it.`,
 				_, err := fmt.Fprintln(cmd.OutOrStdout(), tok)
 				return err
 			}
-			return os.WriteFile(out, []byte(tok+"\n"), 0o600)
+			return writeSecret(out, []byte(tok+"\n"))
 		},
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "an admin kubeconfig (default $KUBECONFIG)")

@@ -115,14 +115,11 @@ func dnsSubdomain(s string) bool {
 
 // openKube opens the admin kubeconfig --kubeconfig names, or $KUBECONFIG.
 func openKube(kubeconfig string) (*rollout.Kube, error) {
-	path := kubeconfig
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
+	admin, err := adminKubeconfig(kubeconfig)
+	if err != nil {
+		return nil, err
 	}
-	if path == "" {
-		return nil, usageErrorf("--kubeconfig is required (or set $KUBECONFIG): an admin kubeconfig, as 'cairn kubeconfig' writes")
-	}
-	return rollout.Open(path)
+	return rollout.New(admin), nil
 }
 
 // reported is err, with rollout's failures it has printed already as

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
@@ -35,28 +34,17 @@ const (
 	requestTimeout = 30 * time.Second
 )
 
-// Open reads the admin kubeconfig at path and returns a client of the
-// apiserver it names. Requests honour $HTTPS_PROXY, and an apiserver that
-// answers 429 (too busy, or a resource's storage still starting) is asked
-// up to three times, after the delay it names.
-func Open(path string) (*Kube, error) {
-	data, err := files.Read(path, maxObject)
-	if err != nil {
-		return nil, err
-	}
-	admin, err := kube.ParseKubeconfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if !strings.HasPrefix(admin.Server, "https://") {
-		return nil, fmt.Errorf("%s: the server %q is not an https:// URL", path, admin.Server)
-	}
+// New returns a client of the apiserver an admin kubeconfig names.
+// Requests honour $HTTPS_PROXY, and an apiserver that answers 429 (too
+// busy, or a resource's storage still starting) is asked up to three
+// times, after the delay it names.
+func New(admin *kube.Credentials) *Kube {
 	return &Kube{
 		api: admin.Client(kube.Options{Timeout: requestTimeout, MaxReply: maxObject, Retries: 2, ProxyFromEnvironment: true}),
 		tls: admin.TLS,
 		upload: &http.Client{Transport: &http.Transport{TLSClientConfig: admin.TLS, Proxy: http.ProxyFromEnvironment,
 			MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}},
-	}, nil
+	}
 }
 
 // kubeNode is what the upgrade needs of a Node.

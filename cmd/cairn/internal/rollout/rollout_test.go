@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/cmd/cairn/internal/rollout/rollouttest"
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
@@ -25,11 +26,15 @@ func quick(t *testing.T) {
 // open is a client of the apiserver the kubeconfig at kc names.
 func open(t *testing.T, kc string) *Kube {
 	t.Helper()
-	k, err := Open(kc)
+	data, err := os.ReadFile(kc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	admin, err := kube.ParseKubeconfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(admin)
 }
 
 // run runs an upgrade of images as `cairn upgrade` does with its default
