@@ -4,11 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/cairn-os/cairn/config/files"
 )
 
 // digests remembers files' sha256 by path, size, modification time and
@@ -19,29 +20,18 @@ import (
 type digests struct{ dir string }
 
 func (d digests) sum(path string) (string, error) {
-	st, err := os.Stat(path)
+	memo, err := d.memo(path)
 	if err != nil {
 		return "", err
 	}
-	if d.dir == "" || !st.Mode().IsRegular() {
-		return fileSHA256(path)
+	if memo != "" {
+		if b, err := os.ReadFile(memo); err == nil && len(b) == 64 {
+			return string(b), nil
+		}
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return fileSHA256(path)
-	}
-	var ino uint64
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		ino = s.Ino
-	}
-	k := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano(), ino))
-	memo := filepath.Join(d.dir, "sums", hex.EncodeToString(k[:16]))
-	if b, err := os.ReadFile(memo); err == nil && len(b) == 64 {
-		return string(b), nil
-	}
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return "", err
+	sum, _, err := files.SHA256(path, -1)
+	if err != nil || memo == "" {
+		return sum, err
 	}
 	if os.MkdirAll(filepath.Dir(memo), 0o755) == nil {
 		if f, err := os.CreateTemp(filepath.Dir(memo), ".sum-"); err == nil {
@@ -55,18 +45,23 @@ func (d digests) sum(path string) (string, error) {
 	return sum, nil
 }
 
-// fileSHA256 is the hex sha256 of a file's contents.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+// memo is the file remembering the sha256 of the file at path, "" when
+// it is not remembered (no cache directory, not a regular file).
+func (d digests) memo(path string) (string, error) {
+	st, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	abs, err := filepath.Abs(path)
+	if d.dir == "" || !st.Mode().IsRegular() || err != nil {
+		return "", nil
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	var ino uint64
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = s.Ino
+	}
+	k := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano(), ino))
+	return filepath.Join(d.dir, "sums", hex.EncodeToString(k[:16])), nil
 }
 
 func defaultCacheDir() (string, error) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/files"
 )
 
 const modulePath = "github.com/cairn-os/cairn"
@@ -211,7 +212,7 @@ func sourceTime(ctx context.Context, dir string) string {
 // initInput describes an init binary: its digest and, from the Go build
 // information in it, the version control revision it was built from.
 func initInput(path, source string) (string, *InitInput, error) {
-	sum, err := fileSHA256(path)
+	sum, _, err := files.SHA256(path, -1)
 	if err != nil {
 		return "", nil, fmt.Errorf("init %s: %w", path, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cairn-os/cairn/config/files"
 )
 
 // prepareOut creates the output directory and checks it is writable.
@@ -37,15 +39,11 @@ func unwrapPath(err error) error {
 }
 
 func describe(name, path string) (Artifact, error) {
-	st, err := os.Stat(path)
+	sum, size, err := files.SHA256(path, -1)
 	if err != nil {
 		return Artifact{}, err
 	}
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return Artifact{}, err
-	}
-	return Artifact{Name: name, Size: st.Size(), SHA256: sum}, nil
+	return Artifact{Name: name, Size: size, SHA256: sum}, nil
 }
 
 func copyTo(w io.WriteCloser, src string) error {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cairn-os/cairn/config/brief"
 )
 
 // DefaultSquashfsLevel is the zstd level of the system image. Level 6 costs
@@ -47,7 +49,7 @@ func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, codec st
 	if err != nil {
 		return fmt.Errorf("system image: %w", err)
 	}
-	key := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%s %d\n%s", d, mtime, codec, level, firstLine(ver)))
+	key := sha256.Sum256(fmt.Appendf(nil, "%s\n%d\n%s %d\n%s", d, mtime, codec, level, brief.FirstLine(ver, 0)))
 	cached := filepath.Join(cacheDir, "squashfs", hex.EncodeToString(key[:16])+".sqfs")
 	if cacheHit(cached) && copyFile(cached, dst) == nil {
 		return nil
@@ -95,11 +97,6 @@ func makeSquashfs(ctx context.Context, t tree, dst string, mtime int64, codec st
 		}
 	}
 	return copyFile(tmp, dst)
-}
-
-func firstLine(b []byte) string {
-	s, _, _ := strings.Cut(string(b), "\n")
-	return s
 }
 
 // copyFile copies src to dst, hard-linking when it can.

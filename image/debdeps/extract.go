@@ -3,8 +3,6 @@ package debdeps
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/image/deb"
 )
 
@@ -83,24 +82,11 @@ func Download(ctx context.Context, pkgs []Resolved, arch, dir string) ([]string,
 
 // matches reports whether the file exists and, when want is set, has that SHA256.
 func matches(path, want string) (bool, error) {
-	sum, err := fileSHA256(path)
+	sum, _, err := files.SHA256(path, -1)
 	if err != nil {
 		return false, err
 	}
 	return want == "" || sum == want, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ExtractOptions says what to leave out and what to add.
@@ -207,7 +193,7 @@ func Extract(debs []string, dest string, opts ExtractOptions) (*Manifest, error)
 
 func extractOne(debPath, dest string, drop []string) (ManifestEntry, error) {
 	var e ManifestEntry
-	sum, err := fileSHA256(debPath)
+	sum, _, err := files.SHA256(debPath, -1)
 	if err != nil {
 		return e, err
 	}
