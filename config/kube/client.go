@@ -148,7 +148,7 @@ func (c *Client) Send(ctx context.Context, method, path, contentType string, bod
 		return err
 	}
 	if code/100 != 2 {
-		return &Error{Method: method, Path: path, Code: code, Message: statusMessage(code, reply)}
+		return ReplyError(method, path, code, reply)
 	}
 	if out == nil {
 		return nil
@@ -221,6 +221,12 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// ReplyError is the *Error of an apiserver's reply other than 2xx: for a
+// request that streams past the Client (an upload), read with a bound.
+func ReplyError(method, path string, code int, reply []byte) *Error {
+	return &Error{Method: method, Path: path, Code: code, Message: statusMessage(code, reply)}
 }
 
 // statusMessage is the message of a Kubernetes Status reply, else the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/image"
 	"github.com/cairn-os/cairn/image/progress"
@@ -245,18 +243,11 @@ func chooseSubnet(o Options) (netip.Prefix, error) {
 // components (an incremental build: seconds when nothing changed).
 func clusterImage(ctx context.Context, stderr io.Writer, o Options) (string, error) {
 	if o.Image != "" {
-		var m struct {
-			Board      string          `json:"board"`
-			Components json.RawMessage `json:"components"`
-		}
-		data, err := files.Read(filepath.Join(o.Image, "manifest.json"), 1<<20)
-		if err == nil {
-			err = json.Unmarshal(data, &m)
-		}
+		m, err := image.ReadManifest(o.Image)
 		if err != nil {
 			return "", fmt.Errorf("--image %s: %w (give a directory `cairn build` wrote)", o.Image, err)
 		}
-		if len(m.Components) == 0 || string(m.Components) == "null" {
+		if m.Components == nil {
 			return "", fmt.Errorf("--image %s holds no node components; build it with --components", o.Image)
 		}
 		if m.Board != o.Board {

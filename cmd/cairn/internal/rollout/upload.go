@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cairn-os/cairn/config/brief"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/image"
@@ -119,21 +117,5 @@ func putFile(ctx context.Context, c *http.Client, url, path string, f upgrade.Fi
 		return nil
 	}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxObject))
-	return &kube.Error{Method: http.MethodPut, Path: url, Code: resp.StatusCode, Message: statusMessage(resp.StatusCode, data)}
-}
-
-// statusMessage is the message of a Kubernetes Status reply, else the
-// reply's first line, else the status text: what config/kube makes of a
-// failed call, for an upload's reply, which streams past that client.
-func statusMessage(code int, data []byte) string {
-	var st struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(data, &st) == nil && st.Message != "" {
-		return st.Message
-	}
-	if l := brief.FirstLine(data, 200); l != "" {
-		return l
-	}
-	return http.StatusText(code)
+	return kube.ReplyError(http.MethodPut, url, resp.StatusCode, data)
 }
