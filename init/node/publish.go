@@ -88,7 +88,11 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []kube
 		upgrade.CRD(),
 		{"apiVersion": rbac, "kind": "ClusterRole", "metadata": meta("cairn:upgrade-node", ""),
 			"rules": []map[string]any{
-				{"apiGroups": []string{upgrade.Group}, "resources": []string{upgrade.Plural, upgrade.Plural + "/status"}, "verbs": []string{"get", "list", "watch", "update", "patch"}},
+				// A node reads the Upgrades and writes only their status: one
+				// node's credentials must not rewrite a spec (the images and
+				// the order every node follows).
+				{"apiGroups": []string{upgrade.Group}, "resources": []string{upgrade.Plural}, "verbs": []string{"get", "list", "watch"}},
+				{"apiGroups": []string{upgrade.Group}, "resources": []string{upgrade.Plural + "/status"}, "verbs": []string{"get", "update", "patch"}},
 				{"apiGroups": []string{""}, "resources": []string{"pods"}, "verbs": []string{"get", "list"}},
 				{"apiGroups": []string{""}, "resources": []string{"pods/eviction"}, "verbs": []string{"create"}},
 				{"apiGroups": []string{""}, "resources": []string{"nodes"}, "verbs": []string{"get", "list", "patch"}},

@@ -2,11 +2,13 @@ package node
 
 import (
 	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/config/upgrade"
 )
 
 // The objects a server publishes are what the apiserver accepts and what
@@ -51,5 +53,42 @@ func TestPublished(t *testing.T) {
 	subjects := rb["subjects"].([]map[string]string)
 	if len(subjects) != 1 || subjects[0]["name"] != join.AdminGroup {
 		t.Errorf("the admin kubeconfig is readable by %v; want only %s", subjects, join.AdminGroup)
+	}
+}
+
+// A node's credentials read the Upgrades and write their status, never
+// their spec: what the upgrader does (GET the list and one Upgrade, PUT
+// .../status) is allowed, and nothing else on upgrades is.
+func TestPublishedUpgradeRole(t *testing.T) {
+	var role kube.Object
+	for _, o := range published("s3cret", []byte("ca"), []byte("client ca"), []byte("admin kubeconfig")) {
+		if o["kind"] == "ClusterRole" && o["metadata"].(map[string]any)["name"] == "cairn:upgrade-node" {
+			role = o
+		}
+	}
+	if role == nil {
+		t.Fatal("no ClusterRole cairn:upgrade-node")
+	}
+	granted := map[string]bool{}
+	for _, r := range role["rules"].([]map[string]any) {
+		if !slices.Contains(r["apiGroups"].([]string), upgrade.Group) {
+			continue
+		}
+		for _, res := range r["resources"].([]string) {
+			for _, v := range r["verbs"].([]string) {
+				granted[res+" "+v] = true
+			}
+		}
+	}
+	for _, want := range []string{"upgrades get", "upgrades list", "upgrades watch", "upgrades/status update"} {
+		if !granted[want] {
+			t.Errorf("nodes may not %s; the upgrader needs it", want)
+		}
+	}
+	for g := range granted {
+		res, verb, _ := strings.Cut(g, " ")
+		if res != "upgrades/status" && !slices.Contains([]string{"get", "list", "watch"}, verb) {
+			t.Errorf("nodes may %s %s: one node's credentials could rewrite an Upgrade", verb, res)
+		}
 	}
 }
