@@ -43,8 +43,12 @@ kubernetes:
 // bridgeCNI is write_files for a node-local bridge network on subnet,
 // for flannel-backend: none.
 func bridgeCNI(subnet string) string {
-	return fmt.Sprintf(`write_files:
-  - path: /etc/cni/net.d/10-bridge.conflist
+	return "write_files:\n" + bridgeCNIFile(subnet)
+}
+
+// bridgeCNIFile is bridgeCNI's entry of a write_files list.
+func bridgeCNIFile(subnet string) string {
+	return fmt.Sprintf(`  - path: /etc/cni/net.d/10-bridge.conflist
     permissions: "0644"
     content: |
       {"cniVersion": "1.0.0", "name": "cbr0", "plugins": [

@@ -211,6 +211,26 @@ func (n *containerNode) console() string {
 	return strings.Join(n.lines, "\n")
 }
 
+// noSecretOnConsole fails t for each node whose console shows one of
+// secrets, naming the line of its console log (not the secret).
+func noSecretOnConsole(t *testing.T, nodes []*containerNode, secrets ...string) {
+	t.Helper()
+	for _, n := range nodes {
+		n.mu.Lock()
+		lines := n.lines
+		n.mu.Unlock()
+	lines:
+		for i, l := range lines {
+			for _, s := range secrets {
+				if strings.Contains(l, s) {
+					t.Errorf("%s's console shows a secret on line %d of its log", n.name, i+1)
+					break lines
+				}
+			}
+		}
+	}
+}
+
 // stop asks for an orderly shutdown and waits for it.
 func (n *containerNode) stop(t *testing.T) {
 	n.cmd.Process.Signal(syscall.SIGTERM)
