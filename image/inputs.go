@@ -292,14 +292,8 @@ func gather(ctx context.Context, o Options, s *settings, prog *progress) (*input
 	}
 	var compDir string
 	if o.Components != "" {
-		compDir = filepath.Join(o.Components, "linux-"+s.board.Arch)
-		if st, err := os.Stat(compDir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("components: %s is not a directory; run 'make components' or leave out -components", compDir)
-		}
-		// linux-ARCH is a link that a components build swaps in one
-		// rename: resolve it once, so this build reads one tree whole.
-		if compDir, err = filepath.EvalSymlinks(compDir); err != nil {
-			return nil, fmt.Errorf("components: %w", err)
+		if compDir, err = componentsTree(o.Components, s.board.Arch); err != nil {
+			return nil, err
 		}
 	}
 	if in.debPath, err = findKernelDeb(o.Kernel, s.board); err != nil {
@@ -431,4 +425,20 @@ func osReleaseUnquote(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// componentsTree is the node components' tree for arch under dir.
+// linux-ARCH is a link that a components build swaps in one rename
+// (image/components/publish.sh): it is resolved once here, so a build
+// reads one tree whole, the old or the new, never a mix.
+func componentsTree(dir, arch string) (string, error) {
+	link := filepath.Join(dir, "linux-"+arch)
+	if st, err := os.Stat(link); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("components: %s is not a directory; run 'make components' or leave out -components", link)
+	}
+	tree, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		return "", fmt.Errorf("components: %w", err)
+	}
+	return tree, nil
 }

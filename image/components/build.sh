@@ -259,11 +259,16 @@ for arch in "${arches[@]}"; do
 		mv "$tmp" "$entry"
 		log "linux-$arch: built in $(elapsed "$arch_start")"
 	fi
-	rm -rf "$out/linux-$arch"
-	cp -a "$entry" "$out/linux-$arch"
+	# The tree is finished beside out/linux-ARCH and swapped in by one
+	# rename (publish.sh): an image build reading it meanwhile sees the
+	# old tree or the new, never a mix.
+	staged=$(bash "$here/publish.sh" stage "$out" "$arch" "$entry")
 	# Netfilter userland from Debian: resolved against apt's lists on every
 	# run (the .debs are cached), so a security update is picked up.
-	(cd "$here/../.." && go run ./image/debdeps/cmd/debdeps -arch "$arch" -debs "$cache/debs/$arch" -o "$out/linux-$arch") ||
+	(cd "$here/../.." && go run ./image/debdeps/cmd/debdeps -arch "$arch" -debs "$cache/debs/$arch" -o "$staged") || {
+		rm -rf "$staged"
 		die "adding iptables/nftables/conntrack for $arch failed; run apt-get update (and dpkg --add-architecture arm64)"
+	}
+	bash "$here/publish.sh" swap "$out" "$arch" "$staged"
 	log "linux-$arch: $out/linux-$arch"
 done
