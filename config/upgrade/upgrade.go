@@ -52,10 +52,11 @@ var BundleFiles = []string{SystemFile, KernelFile, InitrdFile}
 
 // BlobPort is where every server's init serves the bundles' files it
 // holds (HTTPS, GET /cairn/v1/blobs/SHA256 for a node presenting a
-// certificate of the cluster's client CA) and accepts them (PUT, only
-// files that an Upgrade not yet ended names, checked against sha256 and
-// size while they arrive). `cairn upgrade --image DIR` uploads to it
-// directly, else through the apiserver's node proxy:
+// certificate of the cluster's client CA) and accepts them (PUT, from an
+// admin only, see SignUpload; only files that an Upgrade not yet ended
+// names, checked against sha256 and size while they arrive). `cairn
+// upgrade --image DIR` uploads to it directly, else through the
+// apiserver's node proxy:
 // /api/v1/nodes/https:NODE:6446/proxy/cairn/v1/blobs/SHA256.
 const BlobPort = 6446
 

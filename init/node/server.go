@@ -102,7 +102,7 @@ func (s *server) run(ctx context.Context) error {
 		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
 		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"},
 		serve: &upgrader.ServeConfig{CertFile: s.l.Cert("apiserver.crt"), KeyFile: s.l.Cert("apiserver.key"),
-			ClientCA: res.PKI[pki.ClientCA].Cert, Ready: publishedCh}}
+			ClientCA: res.PKI[pki.ClientCA].Cert, AdminGroup: pki.AdminGroup, Ready: publishedCh}}
 	if err := w.start(ctx); err != nil {
 		return err
 	}

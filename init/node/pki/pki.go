@@ -34,10 +34,14 @@ const (
 	// ServiceAccount is the key pair that signs service-account tokens.
 	ServiceAccount = "sa"
 	// Admin is the cluster administrator's client certificate (group
-	// system:masters), shared by every server so any of them can hand out
+	// AdminGroup), shared by every server so any of them can hand out
 	// the same admin kubeconfig.
 	Admin = "admin"
 )
+
+// AdminGroup is the organisation of the admin's certificate: the group
+// the apiserver and the servers' upgrade file service know an admin by.
+const AdminGroup = "system:masters"
 
 // Lifetimes: authorities for ten years, leaves for one (they are issued
 // again at every boot).
@@ -81,7 +85,7 @@ func NewCluster(now time.Time) (Cluster, error) {
 		return nil, err
 	}
 	c[ServiceAccount] = Pair{Cert: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), Key: keyPEM}
-	admin, err := c.Issue(ClientCA, Leaf{CommonName: "cairn-admin", Organization: []string{"system:masters"}, Client: true}, now)
+	admin, err := c.Issue(ClientCA, Leaf{CommonName: "cairn-admin", Organization: []string{AdminGroup}, Client: true}, now)
 	if err != nil {
 		return nil, err
 	}

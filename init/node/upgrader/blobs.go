@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,12 +109,15 @@ func (b *blobStore) prune(keep map[string]bool) {
 }
 
 // wanted finds f by sha256 among the files of the upgrades that have not
-// ended.
-func wanted(ctx context.Context, api *kube.Client, sum string) (upgrade.File, bool, error) {
+// ended, with the uids of the upgrades that name it (none: no upgrade
+// does).
+func wanted(ctx context.Context, api *kube.Client, sum string) (upgrade.File, []string, error) {
 	var list struct{ Items []upgrade.Upgrade }
 	if err := api.Get(ctx, upgrade.Path(""), &list); err != nil {
-		return upgrade.File{}, false, err
+		return upgrade.File{}, nil, err
 	}
+	var found upgrade.File
+	var uids []string
 	for _, u := range list.Items {
 		if upgrade.Done(u.Status.Phase) {
 			continue
@@ -121,19 +125,54 @@ func wanted(ctx context.Context, api *kube.Client, sum string) (upgrade.File, bo
 		for _, im := range u.Spec.Images {
 			for _, f := range im.Files {
 				if f.SHA256 == sum {
-					return f, true, nil
+					found = f
+					uids = append(uids, u.Metadata.UID)
 				}
 			}
 		}
 	}
-	return upgrade.File{}, false, nil
+	return found, uids, nil
+}
+
+// Bounds of the file service's requests. A request's headers must come
+// within blobHeaderTimeout, and every request is given blobRequestTimeout
+// to be read; an upload that is let in gets that and its file's size at
+// blobFloor more, so a stalled one gives its slot back. The floor is
+// below the CLI's (256 KiB/s), whose own deadline then ends a slow upload
+// first, with its own words.
+const (
+	blobHeaderTimeout = 10 * time.Second
+	blobIdleTimeout   = time.Minute
+	blobFloor         = 64 << 10
+	// blobUploads is how many uploads go on at once.
+	blobUploads = 4
+)
+
+var blobRequestTimeout = 30 * time.Second
+
+// blobDeadline is how long a transfer of size bytes may take.
+func blobDeadline(size int64) time.Duration {
+	return blobRequestTimeout + time.Duration(size/blobFloor)*time.Second
+}
+
+// blobAccess says who may use the file service.
+type blobAccess struct {
+	// clientCAs are the cluster's client CA: a certificate of it may
+	// fetch (GET).
+	clientCAs *x509.CertPool
+	// adminGroup is the organisation of the admin's certificate (of the
+	// client CA): only it may upload (PUT).
+	adminGroup string
+	// node is this server's Node name, which an upload's proof names.
+	node string
 }
 
 // serveBlobs serves the store on upgrade.BlobPort (HTTPS, with the
 // apiserver's certificate): GET to nodes presenting a certificate of the
-// cluster's client CA, PUT of files a live Upgrade names (their sha256 and
-// size checked as they arrive, so no one can store anything else).
-func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, sc *ServeConfig, printf func(string, ...any)) {
+// cluster's client CA, PUT by an admin of files a live Upgrade names
+// (their sha256 and size checked as they arrive, so no one can store
+// anything else).
+func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, node string, sc *ServeConfig, printf func(string, ...any)) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(sc.ClientCA)
 	tlsCfg := &tls.Config{
@@ -145,8 +184,13 @@ func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, sc *Ser
 			return &c, err
 		},
 	}
-	mux := blobHandler(store, func(ctx context.Context, sum string) (upgrade.File, bool, error) { return wanted(ctx, api, sum) }, printf)
-	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
+	access := blobAccess{clientCAs: pool, adminGroup: sc.AdminGroup, node: node}
+	mux := blobHandler(store, access, func(ctx context.Context, sum string) (upgrade.File, []string, error) { return wanted(ctx, api, sum) }, printf)
+	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, MaxHeaderBytes: 16 << 10,
+		// A request's body and reply get deadlines of their own, by size
+		// (blobHandler); these bound the rest: the handshake and the
+		// headers, and a connection left open.
+		ReadHeaderTimeout: blobHeaderTimeout, IdleTimeout: blobIdleTimeout,
 		// HTTP/1.1 only: one large body per connection, with TCP's own
 		// flow control, not HTTP/2's windows.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
@@ -171,10 +215,35 @@ func isSHA256(s string) bool {
 	return err == nil && strings.ToLower(s) == s
 }
 
+// uploader checks that r comes from an admin: the TLS client certificate
+// is one, or the request carries an admin's proof of this upload (through
+// the apiserver's node proxy, which presents no certificate). It returns
+// the uid of the Upgrade a proof names ("" for a TLS certificate, which
+// names none).
+func (a blobAccess) uploader(r *http.Request, f upgrade.File) (string, error) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		if leaf := r.TLS.VerifiedChains[0][0]; !slices.Contains(leaf.Subject.Organization, a.adminGroup) {
+			return "", fmt.Errorf("the client certificate (%s) is not an admin's (%s)", leaf.Subject.CommonName, a.adminGroup)
+		}
+		return "", nil
+	}
+	cert, uid, err := upgrade.VerifyUpload(r.Header, a.clientCAs, a.node, f)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(cert.Subject.Organization, a.adminGroup) {
+		return "", fmt.Errorf("the upload's certificate (%s) is not an admin's (%s)", cert.Subject.CommonName, a.adminGroup)
+	}
+	if uid == "" {
+		return "", errors.New("the upload's proof names no upgrade")
+	}
+	return uid, nil
+}
+
 // blobHandler serves store: GET to clients with a verified certificate,
-// PUT of the files want names.
-func blobHandler(store *blobStore, want func(ctx context.Context, sum string) (upgrade.File, bool, error), printf func(string, ...any)) *http.ServeMux {
-	uploads := make(chan struct{}, 4)
+// PUT by an admin of the files want names.
+func blobHandler(store *blobStore, access blobAccess, want func(ctx context.Context, sum string) (upgrade.File, []string, error), printf func(string, ...any)) http.Handler {
+	uploads := make(chan struct{}, blobUploads)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+upgrade.BlobPath("{sum}"), func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
@@ -186,6 +255,9 @@ func blobHandler(store *blobStore, want func(ctx context.Context, sum string) (u
 			http.NotFound(w, r)
 			return
 		}
+		if st, err := os.Stat(store.path(sum)); err == nil {
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(blobDeadline(st.Size())))
+		}
 		http.ServeFile(w, r, store.path(sum))
 	})
 	mux.HandleFunc("PUT "+upgrade.BlobPath("{sum}"), func(w http.ResponseWriter, r *http.Request) {
@@ -194,15 +266,25 @@ func blobHandler(store *blobStore, want func(ctx context.Context, sum string) (u
 			http.Error(w, "not a sha256", http.StatusBadRequest)
 			return
 		}
-		f, ok, err := want(r.Context(), sum)
+		if r.ContentLength < 0 {
+			http.Error(w, "an upload needs a Content-Length", http.StatusLengthRequired)
+			return
+		}
+		// Who uploads is checked before anything else is done for them.
+		uid, err := access.uploader(r, upgrade.File{SHA256: sum, Size: r.ContentLength})
+		if err != nil {
+			http.Error(w, "only an admin uploads upgrade files: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		f, uids, err := want(r.Context(), sum)
 		switch {
 		case err != nil:
 			http.Error(w, "reading the upgrades: "+err.Error(), http.StatusServiceUnavailable)
 			return
-		case !ok:
+		case len(uids) == 0 || uid != "" && !slices.Contains(uids, uid):
 			http.Error(w, "no upgrade in progress names a file with this sha256", http.StatusForbidden)
 			return
-		case r.ContentLength >= 0 && r.ContentLength != f.Size:
+		case r.ContentLength != f.Size:
 			http.Error(w, "Content-Length must be "+strconv.FormatInt(f.Size, 10), http.StatusBadRequest)
 			return
 		case store.has(f):
@@ -216,6 +298,9 @@ func blobHandler(store *blobStore, want func(ctx context.Context, sum string) (u
 			http.Error(w, "too many uploads at once", http.StatusTooManyRequests)
 			return
 		}
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(blobDeadline(f.Size)))
+		rc.SetWriteDeadline(time.Now().Add(blobDeadline(f.Size) + blobRequestTimeout))
 		if err := store.put(f, r.Body); err != nil {
 			code := http.StatusBadRequest
 			if errors.Is(err, errBusy) {
@@ -227,5 +312,13 @@ func blobHandler(store *blobStore, want func(ctx context.Context, sum string) (u
 		printf("upgrade: stored %s (%s, %d MiB) for the nodes to fetch", f.Name, sum[:12], f.Size>>20)
 		w.WriteHeader(http.StatusCreated)
 	})
-	return mux
+	// Every request is read and answered within a bound, whatever its
+	// method and path (a connection's deadlines outlast its request); an
+	// upload that is let in, or a file fetched, gets more.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(blobRequestTimeout))
+		rc.SetWriteDeadline(time.Now().Add(blobRequestTimeout))
+		mux.ServeHTTP(w, r)
+	})
 }

@@ -75,6 +75,9 @@ type ServeConfig struct {
 	// ClientCA is the cluster's client CA (PEM): nodes presenting one of
 	// its certificates may fetch.
 	ClientCA []byte
+	// AdminGroup is the organisation of the admin's certificate (of
+	// ClientCA): only it may upload.
+	AdminGroup string
 	// Ready is closed once the server's apiserver is ready and the
 	// cluster's objects are published (among them the role that lets
 	// nodes read the Upgrades); the service starts then.
@@ -113,7 +116,7 @@ func Run(ctx context.Context, n Node) {
 				return
 			case <-n.Serve.Ready:
 			}
-			serveBlobs(ctx, u.store, n.API, n.Serve, n.Printf)
+			serveBlobs(ctx, u.store, n.API, n.Name, n.Serve, n.Printf)
 		})
 	}
 	supervise.Go("upgrade: annotations", func() { u.annotate(ctx) })

@@ -200,38 +200,3 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 		t.Fatalf("err %v, calls %d, status %+v", err, calls, f.up.Status)
 	}
 }
-
-func TestBlobHandler(t *testing.T) {
-	store := newBlobStore(t.TempDir())
-	f := blob("system image bytes")
-	want := func(_ context.Context, sum string) (upgrade.File, bool, error) { return f, sum == f.SHA256, nil }
-	srv := httptest.NewTLSServer(blobHandler(store, want, func(string, ...any) {}))
-	defer srv.Close()
-	put := func(sum, body string) int {
-		req, _ := http.NewRequest(http.MethodPut, srv.URL+upgrade.BlobPath(sum), strings.NewReader(body))
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	other := blob("something else")
-	if code := put(other.SHA256, "something else"); code != http.StatusForbidden {
-		t.Errorf("a file no upgrade names: %d, want 403", code)
-	}
-	if code := put(f.SHA256, "system image byteZ"); code != http.StatusBadRequest || store.has(f) {
-		t.Errorf("wrong bytes of the right size: %d, kept %v", code, store.has(f))
-	}
-	if code := put(f.SHA256, "system image bytes"); code != http.StatusCreated || !store.has(f) {
-		t.Errorf("the named file: %d, kept %v", code, store.has(f))
-	}
-	resp, err := srv.Client().Get(srv.URL + upgrade.BlobPath(f.SHA256))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("GET without a client certificate: %d, want 403", resp.StatusCode)
-	}
-}

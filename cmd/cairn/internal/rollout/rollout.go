@@ -70,7 +70,8 @@ func Run(ctx context.Context, stdout, stderr io.Writer, k *Kube, o Options) erro
 		return err
 	}
 	name := u.Metadata.Name
-	if err := k.api.Do(ctx, http.MethodPost, upgrade.Path(""), u, nil); err != nil {
+	var created upgrade.Upgrade
+	if err := k.api.Do(ctx, http.MethodPost, upgrade.Path(""), u, &created); err != nil {
 		return fmt.Errorf("creating upgrade %s: %w", name, err)
 	}
 	var order []string
@@ -99,7 +100,7 @@ func Run(ctx context.Context, stdout, stderr io.Writer, k *Kube, o Options) erro
 		}
 		return fmt.Errorf("%w; upgrade %s removed, no node was touched", err, name)
 	}
-	if err := upload(ctx, stderr, k, bundles, servers); err != nil {
+	if err := upload(ctx, stderr, k, bundles, servers, created.Metadata.UID); err != nil {
 		return abandon(err)
 	}
 	if err := start(ctx, k, name); err != nil {

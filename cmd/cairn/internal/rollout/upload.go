@@ -2,9 +2,11 @@ package rollout
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -17,9 +19,9 @@ import (
 	"github.com/cairn-os/cairn/image"
 )
 
-// upload puts the files of every bundle directory on every server, a line
-// per file and server.
-func upload(ctx context.Context, stderr io.Writer, k *Kube, bundles []*bundle, servers []string) error {
+// upload puts the files of every bundle directory on every server, for
+// the Upgrade whose uid is upgradeUID, a line per file and server.
+func upload(ctx context.Context, stderr io.Writer, k *Kube, bundles []*bundle, servers []string, upgradeUID string) error {
 	for _, b := range bundles {
 		if b.dir == "" {
 			continue
@@ -27,7 +29,7 @@ func upload(ctx context.Context, stderr io.Writer, k *Kube, bundles []*bundle, s
 		for _, f := range b.Files {
 			for _, s := range servers {
 				t := time.Now()
-				if err := k.put(ctx, s, filepath.Join(b.dir, f.Name), f); err != nil {
+				if err := k.put(ctx, s, filepath.Join(b.dir, f.Name), f, upgradeUID); err != nil {
 					return fmt.Errorf("uploading %s to %s: %w", filepath.Join(b.dir, f.Name), s, err)
 				}
 				fmt.Fprintf(stderr, "cairn upgrade: %s %s (%s) stored on %s (%.1f s)\n", b.Board, f.Name, image.HumanSize(f.Size), s, time.Since(t).Seconds())
@@ -43,24 +45,36 @@ func blobProxyPath(node, sha256 string) string {
 	return fmt.Sprintf("/api/v1/nodes/https:%s:%d/proxy%s", node, upgrade.BlobPort, upgrade.BlobPath(sha256))
 }
 
-// put uploads the file at path (size bytes) to the server node: straight
-// to its blob port when this machine reaches the node's address (one TLS
-// hop; under TCG the apiserver's proxy adds two more and is slower than
-// 25 KiB/s), else through the apiserver's node proxy. The server checks
-// what arrives against the sha256 and size an Upgrade names.
-func (k *Kube) put(ctx context.Context, node, path string, f upgrade.File) error {
+// put uploads the file at path (size bytes) to the server node for the
+// Upgrade whose uid is upgradeUID: straight to its blob port when this
+// machine reaches the node's address (one TLS hop; under TCG the
+// apiserver's proxy adds two more and is slower than 25 KiB/s), else
+// through the apiserver's node proxy. Only an admin uploads: the
+// kubeconfig's client certificate is the TLS one on the direct path, and
+// its key signs the upload for the proxy's (upgrade.SignUpload). The
+// server checks what arrives against the sha256 and size an Upgrade
+// names.
+func (k *Kube) put(ctx context.Context, node, path string, f upgrade.File, upgradeUID string) error {
 	// A file may take a while, a stalled one not forever: it must go at
 	// 256 KiB/s at least (115 MiB in 8 min).
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout+time.Duration(f.Size/(256<<10))*time.Second)
 	defer cancel()
+	proof := http.Header{}
+	var cert tls.Certificate
+	if len(k.tls.Certificates) > 0 {
+		cert = k.tls.Certificates[0]
+	}
+	if err := upgrade.SignUpload(proof, cert, node, upgradeUID, f); err != nil {
+		return err
+	}
 	if c, base := k.directBlob(ctx, node); c != nil {
-		err := putFile(ctx, c, base+upgrade.BlobPath(f.SHA256), path, f)
+		err := putFile(ctx, c, base+upgrade.BlobPath(f.SHA256), path, f, proof)
 		var answered *kube.Error
 		if err == nil || errors.As(err, &answered) || ctx.Err() != nil {
 			return err
 		}
 	}
-	return putFile(ctx, k.upload, k.api.Base()+blobProxyPath(node, f.SHA256), path, f)
+	return putFile(ctx, k.upload, k.api.Base()+blobProxyPath(node, f.SHA256), path, f, proof)
 }
 
 // directBlob is a client of node's blob port and its base URL when the
@@ -94,9 +108,10 @@ func (k *Kube) directBlob(ctx context.Context, node string) (*http.Client, strin
 	return nil, ""
 }
 
-// putFile sends the file at path to url: 201 (stored) and 200 (held
-// already) succeed, any other answer is a *kube.Error.
-func putFile(ctx context.Context, c *http.Client, url, path string, f upgrade.File) error {
+// putFile sends the file at path to url with the headers of proof: 201
+// (stored) and 200 (held already) succeed, any other answer is a
+// *kube.Error.
+func putFile(ctx context.Context, c *http.Client, url, path string, f upgrade.File, proof http.Header) error {
 	in, err := os.Open(path)
 	if err != nil {
 		return err
@@ -107,6 +122,7 @@ func putFile(ctx context.Context, c *http.Client, url, path string, f upgrade.Fi
 		return err
 	}
 	req.ContentLength = f.Size
+	maps.Copy(req.Header, proof)
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.Do(req)
 	if err != nil {

@@ -34,7 +34,8 @@ import (
 // API is an apiserver with the objects `cairn upgrade` uses: Nodes,
 // Deployments, Upgrades (with the status subresource) and the servers'
 // blob port behind the node proxy, which accepts only files a not-Done
-// Upgrade names, checked as they arrive. A test sets its fields before
+// Upgrade names, checked as they arrive, from the admin (the proof of
+// the kubeconfig's client certificate). A test sets its fields before
 // the client runs and reads them after.
 type API struct {
 	mu          sync.Mutex
@@ -60,6 +61,8 @@ type API struct {
 	// apiserver whose server reboots.
 	Down int
 	rv   int
+	// admins are the authority of the admin kubeconfig's certificate.
+	admins *x509.CertPool
 }
 
 // Node is a Node object of the fake: a server carries the control-plane
@@ -79,7 +82,9 @@ func New(t *testing.T, nodes ...Node) (*API, string) {
 	f := &API{Nodes: nodes, Upgrades: map[string]*upgrade.Upgrade{}, Blobs: map[string][]byte{}}
 	srv := httptest.NewTLSServer(f)
 	t.Cleanup(srv.Close)
-	return f, writeKubeconfig(t, srv)
+	path, admins := writeKubeconfig(t, srv)
+	f.admins = admins
+	return f, path
 }
 
 // ServeHTTP answers as an apiserver would.
@@ -140,6 +145,7 @@ func (f *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.Status = upgrade.Status{} // the status subresource: not set on create
 		u.Metadata.ResourceVersion = strconv.Itoa(f.rv)
 		u.Metadata.CreationTimestamp = "2026-11-30T10:00:00Z"
+		u.Metadata.UID = "uid-" + u.Metadata.Name
 		f.Upgrades[u.Metadata.Name] = &u
 		reply(201, u)
 	case strings.HasPrefix(p, ups+"/"):
@@ -199,11 +205,16 @@ func (f *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status(503, "error trying to reach service: dial tcp 10.0.0.1:6446: connect: connection refused")
 			return
 		}
+		cert, uid, err := upgrade.VerifyUpload(r.Header, f.admins, node, upgrade.File{SHA256: sha, Size: r.ContentLength})
+		if err != nil || !slices.Contains(cert.Subject.Organization, "system:masters") {
+			status(403, fmt.Sprintf("only an admin uploads upgrade files: %v", err))
+			return
+		}
 		var want *upgrade.File
 		for _, u := range f.Upgrades {
 			for _, im := range u.Spec.Images {
 				for _, bf := range im.Files {
-					if bf.SHA256 == sha && !upgrade.Done(u.Status.Phase) {
+					if bf.SHA256 == sha && !upgrade.Done(u.Status.Phase) && u.Metadata.UID == uid {
 						want = &bf
 					}
 				}
@@ -254,13 +265,14 @@ func (f *API) Only(t *testing.T) *upgrade.Upgrade {
 }
 
 // writeKubeconfig writes an admin kubeconfig for srv: its certificate as
-// the CA, and a client certificate of its own.
-func writeKubeconfig(t *testing.T, srv *httptest.Server) string {
+// the CA, and a client certificate of its own (of group system:masters),
+// which it returns as an authority.
+func writeKubeconfig(t *testing.T, srv *httptest.Server) (string, *x509.CertPool) {
 	t.Helper()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin"},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	must(t, err)
@@ -288,7 +300,11 @@ current-context: admin@cairn
 `, srv.URL, base64.StdEncoding.EncodeToString(ca), b64("CERTIFICATE", der), b64("EC PRIVATE KEY", kder))
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	must(t, os.WriteFile(path, []byte(kc), 0o600))
-	return path
+	cert, err := x509.ParseCertificate(der)
+	must(t, err)
+	admins := x509.NewCertPool()
+	admins.AddCert(cert)
+	return path, admins
 }
 
 func must(t testing.TB, err error) {
