@@ -101,8 +101,10 @@ func toLease(r Record) lease {
 	return l
 }
 
-// maxLeaseDuration bounds the duration a lease may claim: one that says
-// more (a stranger's write) is read as its whole seconds.
+// maxLeaseDuration bounds the duration a lease may claim: an annotation
+// that says more (a stranger's write) is read as the whole seconds, and
+// whole seconds that say more are read as maxLeaseDuration, so no lease
+// makes the other servers wait longer.
 const maxLeaseDuration = 5 * time.Minute
 
 func fromLease(l lease) Record {
@@ -111,7 +113,7 @@ func fromLease(l lease) Record {
 		r.Holder = *l.Spec.HolderIdentity
 	}
 	if l.Spec.LeaseDurationSeconds != nil {
-		r.Duration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+		r.Duration = min(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second, maxLeaseDuration)
 	}
 	if d, err := time.ParseDuration(l.Metadata.Annotations[durationAnnotation]); err == nil && d > 0 && d <= maxLeaseDuration {
 		r.Duration = d

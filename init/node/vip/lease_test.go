@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -108,6 +109,30 @@ func TestLeaseDuration(t *testing.T) {
 		l.Metadata.Annotations = map[string]string{durationAnnotation: ann}
 		if d := fromLease(l).Duration; d != 7*time.Second {
 			t.Errorf("annotation %q: duration %s, want 7s", ann, d)
+		}
+	}
+}
+
+// TestLeaseDurationClamped: a stranger's lease that claims more than
+// maxLeaseDuration, in its whole seconds or both, makes the other servers
+// wait maxLeaseDuration at most, not 68 years.
+func TestLeaseDurationClamped(t *testing.T) {
+	for _, tc := range []struct {
+		secs int32
+		ann  string
+		want time.Duration
+	}{
+		{math.MaxInt32, "", maxLeaseDuration},
+		{math.MaxInt32, "2147483647s", maxLeaseDuration},
+		{math.MaxInt32, "1.5s", 1500 * time.Millisecond},
+		{301, "", maxLeaseDuration},
+		{300, "", 300 * time.Second},
+	} {
+		secs := tc.secs
+		l := lease{Spec: leaseSpec{LeaseDurationSeconds: &secs}}
+		l.Metadata.Annotations = map[string]string{durationAnnotation: tc.ann}
+		if d := fromLease(l).Duration; d != tc.want {
+			t.Errorf("leaseDurationSeconds %d, annotation %q: duration %s, want %s", tc.secs, tc.ann, d, tc.want)
 		}
 	}
 }
