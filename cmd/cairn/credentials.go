@@ -49,21 +49,3 @@ func readTokenFile(path string) (string, error) {
 	}
 	return strings.TrimSpace(string(data)), nil
 }
-
-// writeSecret writes a secret (a token, a kubeconfig) to the file at
-// path, mode 0600 even when the file was there with another.
-func writeSecret(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 )
 
@@ -52,7 +53,7 @@ a file or the environment keeps it out of your shell's process list.`,
 				_, err := cmd.OutOrStdout().Write(kc)
 				return err
 			}
-			if err := writeSecret(out, kc); err != nil {
+			if err := files.WriteSecret(out, kc); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "cairn kubeconfig: wrote %s (CA verified by the %s)\n", out, tok)

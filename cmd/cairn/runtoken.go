@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/qemu"
 )
@@ -33,7 +34,7 @@ func ensureToken(dir string) (path, token string, err error) {
 	if t, err = join.Generate(); err != nil {
 		return "", "", err
 	}
-	if err := writeSecret(path, []byte(t+"\n")); err != nil {
+	if err := files.WriteSecret(path, []byte(t+"\n")); err != nil {
 		return "", "", fmt.Errorf("writing the cluster token: %w", err)
 	}
 	return path, t, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 )
@@ -38,7 +39,7 @@ Secret kube-system/cairn-token; nodes never print it.`,
 				_, err := fmt.Fprintln(cmd.OutOrStdout(), tok)
 				return err
 			}
-			return writeSecret(out, []byte(tok+"\n"))
+			return files.WriteSecret(out, []byte(tok+"\n"))
 		},
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "an admin kubeconfig (default $KUBECONFIG)")

@@ -2,6 +2,7 @@
 // limit, and a file's size and sha256. Every file cairn reads that
 // someone else wrote (a token, a state record, a bundle) goes through
 // here, so a huge or endless one is an error, never an out-of-memory.
+// It also writes the secrets cairn hands to files (WriteSecret).
 package files
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // Read reads the file at path, refusing one larger than limit bytes with
@@ -48,4 +50,35 @@ func SHA256(path string, limit int64) (sum string, size int64, err error) {
 		return "", 0, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// WriteSecret writes data (a token, a kubeconfig, a password) to the file
+// at path, mode 0600: into a new file of that mode beside it, then renamed
+// over it. The secret is never in a file others may read, not for a
+// moment: a file that was at path with another mode (0644), or held open
+// by someone, is replaced, not rewritten.
+func WriteSecret(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,5 +23,40 @@ func TestRead(t *testing.T) {
 	}
 	if _, n, _ := SHA256(p, 2); n != 3 {
 		t.Errorf("SHA256 with limit 2 read %d bytes, want 3 (limit+1: enough to tell it is over)", n)
+	}
+}
+
+// A secret written over a file of mode 0644 ends in a file of mode 0600
+// with the new contents, and never in the old file: whoever held the old
+// one open (while it was 0644) reads what it held, not the secret.
+func TestWriteSecret(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(p, []byte("old, public"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := WriteSecret(p, []byte("s3cret")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("after WriteSecret: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+	if got, _ := os.ReadFile(p); string(got) != "s3cret" {
+		t.Errorf("the file holds %q, want the secret", got)
+	}
+	if got, _ := io.ReadAll(held); string(got) != "old, public" {
+		t.Errorf("the file held open since it was 0644 reads %q: the secret was written into it", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("the directory holds %d files, want the secret's only", len(ents))
+	}
+	if err := WriteSecret(filepath.Join(dir, "no", "such", "dir"), []byte("x")); err == nil {
+		t.Error("writing into a directory that does not exist succeeded")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -165,11 +164,7 @@ func (st *state) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+stateFile)
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, stateFile))
+	return files.WriteSecret(filepath.Join(dir, stateFile), append(data, '\n'))
 }
 
 // nodeIDs are the node IDs, for Network.Delete.

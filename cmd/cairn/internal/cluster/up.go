@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/image"
 	"github.com/cairn-os/cairn/image/progress"
@@ -116,7 +117,7 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+	if err := files.WriteSecret(filepath.Join(dir, "token"), []byte(token+"\n")); err != nil {
 		return err
 	}
 	endpoint := ""
@@ -126,7 +127,7 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 		kind := map[string]string{"postgres": container.Postgres, "mysql": container.MySQL, "etcd": container.Etcd}[o.Datastore]
 		st.Store = &storeState{Datastore: container.Datastore{Kind: kind, Dir: filepath.Join(dir, "datastore"),
 			Addr: st.Network.BridgeAddr, Password: hex.EncodeToString(pw), Log: filepath.Join(dir, "datastore.log")}}
-		if err := os.WriteFile(filepath.Join(dir, "datastore-password"), []byte(st.Store.Password+"\n"), 0o600); err != nil {
+		if err := files.WriteSecret(filepath.Join(dir, "datastore-password"), []byte(st.Store.Password+"\n")); err != nil {
 			return err
 		}
 		endpoint = st.Store.Endpoint()
@@ -293,7 +294,7 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o 
 		if err := os.MkdirAll(ndir, 0o700); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(ndir, "config.yaml"), configs[n.ID], 0o600); err != nil {
+		if err := files.WriteSecret(filepath.Join(ndir, "config.yaml"), configs[n.ID]); err != nil {
 			return err
 		}
 		var err error

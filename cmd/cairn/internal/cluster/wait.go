@@ -7,13 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/brief"
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu/container"
@@ -242,7 +242,7 @@ func openAdmin(dir string, st *state, kc []byte) (*admin, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
+	if err := files.WriteSecret(path, kc); err != nil {
 		return nil, err
 	}
 	a := &admin{kubeconfig: path, servers: map[string]*kube.Client{}}

@@ -84,7 +84,8 @@ func TestFetchKubeconfig(t *testing.T) {
 }
 
 // TestOpenAdmin: the kubeconfig is written 0600 (it holds an admin's
-// key), and its credentials reach the servers.
+// key), even over one of mode 0644 from an earlier run, and its
+// credentials reach the servers.
 func TestOpenAdmin(t *testing.T) {
 	srv := fakeServer(t, "s3cret")
 	tok, _ := join.ParseToken("s3cret")
@@ -95,6 +96,9 @@ func TestOpenAdmin(t *testing.T) {
 	st := validState()
 	st.VIP = hostAddr(st.Network.Subnet, vipHost)
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte("an earlier run's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a, err := openAdmin(dir, st, kc)
 	if err != nil {
 		t.Fatal(err)
