@@ -5,8 +5,10 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -442,5 +444,43 @@ func TestValidateInCode(t *testing.T) {
 	}
 	if c.Kubernetes.ClusterCIDR != "" {
 		t.Errorf("Validate filled defaults into the caller's config")
+	}
+}
+
+// A datastore password is hidden in every form a program may print it
+// in: as it is, as the endpoint writes it (upper- or lower-case
+// percent-encoding, in the user info or a password parameter whose name
+// is encoded too), as Go rebuilds a URL, and quoted.
+func TestDatastoreRedact(t *testing.T) {
+	const pw = `p@ss/w:rd%"`
+	forms := []string{pw, `p%40ss%2Fw%3Ard%25%22`, `p%40ss%2fw%3ard%25%22`, `p@ss%2Fw:rd%25%22`, `p@ss/w:rd%\"`}
+	for _, ep := range []string{
+		"postgres://kine:p%40ss%2Fw%3Ard%25%22@db:5432/kine?sslmode=disable",
+		"postgres://kine:p%40ss%2fw%3ard%25%22@db/kine",
+		"postgres://db/kine?user=kine&%70assword=p%40ss%2Fw%3Ard%25%22",
+		`mysql://kine:p@ss/w:rd%"@tcp(db:3306)/kine`,
+	} {
+		d, err := ParseDatastore(ep)
+		if err != nil {
+			t.Fatalf("%s: %v", ep, err)
+		}
+		if d.Password != pw {
+			t.Fatalf("%s: password %q, want %q", ep, d.Password, pw)
+		}
+		text := "kine: " + strings.Join(forms, " | ") + " | " + ep + " | " + strconv.Quote(ep) + " | " + (&url.URL{Scheme: "postgres", User: url.UserPassword("kine", pw), Host: "db"}).String()
+		got := d.Redact(text)
+		for _, f := range forms {
+			if strings.Contains(got, f) {
+				t.Errorf("%s: Redact leaves %q in %q", ep, f, got)
+			}
+		}
+		if !strings.HasPrefix(got, "kine: <redacted> | ") {
+			t.Errorf("%s: Redact = %q", ep, got)
+		}
+		for _, f := range forms {
+			if strings.Contains(d.Redacted(), f) {
+				t.Errorf("%s: Redacted() = %q, shows %q", ep, d.Redacted(), f)
+			}
+		}
 	}
 }

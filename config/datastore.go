@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -215,9 +217,10 @@ func checkHostPort(hp string) error {
 const redactedText = "<redacted>"
 
 // redactEndpoint hides the password in any endpoint form (and a
-// password= query parameter), without needing the endpoint to parse. It
-// errs on the side of hiding: everything between the first ":" of the user
-// info and the last "@" goes.
+// password= query parameter, its name percent-encoded or not), without
+// needing the endpoint to parse. It errs on the side of hiding:
+// everything between the first ":" of the user info and the last "@"
+// goes.
 func redactEndpoint(ep string) string {
 	prefix, body := "", ep
 	if scheme, rest, ok := strings.Cut(ep, "://"); ok {
@@ -228,41 +231,107 @@ func redactEndpoint(ep string) string {
 			body = user + ":" + redactedText + body[at:]
 		}
 	}
+	// password=... in a query string or a key=value DSN: a field that
+	// starts the string or follows "?", "&", ";" or " ", whose name is a
+	// password's; its value runs to the next "&", ";" or " ".
 	out := prefix + body
-	// password=... in a query string or a key=value DSN.
-	lower := asciiLower(out)
-	for _, key := range []string{"password=", "passwd="} {
-		for from := 0; ; {
-			i := strings.Index(lower[from:], key)
-			if i < 0 {
-				break
-			}
-			i += from
-			if i > 0 && !strings.ContainsRune("?&; ", rune(lower[i-1])) {
-				from = i + len(key)
-				continue
-			}
-			start := i + len(key)
-			end := strings.IndexAny(out[start:], "&; ")
-			if end < 0 {
-				end = len(out) - start
-			}
-			out = out[:start] + redactedText + out[start+end:]
-			lower = asciiLower(out)
-			from = start + len(redactedText)
+	var b strings.Builder
+	for {
+		i := strings.IndexAny(out, "?&; ")
+		field := out
+		if i >= 0 {
+			field = out[:i]
 		}
+		if name, _, ok := strings.Cut(field, "="); ok && passwordParam(name) {
+			field = name + "=" + redactedText
+			i = strings.IndexAny(out[len(name)+1:], "&; ")
+			if i >= 0 {
+				i += len(name) + 1
+			}
+		}
+		b.WriteString(field)
+		if i < 0 {
+			return b.String()
+		}
+		b.WriteByte(out[i])
+		out = out[i+1:]
 	}
-	return out
 }
 
-// asciiLower lowercases ASCII letters only, so that indexes into the
-// result are indexes into s.
-func asciiLower(s string) string {
+// passwordParam reports whether a parameter's name (percent-encoded or
+// not, as pgx reads it) is a password's.
+func passwordParam(name string) bool {
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	return strings.EqualFold(name, "password") || strings.EqualFold(name, "passwd")
+}
+
+// Redact replaces the password in text (a program's output, an error)
+// with <redacted>, in every form it may take there: as it is, as the
+// endpoint writes it, percent-encoded as a URL's user info and its query
+// encode it (what kine prints when it rebuilds the URL), with the
+// encodings' hex digits in either case, and each of those quoted as Go's
+// %q quotes it (a URL in an error). pgx prints its
+// connection strings with the password as "xxxxx" already.
+func (d *Datastore) Redact(text string) string {
+	if d == nil || d.Password == "" {
+		return text
+	}
+	pw := d.Password
+	forms := append([]string{pw,
+		strings.TrimPrefix(url.UserPassword("", pw).String(), ":"),
+		url.QueryEscape(pw), url.PathEscape(pw)}, d.writtenPasswords()...)
+	for _, f := range forms {
+		forms = append(forms, lowerHex(f))
+	}
+	for _, f := range forms {
+		q := strconv.Quote(f)
+		forms = append(forms, q[1:len(q)-1])
+	}
+	// The longest first: a form may hold a shorter one.
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range slices.Compact(forms) {
+		if f != "" {
+			text = strings.ReplaceAll(text, f, redactedText)
+		}
+	}
+	return text
+}
+
+// lowerHex is s with its percent-encodings' hex digits in lower case.
+func lowerHex(s string) string {
 	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
+	for i := range b {
+		if c := b[i]; i > 0 && 'A' <= c && c <= 'F' && (b[i-1] == '%' || i > 1 && b[i-2] == '%') {
 			b[i] = c + 'a' - 'A'
 		}
 	}
 	return string(b)
+}
+
+// writtenPasswords are the password as the endpoint writes it: in its
+// user info and in each password= parameter, percent-encoded as there.
+func (d *Datastore) writtenPasswords() []string {
+	_, body, ok := strings.Cut(d.Endpoint, "://")
+	if !ok {
+		return nil
+	}
+	var out []string
+	userinfo := body
+	if i := strings.IndexAny(body, "/?("); i >= 0 {
+		userinfo = body[:i]
+	}
+	if at := strings.LastIndex(userinfo, "@"); at >= 0 {
+		if _, pw, ok := strings.Cut(userinfo[:at], ":"); ok {
+			out = append(out, pw)
+		}
+	}
+	_, query, _ := strings.Cut(body, "?")
+	for _, field := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+		if name, v, ok := strings.Cut(field, "="); ok && passwordParam(name) {
+			out = append(out, v)
+		}
+	}
+	return out
 }

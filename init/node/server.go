@@ -407,9 +407,7 @@ func (s *server) diagnoseText(err error, kineOut string, timeout time.Duration) 
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("no answer within %s", timeout)
 	}
-	if s.ds.Password != "" {
-		msg = strings.ReplaceAll(msg, s.ds.Password, "<redacted>")
-	}
+	msg = s.ds.Redact(msg)
 	if len(msg) > 240 {
 		msg = msg[:240] + "..."
 	}

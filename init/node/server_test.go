@@ -41,3 +41,34 @@ func TestDiagnose(t *testing.T) {
 		}
 	}
 }
+
+// A password with characters a URL encodes is hidden in kine's lines in
+// every form kine and Go print it: percent-encoded as the endpoint writes
+// it or as kine rebuilds the URL, and quoted inside an error.
+func TestDiagnoseEncodedPassword(t *testing.T) {
+	const pw = "p@ss/w:rd%"
+	ds, err := config.ParseDatastore("postgres://kine:p%40ss%2fw%3ard%25@10.0.0.1:5432/kine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Password != pw {
+		t.Fatalf("password %q, want %q", ds.Password, pw)
+	}
+	s := &server{ds: ds}
+	for _, kine := range []string{
+		`time="x" level=error msg="failed to ensure existence of database kine: postgres://kine:p%40ss%2Fw%3Ard%25@10.0.0.1:5432/postgres?sslmode=disable: odd"`,
+		`time="x" level=error msg="weird failure for postgres://kine:p%40ss%2fw%3ard%25@10.0.0.1:5432/kine"`,
+		`time="x" level=error msg="parse \"postgres://kine:p%40ss%2Fw%3Ard%25@10.0.0.1\": odd"`,
+		`time="x" level=error msg="password p@ss/w:rd% is odd"`,
+	} {
+		got := s.diagnoseText(context.DeadlineExceeded, kine, datastoreAttempt)
+		for _, form := range []string{pw, "p%40ss%2Fw%3Ard%25", "p%40ss%2fw%3ard%25", "%3Ard", "%3ard"} {
+			if strings.Contains(got, form) {
+				t.Errorf("diagnose(%q) = %q: shows the password as %q", kine, got, form)
+			}
+		}
+		if !strings.Contains(got, "<redacted>") {
+			t.Errorf("diagnose(%q) = %q: no <redacted> where the password was", kine, got)
+		}
+	}
+}
