@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -52,24 +53,12 @@ func (st *initState) loadConfig(ctx context.Context) *config.Config {
 			}
 			srcs, err = datasource.Gather(ctx, opts)
 		}
-		if err != nil {
-			st.log.Printf("config: reading the sources failed: %v", err)
-		} else {
-			cfg, diags := config.Load(srcs...)
-			for _, d := range diags {
-				if d.Severity != config.Error || cfg == nil {
-					st.log.Printf("config: %s", d)
-				}
-			}
-			if !diags.HasErrors() && cfg != nil {
-				names := cfg.Sources()
-				if len(names) == 0 {
-					st.log.Printf("config: loaded from defaults (no config source found)")
-				} else {
-					st.log.Printf("config: loaded from %s", strings.Join(names, ", "))
-				}
-				return cfg
-			}
+		cfg, lines := readConfig(srcs, err)
+		for _, l := range lines {
+			st.log.Printf("%s", l)
+		}
+		if cfg != nil {
+			return cfg
 		}
 		st.log.Printf("config: invalid, nothing applied; retrying sources in %s", delay)
 		select {
@@ -79,6 +68,42 @@ func (st *initState) loadConfig(ctx context.Context) *config.Config {
 		}
 		delay = min(delay*2, configRetryMax)
 	}
+}
+
+// readConfig loads what a Gather of the sources returned: the config when
+// it may be applied (nil when not), and the console's lines about it. A
+// refused source (there, but unreadable, too large or not a config) stops
+// the boot as an invalid config does, a line for each; it never counts as
+// absent, so a node never starts on the defaults when it was given a
+// config it cannot use.
+func readConfig(srcs []config.Source, err error) (*config.Config, []string) {
+	var refused datasource.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		var lines []string
+		for _, r := range refused {
+			lines = append(lines, fmt.Sprintf("config: %s: error: %v", r.Source, r.Err))
+		}
+		return nil, lines
+	case err != nil:
+		return nil, []string{fmt.Sprintf("config: reading the sources failed: %v", err)}
+	}
+	var lines []string
+	cfg, diags := config.Load(srcs...)
+	for _, d := range diags {
+		if d.Severity != config.Error || cfg == nil {
+			lines = append(lines, fmt.Sprintf("config: %s", d))
+		}
+	}
+	if diags.HasErrors() || cfg == nil {
+		return nil, lines
+	}
+	if names := cfg.Sources(); len(names) == 0 {
+		lines = append(lines, "config: loaded from defaults (no config source found)")
+	} else {
+		lines = append(lines, "config: loaded from "+strings.Join(names, ", "))
+	}
+	return cfg, lines
 }
 
 // applyConfig sets the hostname, sysctls and files. A failure is printed

@@ -58,10 +58,41 @@ type env struct {
 }
 
 // found is what one provider contributes: hostnames from metadata (lowest
-// precedence, so any hostname: key wins) and documents.
+// precedence, so any hostname: key wins), documents, and what it refused.
 type found struct {
 	hostnames []config.Source
 	docs      []config.Source
+	refused   RefusedError
+}
+
+// Refused is a source that is there but cannot be used: unreadable, too
+// large, or not a config cairn reads. It stops the boot as an invalid
+// config does, and never counts as absent: a node whose seed is refused
+// must not start on the defaults (a new single-server cluster) instead of
+// the agent it was meant to be.
+type Refused struct {
+	// Source names it as the console does: "cidata:/dev/vda/user-data".
+	Source string
+	Err    error
+}
+
+func (r Refused) Error() string { return r.Source + ": " + r.Err.Error() }
+
+func (r Refused) Unwrap() error { return r.Err }
+
+// RefusedError is Gather's error when it refused sources: one each.
+type RefusedError []Refused
+
+func (e RefusedError) Error() string {
+	var parts []string
+	for _, r := range e {
+		parts = append(parts, r.Error())
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (f *found) refuse(source string, err error) {
+	f.refused = append(f.refused, Refused{Source: source, Err: err})
 }
 
 func (f *found) addDoc(s *config.Source) {
@@ -95,9 +126,12 @@ var providers = []provider{
 // Gather returns every config document found, in precedence order: later
 // sources win per key. Hostnames taken from metadata (NoCloud local-hostname,
 // OpenStack and EC2 hostnames) come first, so a hostname: key in any document
-// wins over them. A source that cannot be read is logged and skipped, except
-// a URL named on the kernel command line, which is retried until it answers;
-// Gather fails only when ctx ends first.
+// wins over them. A URL named on the kernel command line is retried until
+// it answers; Gather fails when ctx ends first. A source that is there but
+// cannot be used (unreadable, too large, not a config cairn reads) is
+// refused: Gather reads the other local sources, then returns a
+// RefusedError naming each, and no documents; sources on the network are
+// not asked then.
 func Gather(ctx context.Context, opts Options) ([]config.Source, error) {
 	e, err := newEnv(opts)
 	if err != nil {
@@ -105,7 +139,7 @@ func Gather(ctx context.Context, opts Options) ([]config.Source, error) {
 	}
 	var all found
 	for _, p := range providers {
-		if p.remote && opts.LocalOnly {
+		if p.remote && (opts.LocalOnly || len(all.refused) > 0) {
 			continue
 		}
 		var f found
@@ -114,6 +148,10 @@ func Gather(ctx context.Context, opts Options) ([]config.Source, error) {
 		}
 		all.hostnames = append(all.hostnames, f.hostnames...)
 		all.docs = append(all.docs, f.docs...)
+		all.refused = append(all.refused, f.refused...)
+	}
+	if len(all.refused) > 0 {
+		return nil, all.refused
 	}
 	return append(all.hostnames, all.docs...), nil
 }
@@ -164,14 +202,9 @@ func gatherBaked(_ context.Context, e *env, f *found) error {
 		return nil
 	}
 	if err != nil {
-		e.log.Warn(fmt.Sprintf("config: cannot read %s: %v", layout.ConfigFile, err))
+		f.refuse(layout.ConfigFile, readError(err))
 		return nil
 	}
-	s, err := userData(layout.ConfigFile, data)
-	if err != nil {
-		e.log.Warn("config: " + err.Error())
-		return nil
-	}
-	f.addDoc(s)
+	f.addUserData(layout.ConfigFile, data)
 	return nil
 }

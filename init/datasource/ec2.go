@@ -39,11 +39,7 @@ func gatherEC2(ctx context.Context, e *env, f *found) error {
 	ud, err := e.fetch.get(ctx, http.MethodGet, base+"/latest/user-data", false, withToken)
 	switch {
 	case err == nil:
-		s, err := userData(base+"/latest/user-data", ud)
-		if err != nil {
-			e.log.Warn("config: " + err.Error())
-		}
-		f.addDoc(s)
+		f.addUserData(base+"/latest/user-data", ud)
 	case errors.Is(err, errNotFound):
 		e.log.Info("config: the EC2 metadata service has no user-data")
 	default:

@@ -18,7 +18,7 @@ import (
 func networkConfig(name string, data []byte) (*config.Source, error) {
 	var top map[string]any
 	if err := yaml.Unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("%s: not YAML: %w", name, err)
+		return nil, fmt.Errorf("not YAML: %w", err)
 	}
 	if len(top) == 0 {
 		return nil, nil
@@ -42,7 +42,7 @@ func networkConfig(name string, data []byte) (*config.Source, error) {
 			netV1   `yaml:",inline"`
 		}
 		if err := yaml.Unmarshal(data, &v1); err != nil {
-			return nil, fmt.Errorf("%s: network config version 1: %w", name, err)
+			return nil, fmt.Errorf("network config version 1: %w", err)
 		}
 		doc := v1.netV1
 		if v1.Network != nil {
@@ -50,15 +50,15 @@ func networkConfig(name string, data []byte) (*config.Source, error) {
 		}
 		n, err := doc.translate()
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
 		out, err := yaml.Marshal(map[string]any{"network": n})
 		if err != nil {
-			return nil, fmt.Errorf("%s: rendering network config: %w", name, err)
+			return nil, fmt.Errorf("rendering network config: %w", err)
 		}
 		return &config.Source{Name: name + " (version 1, translated)", Data: out}, nil
 	default:
-		return nil, fmt.Errorf("%s: network config version %v is not supported; use version 2 (or 1)", name, body["version"])
+		return nil, fmt.Errorf("network config version %v is not supported; use version 2 (or 1)", body["version"])
 	}
 }
 

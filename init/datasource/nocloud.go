@@ -12,7 +12,9 @@ import (
 
 // seedFiles reads a NoCloud seed from a volume or a URL prefix. read
 // returns fs.ErrNotExist (or errNotFound) for a missing file. Prefix names
-// the seed for people: "cidata:/dev/vdb/" or "http://10.0.2.2:8000/".
+// the seed for people: "cidata:/dev/vdb/" or "http://10.0.2.2:8000/". A
+// file that is there but not what it should be is refused (in f); one
+// that cannot be read is the error, a Refused.
 func seedFiles(e *env, f *found, prefix string, read func(name string) ([]byte, error)) error {
 	missing := func(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotFound) }
 	md, err := read("meta-data")
@@ -20,37 +22,33 @@ func seedFiles(e *env, f *found, prefix string, read func(name string) ([]byte, 
 	case err == nil:
 		h, err := metaDataHostname(md)
 		if err != nil {
-			e.log.Warn(fmt.Sprintf("config: %smeta-data is not YAML, local-hostname ignored: %v", prefix, err))
+			f.refuse(prefix+"meta-data", fmt.Errorf("not YAML: %w", err))
 		}
 		f.addHostname(hostnameSource(prefix+"meta-data", h))
 	case missing(err):
 	default:
-		return fmt.Errorf("reading %smeta-data: %w", prefix, err)
+		return Refused{Source: prefix + "meta-data", Err: err}
 	}
 	ud, err := read("user-data")
 	switch {
 	case err == nil:
-		s, err := userData(prefix+"user-data", ud)
-		if err != nil {
-			e.log.Warn("config: " + err.Error())
-		}
-		f.addDoc(s)
+		f.addUserData(prefix+"user-data", ud)
 	case missing(err):
 		e.log.Warn(fmt.Sprintf("config: the NoCloud seed %s has no user-data", prefix))
 	default:
-		return fmt.Errorf("reading %suser-data: %w", prefix, err)
+		return Refused{Source: prefix + "user-data", Err: err}
 	}
 	nc, err := read("network-config")
 	switch {
 	case err == nil:
 		s, err := networkConfig(prefix+"network-config", nc)
 		if err != nil {
-			e.log.Warn("config: " + err.Error())
+			f.refuse(prefix+"network-config", err)
 		}
 		f.addDoc(s)
 	case missing(err):
 	default:
-		return fmt.Errorf("reading %snetwork-config: %w", prefix, err)
+		return Refused{Source: prefix + "network-config", Err: err}
 	}
 	return nil
 }
@@ -71,8 +69,13 @@ func gatherNoCloudVolume(_ context.Context, e *env, f *found) error {
 	}
 	prefix := "cidata:" + v.dev + "/"
 	if err := seedFiles(e, f, prefix, v.vol.ReadFile); err != nil {
-		e.log.Warn(fmt.Sprintf("config: NoCloud seed on %s (%s) is unreadable: %v", v.dev, v.fstype, err))
-		*f = found{}
+		// An unreadable seed is refused, never taken for no seed.
+		var r Refused
+		if !errors.As(err, &r) {
+			r = Refused{Source: prefix, Err: err}
+		}
+		f.hostnames, f.docs = nil, nil
+		f.refused = append(f.refused, r)
 	}
 	return nil
 }
@@ -89,25 +92,24 @@ func gatherConfigDrive(_ context.Context, e *env, f *found) error {
 	}
 	v := vols[0]
 	prefix := "config-2:" + v.dev + "/openstack/latest/"
-	if md, err := v.vol.ReadFile("openstack/latest/meta_data.json"); err == nil {
+	md, err := v.vol.ReadFile("openstack/latest/meta_data.json")
+	switch {
+	case err == nil:
 		h, err := openStackHostname(md)
 		if err != nil {
-			e.log.Warn(fmt.Sprintf("config: %smeta_data.json is not JSON, hostname ignored: %v", prefix, err))
+			f.refuse(prefix+"meta_data.json", fmt.Errorf("not JSON: %w", err))
 		}
 		f.addHostname(hostnameSource(prefix+"meta_data.json", h))
+	case !errors.Is(err, fs.ErrNotExist):
+		f.refuse(prefix+"meta_data.json", err)
 	}
 	ud, err := v.vol.ReadFile("openstack/latest/user_data")
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			e.log.Warn(fmt.Sprintf("config: %suser_data is unreadable: %v", prefix, err))
-		}
-		return nil
+	switch {
+	case err == nil:
+		f.addUserData(prefix+"user_data", ud)
+	case !errors.Is(err, fs.ErrNotExist):
+		f.refuse(prefix+"user_data", err)
 	}
-	s, err := userData(prefix+"user_data", ud)
-	if err != nil {
-		e.log.Warn("config: " + err.Error())
-	}
-	f.addDoc(s)
 	return nil
 }
 
@@ -146,11 +148,7 @@ func gatherCmdline(ctx context.Context, e *env, f *found) error {
 		if err != nil {
 			return err
 		}
-		s, err := userData(brief.URL(c.configURL), data)
-		if err != nil {
-			e.log.Warn("config: " + err.Error())
-		}
-		f.addDoc(s)
+		f.addUserData(brief.URL(c.configURL), data)
 	}
 	return nil
 }
