@@ -135,6 +135,13 @@ func TestClusterUpDown(t *testing.T) {
 		"--platform", "container", "--timeout", "15m", "--image", img)
 	t.Logf("cairn cluster up:\n%s", stderr)
 	if code != 0 {
+		// The consoles go with the cluster at cleanup: keep them.
+		logs, _ := filepath.Glob(filepath.Join(state, name, "nodes", "*", "console.log"))
+		for _, l := range logs {
+			if data, err := os.ReadFile(l); err == nil {
+				os.WriteFile(filepath.Join(logDir(t), t.Name()+"-"+filepath.Base(filepath.Dir(l))+".log"), data, 0o644)
+			}
+		}
 		t.Fatalf("cairn cluster up: exit %d\n%s%s", code, stdout, stderr)
 	}
 	t.Logf("figures: cairn cluster up --servers 2 --agents 1 --datastore postgres --platform container to every node Ready: %.1fs (image built before)", time.Since(began).Seconds())
