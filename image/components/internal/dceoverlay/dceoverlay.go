@@ -34,6 +34,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // Package is what `go list -json` says of one package, as far as needed here.
@@ -89,12 +91,13 @@ func Write(dir, modRoot string, pkgs []Package, goMod, goSum []byte, opt Options
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
-	swaps := []swap{{pkg: goCmpValue, file: goCmpNameFile, edit: GoCmpName}}
+	kine := swap{pkg: kineEndpoint, edits: map[string]edit{kineSQLLogFile: KineRevision}}
 	if opt.KineDrivers != nil {
-		swaps = append(swaps, swap{pkg: kineEndpoint, file: kineInitFile, edit: func(file string, src []byte) ([]byte, error) {
+		kine.edits[kineInitFile] = func(file string, src []byte) ([]byte, error) {
 			return KineInit(file, src, opt.KineDrivers)
-		}})
+		}
 	}
+	swaps := []swap{{pkg: goCmpValue, edits: map[string]edit{goCmpNameFile: GoCmpName}}, kine}
 	overlay := map[string]string{}
 	mod := append([]byte(nil), goMod...)
 	for _, p := range pkgs {
@@ -118,11 +121,11 @@ func Write(dir, modRoot string, pkgs []Package, goMod, goSum []byte, opt Options
 				return res, fmt.Errorf("%s: go list names no module", p.ImportPath)
 			}
 			name := path.Base(p.Module.Path)
-			if err := copyModule(p.Module.Dir, filepath.Join(dir, name), s.file, s.edit); err != nil {
+			if err := copyModule(p.Module.Dir, filepath.Join(dir, name), s.edits); err != nil {
 				return res, err
 			}
 			mod = fmt.Appendf(mod, "\n// Written by cairn's internal/dceoverlay: %s with %s changed.\nreplace %s => ./%s\n",
-				p.Module.Path, s.file, p.Module.Path, filepath.ToSlash(filepath.Join(rel, name)))
+				p.Module.Path, strings.Join(slices.Sorted(maps.Keys(s.edits)), ", "), p.Module.Path, filepath.ToSlash(filepath.Join(rel, name)))
 			res.Modules = append(res.Modules, p.Module.Path)
 		}
 	}

@@ -257,3 +257,28 @@ func TestKineInit(t *testing.T) {
 		t.Error("an import that is not a driver was accepted")
 	}
 }
+
+func TestKineRevision(t *testing.T) {
+	p := goList(t, ".", "github.com/k3s-io/kine/pkg/logstructured/sqllog")
+	file := filepath.Join(p.Dir, "sql.go")
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := KineRevision(file, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := format.Source(out); err != nil {
+		t.Fatalf("sql.go does not parse: %v", err)
+	}
+	if n := bytes.Count(out, []byte("cairnRaiseRevision(&s.currentRev, rev)")); n != 2 {
+		t.Errorf("the cached revision is raised in %d places, want the poll loop's and the write's", n)
+	}
+	if bytes.Contains(out, []byte("s.currentRev.CompareAndSwap(pollRevision")) || bytes.Contains(out, []byte("\tcurrentRev := s.currentRev.Load()\n")) {
+		t.Error("kine's compare-and-swap from a stale value is still there")
+	}
+	if _, err := KineRevision(file, []byte("package sqllog\n")); err == nil {
+		t.Error("a sql.go without kine's swaps was accepted")
+	}
+}

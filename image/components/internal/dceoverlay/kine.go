@@ -15,6 +15,8 @@ const (
 	kineEndpoint = "github.com/k3s-io/kine/pkg/endpoint"
 	kineInitFile = "pkg/endpoint/init.go"
 	kineDrivers  = "github.com/k3s-io/kine/pkg/drivers/"
+	// kineSQLLogFile keeps kine's current revision (see KineRevision).
+	kineSQLLogFile = "pkg/logstructured/sqllog/sql.go"
 )
 
 // KineInit returns kine's pkg/endpoint/init.go (src, read from file) with
@@ -53,4 +55,47 @@ func KineInit(file string, src []byte, keep []string) ([]byte, error) {
 	}
 	b.WriteString(")\n")
 	return []byte(b.String()), nil
+}
+
+// kineRevisionCAS are the two places kine v0.17 moves its cached current
+// revision, each by a compare-and-swap from the value it last saw.
+var kineRevisionCAS = []string{
+	"s.currentRev.CompareAndSwap(pollRevision, rev)",
+	"s.currentRev.CompareAndSwap(currentRev, rev)",
+}
+
+// KineRevision returns kine's pkg/logstructured/sqllog/sql.go (src, read
+// from file) with its cached current revision kept as a running maximum.
+//
+// kine caches the datastore's current revision and moves it by a
+// compare-and-swap from the value the poll loop (or a write) last saw.
+// With two servers, each with its own kine on one database (cairn's HA
+// layout), the other kine's writes land between this kine's start and its
+// first poll; from then on the swap never succeeds and only this kine's own
+// writes move the cache. Its progress notifications then carry a revision
+// far behind the database's, the apiserver's watch cache goes back to it,
+// watch-lists fail with "Too large resource version", the informers of idle
+// resources never sync, and kube-apiserver's post-start hook kills it a
+// minute later, at every restart (componenttest's
+// TestAPIServerRestartsOnKine shows it). A running maximum is what the
+// cache means: the newest revision this kine has seen.
+func KineRevision(file string, src []byte) ([]byte, error) {
+	out := string(src)
+	for _, cas := range kineRevisionCAS {
+		if strings.Count(out, cas) != 1 {
+			return nil, fmt.Errorf("%s: %q is not there once; this kine version needs a new look (internal/dceoverlay)", file, cas)
+		}
+		out = strings.Replace(out, cas, "cairnRaiseRevision(&s.currentRev, rev)", 1)
+	}
+	// The write path's snapshot of the cache is no longer read.
+	out = strings.Replace(out, "\tcurrentRev := s.currentRev.Load()\n", "", 1)
+	out += `
+// cairnRaiseRevision raises *cur to rev, never lowering it (added by cairn's
+// internal/dceoverlay: kine kept a stale revision when another kine wrote).
+func cairnRaiseRevision(cur *atomic.Int64, rev int64) {
+	for c := cur.Load(); rev > c && !cur.CompareAndSwap(c, rev); c = cur.Load() {
+	}
+}
+`
+	return []byte(out), nil
 }

@@ -7,21 +7,24 @@ import (
 	"path/filepath"
 )
 
+// An edit changes one file of a module's copy.
+type edit func(file string, src []byte) ([]byte, error)
+
 // A swap is a module built from a changed copy: when the package pkg is in
-// the build, its module is copied with the file (a path in the module) passed
-// through edit.
+// the build, its module is copied with each file of edits (a path in the
+// module) passed through its edit.
 type swap struct {
-	pkg, file string
-	edit      func(file string, src []byte) ([]byte, error)
+	pkg   string
+	edits map[string]edit
 }
 
-// copyModule copies the module in src to dst (replacing dst), with the file
-// at rel passed through edit.
-func copyModule(src, dst, rel string, edit func(string, []byte) ([]byte, error)) error {
+// copyModule copies the module in src to dst (replacing dst), with the
+// files named in edits passed through their edit; each must be there.
+func copyModule(src, dst string, edits map[string]edit) error {
 	if err := os.RemoveAll(dst); err != nil {
 		return err
 	}
-	edited := false
+	edited := map[string]bool{}
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -38,16 +41,18 @@ func copyModule(src, dst, rel string, edit func(string, []byte) ([]byte, error))
 		if err != nil {
 			return err
 		}
-		if filepath.ToSlash(r) == rel {
-			if data, err = edit(path, data); err != nil {
+		if e, ok := edits[filepath.ToSlash(r)]; ok {
+			if data, err = e(path, data); err != nil {
 				return err
 			}
-			edited = true
+			edited[filepath.ToSlash(r)] = true
 		}
 		return os.WriteFile(out, data, 0o644)
 	})
-	if err == nil && !edited {
-		err = fmt.Errorf("no file %s", rel)
+	for rel := range edits {
+		if err == nil && !edited[rel] {
+			err = fmt.Errorf("no file %s", rel)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("copying the module in %s: %w", src, err)
