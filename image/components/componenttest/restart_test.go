@@ -105,7 +105,9 @@ func TestAPIServerRestartsOnKine(t *testing.T) {
 		port := freePort(t)
 		// The endpoint in the form docs/config.md gives, which render.Kine
 		// hands to kine as it is.
-		ep := "KINE_ENDPOINT=sqlite://" + filepath.Join(dir, "state.db")
+		// With the parameters cairn's render.Kine adds to an sqlite
+		// endpoint that gives none (render.SQLiteParams).
+		ep := "KINE_ENDPOINT=sqlite://" + filepath.Join(dir, "state.db") + "?_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate"
 		s1 := newCtlServer(t, p, bin, dir, restartLogs(t), "s1", "127.0.0.1", port, ep)
 		s1.startKine()
 		s1.startAPI()

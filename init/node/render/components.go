@@ -43,9 +43,21 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 		f.set("cert-file", k.DatastoreCertFile)
 		f.set("key-file", k.DatastoreKeyFile)
 	}
-	c := &Command{Name: "kine", Args: f.args(), Env: []string{"KINE_ENDPOINT=" + ds.Endpoint}}
+	endpoint := ds.Endpoint
+	if ds.Kind == config.DatastoreSQLite && ds.Query == "" {
+		// Without these the apiserver's start-up load fails with
+		// "database is locked (SQLITE_BUSY)": kine's own defaults for
+		// the database it makes when given none.
+		endpoint += "?" + SQLiteParams
+	}
+	c := &Command{Name: "kine", Args: f.args(), Env: []string{"KINE_ENDPOINT=" + endpoint}}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
+
+// SQLiteParams are the parameters kine's SQLite database is opened with
+// when the endpoint gives none: a write-ahead log, a 30 s wait for a lock,
+// and transactions that take the write lock at once.
+const SQLiteParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate"
 
 // Etcd returns embedded etcd's command when there is no datastore-endpoint,
 // and nil otherwise: one member on loopback, clients authenticated by the

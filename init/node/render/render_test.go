@@ -248,3 +248,21 @@ func TestK3sKeysAreK3s(t *testing.T) {
 		}
 	}
 }
+
+func TestKineSQLiteParams(t *testing.T) {
+	for _, tt := range []struct{ endpoint, want string }{
+		// Without parameters kine's SQLite is locked under the apiserver's start.
+		{"sqlite:///var/lib/cairn/state.db", "KINE_ENDPOINT=sqlite:///var/lib/cairn/state.db?" + SQLiteParams},
+		// The user's own are kept as given.
+		{"sqlite:///var/lib/cairn/state.db?_busy_timeout=5000", "KINE_ENDPOINT=sqlite:///var/lib/cairn/state.db?_busy_timeout=5000"},
+	} {
+		cfg := load(t, "kubernetes:\n  token: "+token+"\n  datastore-endpoint: \""+tt.endpoint+"\"\n")
+		c, err := Kine(cfg, testNode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Env) != 1 || c.Env[0] != tt.want {
+			t.Errorf("%s: kine's env = %v, want %s", tt.endpoint, c.Env, tt.want)
+		}
+	}
+}
