@@ -69,3 +69,28 @@ func TestClientAnswers(t *testing.T) {
 		t.Error("Apply of an unknown kind succeeded")
 	}
 }
+
+func TestNodeReady(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/nodes/ready":
+			io.WriteString(w, `{"status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"2026-12-06T10:00:00Z"}]}}`)
+		case "/api/v1/nodes/new":
+			io.WriteString(w, `{"status":{}}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	c := New(srv.URL, Options{TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig})
+	ctx := context.Background()
+	if cond, err := c.NodeReady(ctx, "ready"); err != nil || cond == nil || cond.Status != "True" || cond.Reason != "KubeletReady" || cond.LastHeartbeatTime.IsZero() {
+		t.Errorf("a Ready node: %+v, %v", cond, err)
+	}
+	if cond, err := c.NodeReady(ctx, "new"); err != nil || cond != nil {
+		t.Errorf("a node with no conditions: %+v, %v", cond, err)
+	}
+	if _, err := c.NodeReady(ctx, "gone"); !IsStatus(err, http.StatusNotFound) {
+		t.Errorf("no such node: %v", err)
+	}
+}

@@ -410,26 +410,15 @@ func (w *worker) reportReady(ctx context.Context) {
 
 // nodeReady reads the node's Ready condition with its own credentials.
 func (w *worker) nodeReady(ctx context.Context, api *kube.Client, name string) (bool, string, error) {
-	var n struct {
-		Status struct {
-			Conditions []struct {
-				Type, Status, Reason, Message string
-				LastHeartbeatTime             time.Time `json:"lastHeartbeatTime"`
-			} `json:"conditions"`
-		} `json:"status"`
-	}
-	if err := api.Get(ctx, "/api/v1/nodes/"+name, &n); err != nil {
+	c, err := api.NodeReady(ctx, name)
+	switch {
+	case err != nil:
 		return false, "", err
+	case c == nil:
+		return false, "registered, no Ready condition yet", nil
+	case c.LastHeartbeatTime.Before(w.first.Add(-time.Second)):
+		// A Ready left from before this boot says nothing of this kubelet.
+		return false, "the kubelet has not reported since this boot", nil
 	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == "Ready" {
-			// A Ready left from before this boot says nothing of this
-			// kubelet.
-			if c.LastHeartbeatTime.Before(w.first.Add(-time.Second)) {
-				return false, "the kubelet has not reported since this boot", nil
-			}
-			return c.Status == "True", c.Reason + ": " + c.Message, nil
-		}
-	}
-	return false, "registered, no Ready condition yet", nil
+	return c.Status == "True", c.Reason + ": " + c.Message, nil
 }

@@ -100,30 +100,18 @@ func (u *upgrader) health(ctx context.Context, since time.Time, checks []string)
 // nodeHealthy checks the Node's Ready condition, with a heartbeat since
 // this boot: a Ready left over from before the restart does not count.
 func (u *upgrader) nodeHealthy(ctx context.Context, since time.Time) string {
-	var n struct {
-		Status struct {
-			Conditions []struct {
-				Type, Status, Reason, Message string
-				LastHeartbeatTime             time.Time `json:"lastHeartbeatTime"`
-			} `json:"conditions"`
-		} `json:"status"`
-	}
-	if err := u.n.API.Get(ctx, "/api/v1/nodes/"+u.n.Name, &n); err != nil {
+	c, err := u.n.API.NodeReady(ctx, u.n.Name)
+	switch {
+	case err != nil:
 		return "reading the Node: " + err.Error()
+	case c == nil:
+		return "the node has no Ready condition yet"
+	case c.Status != "True":
+		return fmt.Sprintf("the node is not Ready: %s: %s", c.Reason, c.Message)
+	case c.LastHeartbeatTime.Before(since.Add(-time.Second)):
+		return "the node's Ready condition is from before this boot"
 	}
-	for _, c := range n.Status.Conditions {
-		if c.Type != "Ready" {
-			continue
-		}
-		if c.Status != "True" {
-			return fmt.Sprintf("the node is not Ready: %s: %s", c.Reason, c.Message)
-		}
-		if c.LastHeartbeatTime.Before(since.Add(-time.Second)) {
-			return "the node's Ready condition is from before this boot"
-		}
-		return ""
-	}
-	return "the node has no Ready condition yet"
+	return ""
 }
 
 // deploymentAvailable checks a Deployment ("namespace/name") is Available.
