@@ -117,7 +117,7 @@ func TestCheck(t *testing.T) {
 		{"top level list", "- a\n", []string{"c:1:1: error: top level must be a mapping of keys, not a list"}, false},
 		{"sysctl bad name", "sysctl:\n  \"net ipv4\": 1\n", []string{`sysctl "net ipv4" is not a sysctl name`}, false},
 		{"disable unknown", "kubernetes:\n  disable: [traefik, dashboard]\n",
-			[]string{`warning: kubernetes.disable[1] "dashboard" is not a component k3s packages`}, true},
+			[]string{`warning: kubernetes.disable[1] "dashboard" is neither a component k3s packages (coredns, servicelb, traefik, local-storage, metrics-server, runtimes) nor a manifest of kubernetes.manifests or write_files; it is ignored unless a manifest of that name is in /var/lib/cairn/manifests`}, true},
 		{"extra args", "kubernetes:\n  kubelet-arg: [\"max-pods=200\", \"--v=2\", \"bad flag\"]\n",
 			[]string{`kubernetes.kubelet-arg[2] "bad flag" is not a flag`}, false},
 		{"anchors and merge keys", "x-base: &b {role: agent, token: t}\n", []string{`unknown key "x-base"`}, false},

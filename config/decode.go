@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"reflect"
@@ -35,6 +36,10 @@ type decoder struct {
 	// merging holds the mappings whose keys are being collected, to
 	// refuse a merge key that names its own mapping.
 	merging map[*yaml.Node]bool
+	// src is the document's text, to find where a block's lines start;
+	// lineStarts are the offsets of its lines, once a block needs them.
+	src        []byte
+	lineStarts []int
 	// unknown says what a key the schema lacks is, set to val: a message
 	// of its own, or silence when msg is "" and ok; nil, or ok false,
 	// means the generic unknown-key error.
@@ -299,6 +304,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetString(n.Value)
+		if n.Style&yaml.LiteralStyle != 0 {
+			d.locs[path+blockSuffix] = d.blockStart(n)
+		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode {
 			d.errorf(n, path, "%s must be true or false, not %s", path, kindName(n))
@@ -325,6 +333,39 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		// Only the kinds above appear in the schema.
 		d.errorf(n, path, "%s: cairn cannot decode this key (internal: %s)", path, v.Kind())
 	}
+}
+
+// blockSuffix marks, in locs, where the text of a literal block (key: |)
+// begins: its first line and its indentation, so that a line of the text
+// (a manifest's document) is located in the file.
+const blockSuffix = "|"
+
+// blockStart is where the text of the literal block n begins: the line
+// after its indicator, at the column of its first non-blank line.
+func (d *decoder) blockStart(n *yaml.Node) pos {
+	if d.lineStarts == nil {
+		d.lineStarts = []int{0}
+		for i, c := range d.src {
+			if c == '\n' {
+				d.lineStarts = append(d.lineStarts, i+1)
+			}
+		}
+	}
+	p := pos{File: d.file, Line: n.Line + 1, Column: 1}
+	// Line n.Line+1 starts at lineStarts[n.Line]; the scan stops at the
+	// first line with text, so all blocks together read the text once.
+	for i := n.Line; i < len(d.lineStarts); i++ {
+		end := len(d.src)
+		if i+1 < len(d.lineStarts) {
+			end = d.lineStarts[i+1]
+		}
+		l := bytes.TrimRight(d.src[d.lineStarts[i]:end], "\r\n")
+		if t := bytes.TrimLeft(l, " "); len(t) > 0 {
+			p.Column = len(l) - len(t) + 1
+			break
+		}
+	}
+	return p
 }
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {

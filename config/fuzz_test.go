@@ -22,6 +22,7 @@ func seedCorpus(f *testing.F) {
 	f.Add([]byte("kubernetes:\n  <<: &b {role: agent, token: t}\n  vip: 10.0.0.100\n"))
 	f.Add([]byte("network:\n  version: 2\n  ethernets: {a: {}}\n  bonds: {b: {interfaces: [a], parameters: {mode: 802.3ad}}}\n"))
 	f.Add([]byte("write_files: [{path: /etc/rancher/k3s/registries.yaml, content: \"configs: {m: {auth: {username: u, password: pw12}}}\"}]\n"))
+	f.Add([]byte("kubernetes:\n  manifests:\n    - name: a\n      content: |\n        {apiVersion: v1, kind: Secret, metadata: {name: s}}\n        ---\n        kind: List\n"))
 }
 
 // FuzzParse checks that Parse never panics, that it returns a config
@@ -162,6 +163,35 @@ func FuzzRegistries(f *testing.F) {
 				if len(s) >= 4 && bytes.Count(data, []byte(s)) == 1 && strings.Contains(d.Message, s) {
 					t.Fatalf("a message quotes the secret %q: %s", s, d)
 				}
+			}
+		}
+	})
+}
+
+// FuzzParseManifest checks that ParseManifest never panics, that objects
+// come back only when there is no problem, each whole, and that every
+// problem is located in the text.
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(deployment + "---\n{apiVersion: v1, kind: List, items: [{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}]}\n"))
+	f.Add([]byte("a: &a [*a, *a]\n---\nkind: [\n"))
+	f.Add([]byte(`{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "y"}, "data": {"1": 2.5}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, problems := ParseManifest(data)
+		if (objs != nil) && (problems != nil) {
+			t.Fatalf("objects and problems both: %v", problems)
+		}
+		for _, o := range objs {
+			if o.APIVersion() == "" || o.Kind() == "" || o.Name() == "" || o.Line < 1 {
+				t.Fatalf("an object that is not whole: %#v", o)
+			}
+		}
+		n := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) + 2
+		for _, p := range problems {
+			if strings.Contains(p.Msg, internalManifestError) {
+				t.Fatalf("ParseManifest panicked: %s", p)
+			}
+			if p.Line < 0 || p.Line > n || p.Msg == "" {
+				t.Fatalf("a problem out of the text (%d lines): %#v", n, p)
 			}
 		}
 	})

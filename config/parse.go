@@ -289,6 +289,7 @@ func (d *decoder) document(data []byte) (root *yaml.Node) {
 			return nil
 		}
 	}
+	d.src = data
 	return d.parseYAML(data)
 }
 

@@ -45,10 +45,17 @@ func (c *Config) Redacted() *Config {
 			}
 		}
 	}
+	for i, m := range k.Manifests {
+		if HoldsSecret([]byte(m.Content)) {
+			// A YAML comment, so that the printed config still loads.
+			k.Manifests[i].Content = "# " + redactedText + ": it holds a Secret\n"
+		}
+	}
 	for i := range r.WriteFiles {
 		p := r.WriteFiles[i].Path
 		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && p == k.TokenFile) ||
-			(k.PrivateRegistry != "" && p == k.PrivateRegistry) || p == DefaultPrivateRegistry {
+			(k.PrivateRegistry != "" && p == k.PrivateRegistry) || p == DefaultPrivateRegistry ||
+			r.WriteFiles[i].holdsSecretManifest() {
 			// Plain text, so that the printed config still loads.
 			r.WriteFiles[i].Content = redactedText
 			r.WriteFiles[i].Encoding = "text"
@@ -80,6 +87,7 @@ func (c *Config) clone() *Config {
 		*s = append([]string(nil), (*s)...)
 	}
 	k.Registries = c.Kubernetes.Registries.clone()
+	k.Manifests = slices.Clone(c.Kubernetes.Manifests)
 	r.locs = maps.Clone(c.locs)
 	r.files = append([]string(nil), c.files...)
 	return &r
@@ -112,6 +120,16 @@ func (r *Registries) clone() *Registries {
 		}
 	}
 	return out
+}
+
+// holdsSecretManifest says whether the file is a manifest of the
+// manifests directory that holds a Secret.
+func (w WriteFile) holdsSecretManifest() bool {
+	if _, ok := manifestFile(w); !ok || w.Content == redactedText {
+		return false
+	}
+	data, err := w.Decode()
+	return err != nil || HoldsSecret(data)
 }
 
 // Secret reports whether the file's content is key material: it is not

@@ -140,6 +140,11 @@ type Kubernetes struct {
 	PrivateRegistry                string      `yaml:"private-registry,omitempty"`
 	DisableDefaultRegistryEndpoint bool        `yaml:"disable-default-registry-endpoint,omitempty"`
 
+	// Manifests are Kubernetes objects the servers keep applied, each
+	// list entry named, as k3s applies the files of its manifests
+	// directory (the files of layout.ManifestsDir are applied too).
+	Manifests []Manifest `yaml:"manifests,omitempty"`
+
 	// Extra flags for one component, "name=value" or "name", as k3s's
 	// --kube-apiserver-arg and friends; they come after cairn's own flags.
 	KubeAPIServerArg         []string `yaml:"kube-apiserver-arg,omitempty"`

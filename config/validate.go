@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/cairn-os/cairn/config/layout"
 )
 
 // checker collects the diagnostics of one merged config.
@@ -416,6 +418,26 @@ func parseIPs(s string) ([]net.IP, error) {
 // knownDisable are the packaged components k3s lets --disable name.
 var knownDisable = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"}
 
+// Packaged says whether disable's entry name is a component k3s packages,
+// rather than a manifest: servers must agree on those.
+func Packaged(name string) bool { return slices.Contains(knownDisable, name) }
+
+// namesManifest says whether name is a manifest of kubernetes.manifests
+// or one write_files writes.
+func (ck *checker) namesManifest(name string) bool {
+	for _, m := range ck.c.Kubernetes.Manifests {
+		if m.Name == name {
+			return true
+		}
+	}
+	for _, w := range ck.c.WriteFiles {
+		if n, ok := manifestFile(w); ok && n == name {
+			return true
+		}
+	}
+	return false
+}
+
 func (ck *checker) kubernetes() {
 	k := &ck.c.Kubernetes
 	const kp = "kubernetes."
@@ -642,10 +664,11 @@ func (ck *checker) kubernetes() {
 	if k.FlannelIface != "" && !validIfName(k.FlannelIface) {
 		ck.errorf(kp+"flannel-iface", "kubernetes.flannel-iface %q is not an interface name", k.FlannelIface)
 	}
+	ck.manifests()
 	for i, d := range k.Disable {
 		p := fmt.Sprintf("%sdisable[%d]", kp, i)
-		if !slices.Contains(knownDisable, d) {
-			ck.warnf(p, "%s %q is not a component k3s packages (%s); it is ignored", p, d, strings.Join(knownDisable, ", "))
+		if !slices.Contains(knownDisable, d) && !ck.namesManifest(d) {
+			ck.warnf(p, "%s %q is neither a component k3s packages (%s) nor a manifest of kubernetes.manifests or write_files; it is ignored unless a manifest of that name is in %s", p, d, strings.Join(knownDisable, ", "), layout.ManifestsDir)
 		}
 	}
 	for _, a := range []struct {

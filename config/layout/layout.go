@@ -15,6 +15,11 @@ const (
 	// StateDir holds the node's state: on the STATE partition when the
 	// image has one, in RAM otherwise.
 	StateDir = "/var/lib/cairn"
+	// ManifestsDir holds manifest files (*.yaml, *.yml, *.json) the
+	// servers apply besides kubernetes.manifests, as k3s applies its
+	// server/manifests directory; write_files writes them. It is on STATE
+	// when the node has one, so a file stays there until it is removed.
+	ManifestsDir = StateDir + "/manifests"
 )
 
 // SystemParam is the kernel command line parameter that tells stage 1

@@ -204,16 +204,29 @@ func readRecord(ctx context.Context, kv clientv3.KV) (*record, error) {
 // mustMatch are the settings every server of a cluster must share, by the
 // key a user writes.
 func mustMatch(k *config.Kubernetes) map[string]string {
-	disable := slices.Sorted(slices.Values(k.Disable))
 	return map[string]string{
 		"cluster-cidr":       k.ClusterCIDR,
 		"service-cidr":       k.ServiceCIDR,
 		"cluster-dns":        k.ClusterDNS,
 		"cluster-domain":     k.ClusterDomain,
-		"disable":            strings.Join(slices.Compact(disable), ","),
+		"disable":            packaged(k.Disable),
 		"secrets-encryption": fmt.Sprint(k.SecretsEncryption),
 		"flannel-backend":    k.FlannelBackend,
 	}
+}
+
+// packaged is the components of disable k3s packages, sorted and joined:
+// the names of manifests there (init/node/manifests) may differ between
+// servers, and change.
+func packaged(disable []string) string {
+	var out []string
+	for _, d := range disable {
+		if config.Packaged(d) {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), ",")
 }
 
 // settingsDiffer lists, one line each, the settings where this server
@@ -222,6 +235,10 @@ func settingsDiffer(mine, cluster map[string]string) []string {
 	var out []string
 	for _, k := range slices.Sorted(maps.Keys(mine)) {
 		theirs, ok := cluster[k]
+		if k == "disable" {
+			// A cluster made before manifests recorded every name.
+			theirs = packaged(strings.Split(theirs, ","))
+		}
 		if !ok || theirs == mine[k] {
 			continue
 		}

@@ -13,7 +13,9 @@ import (
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/init/node/manifests"
 	"github.com/cairn-os/cairn/init/node/pki"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
@@ -298,6 +300,10 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 				return
 			}
 		}
+	})
+	supervise.Go("node: manifests", func() {
+		manifests.Run(ctx, manifests.Options{API: api, Node: nodeName(s.o), Printf: s.o.Printf,
+			Inline: s.k.Manifests, Dir: layout.ManifestsDir, Disable: s.k.Disable})
 	})
 	// This server's authorizer learns the bindings through its watch
 	// cache; the ready line promises `cairn kubeconfig` works here.
