@@ -118,7 +118,14 @@ func upgradeComponents(t *testing.T) string {
 			upCompsErr = err
 			return
 		}
-		if out, err := exec.Command("cp", "-a", src, filepath.Join(upComps, filepath.Base(src))).CombinedOutput(); err != nil {
+		// out/components/linux-ARCH is a link to the tree a components
+		// build swapped in: copy the tree.
+		tree, err := filepath.EvalSymlinks(src)
+		if err != nil {
+			upCompsErr = err
+			return
+		}
+		if out, err := exec.Command("cp", "-a", tree, filepath.Join(upComps, filepath.Base(src))).CombinedOutput(); err != nil {
 			upCompsErr = fmt.Errorf("copying the node components: %v: %s", err, out)
 		}
 	})
