@@ -16,6 +16,20 @@ import (
 func src(name, doc string) Source { return Source{Name: name, Data: []byte(doc)} }
 
 // messages renders diagnostics the way cairn validate prints them.
+// wantInOrder checks that got holds each of want, in that order.
+func wantInOrder(t *testing.T, got string, want []string) {
+	t.Helper()
+	rest := got
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Errorf("diagnostics lack %q (in order); got:\n%s", w, got)
+			return
+		}
+		rest = rest[i+len(w):]
+	}
+}
+
 func messages(ds Diagnostics) string {
 	var b strings.Builder
 	for _, d := range ds {
@@ -141,15 +155,7 @@ func TestCheck(t *testing.T) {
 			if tt.ok != (cfg != nil) {
 				t.Errorf("cfg returned: %v, want %v", cfg != nil, tt.ok)
 			}
-			rest := got
-			for _, w := range tt.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Errorf("diagnostics lack %q (in order); got:\n%s", w, got)
-					break
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, got, tt.want)
 			if strings.HasPrefix(tt.name, "only ") && got != strings.Join(tt.want, "") {
 				t.Errorf("want exactly:\n%s\ngot:\n%s", strings.Join(tt.want, ""), got)
 			}

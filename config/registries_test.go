@@ -143,15 +143,7 @@ kubernetes:
 			if tt.ok == diags.HasErrors() || tt.ok != (cfg != nil) {
 				t.Errorf("HasErrors() = %v, want %v; diagnostics:\n%s", diags.HasErrors(), !tt.ok, got)
 			}
-			rest := got
-			for _, w := range tt.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Errorf("diagnostics lack %q (in order); got:\n%s", w, got)
-					break
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, got, tt.want)
 			if tt.want == nil && len(diags) > 0 {
 				t.Errorf("unexpected diagnostics:\n%s", got)
 			}
