@@ -52,32 +52,42 @@ func SHA256(path string, limit int64) (sum string, size int64, err error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// WriteSecret writes data (a token, a kubeconfig, a password) to the file
-// at path, mode 0600: into a new file of that mode beside it, then renamed
-// over it. The secret is never in a file others may read, not for a
-// moment: a file that was at path with another mode (0644), or held open
-// by someone, is replaced, not rewritten.
-func WriteSecret(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+// WriteAtomic writes data to target through a temporary file beside it
+// that has mode and owner (-1 keeps the writer's) before any byte is
+// written, syncs it and renames it into place: readers see the old file or
+// the whole new one, and nobody else ever sees a secret. The directory
+// must exist.
+func WriteAtomic(target string, data []byte, mode os.FileMode, uid, gid int) error {
+	tmp, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".cairn-")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	err = tmp.Chmod(mode)
+	if err == nil && (uid >= 0 || gid >= 0) {
+		err = tmp.Chown(uid, gid)
 	}
 	if err == nil {
-		err = f.Sync()
+		_, err = tmp.Write(data)
 	}
-	if cerr := f.Close(); err == nil {
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
-		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp.Name(), target)
+}
+
+// WriteSecret writes data (a token, a kubeconfig, a password) to the file
+// at path, mode 0600, with WriteAtomic: the secret is never in a file
+// others may read, not for a moment; a file that was at path with another
+// mode (0644), or held open by someone, is replaced, not rewritten.
+func WriteSecret(path string, data []byte) error {
+	if err := WriteAtomic(path, data, 0o600, -1, -1); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

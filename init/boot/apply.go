@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/files"
 )
 
 // Applying the config: each function takes the root it works under ("/"
@@ -79,40 +80,10 @@ func writeFile(root string, f config.WriteFile) error {
 		}
 		data = append(old, data...)
 	}
-	return WriteAtomic(target, data, mode, uid, gid)
-}
-
-// WriteAtomic writes data to target through a temporary file beside it
-// that has mode and owner (-1 keeps the writer's) before any byte is
-// written, syncs it and renames it into place: readers see the old file or
-// the whole new one, and nobody else ever sees a secret. Missing parent
-// directories are created 0755.
-func WriteAtomic(target string, data []byte, mode os.FileMode, uid, gid int) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".cairn-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	err = tmp.Chmod(mode)
-	if err == nil && (uid >= 0 || gid >= 0) {
-		err = tmp.Chown(uid, gid)
-	}
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), target)
+	return files.WriteAtomic(target, data, mode, uid, gid)
 }
 
 // owner resolves "user:group", "user", numeric ids or names, to ids.

@@ -19,7 +19,6 @@ import (
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
-	"github.com/cairn-os/cairn/init/boot"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/supervise"
@@ -150,7 +149,7 @@ func writeFiles(files []render.File) error {
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	err := os.MkdirAll(filepath.Dir(path), 0o700)
 	if err == nil {
-		err = boot.WriteAtomic(path, data, mode, -1, -1)
+		err = files.WriteAtomic(path, data, mode, -1, -1)
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
