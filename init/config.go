@@ -138,11 +138,11 @@ func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, host
 	if state != nil {
 		st.net, st.netCfg = state, cfg
 	}
-	st.log.Printf("%s", identityLine(hostname, state))
 }
 
 // identityLine names the machine and its addresses once the network is
-// up, whatever it runs: the line to find a node by on a console.
+// up and its name decided, whatever it runs: the line to find a node by
+// on a console.
 func identityLine(hostname string, state *network.State) string {
 	var addrs []string
 	if state != nil {

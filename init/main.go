@@ -258,6 +258,9 @@ func stage2Boot(ctx context.Context, st *initState) {
 	} else if !reflect.DeepEqual(st.netCfg, cfg.Network) {
 		st.log.Printf("network: the config's network section differs from the one the network came up with to read the config; it applies at the next boot")
 	}
+	// The name is the config's, else one made from the MAC address: decided
+	// now, so the line names the machine as the cluster will.
+	st.log.Printf("%s", identityLine(st.nodeHostname(), st.net))
 	if ctx.Err() != nil {
 		return
 	}
