@@ -10,7 +10,9 @@ import (
 )
 
 // mustMatch are the keys every server of a cluster must set alike: the
-// first server records them, and a server that disagrees refuses to start.
+// first server records them, and a server that disagrees refuses to start
+// (secrets-encryption, datastore-endpoint and vip are checked here only:
+// a server reads Secrets with every key whatever its own setting).
 var mustMatch = []string{
 	"cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "disable",
 	"secrets-encryption", "datastore-endpoint", "vip", "flannel-backend",
@@ -189,7 +191,7 @@ func (c *Config) clusterValue(key string) string {
 		slices.Sort(d)
 		return strings.Join(slices.Compact(d), ",")
 	case "secrets-encryption":
-		return strconv.FormatBool(k.SecretsEncryption)
+		return strconv.FormatBool(k.EncryptSecrets())
 	case "datastore-endpoint":
 		return strings.TrimSpace(k.DatastoreEndpoint)
 	case "vip":

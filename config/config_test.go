@@ -41,7 +41,7 @@ func messages(ds Diagnostics) string {
 // TestCheck runs single documents through Load and asserts on the exact
 // lines a user sees; each case is one rule of the contract.
 func TestCheck(t *testing.T) {
-	const agentOK = "kubernetes:\n  role: agent\n  token: t\n  vip: 10.0.0.100\n"
+	const agentOK = "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  vip: 10.0.0.100\n"
 	tests := []struct {
 		name string
 		doc  string
@@ -53,10 +53,10 @@ func TestCheck(t *testing.T) {
 		{"agent ok", agentOK, nil, true},
 		{"agent without token", "kubernetes:\n  role: agent\n  vip: 10.0.0.100\n",
 			[]string{"c:2:9: error: kubernetes: an agent needs token (or token-file)"}, false},
-		{"agent without server or vip", "kubernetes:\n  role: agent\n  token: t\n",
+		{"agent without server or vip", "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n",
 			[]string{"c:2:9: error: kubernetes: an agent needs server (https://host:6443) or vip"}, false},
-		{"agent with server only", "kubernetes:\n  role: agent\n  token: t\n  server: https://k8s.example.com:6443\n", nil, true},
-		{"agent server not https", "kubernetes:\n  role: agent\n  token: t\n  server: http://10.0.0.1:6443\n",
+		{"agent with server only", "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  server: https://k8s.example.com:6443\n", nil, true},
+		{"agent server not https", "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  server: http://10.0.0.1:6443\n",
 			[]string{`c:4:11: error: kubernetes.server "http://10.0.0.1:6443" must use https://`}, false},
 		{"agent datastore ignored", agentOK + "  datastore-endpoint: postgres://a:b@h/db\n",
 			[]string{"c:5:23: warning: kubernetes.datastore-endpoint is a server setting; agents ignore it"}, true},
@@ -134,11 +134,11 @@ func TestCheck(t *testing.T) {
 			[]string{`warning: kubernetes.disable[1] "dashboard" is neither a component k3s packages (coredns, servicelb, traefik, local-storage, metrics-server, runtimes) nor a manifest of kubernetes.manifests or write_files; it is ignored unless a manifest of that name is in /var/lib/cairn/manifests`}, true},
 		{"extra args", "kubernetes:\n  kubelet-arg: [\"max-pods=200\", \"--v=2\", \"bad flag\"]\n",
 			[]string{`kubernetes.kubelet-arg[2] "bad flag" is not a flag`}, false},
-		{"anchors and merge keys", "x-base: &b {role: agent, token: t}\n", []string{`unknown key "x-base"`}, false},
+		{"anchors and merge keys", "x-base: &b {role: agent, token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J}\n", []string{`unknown key "x-base"`}, false},
 		{"parse and validation errors together", "kubernetes:\n  token: [x]\n  vip: 10.0.0.300\n",
 			[]string{"c:2:10: error: kubernetes.token must be a string", `c:3:8: error: kubernetes.vip "10.0.0.300" is not an IP address`}, false},
 		{"merge key into itself", "kubernetes: &x {<<: *x}\n", []string{"c:1:17: error: kubernetes: the merge key (<<) names a mapping that contains it"}, false},
-		{"merge key", "kubernetes:\n  <<: {role: agent, token: t}\n  vip: 10.0.0.100\n", nil, true},
+		{"merge key", "kubernetes:\n  <<: {role: agent, token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J}\n  vip: 10.0.0.100\n", nil, true},
 		{"alias expansion is bounded", aliasBomb(), []string{"error: document has more than 10000 values, aliases expanded; cairn refuses it"}, false},
 		{"two documents", "hostname: a\n---\nhostname: b\n", []string{"c:2:1: error: a cloud-config is one YAML document"}, false},
 		{"mime", "Content-Type: multipart/mixed; boundary=x\n", []string{"c:1:1: error: this is a MIME multipart document, not a cloud-config"}, false},
@@ -197,7 +197,7 @@ hostname: node-7
 write_files: [{path: /etc/b, content: b}]
 sysctl: {vm.swappiness: "1"}
 kubernetes:
-  token: secret
+  token: secretW4Kp8Rt2Zx6Qv9Ln3
   node-label: [zone=b]
   node-taint: ["x:Bogus"]
 `)
@@ -218,7 +218,7 @@ kubernetes:
 	checks := []struct{ what, got, want string }{
 		{"hostname (later wins)", cfg.Hostname, "node-7"},
 		{"role (kept from baked)", k.Role, "agent"},
-		{"token (added by seed)", k.Token, "secret"},
+		{"token (added by seed)", k.Token, "secretW4Kp8Rt2Zx6Qv9Ln3"},
 		{"node-label (later wins per key)", strings.Join(k.NodeLabel, ","), "zone=b"},
 		{"server (default from vip)", k.Server, "https://10.0.0.100:6443"},
 		{"sysctl merged per key", cfg.Sysctl["vm.swappiness"] + "," + cfg.Sysctl["net.ipv4.ip_forward"], "1,1"},
@@ -360,7 +360,7 @@ func TestRedacted(t *testing.T) {
   - {path: /etc/secret, content: hunter2, permissions: "0600"}
   - {path: /etc/motd, content: hello}
 kubernetes:
-  token: hunter3
+  token: hunter3Xq7Lm2Rz9Vk4Tp8W
   datastore-endpoint: postgres://u:hunter4@db/k3s
 `))
 	if diags.HasErrors() {
@@ -380,7 +380,7 @@ kubernetes:
 		t.Errorf("redaction removed too much:\n%s", out)
 	}
 	// The original is untouched.
-	if cfg.Kubernetes.Token != "hunter3" || cfg.WriteFiles[1].Content != "hunter2" {
+	if cfg.Kubernetes.Token != "hunter3Xq7Lm2Rz9Vk4Tp8W" || cfg.WriteFiles[1].Content != "hunter2" {
 		t.Errorf("Redacted changed the original")
 	}
 	// What Marshal prints parses back to the same config.
@@ -444,7 +444,7 @@ func TestPanicBecomesDiagnostic(t *testing.T) {
 func TestValidateInCode(t *testing.T) {
 	c := &Config{Kubernetes: Kubernetes{Role: "agent", VIP: "10.0.0.100"}}
 	got := messages(c.Validate())
-	want := "<config>: error: kubernetes: an agent needs token (or token-file) to join the cluster; use the servers' token\n"
+	want := "<config>: error: kubernetes: an agent needs token (or token-file) to join the cluster, or agent-token (or agent-token-file); use the servers' agent-token, or their token when they have none\n"
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -19,7 +19,7 @@ func seedCorpus(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	f.Add([]byte("kubernetes:\n  <<: &b {role: agent, token: t}\n  vip: 10.0.0.100\n"))
+	f.Add([]byte("kubernetes:\n  <<: &b {role: agent, token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J}\n  vip: 10.0.0.100\n"))
 	f.Add([]byte("network:\n  version: 2\n  ethernets: {a: {}}\n  bonds: {b: {interfaces: [a], parameters: {mode: 802.3ad}}}\n"))
 	f.Add([]byte("write_files: [{path: /etc/rancher/k3s/registries.yaml, content: \"configs: {m: {auth: {username: u, password: pw12}}}\"}]\n"))
 	f.Add([]byte("kubernetes:\n  manifests:\n    - name: a\n      content: |\n        {apiVersion: v1, kind: Secret, metadata: {name: s}}\n        ---\n        kind: List\n"))

@@ -69,11 +69,9 @@ var k3sKeys = map[string]k3sKey{
 	"egress-selector-mode":    notYet("the API server reaches kubelets directly"),
 	"vpn-auth":                notYet("nodes join over their own network"),
 	"vpn-auth-file":           notYet("nodes join over their own network"),
-	"servicelb-namespace":     notYetOK("cairn packages no service load balancer"),
+	"servicelb-namespace":     noMeaning("cairn's servicelb runs no pods: the servers set each LoadBalancer Service's addresses themselves, and its Events go to the Service's own namespace"),
 
 	// Tokens and membership.
-	"agent-token":                notYet("agents join with token"),
-	"agent-token-file":           notYet("agents join with token"),
 	"cluster-init":               noMeaning("a server without datastore-endpoint starts embedded etcd, the first one creating it"),
 	"cluster-reset":              refused("resetting etcd membership is a recovery step, not a boot setting"),
 	"cluster-reset-restore-path": refused("restoring a snapshot is a recovery step, not a boot setting"),
@@ -93,7 +91,6 @@ var k3sKeys = map[string]k3sKey{
 	"disable-agent":                     notYet("every server also runs a kubelet"),
 	"embedded-registry":                 notYet("cairn runs no registry mirror"),
 	"helm-job-image":                    notYetOK("cairn runs no Helm controller"),
-	"default-local-storage-path":        notYetOK("cairn packages no local-path provisioner"),
 
 	// etcd snapshots.
 	"etcd-expose-metrics":         notYetOK("etcd serves no metrics to clients"),

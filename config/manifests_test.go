@@ -81,7 +81,7 @@ func TestManifestsCheck(t *testing.T) {
 			[]string{`c:4:16: error: kubernetes.manifests[0] (web): it is larger than 2 MiB; split it into several manifests`}, false},
 		{"with k3s", "kubernetes:\n  distribution: k3s\n  manifests:\n    - {name: web, content: \"\"}\n",
 			[]string{`c:3:3: error: kubernetes.manifests is applied by cairn's own servers; k3s applies the files of its own directory: write each with write_files to /var/lib/rancher/k3s/server/manifests/NAME.yaml`}, false},
-		{"on an agent", "kubernetes:\n  role: agent\n  token: t\n  vip: 10.0.0.100\n  manifests:\n    - {name: web, content: \"\"}\n",
+		{"on an agent", "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  vip: 10.0.0.100\n  manifests:\n    - {name: web, content: \"\"}\n",
 			[]string{`c:5:3: warning: kubernetes.manifests is applied by the servers; agents ignore it`}, true},
 		{"disable names a manifest", "kubernetes:\n  disable: [web, app]\n  manifests:\n    - {name: web, content: \"\"}\nwrite_files:\n  - {path: /var/lib/cairn/manifests/app.yml, content: \"\"}\n", nil, true},
 		// The files write_files writes into the directory, located there.

@@ -29,7 +29,7 @@ func TestNodeNetworkChecks(t *testing.T) {
 			[]string{`c:9:18: error: kubernetes.vip-interface "eth9" is not a link under network (ethernets, vlans, bonds or a set-name)`}},
 		{"vip-interface with another subnet", lan + "    lan2:\n      addresses: [10.9.0.5/24]\nkubernetes:\n  vip: 192.168.1.100\n  vip-interface: lan2\n",
 			[]string{"c:10:8: error: kubernetes.vip 192.168.1.100 is in none of the node's subnets (10.9.0.0/24)"}},
-		{"agents do not hold the vip", lan + "kubernetes:\n  role: agent\n  token: t\n  vip: 10.99.0.100\n", nil},
+		{"agents do not hold the vip", lan + "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  vip: 10.99.0.100\n", nil},
 		{"cluster-cidr overlaps the node's subnet", lan + "kubernetes:\n  cluster-cidr: 192.168.0.0/16\n",
 			[]string{"c:8:17: error: kubernetes.cluster-cidr 192.168.0.0/16 overlaps the node's subnet 192.168.1.0/24 (network.ethernets.lan.addresses[0]); pick a range the network does not use"}},
 		{"service-cidr overlaps a route", lan + "kubernetes:\n  service-cidr: 10.20.0.0/16\n",
@@ -42,7 +42,7 @@ func TestNodeNetworkChecks(t *testing.T) {
 			[]string{"c:2:11: error: kubernetes: a server that joins a cluster (server is set) needs token (or token-file); use the first server's token"}},
 		{"arg without value", "kubernetes:\n  kubelet-arg: [v=2, --fail-swap-on]\n",
 			[]string{`c:2:22: error: kubernetes.kubelet-arg[1] "--fail-swap-on" has no value; write name=value (a switch as fail-swap-on=true)`}},
-		{"world-readable token file", "write_files: [{path: /etc/cairn/token, content: s3cr3t}]\nkubernetes:\n  token-file: /etc/cairn/token\n",
+		{"world-readable token file", "write_files: [{path: /etc/cairn/token, content: s3cr3tXq7Lm2Rz9Vk4Tp8W}]\nkubernetes:\n  token-file: /etc/cairn/token\n",
 			[]string{`c:1:15: warning: write_files[0] writes the token file /etc/cairn/token readable by every user (mode 0644); give it permissions: "0600"`}},
 	}
 	for _, tt := range tests {
@@ -68,7 +68,7 @@ func TestNodeNetworkChecks(t *testing.T) {
 // TestTokenFileRedacted: the write_files entry that writes the token file
 // holds the token, and --print hides it like the token itself.
 func TestTokenFileRedacted(t *testing.T) {
-	cfg, diags := Load(src("c", "write_files: [{path: /etc/cairn/token, content: s3cr3t-t0k3n, permissions: \"0644\"}]\nkubernetes:\n  token-file: /etc/cairn/token\n"))
+	cfg, diags := Load(src("c", "write_files: [{path: /etc/cairn/token, content: s3cr3t-t0k3n-Xq7Lm2Rz9Vk4Tp8W, permissions: \"0644\"}]\nkubernetes:\n  token-file: /etc/cairn/token\n"))
 	if diags.HasErrors() {
 		t.Fatal(messages(diags))
 	}
@@ -76,7 +76,7 @@ func TestTokenFileRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "s3cr3t-t0k3n") || !strings.Contains(string(out), "content: <redacted>") {
+	if strings.Contains(string(out), "s3cr3t-t0k3n-Xq7Lm2Rz9Vk4Tp8W") || !strings.Contains(string(out), "content: <redacted>") {
 		t.Errorf("printed config:\n%s", out)
 	}
 }

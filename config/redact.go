@@ -25,8 +25,10 @@ func (c *Config) Redacted() *Config {
 	}
 	r := c.clone()
 	k := &r.Kubernetes
-	if k.Token != "" {
-		k.Token = redactedText
+	for _, t := range []*string{&k.Token, &k.AgentToken} {
+		if *t != "" {
+			*t = redactedText
+		}
 	}
 	if k.DatastoreEndpoint != "" {
 		k.DatastoreEndpoint = redactEndpoint(k.DatastoreEndpoint)
@@ -53,7 +55,7 @@ func (c *Config) Redacted() *Config {
 	}
 	for i := range r.WriteFiles {
 		p := r.WriteFiles[i].Path
-		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && p == k.TokenFile) ||
+		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && p == k.TokenFile) || (k.AgentTokenFile != "" && p == k.AgentTokenFile) ||
 			(k.PrivateRegistry != "" && p == k.PrivateRegistry) || p == DefaultPrivateRegistry ||
 			r.WriteFiles[i].holdsSecretManifest() {
 			// Plain text, so that the printed config still loads.

@@ -106,6 +106,8 @@ type Kubernetes struct {
 	Role              string   `yaml:"role,omitempty"` // server (default) | agent
 	Token             string   `yaml:"token,omitempty"`
 	TokenFile         string   `yaml:"token-file,omitempty"`
+	AgentToken        string   `yaml:"agent-token,omitempty"`        // agents join with it: it can bootstrap a kubelet and nothing more
+	AgentTokenFile    string   `yaml:"agent-token-file,omitempty"`   // a file holding agent-token
 	DatastoreEndpoint string   `yaml:"datastore-endpoint,omitempty"` // empty: embedded etcd
 	DatastoreCAFile   string   `yaml:"datastore-cafile,omitempty"`
 	DatastoreCertFile string   `yaml:"datastore-certfile,omitempty"`
@@ -128,8 +130,12 @@ type Kubernetes struct {
 	Disable           []string `yaml:"disable,omitempty"`
 	FlannelBackend    string   `yaml:"flannel-backend,omitempty"` // vxlan (default) | host-gw | none
 	FlannelIface      string   `yaml:"flannel-iface,omitempty"`   // the link pod traffic between nodes uses; default: the one with the default route
-	SecretsEncryption bool     `yaml:"secrets-encryption,omitempty"`
+	SecretsEncryption *bool    `yaml:"secrets-encryption,omitempty"`
 	Distribution      string   `yaml:"distribution,omitempty"` // builtin (default) | k3s
+
+	// DefaultLocalStoragePath is where the local-storage add-on makes
+	// volumes on every node (k3s's key); DefaultLocalStoragePath when empty.
+	DefaultLocalStoragePath string `yaml:"default-local-storage-path,omitempty"`
 
 	// Registries are containerd's mirrors and per-host credentials and
 	// TLS, in the shape of k3s's registries.yaml; PrivateRegistry names
@@ -144,6 +150,12 @@ type Kubernetes struct {
 	// list entry named, as k3s applies the files of its manifests
 	// directory (the files of layout.ManifestsDir are applied too).
 	Manifests []Manifest `yaml:"manifests,omitempty"`
+
+	// LoadBalancerPool are the addresses LoadBalancer Services get, one
+	// each, announced by one server at a time (ranges FIRST-LAST, CIDRs
+	// or single addresses); without it a Service gets the nodes' own
+	// addresses, as k3s's servicelb gives them.
+	LoadBalancerPool []string `yaml:"loadbalancer-pool,omitempty"`
 
 	// Extra flags for one component, "name=value" or "name", as k3s's
 	// --kube-apiserver-arg and friends; they come after cairn's own flags.

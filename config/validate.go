@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	clusterjoin "github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/layout"
 )
 
@@ -451,14 +452,26 @@ func (ck *checker) kubernetes() {
 	default:
 		ck.errorf(kp+"distribution", "kubernetes.distribution %q is not builtin or k3s", k.Distribution)
 	}
-	if k.Token != "" && k.TokenFile != "" {
-		ck.errorf(kp+"token-file", "kubernetes.token and kubernetes.token-file are both set; keep one")
+	for _, t := range []struct{ key, value, file string }{{"token", k.Token, k.TokenFile}, {"agent-token", k.AgentToken, k.AgentTokenFile}} {
+		if t.value != "" && t.file != "" {
+			ck.errorf(kp+t.key+"-file", "kubernetes.%s and kubernetes.%s-file are both set; keep one", t.key, t.key)
+		}
+		if t.file != "" && !strings.HasPrefix(t.file, "/") {
+			ck.errorf(kp+t.key+"-file", "kubernetes.%s-file %q is relative; give an absolute path", t.key, t.file)
+		}
 	}
-	if k.TokenFile != "" && !strings.HasPrefix(k.TokenFile, "/") {
-		ck.errorf(kp+"token-file", "kubernetes.token-file %q is relative; give an absolute path", k.TokenFile)
-	}
+	ck.tokenStrength()
 	hasToken := k.Token != "" || k.TokenFile != ""
 	agent := k.Role == "agent"
+	if agent && (k.AgentToken != "" || k.AgentTokenFile != "") {
+		if hasToken {
+			ck.add(Warning, kp+"token", []string{kp + "token", kp + "token-file"}, "kubernetes: an agent joins with agent-token and ignores token; keep the server token off agents (it is an admin's)")
+		}
+		hasToken = true
+	}
+	if !agent && k.Token != "" && k.Token != redactedText && k.AgentToken == k.Token {
+		ck.warnf(kp+"agent-token", "kubernetes.agent-token is the server token: every agent would hold an admin's token; make the agents one of their own with `cairn token generate`")
+	}
 	if !agent && k.Server != "" && !hasToken {
 		ck.add(Error, kp+"token", []string{kp + "server"}, "kubernetes: a server that joins a cluster (server is set) needs token (or token-file); use the first server's token")
 	}
@@ -472,7 +485,7 @@ func (ck *checker) kubernetes() {
 	}
 	if agent {
 		if !hasToken {
-			ck.add(Error, kp+"token", []string{kp + "role"}, "kubernetes: an agent needs token (or token-file) to join the cluster; use the servers' token")
+			ck.add(Error, kp+"token", []string{kp + "role"}, "kubernetes: an agent needs token (or token-file) to join the cluster, or agent-token (or agent-token-file); use the servers' agent-token, or their token when they have none")
 		}
 		if k.Server == "" && k.VIP == "" {
 			ck.add(Error, kp+"server", []string{kp + "role"}, "kubernetes: an agent needs server (https://host:6443) or vip to find the cluster")
@@ -569,8 +582,8 @@ func (ck *checker) kubernetes() {
 	}
 	switch {
 	case k.VIPInterface == "":
-	case k.VIP == "":
-		ck.warnf(kp+"vip-interface", "kubernetes.vip-interface is set but vip is not; it is ignored")
+	case k.VIP == "" && len(k.LoadBalancerPool) == 0:
+		ck.warnf(kp+"vip-interface", "kubernetes.vip-interface is set but neither vip nor loadbalancer-pool is; it is ignored")
 	case agent:
 		ck.warnf(kp+"vip-interface", "kubernetes.vip-interface is a server setting (servers hold the VIP); agents ignore it")
 	}
@@ -607,6 +620,7 @@ func (ck *checker) kubernetes() {
 		}
 	}
 	ck.vipTimings()
+	ck.loadBalancerPool(clusterNets, serviceNets, nn)
 	if k.Server != "" {
 		u, err := url.Parse(k.Server)
 		switch {
@@ -665,6 +679,7 @@ func (ck *checker) kubernetes() {
 		ck.errorf(kp+"flannel-iface", "kubernetes.flannel-iface %q is not an interface name", k.FlannelIface)
 	}
 	ck.manifests()
+	ck.localStorage()
 	for i, d := range k.Disable {
 		p := fmt.Sprintf("%sdisable[%d]", kp, i)
 		if !slices.Contains(knownDisable, d) && !ck.namesManifest(d) {
@@ -752,4 +767,41 @@ func checkTaint(t string) error {
 		return err
 	}
 	return checkLabelValue(val)
+}
+
+// tokenStrength refuses a token, or an agent-token, given in the config
+// (or by a write_files entry writing its file) that is malformed or weaker
+// than join.MinStrength: the servers' CA proof and the datastore record
+// make guessing cost an Argon2id run, which does not save a token a
+// dictionary holds.
+func (ck *checker) tokenStrength() {
+	k := &ck.c.Kubernetes
+	for _, t := range []struct{ key, value, file, who string }{
+		{"token", k.Token, k.TokenFile, "is every server and may mint admin credentials"},
+		{"agent-token", k.AgentToken, k.AgentTokenFile, "may join machines to the cluster"},
+	} {
+		path, value := "kubernetes."+t.key, t.value
+		at := []string{path}
+		if value == "" && t.file != "" {
+			for i, w := range slices.Backward(ck.c.WriteFiles) {
+				if b, err := w.Decode(); err == nil && w.Path == t.file {
+					p := fmt.Sprintf("write_files[%d]", len(ck.c.WriteFiles)-1-i)
+					value, at = strings.TrimSpace(string(b)), []string{p + ".content", p}
+					break
+				}
+			}
+		}
+		if value == "" || value == redactedText {
+			continue // a printed config loads again
+		}
+		tok, err := clusterjoin.ParseToken(value)
+		if err != nil {
+			ck.add(Error, path, at, "%s: %v", path, err)
+			continue
+		}
+		if bits := clusterjoin.Strength(tok.Secret); bits < clusterjoin.MinStrength {
+			ck.add(Error, path, at, "%s is too weak: about %.0f bits of estimated strength, fewer than %d, and whoever guesses it %s; make one with `cairn token generate`",
+				path, bits, clusterjoin.MinStrength, t.who)
+		}
+	}
 }

@@ -35,7 +35,7 @@ func TestVIPTimings(t *testing.T) {
 			[]string{"c:8:23: error: kubernetes.vip-lease-duration 1h0m0s is longer than 5m0s"}, VIPTimings{}},
 		{"without vip", lan + "kubernetes:\n  vip-retry-period: 1s\n",
 			[]string{"c:7:21: warning: kubernetes.vip-retry-period is set but vip is not; it is ignored"}, VIPTimings{}},
-		{"on an agent", "kubernetes:\n  role: agent\n  token: t\n  vip: 10.0.0.100\n  vip-lease-duration: 4s\n",
+		{"on an agent", "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  vip: 10.0.0.100\n  vip-lease-duration: 4s\n",
 			[]string{"c:5:23: warning: kubernetes.vip-lease-duration is a server setting (servers elect the VIP's holder); agents ignore it"}, VIPTimings{}},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu"
+	"github.com/cairn-os/cairn/qemu/container"
 )
 
 // The container platform: the real init as PID 1 of new namespaces on this
@@ -454,15 +456,34 @@ func startMariaDB(t *testing.T, ns *qemu.Netns, addr string) string {
 	return fmt.Sprintf("mysql://kine:%s@tcp(%s:3306)/kine", pgPassword, addr)
 }
 
-// startExternalEtcd runs Debian's etcd inside ns on addr:2379 and returns
-// its endpoint.
-func startExternalEtcd(t *testing.T, ns *qemu.Netns, addr string) string {
+// startExternalEtcd runs Debian's etcd inside ns on addr:2379, TLS with
+// client certificates as `cairn cluster up` runs it, and returns its
+// endpoint and the lines of a server's config (under serverConfig's
+// kubernetes: section) that give the server its client certificate.
+func startExternalEtcd(t *testing.T, ns *qemu.Netns, addr string) (string, []string) {
 	t.Helper()
-	client, peer := "http://"+addr+":2379", "http://"+addr+":2380"
-	cmd := ns.Command(context.Background(), "etcd", "--name=ds", "--data-dir="+t.TempDir(),
-		"--listen-client-urls="+client, "--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=ds="+peer,
-		"--listen-metrics-urls=http://127.0.0.1:2391", "--log-level=warn")
+	ip := netip.MustParseAddr(addr)
+	certs, err := container.NewEtcdTLS(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := certs.ServerArgs(t.TempDir(), ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := container.EtcdEndpoint(ip)
+	extra := []string{"  datastore-cafile: " + container.EtcdCAFile, "  datastore-certfile: " + container.EtcdCertFile,
+		"  datastore-keyfile: " + container.EtcdKeyFile, "write_files:"}
+	for _, f := range []struct {
+		path, mode string
+		data       []byte
+	}{{container.EtcdCAFile, "0644", certs.CA}, {container.EtcdCertFile, "0644", certs.ClientCert}, {container.EtcdKeyFile, "0600", certs.ClientKey}} {
+		extra = append(extra, "  - path: "+f.path, `    permissions: "`+f.mode+`"`, "    content: |")
+		for l := range strings.SplitSeq(strings.TrimSpace(string(f.data)), "\n") {
+			extra = append(extra, "      "+l)
+		}
+	}
+	cmd := ns.Command(context.Background(), "etcd", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -474,7 +495,7 @@ func startExternalEtcd(t *testing.T, ns *qemu.Netns, addr string) string {
 		c, err := ns.DialContext(context.Background(), "tcp", addr+":2379")
 		if err == nil {
 			c.Close()
-			return client
+			return client, extra
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("etcd did not listen on %s: %v\n%s", client, err, out.String())

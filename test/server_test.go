@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config/join"
-	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/qemu"
 )
 
 // Servers on one bridge 192.168.77.0/24; the datastore at .1.
 const (
 	dsAddr        = "192.168.77.1"
-	clusterToken  = "e2e-cluster-s3cret"
+	clusterToken  = "e2e-cluster-s3cret-Xq7Lm2Rz9Vk4Tp8W"
 	controlPlane  = 8 * time.Minute // a server's config loaded to apiserver ready, on a loaded 2-core machine
 	reServerReady = `node: (\S+) is a server: addresses (\S+); datastore (.+); kube-apiserver ready on port 6443, ([\d.]+)s after the config was loaded`
 )
@@ -43,13 +42,13 @@ type cluster struct {
 // both hand out the same CA through cairn kubeconfig, an object written
 // through one is read through the other, kubectl works with the
 // kubeconfig, and no secret reaches a console.
-func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string) *cluster {
+func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string, extra ...string) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	c := &cluster{ns: ns}
 	for i, addr := range []string{"192.168.77.11", "192.168.77.12"} {
 		name := fmt.Sprintf("s%d", i+1)
-		c.nodes = append(c.nodes, startPeer(t, ns, name, nodeRoot(t, serverConfig(name, addr, clusterToken, endpoint))))
+		c.nodes = append(c.nodes, startPeer(t, ns, name, nodeRoot(t, serverConfig(name, addr, clusterToken, endpoint, extra...))))
 		c.urls = append(c.urls, "https://"+addr+":6443")
 	}
 	for _, n := range c.nodes {
@@ -95,21 +94,17 @@ func startServers(t *testing.T, ns *qemu.Netns, kind, endpoint, password string)
 	}
 	c.api = newAPIClient(t, ns, c.kubeconfigs[0])
 
-	// cairn token: the full token, read back with admin credentials, pins
+	// cairn token pin: the K10 form of the token, from either server, pins
 	// the CA every server hands out.
-	admin, err := kube.ParseKubeconfig(c.kubeconfigs[0])
+	tok, _ := join.ParseToken(clusterToken)
+	full, err := (&join.Client{Server: c.urls[1], Token: tok, DialContext: ns.DialContext}).FullToken(ctx)
 	if err != nil {
-		t.Fatal(err)
-	}
-	admin.DialContext = ns.DialContext
-	full, err := join.ReadToken(ctx, admin.Client(kube.Options{}))
-	if err != nil {
-		t.Fatalf("cairn token: %v", err)
+		t.Fatalf("cairn token pin: %v", err)
 	}
 	if tok, err := join.ParseToken(full); err != nil || tok.Secret != clusterToken || tok.CAHash == nil {
-		t.Errorf("cairn token gave %v (%v); want a K10 token of the cluster's secret", tok, err)
-	} else if _, err := (&join.Client{Server: c.urls[1], Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(ctx); err != nil {
-		t.Errorf("cairn kubeconfig with the K10 token from cairn token: %v", err)
+		t.Errorf("cairn token pin gave %v (%v); want a K10 token of the cluster's secret", tok, err)
+	} else if _, err := (&join.Client{Server: c.urls[0], Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(ctx); err != nil {
+		t.Errorf("cairn kubeconfig with the K10 token from cairn token pin: %v", err)
 	}
 
 	// An object written through one server is read through the other.
@@ -157,7 +152,7 @@ func TestServersPostgres(t *testing.T) {
 
 	// A third server with the wrong token: refused, the cluster unharmed.
 	t.Run("wrong token", func(t *testing.T) {
-		n := startPeer(t, ns, "s3", nodeRoot(t, serverConfig("s3", "192.168.77.13", "not-the-token", pg.endpoint())))
+		n := startPeer(t, ns, "s3", nodeRoot(t, serverConfig("s3", "192.168.77.13", "not-the-"+clusterToken, pg.endpoint())))
 		n.expect(t, controlPlane, `node: the datastore holds a cluster created with a different token; this server's token is wrong \(nothing was written\); retrying in 1m0s`)
 		if strings.Contains(n.console(), "service kube-apiserver: starting") {
 			t.Errorf("s3 started kube-apiserver with the wrong token")
@@ -290,7 +285,8 @@ func TestServersMariaDB(t *testing.T) {
 
 func TestServersEtcd(t *testing.T) {
 	ns := bridgeNS(t)
-	c := startServers(t, ns, "etcd", startExternalEtcd(t, ns, dsAddr), "")
+	endpoint, tlsConfig := startExternalEtcd(t, ns, dsAddr)
+	c := startServers(t, ns, "etcd", endpoint, "", tlsConfig...)
 	c.stop(t)
 }
 

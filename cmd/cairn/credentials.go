@@ -17,8 +17,7 @@ const (
 )
 
 // adminKubeconfig reads the admin kubeconfig the --kubeconfig flag names,
-// or $KUBECONFIG: what `cairn token` and `cairn upgrade` talk to a cluster
-// with.
+// or $KUBECONFIG: what `cairn upgrade` talks to a cluster with.
 func adminKubeconfig(flag string) (*kube.Credentials, error) {
 	path := flag
 	if path == "" {

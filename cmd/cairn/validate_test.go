@@ -29,7 +29,7 @@ func TestValidate(t *testing.T) {
 		{"warnings-only", []string{load("plain-with-ignored.yaml")}, ""},
 		{"errors", []string{load("semantic-errors.yaml")}, ""},
 		{"several-files", []string{load("agent.yaml"), load("schema-errors.yaml"), load("etcd.yaml"), "--print"}, ""},
-		{"merge", []string{"--merge", "--print", load("agent.yaml"), "-"}, "#cloud-config\nhostname: agent-7\nkubernetes:\n  token: override\n  node-label: [zone=c]\n"},
+		{"merge", []string{"--merge", "--print", load("agent.yaml"), "-"}, "#cloud-config\nhostname: agent-7\nkubernetes:\n  token: override-Wm4Kp8Rt2Zx6Qv9L\n  node-label: [zone=c]\n"},
 		{"stdin-error", []string{"-"}, "#cloud-config\nkubernetes:\n  role: agent\n"},
 		{"missing-file", []string{filepath.Join(validateData, "validate", "does-not-exist.yaml")}, ""},
 		{"no-args", nil, ""},

@@ -1,15 +1,15 @@
 // Package join holds what a client needs to reach a cairn cluster with
-// nothing but its token: the token formats (a plain secret, or k3s's
-// `K10<CA hash>::server:<secret>`), the keys derived from the token (the
-// bootstrap token, the proof that a server knows the token), and the
-// client that fetches and verifies the cluster's CA and an admin
-// kubeconfig from a server. It is the join contract: servers publish what
-// it reads, agents and `cairn kubeconfig` read it.
+// nothing but a token: the token formats (a plain secret, or k3s's
+// `K10<CA hash>::server:<secret>`), their estimated strength, the keys
+// derived from a token (the bootstrap tokens, the proof that a server
+// knows the token), and the client that fetches and verifies the
+// cluster's CAs and gets an admin kubeconfig from a server. It is the join
+// contract: servers publish what it reads, agents and `cairn kubeconfig`
+// read it.
 package join
 
 import (
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -91,11 +91,10 @@ func derive(secret, purpose string, n int) []byte {
 // bootstrapAlphabet is what Kubernetes allows in bootstrap tokens.
 const bootstrapAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 
-// BootstrapToken is the Kubernetes bootstrap token ("abcdef.0123456789abcdef")
-// every server derives from the secret and installs, so a client holding the
-// cluster token can authenticate to any server.
-func BootstrapToken(secret string) (id, tokenSecret string) {
-	raw := derive(secret, "bootstrap-token v1", 22)
+// bootstrapToken is the Kubernetes bootstrap token ("abcdef.0123456789abcdef")
+// derived from the secret for one purpose.
+func bootstrapToken(secret, purpose string) (id, tokenSecret string) {
+	raw := derive(secret, purpose, 22)
 	b := make([]byte, len(raw))
 	for i, c := range raw {
 		b[i] = bootstrapAlphabet[int(c)%len(bootstrapAlphabet)]
@@ -103,33 +102,21 @@ func BootstrapToken(secret string) (id, tokenSecret string) {
 	return string(b[:6]), string(b[6:])
 }
 
-// CAProof is an HMAC of the CA bundle under a key derived from the secret:
-// a server publishes it beside the bundle, and a client holding a plain
-// token checks it, so a man in the middle who does not know the token
-// cannot hand out his own CA.
-func CAProof(secret string, caPEM []byte) string {
-	m := hmac.New(sha256.New, derive(secret, "ca-proof v1", 32))
-	m.Write(caPEM)
-	return hex.EncodeToString(m.Sum(nil))
+// ServerBootstrapToken is the bootstrap token every server derives from
+// the server token and installs in the groups system:bootstrappers and
+// ServersGroup: `cairn kubeconfig` asks for an admin certificate with it.
+// No node uses it.
+func ServerBootstrapToken(secret string) (id, tokenSecret string) {
+	return bootstrapToken(secret, "server bootstrap-token v2")
+}
+
+// AgentBootstrapToken is the bootstrap token a kubelet asks for its
+// client certificate with, derived from the agent token (the server token
+// when the cluster has no agent token, under another label, so it is
+// never the server's): it is in system:bootstrappers only.
+func AgentBootstrapToken(secret string) (id, tokenSecret string) {
+	return bootstrapToken(secret, "agent bootstrap-token v2")
 }
 
 // ErrCAMismatch says the server's CA is not the cluster's the token names.
 var ErrCAMismatch = errors.New("the server's CA does not match the token")
-
-// VerifyCA checks a CA bundle against the token: by the hash of a K10
-// token, else by the proof the server published with it.
-func VerifyCA(t Token, caPEM []byte, proof string) error {
-	if t.CAHash != nil {
-		sum := sha256.Sum256(caPEM)
-		if !hmac.Equal(sum[:], t.CAHash) {
-			return fmt.Errorf("%w: its SHA-256 is %x, the token pins %x; a man in the middle, or the token of another cluster",
-				ErrCAMismatch, sum[:6], t.CAHash[:6])
-		}
-		return nil
-	}
-	want := CAProof(t.Secret, caPEM)
-	if !hmac.Equal([]byte(want), []byte(strings.TrimSpace(proof))) {
-		return fmt.Errorf("%w: the server cannot prove it knows the token; a wrong token, or a man in the middle", ErrCAMismatch)
-	}
-	return nil
-}

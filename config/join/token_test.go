@@ -1,7 +1,6 @@
 package join
 
 import (
-	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,44 +42,56 @@ func TestParseToken(t *testing.T) {
 	}
 }
 
-func TestBootstrapToken(t *testing.T) {
-	id, secret := BootstrapToken("s3cret")
-	if !regexp.MustCompile(`^[a-z0-9]{6}$`).MatchString(id) || !regexp.MustCompile(`^[a-z0-9]{16}$`).MatchString(secret) {
-		t.Fatalf("bootstrap token %s.%s is not in Kubernetes' form [a-z0-9]{6}.[a-z0-9]{16}", id, secret)
+func TestBootstrapTokens(t *testing.T) {
+	form := regexp.MustCompile(`^[a-z0-9]{6}$`)
+	secretForm := regexp.MustCompile(`^[a-z0-9]{16}$`)
+	for name, f := range map[string]func(string) (string, string){"server": ServerBootstrapToken, "agent": AgentBootstrapToken} {
+		id, secret := f("s3cret")
+		if !form.MatchString(id) || !secretForm.MatchString(secret) {
+			t.Fatalf("%s bootstrap token %s.%s is not in Kubernetes' form [a-z0-9]{6}.[a-z0-9]{16}", name, id, secret)
+		}
+		if id2, secret2 := f("s3cret"); id2 != id || secret2 != secret {
+			t.Errorf("the %s bootstrap token is not the same on every server", name)
+		}
+		if id3, _ := f("other"); id3 == id {
+			t.Errorf("two tokens give the same %s bootstrap token id", name)
+		}
 	}
-	if id2, secret2 := BootstrapToken("s3cret"); id2 != id || secret2 != secret {
-		t.Error("the bootstrap token is not the same on every server")
-	}
-	if id3, _ := BootstrapToken("other"); id3 == id {
-		t.Error("two cluster tokens give the same bootstrap token id")
+	// With only a server token, the agents' bootstrap token is still not
+	// the servers'.
+	sid, _ := ServerBootstrapToken("s3cret")
+	aid, _ := AgentBootstrapToken("s3cret")
+	if sid == aid {
+		t.Errorf("one token derives server and agent bootstrap tokens with the same id %s", sid)
 	}
 }
 
-func TestVerifyCA(t *testing.T) {
-	ca := []byte("the cluster's CA")
-	evil := []byte("a man in the middle's CA")
-	plain, _ := ParseToken("s3cret")
-	pinned, _ := ParseToken(Full("s3cret", ca))
+// TestStrength: what `cairn token generate` makes passes, with or without
+// its K10 form; what people type does not.
+func TestStrength(t *testing.T) {
+	gen, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := ParseToken(Full(gen, []byte("ca")))
 	for _, tt := range []struct {
-		name  string
-		tok   Token
-		ca    []byte
-		proof string
-		ok    bool
+		name, secret string
+		strong       bool
 	}{
-		{"plain token, the server's proof", plain, ca, CAProof("s3cret", ca), true},
-		{"plain token, a proof made without the token", plain, evil, CAProof("guess", evil), false},
-		{"plain token, the real proof replayed for another CA", plain, evil, CAProof("s3cret", ca), false},
-		{"plain token, no proof", plain, ca, "", false},
-		{"K10 token, its CA", pinned, ca, "", true},
-		{"K10 token, another CA", pinned, evil, CAProof("s3cret", evil), false},
+		{"cairn token generate", gen, true},
+		{"its K10 form's secret", full.Secret, true},
+		{"openssl rand -base64 32", "q8Jx2k9Vd0Lr7Ww1sYt6Zp3Nc5Hb4Mg8Ae0Fu2Xi9Ko=", true},
+		{"a", "a", false},
+		{"Winter2026!", "Winter2026!", false},
+		{"a long run", strings.Repeat("a", 60), false},
+		{"a long sequence", "abcdefghijklmnopqrstuvwxyz0123456789", false},
+		{"a bootstrap token", "abcdef.0123456789abcdef", false},
+		{"openssl rand -hex 16", "3f9a1c7e52d08b46e1a97c3d5f2068b4", true},
+		{"e2e-cluster-s3cret", "e2e-cluster-s3cret", false},
 	} {
-		err := VerifyCA(tt.tok, tt.ca, tt.proof)
-		if (err == nil) != tt.ok {
-			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
-		}
-		if err != nil && !errors.Is(err, ErrCAMismatch) {
-			t.Errorf("%s: err = %v, want ErrCAMismatch", tt.name, err)
+		bits := Strength(tt.secret)
+		if (bits >= MinStrength) != tt.strong {
+			t.Errorf("%s: Strength = %.0f bits; want strong=%v (at least %d)", tt.name, bits, tt.strong, MinStrength)
 		}
 	}
 }

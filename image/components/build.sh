@@ -7,6 +7,8 @@
 #   usr/share/cairn/images/pause.tar    OCI/docker archive for `ctr images import`
 #   usr/share/cairn/images/coredns.tar  CoreDNS, the same way
 #   usr/share/cairn/images/local-path-provisioner.tar, metrics-server.tar
+#                                       (the first with cmd/local-path-helper,
+#                                       its helper pods' command, beside it)
 #   usr/share/cairn/components.json     component, version, sha256
 #   iptables, nftables, conntrack        Debian's, with their library closure
 #   usr/share/cairn/debs.json            those packages' versions and hashes
@@ -178,7 +180,7 @@ build_arch() {
 	for a in "${applets[@]}"; do ln -sf cairn-node "$tree/usr/bin/$a"; done
 	step "$arch" 3 "runc (cgo, static)"
 	build_runc "$arch" "$tree/usr/bin/runc"
-	step "$arch" 4 "images: pause, coredns, local-path-provisioner, metrics-server"
+	step "$arch" 4 "images: pause, coredns, local-path-provisioner (with local-path-helper), metrics-server"
 	local tmp
 	tmp=$(mktemp -d)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildid= -X main.version=${PAUSE_IMAGE##*:}" -o "$tmp/pause" ./cmd/pause
@@ -192,14 +194,26 @@ build_arch() {
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "local-path-provisioner-$arch" \
 		go build -trimpath -ldflags "-s -w -buildid= -X main.VERSION=$LOCAL_PATH_VERSION" \
 		-o "$tmp/local-path-provisioner" github.com/rancher/local-path-provisioner
+	# Its helper pods run cairn's local-path-helper from the same image (the
+	# add-on's config.json names it): no shell, no second image to import.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildid= -X main.version=$LOCAL_PATH_VERSION" \
+		-o "$tmp/local-path-helper" ./cmd/local-path-helper
 	go run ./cmd/ociarchive -arch "$arch" -name "$LOCAL_PATH_IMAGE" -path /usr/bin/local-path-provisioner \
-		-binary "$tmp/local-path-provisioner" -o "$tree/usr/share/cairn/images/local-path-provisioner.tar"
+		-binary "$tmp/local-path-provisioner" -add "/usr/bin/local-path-helper=$tmp/local-path-helper" \
+		-o "$tree/usr/share/cairn/images/local-path-provisioner.tar"
 	# metrics-server's version, where its Makefile puts it (client-go's; the
 	# component-base one stays the Kubernetes library's, for API emulation).
 	local msv="-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/client-go/pkg/version.gitTreeState=clean"
-	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "metrics-server-$arch" \
-		go build -trimpath -ldflags "-s -w -buildid= $msv" \
-		-o "$tmp/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server
+	# Built in its own module, with the Kubernetes libraries it was released
+	# against: with ours (v0.36) its generated OpenAPI names no longer match
+	# the API types' model names and it stops at start ("cannot find model
+	# definition for io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics").
+	local msdir
+	msdir=$(go mod download -json "sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[ -d "$msdir" ] || die "metrics-server $METRICS_SERVER_VERSION is not in the module cache"
+	(cd "$msdir" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "metrics-server-$arch" \
+		go build -mod=readonly -trimpath -ldflags "-s -w -buildid= $msv" \
+		-o "$tmp/metrics-server" ./cmd/metrics-server)
 	go run ./cmd/ociarchive -arch "$arch" -name "$METRICS_SERVER_IMAGE" -path /metrics-server \
 		-binary "$tmp/metrics-server" -o "$tree/usr/share/cairn/images/metrics-server.tar"
 	rm -rf "$tmp"
@@ -237,6 +251,9 @@ write_manifest() {
 			sum=$(sha256sum "$tree/usr/share/cairn/images/$img.tar" | cut -d' ' -f1)
 			printf ',\n    {"component": "%s", "version": "%s", "path": "usr/share/cairn/images/%s.tar", "sha256": "%s"}' "$img" "$ref" "$img" "$sum"
 		done
+		# cairn's local-path-helper, inside the provisioner's image.
+		sum=$(sha256sum "$tree/usr/share/cairn/images/local-path-provisioner.tar" | cut -d' ' -f1)
+		printf ',\n    {"component": "local-path-helper", "version": "%s", "path": "usr/share/cairn/images/local-path-provisioner.tar", "sha256": "%s"}' "$LOCAL_PATH_IMAGE" "$sum"
 		echo
 		echo '  ]'
 		echo '}'

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/init/node/pki"
 )
 
 // The cluster add-ons every server keeps applied, named as k3s's
@@ -28,15 +29,17 @@ import (
 var addonFS embed.FS
 
 // addon is one packaged component: its manifest and the image archive
-// (under ImagesDir) it runs.
+// (under ImagesDir) it runs. kubeletCA says it checks the kubelets'
+// serving certificates, so it needs the CA that signs them.
 type addon struct {
 	name, manifest, archive string
+	kubeletCA               bool
 }
 
 var addonList = []addon{
 	{name: "coredns", manifest: "addons/coredns.yaml", archive: "coredns.tar"},
 	{name: "local-storage", manifest: "addons/local-storage.yaml", archive: "local-path-provisioner.tar"},
-	{name: "metrics-server", manifest: "addons/metrics-server.yaml", archive: "metrics-server.tar"},
+	{name: "metrics-server", manifest: "addons/metrics-server.yaml", archive: "metrics-server.tar", kubeletCA: true},
 }
 
 // unusedAddon says whether archive is the image of an add-on this node's
@@ -62,12 +65,25 @@ type addonValues struct {
 	Image  string // the image reference in the archive
 	DNS    string // the first cluster-dns address
 	Domain string // cluster-domain
+	// StoragePath is where local-path volumes go on every node
+	// (default-local-storage-path).
+	StoragePath string
+	// KubeletCA is the PEM of the CA that signs the kubelets' serving
+	// certificates (see kubeletServingCA).
+	KubeletCA string
 }
+
+// kubeletServingCA is the authority the kubelets' serving certificates
+// chain to: the one kube-controller-manager signs kubelet-serving requests
+// with (render.ControllerManager's cluster-signing-kubelet-serving-*
+// files), which is the cluster's serving CA. Add-ons that call kubelets
+// (metrics-server) trust it, and only it.
+func kubeletServingCA(c pki.Cluster) []byte { return c[pki.ServerCA].Cert }
 
 // addonObjects renders the add-ons this cluster runs: not disabled, with
 // an image in the system image. skipped says, one entry per add-on, why
-// one does not run.
-func addonObjects(k *config.Kubernetes, imagesDir string) (objs []kube.Object, running, skipped []string, err error) {
+// one does not run. kubeletCA is kubeletServingCA's PEM.
+func addonObjects(k *config.Kubernetes, imagesDir string, kubeletCA []byte) (objs []kube.Object, running, skipped []string, err error) {
 	for _, a := range addonList {
 		if slices.Contains(k.Disable, a.name) {
 			skipped = append(skipped, a.name+" (disabled)")
@@ -86,7 +102,12 @@ func addonObjects(k *config.Kubernetes, imagesDir string) (objs []kube.Object, r
 			skipped = append(skipped, fmt.Sprintf("%s (no image: %v)", a.name, err))
 			continue
 		}
-		v := addonValues{Image: ref, DNS: firstOf(k.ClusterDNS), Domain: k.ClusterDomain}
+		if a.kubeletCA && len(kubeletCA) == 0 {
+			skipped = append(skipped, a.name+" (no CA for the kubelets' serving certificates)")
+			continue
+		}
+		v := addonValues{Image: ref, DNS: firstOf(k.ClusterDNS), Domain: k.ClusterDomain, KubeletCA: string(kubeletCA),
+			StoragePath: k.LocalStoragePath()}
 		o, err := renderManifest(a.manifest, string(tmpl), v)
 		if err != nil {
 			return nil, nil, nil, err
@@ -193,9 +214,10 @@ func imageRef(archive string) (string, error) {
 	return "", fmt.Errorf("%s has no index.json", archive)
 }
 
-// applyAddons applies the add-ons' objects, saying once which run.
-func (s *server) applyAddons(ctx context.Context, api *kube.Client) error {
-	objs, running, skipped, err := addonObjects(s.k, ImagesDir)
+// applyAddons applies the add-ons' objects, saying once which run;
+// kubeletCA is kubeletServingCA's PEM.
+func (s *server) applyAddons(ctx context.Context, api *kube.Client, kubeletCA []byte) error {
+	objs, running, skipped, err := addonObjects(s.k, ImagesDir, kubeletCA)
 	if err != nil {
 		return err
 	}

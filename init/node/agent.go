@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"runtime/debug"
 	"time"
 
 	"github.com/cairn-os/cairn/config"
@@ -58,6 +59,8 @@ func (a *agent) run(ctx context.Context) error {
 	var serving, clientCA []byte
 	for delay := joinRetryFirst; ; delay = min(delay*2, joinRetryMax) {
 		serving, clientCA, err = client.CAs(ctx)
+		// The proof's key derivation took join.ProofMemory: PID 1 gives it back.
+		debug.FreeOSMemory()
 		if err == nil {
 			break
 		}
@@ -67,16 +70,13 @@ func (a *agent) run(ctx context.Context) error {
 		wait := delay
 		if errors.Is(err, join.ErrCAMismatch) {
 			wait = wrongTokenRetry
-			a.o.Printf("node: not joining: %v. Check kubernetes.token; this agent starts no kubelet until the token is right (retrying in %s)", err, wait)
+			a.o.Printf("node: not joining: %v. Check kubernetes.agent-token (or token); this agent starts no kubelet until the token is right (retrying in %s)", err, wait)
 		} else {
 			a.o.Printf("node: the cluster at %s: %v; retrying in %s", a.k.Server, err, wait)
 		}
 		if !supervise.Sleep(ctx, wait) {
 			return errStopped
 		}
-	}
-	if len(clientCA) == 0 {
-		return errors.New("the server publishes no client CA; it runs an older cairn than this agent: upgrade the servers first")
 	}
 	a.o.Printf("node: the cluster's CA is verified with the token")
 
@@ -108,15 +108,18 @@ func (a *agent) run(ctx context.Context) error {
 	return nil
 }
 
-// token is the agent's cluster token: kubernetes.token or token-file. An
-// agent never makes one up.
+// token is the token the agent joins with: kubernetes.agent-token (or its
+// file), else kubernetes.token (or its file). An agent never makes one up.
 func (a *agent) token() (join.Token, error) {
+	if t, ok, err := givenAgentToken(a.k); ok || err != nil {
+		return t, err
+	}
 	raw, source, err := givenToken(a.k)
 	if err != nil {
 		return join.Token{}, err
 	}
 	if raw == "" {
-		return join.Token{}, errors.New("an agent needs the cluster's token: set kubernetes.token or kubernetes.token-file")
+		return join.Token{}, errors.New("an agent needs the cluster's agent token: set kubernetes.agent-token (or agent-token-file), or kubernetes.token when the servers have no agent token")
 	}
 	t, err := join.ParseToken(raw)
 	if err != nil {

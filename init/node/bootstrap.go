@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -30,6 +31,11 @@ const maxRecord = 1 << 20
 
 // record is the datastore value at bootstrapKey.
 type record struct {
+	// Version is 2 for a cluster this cairn creates: an older cairn
+	// (version 1 only) refuses to join it, as it could not read its
+	// encrypted Secrets. A version 1 record stays version 1 when this
+	// cairn adds the Secrets key to it, so that a server rolled back to
+	// the older cairn still boots.
 	Version int `json:"version"`
 	// Settings are the must-match settings of the server that created the
 	// cluster, by config key.
@@ -40,7 +46,8 @@ type record struct {
 	Memory  uint32 `json:"memoryKiB"`
 	Threads uint8  `json:"threads"`
 	Salt    []byte `json:"salt"`
-	// Nonce and Sealed are AES-256-GCM of the JSON of a pki.Cluster.
+	// Nonce and Sealed are AES-256-GCM of the JSON of a pki.Cluster
+	// (with the keyring of Secrets at rest under ringEntry).
 	Nonce  []byte `json:"nonce"`
 	Sealed []byte `json:"sealed"`
 }
@@ -52,6 +59,9 @@ const (
 	kdfMemory  = 64 << 10
 	kdfThreads = 2
 	recordAAD  = "cairn bootstrap v1"
+	// recordVersion is the version of the records this cairn creates;
+	// it reads every version from 1 to it.
+	recordVersion = 2
 )
 
 // errWrongToken says the datastore holds a cluster sealed with another token.
@@ -65,28 +75,44 @@ func sealKey(secret string, r *record) ([]byte, error) {
 }
 
 func newRecord(secret string, c pki.Cluster, settings map[string]string) (*record, error) {
-	r := &record{Version: 1, Settings: settings, KDF: "argon2id", Time: kdfTime, Memory: kdfMemory, Threads: kdfThreads,
-		Salt: make([]byte, 16), Nonce: make([]byte, 12)}
+	r, _, err := newSealedRecord(secret, c, settings)
+	return r, err
+}
+
+// newSealedRecord is newRecord and the key that seals it.
+func newSealedRecord(secret string, c pki.Cluster, settings map[string]string) (*record, []byte, error) {
+	r := &record{Version: recordVersion, Settings: settings, KDF: "argon2id", Time: kdfTime, Memory: kdfMemory, Threads: kdfThreads,
+		Salt: make([]byte, 16)}
 	if _, err := rand.Read(r.Salt); err != nil {
-		return nil, err
-	}
-	if _, err := rand.Read(r.Nonce); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	key, err := sealKey(secret, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if err := r.seal(key, c); err != nil {
+		return nil, nil, err
+	}
+	return r, key, nil
+}
+
+// seal replaces what r holds sealed with c, under key (r's own, derived
+// from the token and r's salt) and a fresh nonce.
+func (r *record) seal(key []byte, c pki.Cluster) error {
 	plain, err := json.Marshal(c)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	aead, err := gcm(key)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	r.Nonce = make([]byte, aead.NonceSize())
+	if _, err := rand.Read(r.Nonce); err != nil {
+		return err
 	}
 	r.Sealed = aead.Seal(nil, r.Nonce, plain, []byte(recordAAD))
-	return r, nil
+	return nil
 }
 
 func gcm(key []byte) (cipher.AEAD, error) {
@@ -99,11 +125,26 @@ func gcm(key []byte) (cipher.AEAD, error) {
 
 // open decrypts the cluster's certificates with the token's secret.
 func (r *record) open(secret string) (pki.Cluster, error) {
-	if r.Version != 1 {
-		return nil, fmt.Errorf("the cluster record has version %d; this cairn reads version 1 (upgrade this server)", r.Version)
+	if err := r.checkVersion(); err != nil {
+		return nil, err
 	}
 	key, err := sealKey(secret, r)
 	if err != nil {
+		return nil, err
+	}
+	return r.openWith(key)
+}
+
+func (r *record) checkVersion() error {
+	if r.Version < 1 || r.Version > recordVersion {
+		return fmt.Errorf("the cluster record has version %d; this cairn reads versions 1 to %d (upgrade this server)", r.Version, recordVersion)
+	}
+	return nil
+}
+
+// openWith decrypts the cluster's certificates with the record's key.
+func (r *record) openWith(key []byte) (pki.Cluster, error) {
+	if err := r.checkVersion(); err != nil {
 		return nil, err
 	}
 	aead, err := gcm(key)
@@ -133,6 +174,13 @@ type claimResult struct {
 	Settings map[string]string
 	// Created is true when this server created the cluster.
 	Created bool
+	// Ring is the cluster's keys for Secrets at rest; Keyed is true when
+	// this server added them to a record an older cairn made.
+	Ring  *keyring
+	Keyed bool
+	// Key seals the record as it is now (derived from the token and the
+	// record's Salt).
+	Key, Salt []byte
 }
 
 // claim reads the cluster from the datastore, or creates it when there is
@@ -140,7 +188,7 @@ type claimResult struct {
 // is absent (kine and etcd both implement it), so two servers starting
 // at once end with one cluster.
 func claim(ctx context.Context, kv clientv3.KV, secret string, settings map[string]string) (*claimResult, error) {
-	r, err := readRecord(ctx, kv)
+	r, _, err := readRecord(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +197,14 @@ func claim(ctx context.Context, kv clientv3.KV, secret string, settings map[stri
 		if err != nil {
 			return nil, err
 		}
-		nr, err := newRecord(secret, c, settings)
+		ring, err := newKeyring()
+		if err != nil {
+			return nil, err
+		}
+		if err := ring.store(c); err != nil {
+			return nil, err
+		}
+		nr, key, err := newSealedRecord(secret, c, settings)
 		if err != nil {
 			return nil, err
 		}
@@ -165,53 +220,115 @@ func claim(ctx context.Context, kv clientv3.KV, secret string, settings map[stri
 			return nil, fmt.Errorf("storing the new cluster: %w", err)
 		}
 		if resp.Succeeded {
-			return &claimResult{PKI: c, Settings: settings, Created: true}, nil
+			return &claimResult{PKI: c, Settings: settings, Created: true, Ring: ring, Key: key, Salt: nr.Salt}, nil
 		}
 		// Another server was quicker: use its cluster.
-		if r, err = readRecord(ctx, kv); err != nil {
+	}
+	return openCluster(ctx, kv, secret)
+}
+
+// openCluster opens the cluster's record and, when an older cairn made it,
+// adds the keyring of Secrets at rest to it: a new record sealed with the
+// same key that holds everything the old one did, put only if the record
+// is still the one read (compare-and-swap), else read again.
+func openCluster(ctx context.Context, kv clientv3.KV, secret string) (*claimResult, error) {
+	var key, salt []byte
+	for try := 0; ; try++ {
+		r, rev, err := readRecord(ctx, kv)
+		if err != nil {
 			return nil, err
 		}
 		if r == nil {
 			return nil, errors.New("the datastore refused to create the cluster record but does not hold one; is another program using the key " + bootstrapKey + "?")
 		}
+		if err := r.checkVersion(); err != nil {
+			return nil, err
+		}
+		if key == nil || !bytes.Equal(salt, r.Salt) {
+			if key, err = sealKey(secret, r); err != nil {
+				return nil, err
+			}
+			salt = r.Salt
+		}
+		c, err := r.openWith(key)
+		if err != nil {
+			return nil, err
+		}
+		res := &claimResult{PKI: c, Settings: r.Settings, Key: key, Salt: r.Salt}
+		if res.Ring, err = ringOf(c); err != nil || res.Ring != nil {
+			return res, err
+		}
+		if try == 3 {
+			return nil, errors.New("the cluster record changed four times while this server added the key of Secrets at rest to it; is another program writing " + bootstrapKey + "?")
+		}
+		ring, err := legacyKeyring(r.Settings, secret)
+		if err != nil {
+			return nil, err
+		}
+		keyed := maps.Clone(c)
+		if err := ring.store(keyed); err != nil {
+			return nil, err
+		}
+		nr := *r
+		if err := nr.seal(key, keyed); err != nil {
+			return nil, err
+		}
+		data, err := json.Marshal(&nr)
+		if err != nil {
+			return nil, err
+		}
+		// kine takes an update only in this form (with the Else).
+		resp, err := kv.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
+			Then(clientv3.OpPut(bootstrapKey, string(data))).
+			Else(clientv3.OpGet(bootstrapKey)).
+			Commit()
+		if err != nil {
+			return nil, fmt.Errorf("adding the key of Secrets at rest to the cluster record: %w", err)
+		}
+		if resp.Succeeded {
+			res.PKI, res.Ring, res.Keyed = keyed, ring, true
+			return res, nil
+		}
+		// Another server changed the record meanwhile (most likely it
+		// added a key first): read it again.
 	}
-	c, err := r.open(secret)
-	if err != nil {
-		return nil, err
-	}
-	return &claimResult{PKI: c, Settings: r.Settings}, nil
 }
 
-func readRecord(ctx context.Context, kv clientv3.KV) (*record, error) {
+// readRecord reads the cluster record and the revision it was last
+// written at; nil when there is none.
+func readRecord(ctx context.Context, kv clientv3.KV) (*record, int64, error) {
 	resp, err := kv.Get(ctx, bootstrapKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading the cluster record: %w", err)
+		return nil, 0, fmt.Errorf("reading the cluster record: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	v := resp.Kvs[0].Value
 	if len(v) > maxRecord {
-		return nil, fmt.Errorf("the cluster record is %d bytes, more than %d; the datastore holds something else at %s", len(v), maxRecord, bootstrapKey)
+		return nil, 0, fmt.Errorf("the cluster record is %d bytes, more than %d; the datastore holds something else at %s", len(v), maxRecord, bootstrapKey)
 	}
 	var r record
 	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, fmt.Errorf("the cluster record at %s is not cairn's: %w", bootstrapKey, err)
+		return nil, 0, fmt.Errorf("the cluster record at %s is not cairn's: %w", bootstrapKey, err)
 	}
-	return &r, nil
+	return &r, resp.Kvs[0].ModRevision, nil
 }
 
 // mustMatch are the settings every server of a cluster must share, by the
-// key a user writes.
+// key a user writes. secrets-encryption is not one of them: every server
+// reads Secrets with every key of the cluster whatever its own setting,
+// which decides only how it writes them (and older records hold false,
+// the old default, for clusters this cairn now encrypts).
 func mustMatch(k *config.Kubernetes) map[string]string {
 	return map[string]string{
-		"cluster-cidr":       k.ClusterCIDR,
-		"service-cidr":       k.ServiceCIDR,
-		"cluster-dns":        k.ClusterDNS,
-		"cluster-domain":     k.ClusterDomain,
-		"disable":            packaged(k.Disable),
-		"secrets-encryption": fmt.Sprint(k.SecretsEncryption),
-		"flannel-backend":    k.FlannelBackend,
+		"cluster-cidr":    k.ClusterCIDR,
+		"service-cidr":    k.ServiceCIDR,
+		"cluster-dns":     k.ClusterDNS,
+		"cluster-domain":  k.ClusterDomain,
+		"disable":         packaged(k.Disable),
+		"flannel-backend": k.FlannelBackend,
 	}
 }
 

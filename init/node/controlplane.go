@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -62,6 +63,15 @@ func (s *server) etcdCerts() error {
 		return err
 	}
 	if err := s.writePair("etcd/server", srv); err != nil {
+		return err
+	}
+	// The member's peer port: TLS both ways, on loopback for now.
+	peer, err := c.Issue("etcd-ca", pki.Leaf{CommonName: "etcd-peer", Server: true, Client: true,
+		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, now)
+	if err != nil {
+		return err
+	}
+	if err := s.writePair("etcd/peer", peer); err != nil {
 		return err
 	}
 	cli, err := c.Issue("etcd-ca", pki.Leaf{CommonName: "kube-apiserver-etcd-client", Client: true}, now)
@@ -125,7 +135,7 @@ func (s *server) writePKI(c pki.Cluster) error {
 		return err
 	}
 	if s.tok.CAHash != nil {
-		if err := join.VerifyCA(s.tok, caPEM, ""); err != nil {
+		if err := join.CheckPin(s.tok, caPEM); err != nil {
 			s.o.Printf("node: warning: the K10 token pins another CA than the cluster's: `cairn kubeconfig` will refuse this server with it; use the token in %s", tokenPath)
 		}
 	}
@@ -271,10 +281,11 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 		return
 	}
 	api := kube.New(apiserverLocal, kube.Options{TLS: tlsCfg})
-	admin := c[pki.Admin]
-	objs := published(s.tok.Secret, c[pki.ServerCA].Cert, c[pki.ClientCA].Cert, kube.Kubeconfig("", c[pki.ServerCA].Cert, admin.Cert, admin.Key, "cairn-admin"))
+	objs := published(s.tok.Secret, s.agentSecret, join.NewKDF(c[pki.ServerCA].Cert), c[pki.ServerCA].Cert, c[pki.ClientCA].Cert)
+	// The proofs' key derivation took join.ProofMemory: PID 1 gives it back.
+	debug.FreeOSMemory()
 	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
-		err := publish(ctx, api, objs)
+		err := s.publishJoin(ctx, api, objs)
 		if err == nil {
 			break
 		}
@@ -286,12 +297,13 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 			return
 		}
 	}
-	supervise.Go("node: serving certificates", func() { s.approveServing(ctx, api) })
+	supervise.Go("node: certificate requests", func() { s.approveRequests(ctx, api) })
 	supervise.Go("node: control-plane label", func() { s.labelNode(ctx, api) })
+	supervise.Go("node: secrets at rest", func() { s.keepSecretsAtRest(ctx, api) })
 	close(publishedCh) // the upgrader serves the upgrade files from now on
 	supervise.Go("node: add-ons", func() {
 		for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
-			err := s.applyAddons(ctx, api)
+			err := s.applyAddons(ctx, api, kubeletServingCA(c))
 			if err == nil || ctx.Err() != nil {
 				return
 			}

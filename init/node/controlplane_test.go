@@ -86,7 +86,7 @@ func TestWritePKI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if parsed, err := join.ParseToken(string(tok)); err != nil || parsed.Secret != "s3cret" || join.VerifyCA(parsed, c[pki.ServerCA].Cert, "") != nil {
+	if parsed, err := join.ParseToken(string(tok)); err != nil || parsed.Secret != "s3cret" || join.CheckPin(parsed, c[pki.ServerCA].Cert) != nil {
 		t.Errorf("the token file holds %v (%v); want the K10 token pinning the serving CA", parsed, err)
 	}
 }

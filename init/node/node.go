@@ -205,6 +205,25 @@ func givenToken(k *config.Kubernetes) (raw, source string, err error) {
 	return raw, k.TokenFile, nil
 }
 
+// givenAgentToken is the agent token the config gives, kubernetes.agent-token
+// else the agent-token-file, parsed; ok is false when it gives none.
+func givenAgentToken(k *config.Kubernetes) (t join.Token, ok bool, err error) {
+	raw, source := k.AgentToken, "kubernetes.agent-token"
+	if raw == "" && k.AgentTokenFile != "" {
+		if raw, err = readToken(k.AgentTokenFile); err != nil {
+			return join.Token{}, false, fmt.Errorf("kubernetes.agent-token-file: %w", err)
+		}
+		source = k.AgentTokenFile
+	}
+	if raw == "" {
+		return join.Token{}, false, nil
+	}
+	if t, err = join.ParseToken(raw); err != nil {
+		return join.Token{}, false, fmt.Errorf("%s: %w", source, err)
+	}
+	return t, true, nil
+}
+
 // readToken reads a token file, at most maxTokenFile bytes, without the
 // white space around the token.
 func readToken(path string) (string, error) {

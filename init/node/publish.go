@@ -3,6 +3,10 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
@@ -20,13 +24,46 @@ func meta(name, namespace string) map[string]any {
 	return m
 }
 
+// agentJoinSecret is the secret agents (and this server's own kubelet)
+// join with: the agent token's, else the server token's.
+func (s *server) agentJoinSecret() string {
+	if s.agentSecret != "" {
+		return s.agentSecret
+	}
+	return s.tok.Secret
+}
+
 // published are the objects every server keeps in the cluster: what a
-// holder of the token needs to verify the CA and get an admin kubeconfig
-// (`cairn kubeconfig`), the token itself for admins (`cairn token`), and
-// the bindings that let kubelets join by TLS bootstrap.
-func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []kube.Object {
-	id, tokSecret := join.BootstrapToken(secret)
+// holder of a token needs to verify the CAs (their proofs, under kdf, for
+// the server token and the agent token, agent is "" when the cluster has
+// none), the two bootstrap tokens (the agents', which can only ask for a
+// kubelet's certificate, and the servers', whose requests for an admin
+// certificate the servers approve), the binding that makes such a
+// certificate an admin's, and the bindings that let kubelets join by TLS
+// bootstrap.
+func published(secret, agent string, kdf join.KDF, caPEM, clientCAPEM []byte) []kube.Object {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	bootstrap := func(id, tokSecret, groups, what string) kube.Object {
+		data := map[string]string{
+			"token-id": b64(id), "token-secret": b64(tokSecret),
+			"usage-bootstrap-authentication": b64("true"),
+			"description":                    b64(what),
+		}
+		if groups != "" {
+			data["auth-extra-groups"] = b64(groups)
+		}
+		return kube.Object{"apiVersion": "v1", "kind": "Secret", "metadata": meta(bootstrapPrefix+id, "kube-system"),
+			"type": bootstrapType, "data": data}
+	}
+	cm := map[string]string{join.CAKey: string(caPEM), join.ClientCAKey: string(clientCAPEM), join.KDFKey: kdf.String(),
+		join.ServerProofKey: join.Proof(kdf.Key(secret), caPEM, clientCAPEM)}
+	agentSecret := secret
+	if agent != "" {
+		cm[join.AgentProofKey] = join.Proof(kdf.Key(agent), caPEM, clientCAPEM)
+		agentSecret = agent
+	}
+	serverID, serverTok := join.ServerBootstrapToken(secret)
+	agentID, agentTok := join.AgentBootstrapToken(agentSecret)
 	rbac := "rbac.authorization.k8s.io/v1"
 	group := func(names ...string) []map[string]string {
 		var out []map[string]string
@@ -50,21 +87,13 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []kube
 			"subjects": group(groups...)}
 	}
 	objs := []kube.Object{
-		{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(join.CAConfigMap, "kube-public"),
-			"data": map[string]string{join.CAKey: string(caPEM), join.ProofKey: join.CAProof(secret, caPEM),
-				join.ClientCAKey: string(clientCAPEM), join.ClientCAProofKey: join.CAProof(secret, clientCAPEM)}},
-		{"apiVersion": "v1", "kind": "Secret", "metadata": meta("bootstrap-token-"+id, "kube-system"),
-			"type": "bootstrap.kubernetes.io/token",
-			"data": map[string]string{
-				"token-id": b64(id), "token-secret": b64(tokSecret),
-				"usage-bootstrap-authentication": b64("true"),
-				"auth-extra-groups":              b64(join.AdminGroup),
-				"description":                    b64("derived from the cluster token by every cairn server"),
-			}},
-		{"apiVersion": "v1", "kind": "Secret", "metadata": meta(join.AdminSecret, "kube-system"), "type": "Opaque",
-			"data": map[string]string{join.KubeconfigKey: base64.StdEncoding.EncodeToString(adminKubeconfig)}},
-		{"apiVersion": "v1", "kind": "Secret", "metadata": meta(join.TokenSecret, "kube-system"), "type": "Opaque",
-			"data": map[string]string{join.TokenKey: b64(join.Full(secret, caPEM))}},
+		{"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(join.CAConfigMap, "kube-public"), "data": cm},
+		bootstrap(agentID, agentTok, "", "the agents' bootstrap token, derived from the agent token by every cairn server: a kubelet's first credential"),
+		bootstrap(serverID, serverTok, join.ServersGroup, "the servers' bootstrap token, derived from the server token by every cairn server: `cairn kubeconfig` asks for an admin certificate with it"),
+		// An admin certificate is one of the group AdminsGroup; deleting
+		// this binding takes every such certificate's rights away (until
+		// a server boots and applies it again).
+		clusterBinding(join.AdminsGroup, "cluster-admin", join.AdminsGroup),
 		clusterBinding("cairn:kubelet-bootstrap", "system:node-bootstrapper", "system:bootstrappers"),
 		clusterBinding("cairn:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers"),
 		clusterBinding("cairn:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
@@ -101,8 +130,73 @@ func published(secret string, caPEM, clientCAPEM, adminKubeconfig []byte) []kube
 		clusterBinding("cairn:upgrade-node", "cairn:upgrade-node", "system:nodes"),
 	}
 	objs = append(objs, reader("cairn:ca-reader", "kube-public", "configmaps", join.CAConfigMap, "system:unauthenticated", "system:authenticated")...)
-	objs = append(objs, reader("cairn:admin-kubeconfig-reader", "kube-system", "secrets", join.AdminSecret, join.AdminGroup)...)
 	return objs
+}
+
+// Bootstrap token Secrets: their name's prefix and their type.
+const (
+	bootstrapPrefix = "bootstrap-token-"
+	bootstrapType   = "bootstrap.kubernetes.io/token"
+)
+
+// leftovers are what older cairns kept in the cluster and this one does
+// not: an admin kubeconfig (a system:masters key valid for a year), the
+// token itself, and the Role that let the old bootstrap token read the
+// first.
+var leftovers = []struct{ what, path string }{
+	{"Secret kube-system/cairn-admin-kubeconfig", "/api/v1/namespaces/kube-system/secrets/cairn-admin-kubeconfig"},
+	{"Secret kube-system/cairn-token", "/api/v1/namespaces/kube-system/secrets/cairn-token"},
+	{"RoleBinding kube-system/cairn:admin-kubeconfig-reader", "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/cairn:admin-kubeconfig-reader"},
+	{"Role kube-system/cairn:admin-kubeconfig-reader", "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles/cairn:admin-kubeconfig-reader"},
+}
+
+// removeStale deletes the leftovers of older cairns and every bootstrap
+// token cairn made that is not one of keep (the older cairns' admin one; an
+// agent token no longer configured), and says what it removed.
+func removeStale(ctx context.Context, api *kube.Client, keep []kube.Object) ([]string, error) {
+	var removed []string
+	del := func(what, path string) error {
+		err := api.Do(ctx, http.MethodDelete, path, nil, nil)
+		switch {
+		case err == nil:
+			removed = append(removed, what)
+		case !kube.IsStatus(err, http.StatusNotFound):
+			return fmt.Errorf("deleting %s: %w", what, err)
+		}
+		return nil
+	}
+	for _, l := range leftovers {
+		if err := del(l.what, l.path); err != nil {
+			return removed, err
+		}
+	}
+	current := map[string]bool{}
+	for _, o := range keep {
+		if o["type"] == bootstrapType {
+			current[o["metadata"].(map[string]any)["name"].(string)] = true
+		}
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	const secrets = "/api/v1/namespaces/kube-system/secrets"
+	q := "?labelSelector=" + url.QueryEscape("app.kubernetes.io/managed-by=cairn") + "&fieldSelector=" + url.QueryEscape("type="+bootstrapType)
+	if err := api.Get(ctx, secrets+q, &list); err != nil {
+		return removed, fmt.Errorf("listing the bootstrap tokens: %w", err)
+	}
+	for _, it := range list.Items {
+		n := it.Metadata.Name
+		if strings.HasPrefix(n, bootstrapPrefix) && !current[n] {
+			if err := del("bootstrap token "+strings.TrimPrefix(n, bootstrapPrefix), secrets+"/"+n); err != nil {
+				return removed, err
+			}
+		}
+	}
+	return removed, nil
 }
 
 // publish applies every object with server-side apply, owned by
@@ -114,4 +208,17 @@ func publish(ctx context.Context, api *kube.Client, objs []kube.Object) error {
 		}
 	}
 	return nil
+}
+
+// publishJoin publishes the join objects, then removes what is stale,
+// saying so in one line.
+func (s *server) publishJoin(ctx context.Context, api *kube.Client, objs []kube.Object) error {
+	if err := publish(ctx, api, objs); err != nil {
+		return err
+	}
+	removed, err := removeStale(ctx, api, objs)
+	if len(removed) > 0 {
+		s.o.Printf("node: removed from the cluster what this cairn no longer keeps there: %s", strings.Join(removed, ", "))
+	}
+	return err
 }

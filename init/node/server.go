@@ -36,11 +36,16 @@ type server struct {
 	l   render.Layout
 	ds  *config.Datastore
 	tok join.Token
+	// agentSecret is the agent token's secret, "" when the cluster has
+	// none (agents then join with tok).
+	agentSecret string
 	// first is when the first component was handed to the supervisor.
 	first time.Time
 	// kineRestarted is when restartKineForDatabase last restarted kine;
 	// its output still holds the old error for a while after.
 	kineRestarted time.Time
+	// rest is the cluster's keys for Secrets at rest, once read.
+	rest *atRest
 }
 
 // Retrying the datastore: growing delays up to datastoreRetryMax; a wrong
@@ -61,6 +66,11 @@ func (s *server) run(ctx context.Context) error {
 	s.ds = ds
 	if s.tok, err = resolveToken(s.k, s.l, s.o.Printf); err != nil {
 		return err
+	}
+	if at, ok, err := givenAgentToken(s.k); err != nil {
+		return err
+	} else if ok {
+		s.agentSecret = at.Secret
 	}
 	for _, d := range []string{s.l.DataDir, s.l.CertDir, s.l.KubeconfigDir, filepath.Dir(s.l.KineSocket)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -90,6 +100,13 @@ func (s *server) run(ctx context.Context) error {
 	} else {
 		s.o.Printf("node: read the cluster's certificate authorities from the datastore")
 	}
+	s.rest = &atRest{ds: dsCfg, key: res.Key, salt: res.Salt, ring: res.Ring}
+	s.sayAtRest(res)
+	if s.ds.Kind == config.DatastoreEmbedded {
+		if err := s.etcdPeerTLS(ctx, dsCfg); err != nil {
+			s.o.Printf("node: warning: %v", err)
+		}
+	}
 	if err := s.writePKI(res.PKI); err != nil {
 		return err
 	}
@@ -100,9 +117,9 @@ func (s *server) run(ctx context.Context) error {
 	publishedCh := make(chan struct{})
 	w := &worker{o: s.o, k: s.k, l: s.l, node: s.renderNode(), apiserver: apiserverLocal,
 		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
-		secret: s.tok.Secret, kubeletNeeds: []string{"kube-apiserver"},
+		secret: s.agentJoinSecret(), kubeletNeeds: []string{"kube-apiserver"},
 		serve: &upgrader.ServeConfig{CertFile: s.l.Cert("apiserver.crt"), KeyFile: s.l.Cert("apiserver.key"),
-			ClientCA: res.PKI[pki.ClientCA].Cert, AdminGroup: pki.AdminGroup, Ready: publishedCh}}
+			ClientCA: res.PKI[pki.ClientCA].Cert, AdminGroup: join.AdminsGroup, Ready: publishedCh}}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
@@ -112,6 +129,7 @@ func (s *server) run(ctx context.Context) error {
 	}
 	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI, publishedCh) })
 	s.startVIP(ctx, res.PKI)
+	s.startServiceLB(ctx, res.PKI)
 	supervise.Go("node: datastore watch", func() {
 		defer cli.Close()
 		s.watchDatastore(ctx, cli)
@@ -178,7 +196,7 @@ func (s *server) start(svc supervise.Service) error {
 }
 
 func (s *server) renderNode() render.Node {
-	n := render.Node{Name: nodeName(s.o), Token: s.tok.Secret, Layout: s.l, IP: s.k.NodeIP, Bin: s.o.Bin}
+	n := render.Node{Name: nodeName(s.o), Token: s.tok.Secret, Layout: s.l, IP: s.k.NodeIP, Bin: s.o.Bin, Encryption: s.rest.encryption()}
 	if n.IP == "" {
 		if addrs := s.addresses(); len(addrs) > 0 {
 			n.IP = addrs[0].String()

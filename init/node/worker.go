@@ -44,8 +44,8 @@ type worker struct {
 	apiserver string
 	// servingCA and clientCA are the cluster's CAs (PEM).
 	servingCA, clientCA []byte
-	// secret is the cluster token's secret; the bootstrap token derives
-	// from it.
+	// secret is the secret of the token agents join with (the agent token,
+	// else the server token); the kubelet's bootstrap token derives from it.
 	secret string
 	// kubeletNeeds are services the kubelet waits for.
 	kubeletNeeds []string
@@ -285,12 +285,12 @@ func (w *worker) needsOwnFS(dir string) error {
 	return nil
 }
 
-// bootstrapKubeconfig is the kubelet's first credential: the bootstrap
-// token derived from the cluster token, good only for asking for a client
-// certificate (and, as cairn's token is an admin's, reading the admin
-// kubeconfig: the file is 0600).
+// bootstrapKubeconfig is the kubelet's first credential: the agents'
+// bootstrap token (derived from the agent token, or from the server token
+// under the agents' label), good only for asking for a client certificate
+// (group system:bootstrappers and no other).
 func (w *worker) bootstrapKubeconfig() []byte {
-	id, secret := join.BootstrapToken(w.secret)
+	id, secret := join.AgentBootstrapToken(w.secret)
 	return render.KubeconfigDoc(w.apiserver, w.l.Cert("server-ca.crt"), "kubelet-bootstrap", "token: "+id+"."+secret)
 }
 

@@ -29,6 +29,8 @@ type Datastore struct {
 	Addr     netip.Addr `json:"addr"`
 	Password string     `json:"-"` // kept by the caller, in a 0600 file
 	Log      string     `json:"log"`
+	// TLS is etcd's certificates (NewEtcdTLS); etcd needs them.
+	TLS *EtcdTLS `json:"-"`
 }
 
 // Port is the datastore's TCP port.
@@ -50,7 +52,7 @@ func (d Datastore) Endpoint() string {
 	case MySQL:
 		return fmt.Sprintf("mysql://kine:%s@tcp(%s:3306)/kine", d.Password, d.Addr)
 	}
-	return fmt.Sprintf("http://%s:2379", d.Addr)
+	return EtcdEndpoint(d.Addr)
 }
 
 // StopSignal asks the server for a fast, clean shutdown.
@@ -182,14 +184,17 @@ func (d Datastore) etcd(n *Network) (*exec.Cmd, error) {
 	if _, err := exec.LookPath("etcd"); err != nil {
 		return nil, fmt.Errorf("etcd is not installed (Debian's etcd-server; `make deps` installs it)")
 	}
+	if d.TLS == nil {
+		return nil, fmt.Errorf("the etcd datastore has no certificates (container.NewEtcdTLS)")
+	}
 	if err := os.Mkdir(d.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	client, peer := "http://"+d.Addr.String()+":2379", "http://"+d.Addr.String()+":2380"
-	return n.Command(context.Background(), "etcd", "--name=ds", "--data-dir="+filepath.Join(d.Dir, "data"),
-		"--listen-client-urls="+client, "--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=ds="+peer,
-		"--listen-metrics-urls=http://127.0.0.1:2391", "--log-level=warn"), nil
+	args, err := d.TLS.ServerArgs(d.Dir, d.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return n.Command(context.Background(), "etcd", args...), nil
 }
 
 // Tail is the last n lines of a log file (at most 64 KiB are read).

@@ -33,14 +33,14 @@ const (
 	FrontProxyCA = "front-proxy-ca"
 	// ServiceAccount is the key pair that signs service-account tokens.
 	ServiceAccount = "sa"
-	// Admin is the cluster administrator's client certificate (group
-	// AdminGroup), shared by every server so any of them can hand out
-	// the same admin kubeconfig.
+	// Admin is the servers' own client certificate (group AdminGroup),
+	// shared by every server: the init publishes, approves and moves the
+	// VIP with it. It never leaves the servers (people get certificates
+	// of their own: `cairn kubeconfig`).
 	Admin = "admin"
 )
 
-// AdminGroup is the organisation of the admin's certificate: the group
-// the apiserver and the servers' upgrade file service know an admin by.
+// AdminGroup is the organisation of the servers' own admin certificate.
 const AdminGroup = "system:masters"
 
 // Lifetimes: authorities for ten years, leaves for one (they are issued

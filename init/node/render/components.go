@@ -2,9 +2,6 @@ package render
 
 import (
 	"bytes"
-	"crypto/hkdf"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -60,8 +57,10 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 const SQLiteParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate"
 
 // Etcd returns embedded etcd's command when there is no datastore-endpoint,
-// and nil otherwise: one member on loopback, clients authenticated by the
-// etcd CA, its data in Layout.EtcdDir.
+// and nil otherwise: one member on loopback, its data in Layout.EtcdDir.
+// Clients and peers alike speak TLS and show a certificate of the etcd CA
+// (loopback is open to every hostNetwork pod): the apiserver, the init,
+// and the member itself.
 func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	k := &cfg.Kubernetes
 	if err := requireServer(k, "etcd"); err != nil {
@@ -81,7 +80,7 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	}
 	client := "https://" + l.DatastoreListen
 	host, _, _ := strings.Cut(l.DatastoreListen, ":")
-	peer := "http://" + host + ":2380"
+	peer := EtcdPeerURL(l)
 	var f flags
 	f.set("name", name)
 	f.set("data-dir", l.EtcdDir)
@@ -95,11 +94,21 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	f.set("trusted-ca-file", l.Cert("etcd/ca.crt"))
 	f.set("cert-file", l.Cert("etcd/server.crt"))
 	f.set("key-file", l.Cert("etcd/server.key"))
+	f.set("peer-client-cert-auth", "true")
+	f.set("peer-trusted-ca-file", l.Cert("etcd/ca.crt"))
+	f.set("peer-cert-file", l.Cert("etcd/peer.crt"))
+	f.set("peer-key-file", l.Cert("etcd/peer.key"))
 	// Compaction keeps the history from growing without bound.
 	f.set("auto-compaction-mode", "periodic")
 	f.set("auto-compaction-retention", "1h")
 	c := &Command{Name: "etcd", Args: f.args()}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// EtcdPeerURL is where embedded etcd's member listens for its peers.
+func EtcdPeerURL(l Layout) string {
+	host, _, _ := strings.Cut(l.withDefaults().DatastoreListen, ":")
+	return "https://" + host + ":2380"
 }
 
 // etcdFlags sets the apiserver's --etcd-servers and its TLS flags.
@@ -167,43 +176,20 @@ func APIServer(cfg *config.Config, node Node) (*Command, error) {
 	f.set("tls-cert-file", l.Cert("apiserver.crt"))
 	f.set("tls-private-key-file", l.Cert("apiserver.key"))
 	c := &Command{Name: "kube-apiserver"}
-	if k.SecretsEncryption {
-		file, err := EncryptionConfig(node.Token, l)
-		if err != nil {
-			return nil, err
-		}
-		f.set("encryption-provider-config", file.Path)
-		c.Files = append(c.Files, file)
+	enc, err := EncryptionConfig(cfg, node)
+	if err != nil {
+		return nil, err
+	}
+	if enc != nil {
+		// The file changes while the apiserver runs (a new key, the
+		// write key moving): it reads it again within a minute.
+		f.set("encryption-provider-config", enc.Path)
+		f.set("encryption-provider-config-automatic-reload", "true")
+		c.Files = append(c.Files, *enc)
 	}
 	f.extra(k.KubeAPIServerArg)
 	c.Args = f.args()
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
-}
-
-// EncryptionConfig is the apiserver's EncryptionConfiguration for
-// secrets-encryption: AES-CBC with a key every server derives from the
-// cluster token (HKDF-SHA256), so all servers agree without sharing a file.
-func EncryptionConfig(token string, l Layout) (File, error) {
-	l = l.withDefaults()
-	if token == "" {
-		return File{}, fmt.Errorf("rendering the encryption config: kubernetes.secrets-encryption derives its key from the cluster token, and there is none; set kubernetes.token")
-	}
-	key, err := hkdf.Key(sha256.New, []byte(token), nil, "cairn secrets-encryption v1", 32)
-	if err != nil {
-		return File{}, fmt.Errorf("deriving the secrets-encryption key: %w", err)
-	}
-	doc := fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - aescbc:
-          keys:
-            - name: cairn-v1
-              secret: %s
-      - identity: {}
-`, base64.StdEncoding.EncodeToString(key))
-	return File{Path: filepath.Join(l.DataDir, "encryption-config.yaml"), Mode: 0o600, Data: []byte(doc)}, nil
 }
 
 // ControllerManager returns kube-controller-manager's command.
@@ -421,6 +407,10 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 	}
 	if k.NodeName == "" {
 		k.NodeName = node.Name
+	}
+	if on := k.EncryptSecrets(); role == "server" {
+		// cairn's default is on, k3s's off: say it.
+		k.SecretsEncryption = &on
 	}
 	// cairn's own keys; k3s does not know them.
 	k.Role, k.Distribution, k.VIP = "", "", ""

@@ -133,9 +133,13 @@ type Node struct {
 	// the interface with the default route).
 	IP string
 	// Token is the cluster token (Kubernetes.JoinToken, or the one a first
-	// server generated); secrets-encryption derives its key from it.
+	// server generated).
 	Token  string
 	Layout Layout
+	// Encryption is the cluster's keys for Secrets at rest (a server's,
+	// read from the sealed cluster record); nil renders no encryption
+	// config.
+	Encryption *Encryption
 	// Bin is the directory of the applets, runc and the CNI plugins
 	// (/usr/bin when empty).
 	Bin string

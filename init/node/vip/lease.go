@@ -13,7 +13,7 @@ import (
 )
 
 // LeaseName is the Lease the servers elect the VIP's holder with, in
-// kube-system.
+// kube-system (Config.Lease names the others).
 const LeaseName = "cairn-vip"
 
 // durationAnnotation carries the holder's lease duration exactly; the
@@ -23,7 +23,7 @@ const durationAnnotation = "cairn-os.github.io/lease-duration"
 // maxBody bounds what is read of an apiserver's answer.
 const maxBody = 64 << 10
 
-// API is the Lease and the readiness of one apiserver, over its REST API:
+// API is the Leases and the readiness of one apiserver, over its REST API:
 // the init carries no Kubernetes client library, and a Lease is one small
 // JSON object.
 type API struct {
@@ -79,7 +79,7 @@ type leaseSpec struct {
 // microTime is the form of a Kubernetes MicroTime.
 const microTime = "2006-01-02T15:04:05.000000Z07:00"
 
-func toLease(r Record) lease {
+func toLease(name string, r Record) lease {
 	secs := int32(min(math.Ceil(r.Duration.Seconds()), math.MaxInt32))
 	if secs < 1 {
 		secs = 1
@@ -87,7 +87,7 @@ func toLease(r Record) lease {
 	holder := r.Holder
 	trans := int32(min(r.Transitions, math.MaxInt32))
 	l := lease{APIVersion: "coordination.k8s.io/v1", Kind: "Lease",
-		Metadata: leaseMeta{Name: LeaseName, Namespace: "kube-system", ResourceVersion: r.Version,
+		Metadata: leaseMeta{Name: name, Namespace: "kube-system", ResourceVersion: r.Version,
 			Labels:      map[string]string{"app.kubernetes.io/managed-by": "cairn"},
 			Annotations: map[string]string{durationAnnotation: r.Duration.String()}},
 		Spec: leaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, LeaseTransitions: &trans},
@@ -126,22 +126,22 @@ func fromLease(l lease) Record {
 	return r
 }
 
-// Get reads the lease.
-func (a *API) Get(ctx context.Context) (Record, error) {
-	return a.call(ctx, http.MethodGet, leasePath+"/"+LeaseName, nil)
+// Get reads the lease called name.
+func (a *API) Get(ctx context.Context, name string) (Record, error) {
+	return a.call(ctx, http.MethodGet, leasePath+"/"+name, nil)
 }
 
-// Create makes the lease.
-func (a *API) Create(ctx context.Context, r Record) (Record, error) {
+// Create makes the lease called name.
+func (a *API) Create(ctx context.Context, name string, r Record) (Record, error) {
 	r.Version = ""
-	l := toLease(r)
+	l := toLease(name, r)
 	return a.call(ctx, http.MethodPost, leasePath, &l)
 }
 
-// Update replaces the lease if it is still at r.Version.
-func (a *API) Update(ctx context.Context, r Record) (Record, error) {
-	l := toLease(r)
-	return a.call(ctx, http.MethodPut, leasePath+"/"+LeaseName, &l)
+// Update replaces the lease called name if it is still at r.Version.
+func (a *API) Update(ctx context.Context, name string, r Record) (Record, error) {
+	l := toLease(name, r)
+	return a.call(ctx, http.MethodPut, leasePath+"/"+name, &l)
 }
 
 // call sends one request about the lease and reads the lease it answers.

@@ -73,28 +73,28 @@ func TestAPI(t *testing.T) {
 	if err := a.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Get(ctx); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Get(ctx, LeaseName); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of no lease: %v, want ErrNotFound", err)
 	}
 	now := time.Now()
-	r1, err := a.Create(ctx, Record{Holder: "s1_01", Duration: 1500 * time.Millisecond, Acquired: now, Renewed: now, Transitions: 1})
+	r1, err := a.Create(ctx, LeaseName, Record{Holder: "s1_01", Duration: 1500 * time.Millisecond, Acquired: now, Renewed: now, Transitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r1.Holder != "s1_01" || r1.Duration != 1500*time.Millisecond || r1.Version == "" || r1.Transitions != 1 || !r1.Renewed.Equal(now.Truncate(time.Microsecond)) {
 		t.Errorf("created %+v", r1)
 	}
-	if _, err := a.Create(ctx, r1); !errors.Is(err, ErrConflict) {
+	if _, err := a.Create(ctx, LeaseName, r1); !errors.Is(err, ErrConflict) {
 		t.Errorf("a second Create: %v, want ErrConflict", err)
 	}
-	r2, err := a.Update(ctx, r1)
+	r2, err := a.Update(ctx, LeaseName, r1)
 	if err != nil || r2.Version == r1.Version {
 		t.Fatalf("renew: %+v %v", r2, err)
 	}
-	if _, err := a.Update(ctx, r1); !errors.Is(err, ErrConflict) {
+	if _, err := a.Update(ctx, LeaseName, r1); !errors.Is(err, ErrConflict) {
 		t.Errorf("an update at an old version: %v, want ErrConflict", err)
 	}
-	got, err := a.Get(ctx)
+	got, err := a.Get(ctx, LeaseName)
 	if err != nil || got != r2 {
 		t.Errorf("Get = %+v %v, want %+v", got, err, r2)
 	}

@@ -2,6 +2,8 @@
 // exactly one ready server: servers elect a holder through a Lease in their
 // own apiserver, and the holder adds the address to its link and announces
 // it with gratuitous ARP (unsolicited neighbour advertisements for IPv6).
+// The same election, with a Lease of its own per address, moves each
+// address of the LoadBalancer pool (init/node/servicelb).
 //
 // The election judges time on the local monotonic clock only, as
 // client-go's leaderelection does: a candidate takes the lease when it has
@@ -26,6 +28,15 @@ import (
 type Config struct {
 	// VIP is the address to hold.
 	VIP netip.Addr
+	// Lease names the Lease of this address's election in kube-system:
+	// LeaseName (the cluster's VIP) when empty; every address elected
+	// through one Store has a Lease of its own.
+	Lease string
+	// Prefix begins this election's console lines: "vip" when empty.
+	Prefix string
+	// Name is what the console calls what is held: VIP when empty (an
+	// election that holds no address, but a task, names the task).
+	Name string
 	// Identity names this server in the lease; unique per boot
 	// ("s1_3fa2b1c0": the node name, "_", random).
 	Identity string
@@ -60,18 +71,19 @@ var (
 	ErrConflict = errors.New("the lease changed since it was read")
 )
 
-// Store reads and writes the lease.
+// Store reads and writes the leases, each by its name.
 type Store interface {
-	Get(ctx context.Context) (Record, error)
+	Get(ctx context.Context, name string) (Record, error)
 	// Create makes the lease; ErrConflict when it exists already.
-	Create(ctx context.Context, r Record) (Record, error)
+	Create(ctx context.Context, name string, r Record) (Record, error)
 	// Update writes r if the lease is still at r.Version.
-	Update(ctx context.Context, r Record) (Record, error)
+	Update(ctx context.Context, name string, r Record) (Record, error)
 }
 
-// Address is the VIP on this node's link.
+// Address is the VIP on this node's link (or, for an election of a task,
+// the task: Add starts it, Remove stops it).
 type Address interface {
-	// Add adds the address and returns the link's name.
+	// Add adds the address and returns the link's name ("" for a task).
 	Add() (link string, err error)
 	// Announce tells the network that this node has the address now
 	// (gratuitous ARP or unsolicited NA); it stops as soon as Remove is
@@ -126,8 +138,16 @@ var errNotChecked = errors.New("not checked yet")
 
 // Run holds the VIP whenever this server wins the election, until ctx
 // ends; then it drops the address and releases the lease, so another
-// server takes it at once.
+// server takes it at once. The console says why it dropped the address:
+// "shutting down", or ctx's cause when one was given
+// (context.WithCancelCause).
 func Run(ctx context.Context, c Config, store Store, ready Ready, addr Address) {
+	if c.Lease == "" {
+		c.Lease = LeaseName
+	}
+	if c.Prefix == "" {
+		c.Prefix = "vip"
+	}
 	e := &elector{c: c, store: store, ready: ready, addr: addr, readyErr: errNotChecked, readyCh: make(chan error, 1)}
 	// A bug must not leave the address on a node that stopped renewing:
 	// drop it, then let the caller's recovery report the panic.
@@ -138,17 +158,21 @@ func Run(ctx context.Context, c Config, store Store, ready Ready, addr Address) 
 		}
 	}()
 	if links, err := addr.Remove(); err != nil {
-		e.say("vip: removing %s left from before: %v", c.VIP, err)
+		e.say("removing %s left from before: %v", e.name(), err)
 	} else if len(links) > 0 {
-		e.say("vip: removed %s from %s: it was left from before this server took part", c.VIP, strings.Join(links, ","))
+		e.say("removed %s from %s: it was left from before this server took part", e.name(), strings.Join(links, ","))
 	}
 	readyCtx, stopReady := context.WithCancel(ctx)
 	defer stopReady()
-	supervise.Go("vip: readiness", func() { e.watchReady(readyCtx) })
+	supervise.Go(c.Prefix+": readiness", func() { e.watchReady(readyCtx) })
 	for {
 		wait := e.step(ctx)
 		if !e.wait(ctx, wait) {
-			e.stop()
+			why := "shutting down"
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+				why = cause.Error()
+			}
+			e.stop(why)
 			return
 		}
 	}
@@ -205,10 +229,19 @@ func (e *elector) watchReady(ctx context.Context) {
 	}
 }
 
+// say writes one console line, after the election's prefix.
 func (e *elector) say(format string, args ...any) {
 	if e.c.Printf != nil {
-		e.c.Printf(format, args...)
+		e.c.Printf(e.c.Prefix+": "+format, args...)
 	}
+}
+
+// name is what the console calls what is held.
+func (e *elector) name() string {
+	if e.c.Name != "" {
+		return e.c.Name
+	}
+	return e.c.VIP.String()
 }
 
 // deadline is when the holder must have renewed.
@@ -237,7 +270,7 @@ func (e *elector) step(ctx context.Context) time.Duration {
 		return e.renew(opCtx)
 	}
 
-	r, err := e.store.Get(opCtx)
+	r, err := e.store.Get(opCtx, e.c.Lease)
 	now := time.Now()
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -281,7 +314,7 @@ func (e *elector) renew(ctx context.Context) time.Duration {
 	next.Renewed = time.Now()
 	next.Duration = e.c.LeaseDuration
 	sent := time.Now()
-	r, err := e.store.Update(ctx, next)
+	r, err := e.store.Update(ctx, e.c.Lease, next)
 	switch {
 	case err == nil:
 		e.observed, e.observedAt, e.renewed = r, time.Now(), sent
@@ -292,7 +325,7 @@ func (e *elector) renew(ctx context.Context) time.Duration {
 		return max(time.Until(sent.Add(e.c.RetryPeriod)), 0)
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
 		// Someone else wrote it: see who.
-		r, err := e.store.Get(ctx)
+		r, err := e.store.Get(ctx, e.c.Lease)
 		if err == nil {
 			e.see(r, time.Now())
 			if r.Holder != e.c.Identity {
@@ -318,9 +351,9 @@ func (e *elector) tryTake(ctx context.Context, r Record, create bool) time.Durat
 	var got Record
 	var err error
 	if create {
-		got, err = e.store.Create(ctx, next)
+		got, err = e.store.Create(ctx, e.c.Lease, next)
 	} else {
-		got, err = e.store.Update(ctx, next)
+		got, err = e.store.Update(ctx, e.c.Lease, next)
 	}
 	if err != nil {
 		// Another server was quicker, or the apiserver did not answer.
@@ -337,7 +370,7 @@ func (e *elector) take() {
 	link, err := e.addr.Add()
 	if err != nil {
 		if msg := err.Error(); msg != e.addFailed {
-			e.say("vip: cannot take %s: %v; letting another server hold it", e.c.VIP, err)
+			e.say("cannot take %s: %v; letting another server hold it", e.name(), err)
 			e.addFailed = msg
 		}
 		e.addr.Remove()
@@ -347,7 +380,11 @@ func (e *elector) take() {
 	}
 	e.addFailed = ""
 	e.holding = true
-	e.say("vip: took %s on %s", e.c.VIP, link)
+	if link == "" {
+		e.say("took %s", e.name())
+	} else {
+		e.say("took %s on %s", e.name(), link)
+	}
 	e.addr.Announce()
 }
 
@@ -358,9 +395,9 @@ func (e *elector) drop(why string) {
 	}
 	e.holding = false
 	if _, err := e.addr.Remove(); err != nil {
-		e.say("vip: dropping %s: %v", e.c.VIP, err)
+		e.say("dropping %s: %v", e.name(), err)
 	}
-	e.say("vip: dropped %s: %s", e.c.VIP, why)
+	e.say("dropped %s: %s", e.name(), why)
 }
 
 // releaseTimeout bounds giving the lease back at shutdown.
@@ -376,14 +413,14 @@ func (e *elector) release() {
 	defer cancel()
 	next := e.observed
 	next.Holder, next.Duration, next.Renewed = "", time.Second, time.Now()
-	if r, err := e.store.Update(ctx, next); err == nil {
+	if r, err := e.store.Update(ctx, e.c.Lease, next); err == nil {
 		e.observed, e.observedAt = r, time.Now()
 	}
 }
 
 // stop ends this server's part: the address first, then the lease.
-func (e *elector) stop() {
-	e.drop("shutting down")
+func (e *elector) stop(why string) {
+	e.drop(why)
 	e.release()
 }
 

@@ -29,6 +29,18 @@ type cluster struct {
 	overlap []string
 	// the consoles
 	lines []string
+	// names are the names of the leases asked for
+	names map[string]bool
+}
+
+// lease notes that a member asked for the lease called name.
+func (c *cluster) lease(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.names == nil {
+		c.names = map[string]bool{}
+	}
+	c.names[name] = true
 }
 
 func newCluster(t *testing.T) *cluster { return &cluster{t: t, holders: map[string]bool{}} }
@@ -43,24 +55,33 @@ type member struct {
 	notReady atomic.Bool
 	noLink   atomic.Bool // Add fails: no link in the VIP's subnet
 	cancel   context.CancelFunc
-	done     chan struct{}
+	// cancelCause stops it with a reason the console gives.
+	cancelCause context.CancelCauseFunc
+	done        chan struct{}
 }
 
 func (c *cluster) start(id string, lease, renew, retry time.Duration) *member {
+	return c.startWith(id, lease, renew, retry, func(*Config) {})
+}
+
+// startWith starts a member whose config edit changes first.
+func (c *cluster) startWith(id string, lease, renew, retry time.Duration, edit func(*Config)) *member {
 	m := &member{c: c, id: id, done: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	ctx, cancel := context.WithCancelCause(context.Background())
+	m.cancel = func() { cancel(nil) }
+	m.cancelCause = cancel
 	cfg := Config{VIP: testVIP, Identity: id + "_0001", LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry,
 		Printf: func(f string, a ...any) {
 			c.mu.Lock()
 			c.lines = append(c.lines, id+": "+fmt.Sprintf(f, a...))
 			c.mu.Unlock()
 		}}
+	edit(&cfg)
 	go func() {
 		defer close(m.done)
 		Run(ctx, cfg, (*memberStore)(m), m.ready, (*memberAddr)(m))
 	}()
-	c.t.Cleanup(func() { cancel(); <-m.done })
+	c.t.Cleanup(func() { cancel(nil); <-m.done })
 	return m
 }
 
@@ -82,8 +103,9 @@ func (m *member) wait(ctx context.Context) error {
 
 type memberStore member
 
-func (s *memberStore) Get(ctx context.Context) (Record, error) {
+func (s *memberStore) Get(ctx context.Context, name string) (Record, error) {
 	m := (*member)(s)
+	m.c.lease(name)
 	if err := m.wait(ctx); err != nil {
 		return Record{}, err
 	}
@@ -96,8 +118,9 @@ func (s *memberStore) Get(ctx context.Context) (Record, error) {
 	return c.rec, nil
 }
 
-func (s *memberStore) Create(ctx context.Context, r Record) (Record, error) {
+func (s *memberStore) Create(ctx context.Context, name string, r Record) (Record, error) {
 	m := (*member)(s)
+	m.c.lease(name)
 	if err := m.wait(ctx); err != nil {
 		return Record{}, err
 	}
@@ -111,8 +134,9 @@ func (s *memberStore) Create(ctx context.Context, r Record) (Record, error) {
 	return c.writeLocked(r), nil
 }
 
-func (s *memberStore) Update(ctx context.Context, r Record) (Record, error) {
+func (s *memberStore) Update(ctx context.Context, name string, r Record) (Record, error) {
 	m := (*member)(s)
+	m.c.lease(name)
 	if err := m.wait(ctx); err != nil {
 		return Record{}, err
 	}
@@ -345,5 +369,27 @@ func TestCannotAdd(t *testing.T) {
 	}
 	if n := strings.Count(c.console(), "cannot take"); n != 1 {
 		t.Errorf("said %d times that it cannot take the VIP, want once:\n%s", n, c.console())
+	}
+}
+
+// TestNamedLease: an election of another address (one of the
+// LoadBalancer pool's) uses its own Lease and console prefix, and a stop
+// with a cause says it when it drops the address.
+func TestNamedLease(t *testing.T) {
+	c := newCluster(t)
+	s1 := c.startWith("s1", tLease, tRenew, tRetry, func(cfg *Config) {
+		cfg.Lease, cfg.Prefix = "cairn-lb-10.0.0.100", "servicelb"
+	})
+	c.expect("s1: servicelb: took 10.0.0.100 on eth0")
+	s1.cancelCause(errors.New("no Service has it any more"))
+	<-s1.done
+	c.expect("s1: servicelb: dropped 10.0.0.100: no Service has it any more")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.names) != 1 || !c.names["cairn-lb-10.0.0.100"] {
+		t.Errorf("leases asked for: %v, want only cairn-lb-10.0.0.100", c.names)
+	}
+	if c.rec.Holder != "" {
+		t.Errorf("the lease after the stop: holder %q, want it given back", c.rec.Holder)
 	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // nodeConfig is the cloud-config of node n: its name, its address on the
-// bridge, its role and the token; a server's datastore and VIP, an
-// agent's server.
+// bridge, its role and the token; a server's datastore (with etcd's client
+// certificate) and VIP, an agent's server.
 func nodeConfig(st *state, n nodeState, token, endpoint string) *config.Config {
 	c := &config.Config{
 		Hostname: n.Name,
@@ -27,6 +27,9 @@ func nodeConfig(st *state, n nodeState, token, endpoint string) *config.Config {
 	k := &c.Kubernetes
 	if n.Role == "server" {
 		k.DatastoreEndpoint = endpoint
+		if st.Store != nil && st.Store.TLS != nil {
+			st.Store.TLS.Apply(c)
+		}
 		if st.VIP.IsValid() {
 			k.VIP = st.VIP.String()
 		}

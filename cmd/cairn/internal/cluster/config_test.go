@@ -36,7 +36,14 @@ func TestNodeConfigs(t *testing.T) {
 			}
 			endpoint := ""
 			if tc.store != "" {
-				endpoint = container.Datastore{Kind: tc.store, Addr: st.Network.BridgeAddr, Password: "0123456789abcdef"}.Endpoint()
+				ds := container.Datastore{Kind: tc.store, Addr: st.Network.BridgeAddr, Password: "0123456789abcdef"}
+				if tc.store == container.Etcd {
+					if ds.TLS, err = container.NewEtcdTLS(ds.Addr); err != nil {
+						t.Fatal(err)
+					}
+				}
+				st.Store = &storeState{Datastore: ds}
+				endpoint = ds.Endpoint()
 			}
 			cfgs, err := nodeConfigs(st, token, endpoint)
 			if err != nil {
@@ -78,6 +85,18 @@ func TestNodeConfigs(t *testing.T) {
 					if k.DatastoreEndpoint != endpoint || k.Server != "" {
 						t.Errorf("%s's config: datastore-endpoint %q, server %q; want %q and none", n.Name, k.DatastoreEndpoint, k.Server, endpoint)
 					}
+					// etcd takes TLS with the harness's client certificate, its key 0600.
+					tlsFiles := k.DatastoreCAFile + " " + k.DatastoreCertFile + " " + k.DatastoreKeyFile
+					if want := container.EtcdCAFile + " " + container.EtcdCertFile + " " + container.EtcdKeyFile; tc.store == container.Etcd && (tlsFiles != want || !strings.HasPrefix(endpoint, "https://")) {
+						t.Errorf("%s's config: etcd %s with files %q; want https:// and %q", n.Name, endpoint, tlsFiles, want)
+					} else if tc.store != container.Etcd && tlsFiles != "  " {
+						t.Errorf("%s's config: datastore TLS files %q for %s", n.Name, tlsFiles, tc.store)
+					}
+					if tc.store == container.Etcd && !slices.ContainsFunc(c.WriteFiles, func(w config.WriteFile) bool {
+						return w.Path == container.EtcdKeyFile && w.Permissions == "0600" && strings.Contains(w.Content, "PRIVATE KEY")
+					}) {
+						t.Errorf("%s's config does not write etcd's client key 0600", n.Name)
+					}
 				} else if k.DatastoreEndpoint != "" || k.Server != tc.wantServer {
 					t.Errorf("%s's config: datastore-endpoint %q, server %q; want none and %s", n.Name, k.DatastoreEndpoint, k.Server, tc.wantServer)
 				}
@@ -87,10 +106,11 @@ func TestNodeConfigs(t *testing.T) {
 }
 
 // TestNodeConfigTokens: a token YAML would read as another type (a
-// generated one is hex, so can be all digits) comes back as written.
+// generated one is hex, so can be all digits) comes back as written. (Each
+// is strong enough for cairn validate.)
 func TestNodeConfigTokens(t *testing.T) {
 	st := validState()
-	for _, token := range []string{"012345678901234567890123", "1234567890123456e10", "0x1234567890abcdef", "K10" + strings.Repeat("ab", 32) + "::server:0123456789"} {
+	for _, token := range []string{"904718263590471826359047182635904718263590471826", "9047182635904718263590471826359047e10", "0x9047182635904718263590471826359047ab", "K10" + strings.Repeat("ab", 32) + "::server:9047182635904718263590471826359047182635"} {
 		cfgs, err := nodeConfigs(st, token, "")
 		if err != nil {
 			t.Fatalf("token %q: %v", token, err)

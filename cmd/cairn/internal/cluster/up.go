@@ -130,6 +130,12 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 		if err := files.WriteSecret(filepath.Join(dir, "datastore-password"), []byte(st.Store.Password+"\n")); err != nil {
 			return err
 		}
+		if kind == container.Etcd {
+			// TLS with client certificates: pods reach the bridge too.
+			if st.Store.TLS, err = container.NewEtcdTLS(st.Store.Addr); err != nil {
+				return err
+			}
+		}
 		endpoint = st.Store.Endpoint()
 	}
 	configs, err := nodeConfigs(st, token, endpoint)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -141,7 +142,7 @@ func probeCluster(ctx context.Context, dir string, st *state, tok join.Token, wa
 			cancel()
 			if err != nil {
 				what := "apiserver not serving yet: " + brief.Err(err)
-				if strings.Contains(err.Error(), "403 Forbidden") {
+				if errors.Is(err, join.ErrNotReady) {
 					what = "apiserver serving, the cluster's join objects not published yet"
 				}
 				out[n.ID] = nodeProgress{what: what}
@@ -220,13 +221,15 @@ func probeCluster(ctx context.Context, dir string, st *state, tok join.Token, wa
 	return out, adm, nil
 }
 
-// fetchKubeconfig asks the server at addr (HOST:PORT) for the admin
+// fetchKubeconfig asks the server at addr (HOST:PORT) for an admin
 // kubeconfig with the token, as the apiserver at server (a URL whose
 // certificate the server holds: its own, or the VIP's). The kubeconfig
-// names server.
+// names server; its certificate lasts as long as the servers allow, a
+// cluster on one's own machine being used for days (`cairn kubeconfig`
+// makes another).
 func fetchKubeconfig(ctx context.Context, tok join.Token, addr, server string) ([]byte, error) {
 	var d net.Dialer
-	c := &join.Client{Server: server, Token: tok, Timeout: probeTimeout,
+	c := &join.Client{Server: server, Token: tok, Timeout: probeTimeout, Expiry: join.MaxExpiry,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, network, addr)
 		}}

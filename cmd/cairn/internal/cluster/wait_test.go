@@ -2,13 +2,9 @@ package cluster
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,50 +13,14 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/config/join"
+	"github.com/cairn-os/cairn/config/join/jointest"
 	"github.com/cairn-os/cairn/config/kube"
 )
-
-// fakeServer is a server's apiserver as far as the join client goes: it
-// publishes its CA with the proof of secret and hands the admin
-// kubeconfig to the bootstrap token of secret. Its certificate holds
-// 127.0.0.1; the kubeconfig's client certificate is the server's own.
-func fakeServer(t *testing.T, secret string) *httptest.Server {
-	var caPEM, certPEM, keyPEM []byte
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/api/v1/namespaces/kube-public/configmaps/" + join.CAConfigMap:
-			json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{
-				join.CAKey: string(caPEM), join.ProofKey: join.CAProof(secret, caPEM)}})
-		case "/api/v1/namespaces/kube-system/secrets/" + join.AdminSecret:
-			id, s := join.BootstrapToken(secret)
-			if r.Header.Get("Authorization") != "Bearer "+id+"."+s {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-			kc := kube.Kubeconfig("", caPEM, certPEM, keyPEM, "cairn-admin")
-			json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{join.KubeconfigKey: base64.StdEncoding.EncodeToString(kc)}})
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	cert := srv.TLS.Certificates[0]
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	certPEM = caPEM
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
-	return srv
-}
 
 // TestFetchKubeconfig: the kubeconfig asked of one server names the URL
 // it was asked as (the VIP's), and the server must hold that name.
 func TestFetchKubeconfig(t *testing.T) {
-	srv := fakeServer(t, "s3cret")
+	srv := jointest.New(t, "s3cret", "")
 	tok, _ := join.ParseToken("s3cret")
 	addr := srv.Listener.Addr().String()
 	for _, server := range []string{srv.URL, "https://127.0.0.1:6443"} {
@@ -87,7 +47,7 @@ func TestFetchKubeconfig(t *testing.T) {
 // key), even over one of mode 0644 from an earlier run, and its
 // credentials reach the servers.
 func TestOpenAdmin(t *testing.T) {
-	srv := fakeServer(t, "s3cret")
+	srv := jointest.New(t, "s3cret", "")
 	tok, _ := join.ParseToken("s3cret")
 	kc, err := fetchKubeconfig(context.Background(), tok, srv.Listener.Addr().String(), srv.URL)
 	if err != nil {

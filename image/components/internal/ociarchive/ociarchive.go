@@ -28,12 +28,22 @@ const (
 // epoch is every timestamp in the archive, for reproducible output.
 var epoch = time.Unix(0, 0).UTC()
 
-// Image is a single-layer image holding one executable.
+// Image is a single-layer image holding one executable, its entrypoint,
+// and any others beside it.
 type Image struct {
 	Name   string // reference, e.g. registry.k8s.io/pause:3.10.2
 	Arch   string // GOARCH: amd64, arm64
 	Path   string // absolute path of the binary in the image, also the entrypoint
 	Binary []byte // the executable
+	// Extra are more executables in the same layer, run only when a
+	// container names them as its command (a helper of the entrypoint's).
+	Extra []File
+}
+
+// File is an executable at an absolute path in the image.
+type File struct {
+	Path string
+	Data []byte
 }
 
 // Descriptor points at a blob (OCI image spec).
@@ -96,6 +106,23 @@ func (img *Image) Validate() error {
 		return fmt.Errorf("path %q in the image must be absolute and clean, e.g. /pause", img.Path)
 	case len(img.Binary) == 0:
 		return fmt.Errorf("image %s has an empty binary", img.Name)
+	}
+	seen := map[string]bool{img.Path: true}
+	for _, f := range img.Extra {
+		switch {
+		case !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/":
+			return fmt.Errorf("path %q in the image must be absolute and clean, e.g. /usr/bin/helper", f.Path)
+		case seen[f.Path]:
+			return fmt.Errorf("image %s has two files at %s", img.Name, f.Path)
+		case len(f.Data) == 0:
+			return fmt.Errorf("image %s has an empty file at %s", img.Name, f.Path)
+		}
+		for p := range seen {
+			if strings.HasPrefix(p, f.Path+"/") || strings.HasPrefix(f.Path, p+"/") {
+				return fmt.Errorf("image %s has files at %s and %s, one below the other", img.Name, p, f.Path)
+			}
+		}
+		seen[f.Path] = true
 	}
 	return nil
 }
@@ -175,20 +202,28 @@ func (img *Image) Write(w io.Writer) error {
 	return nil
 }
 
-// layer is an uncompressed tar with the binary and the directories above it.
+// layer is an uncompressed tar with the binaries, each after the
+// directories above it (each directory once).
 func (img *Image) layer() ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	rel := strings.TrimPrefix(img.Path, "/")
-	parts := strings.Split(rel, "/")
-	for i := 1; i < len(parts); i++ {
-		dir := strings.Join(parts[:i], "/") + "/"
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return nil, fmt.Errorf("writing layer directory %s: %w", dir, err)
+	dirs := map[string]bool{}
+	for _, f := range append([]File{{img.Path, img.Binary}}, img.Extra...) {
+		rel := strings.TrimPrefix(f.Path, "/")
+		parts := strings.Split(rel, "/")
+		for i := 1; i < len(parts); i++ {
+			dir := strings.Join(parts[:i], "/") + "/"
+			if dirs[dir] {
+				continue
+			}
+			dirs[dir] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX}); err != nil {
+				return nil, fmt.Errorf("writing layer directory %s: %w", dir, err)
+			}
 		}
-	}
-	if err := writeFile(tw, rel, 0o755, img.Binary); err != nil {
-		return nil, err
+		if err := writeFile(tw, rel, 0o755, f.Data); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("finishing the layer: %w", err)

@@ -152,3 +152,68 @@ func TestWriteRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteExtra: a helper beside the entrypoint, in the same layer, its
+// directories written once; the entrypoint is still the main binary.
+func TestWriteExtra(t *testing.T) {
+	img := Image{Name: "cairn.local/tool:v1", Arch: "amd64", Path: "/usr/bin/tool", Binary: []byte("tool"),
+		Extra: []File{{Path: "/usr/bin/helper", Data: []byte("helper")}, {Path: "/usr/lib/x/y", Data: []byte("y")}}}
+	var buf bytes.Buffer
+	if err := img.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	files := readTar(t, buf.Bytes())
+	var docker []dockerManifest
+	if err := json.Unmarshal(files["manifest.json"], &docker); err != nil {
+		t.Fatal(err)
+	}
+	var cfg imageConfig
+	if err := json.Unmarshal(files[docker[0].Config], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Config.Entrypoint, " ") != "/usr/bin/tool" {
+		t.Errorf("entrypoint %v, want /usr/bin/tool", cfg.Config.Entrypoint)
+	}
+	var names []string
+	tr := tar.NewReader(bytes.NewReader(files[docker[0].Layers[0]]))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+	}
+	want := "usr/ usr/bin/ usr/bin/tool usr/bin/helper usr/lib/ usr/lib/x/ usr/lib/x/y"
+	if strings.Join(names, " ") != want {
+		t.Errorf("layer holds %v, want %s", names, want)
+	}
+	layer := readTar(t, files[docker[0].Layers[0]])
+	if string(layer["usr/bin/helper"]) != "helper" || string(layer["usr/bin/tool"]) != "tool" {
+		t.Errorf("layer's files: tool %q, helper %q", layer["usr/bin/tool"], layer["usr/bin/helper"])
+	}
+}
+
+func TestWriteRejectsExtra(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		extra []File
+		want  string
+	}{
+		{"relative", []File{{"usr/bin/h", []byte("h")}}, `path "usr/bin/h" in the image must be absolute and clean`},
+		{"the entrypoint again", []File{{"/usr/bin/tool", []byte("h")}}, "two files at /usr/bin/tool"},
+		{"twice", []File{{"/h", []byte("h")}, {"/h", []byte("h")}}, "two files at /h"},
+		{"empty", []File{{"/h", nil}}, "an empty file at /h"},
+		{"below a file", []File{{"/usr/bin/tool/h", []byte("h")}}, "files at /usr/bin/tool and /usr/bin/tool/h, one below the other"},
+		{"above a file", []File{{"/usr/bin", []byte("h")}}, "files at /usr/bin/tool and /usr/bin, one below the other"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			img := Image{Name: "cairn.local/tool:v1", Arch: "amd64", Path: "/usr/bin/tool", Binary: []byte("tool"), Extra: tt.extra}
+			if err := img.Write(io.Discard); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Write() error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
