@@ -153,6 +153,11 @@ func APIServer(cfg *config.Config, node Node) (*Command, error) {
 	f.set("authorization-mode", "Node,RBAC")
 	f.set("client-ca-file", l.Cert("client-ca.crt"))
 	f.set("enable-admission-plugins", "NodeRestriction")
+	// Aggregated APIs (metrics-server) are reached at their endpoints'
+	// pod addresses, which flannel routes, rather than at a Service IP,
+	// which a server without a default route cannot even start to dial
+	// ("network is unreachable" before kube-proxy's DNAT); k3s does the same.
+	f.set("enable-aggregator-routing", "true")
 	f.set("enable-bootstrap-token-auth", "true")
 	if err := etcdFlags(&f, k, l); err != nil {
 		return nil, fmt.Errorf("rendering kube-apiserver: %w", err)
