@@ -325,7 +325,17 @@ func kubeletCredentials(t *testing.T, n *containerNode) tls.Certificate {
 	if m == nil {
 		t.Fatalf("the agent's kubelet kubeconfig names no client certificate:\n%s", kc)
 	}
-	data, err := os.ReadFile(filepath.Join(root, string(m[1])))
+	// kubelet-client-current.pem is a symbolic link to an absolute path,
+	// which means the node's root, not this host's.
+	file := filepath.Join(root, string(m[1]))
+	if target, err := os.Readlink(file); err == nil {
+		if filepath.IsAbs(target) {
+			file = filepath.Join(root, target)
+		} else {
+			file = filepath.Join(filepath.Dir(file), target)
+		}
+	}
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
