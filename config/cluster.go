@@ -13,15 +13,19 @@ import (
 // first server records them, and a server that disagrees refuses to start
 // (secrets-encryption, datastore-endpoint and vip are checked here only:
 // a server reads Secrets with every key whatever its own setting).
+// agent-token is one too, checked with the tokens: its value is a secret.
 var mustMatch = []string{
 	"cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "disable",
 	"secrets-encryption", "datastore-endpoint", "vip", "flannel-backend",
+	"loadbalancer-pool", "default-local-storage-path",
 }
 
 // CheckCluster checks the configs of one cluster's nodes together, each
 // loaded from its own file without errors: every key of mustMatch equal on
-// all servers, one token, and agents (and joining servers) pointing at an
-// address the servers serve. Diagnostics name both files and lines.
+// all servers, one token and one agent-token on the servers, agents
+// joining with the servers' agent-token (their token when they have
+// none), and agents (and joining servers) pointing at an address the
+// servers serve. Diagnostics name both files and lines.
 func CheckCluster(nodes []*Config) Diagnostics {
 	var col collector
 	var servers []*Config
@@ -56,20 +60,69 @@ func CheckCluster(nodes []*Config) Diagnostics {
 		}
 	}
 
-	// One token. The value is a secret: only where it is set is printed.
-	var tokenFrom *Config
+	// The tokens. Their values are secrets: only where they are set is
+	// printed. The servers share the token and the agent-token (all none,
+	// or all the same one); an agent joins with the servers' agent-token,
+	// or their token when they have none, whichever key it is under (k3s
+	// agents give the agent token as token).
+	tokenFrom := firstWith(servers, "token")
+	agentFrom := firstWith(servers, "agent-token")
+	for _, c := range servers {
+		if c == tokenFrom {
+			continue
+		}
+		if tok, _, ok := c.tokenOf("token"); ok {
+			if is, known := tokenFrom.tokenIs("token", tok); known && !is {
+				report(c, Error, c.tokenKeyOf("token"), "the token here differs from the one in %s; servers of one cluster share it: set the same token in every server's config",
+					tokenFrom.where("kubernetes."+tokenFrom.tokenKeyOf("token")))
+			}
+		}
+	}
+	for _, c := range servers {
+		if agentFrom == nil || c == agentFrom {
+			continue
+		}
+		tok, set, ok := c.tokenOf("agent-token")
+		if !set {
+			report(c, Error, "agent-token", "there is no agent-token here, but %s sets one; servers of one cluster share it: set the same agent-token (or agent-token-file) in every server's config",
+				agentFrom.where("kubernetes."+agentFrom.tokenKeyOf("agent-token")))
+			continue
+		}
+		if is, known := agentFrom.tokenIs("agent-token", tok); ok && known && !is {
+			report(c, Error, c.tokenKeyOf("agent-token"), "the agent-token here differs from the one in %s; servers of one cluster share it: set the same agent-token in every server's config",
+				agentFrom.where("kubernetes."+agentFrom.tokenKeyOf("agent-token")))
+		}
+	}
 	for _, c := range nodes {
-		tok, ok := c.clusterToken()
+		if c.Kubernetes.Role != "agent" {
+			continue
+		}
+		key := "agent-token"
+		tok, set, ok := c.tokenOf(key)
+		if !set {
+			key = "token"
+			tok, _, ok = c.tokenOf(key)
+		}
 		if !ok {
 			continue
 		}
-		if tokenFrom == nil {
-			tokenFrom = c
+		isServers, serversKnown := tokenFrom.tokenIs("token", tok)
+		if agentFrom == nil {
+			if serversKnown && !isServers {
+				report(c, Error, c.tokenKeyOf(key), "the %s here is not the servers' token (%s); the servers have no agent-token, so an agent joins with their token",
+					key, tokenFrom.where("kubernetes."+tokenFrom.tokenKeyOf("token")))
+			}
 			continue
 		}
-		if want, _ := tokenFrom.clusterToken(); tok != want {
-			report(c, Error, c.tokenKey(), "the token here differs from the one in %s; every node of a cluster joins with the same token",
-				tokenFrom.where("kubernetes."+tokenFrom.tokenKey()))
+		isAgents, agentsKnown := agentFrom.tokenIs("agent-token", tok)
+		switch {
+		case isAgents:
+		case isServers:
+			report(c, Error, c.tokenKeyOf(key), "the %s here is the servers' token, but the servers have an agent-token (%s) and agents join with it: give this agent that agent-token, and keep the server token off agents",
+				key, agentFrom.where("kubernetes."+agentFrom.tokenKeyOf("agent-token")))
+		case agentsKnown:
+			report(c, Error, c.tokenKeyOf(key), "the %s here is not the servers' agent-token (%s); an agent joins with the servers' agent-token",
+				key, agentFrom.where("kubernetes."+agentFrom.tokenKeyOf("agent-token")))
 		}
 	}
 
@@ -199,6 +252,14 @@ func (c *Config) clusterValue(key string) string {
 			return ip.String()
 		}
 		return k.VIP
+	case "loadbalancer-pool":
+		// In order: the pool's addresses are handed out in it.
+		if p, err := k.Pool(); err == nil {
+			return p.String()
+		}
+		return strings.Join(k.LoadBalancerPool, ",")
+	case "default-local-storage-path":
+		return k.LocalStoragePath()
 	}
 	return ""
 }
@@ -220,30 +281,75 @@ func (c *Config) shown(key, v string) string {
 	return v
 }
 
-// clusterToken is the node's token: token, or the content of a write_files
-// entry that writes token-file; ok is false when the config holds neither.
-func (c *Config) clusterToken() (tok string, ok bool) {
-	k := c.Kubernetes
-	if k.Token != "" {
-		return k.Token, true
+// firstWith is the first of nodes whose token of key (token or
+// agent-token) is set, nil when none has one.
+func firstWith(nodes []*Config, key string) *Config {
+	for _, c := range nodes {
+		if _, set, _ := c.tokenOf(key); set {
+			return c
+		}
 	}
-	if k.TokenFile == "" {
-		return "", false
+	return nil
+}
+
+// tokenIs says whether c's token of key (token or agent-token) is tok,
+// when c is not nil and its token is known here (known is false when not).
+func (c *Config) tokenIs(key, tok string) (is, known bool) {
+	if c == nil {
+		return false, false
 	}
-	for _, w := range slices.Backward(c.WriteFiles) {
-		if w.Path == k.TokenFile {
-			if b, err := w.Decode(); err == nil {
-				return strings.TrimSpace(string(b)), true
+	theirs, _, known := c.tokenOf(key)
+	return known && tokenSecret(tok) == tokenSecret(theirs), known
+}
+
+// tokenSecret is a token's secret: all of a plain token, the part after
+// "::server:" of a K10 token (the one secret written two ways).
+func tokenSecret(tok string) string {
+	if rest, ok := strings.CutPrefix(tok, "K10"); ok {
+		if _, cred, ok := strings.Cut(rest, "::"); ok {
+			if _, secret, ok := strings.Cut(cred, ":"); ok {
+				return secret
 			}
 		}
 	}
-	return "", false
+	return tok
 }
 
-// tokenKey is the key the node's token comes from.
-func (c *Config) tokenKey() string {
-	if c.Kubernetes.Token == "" && c.Kubernetes.TokenFile != "" {
-		return "token-file"
+// tokenOf is the node's token of key, token or agent-token: its value, or
+// the content of a write_files entry that writes its file (key-file).
+// set says whether the config gives one at all, known whether its value
+// is in the config.
+func (c *Config) tokenOf(key string) (tok string, set, known bool) {
+	val, file := c.tokenKeys(key)
+	if val != "" {
+		return val, true, true
 	}
-	return "token"
+	if file == "" {
+		return "", false, false
+	}
+	for _, w := range slices.Backward(c.WriteFiles) {
+		if w.Path == file {
+			if b, err := w.Decode(); err == nil {
+				return strings.TrimSpace(string(b)), true, true
+			}
+		}
+	}
+	return "", true, false
+}
+
+// tokenKeys are the values of key (token or agent-token) and key-file.
+func (c *Config) tokenKeys(key string) (val, file string) {
+	if key == "agent-token" {
+		return c.Kubernetes.AgentToken, c.Kubernetes.AgentTokenFile
+	}
+	return c.Kubernetes.Token, c.Kubernetes.TokenFile
+}
+
+// tokenKeyOf is the key the node's token of key (token or agent-token)
+// comes from: key, or key-file.
+func (c *Config) tokenKeyOf(key string) string {
+	if val, file := c.tokenKeys(key); val == "" && file != "" {
+		return key + "-file"
+	}
+	return key
 }

@@ -17,8 +17,8 @@ func init() { register(newTokenCmd) }
 func newTokenCmd() *cobra.Command {
 	var oldKubeconfig string
 	cmd := &cobra.Command{
-		Use:   "token generate|pin",
-		Short: "make a new cluster token, or pin a token to a cluster's CA",
+		Use:   "token generate|pin|rotate",
+		Short: "make a new cluster token, pin a token to a cluster's CA, or rotate a running cluster's",
 		Long: `cairn token generate makes a new token (192 random bits) for kubernetes.token
 or kubernetes.agent-token; cairn validate refuses a token under 128 bits of
 estimated strength.
@@ -27,6 +27,9 @@ cairn token pin turns a plain token into k3s's secure form,
 K10<CA hash>::server:<secret>, with the CA a running server proves it holds
 with the token.
 
+cairn token rotate replaces the server token (or, with --agent, the agent
+token) on every server of a running cluster, with an admin kubeconfig.
+
 No token is kept in the cluster: servers keep theirs, mode 0600, in
 /var/lib/cairn/token; an admin kubeconfig is 'cairn kubeconfig'.`,
 		Args: cobra.NoArgs,
@@ -34,13 +37,13 @@ No token is kept in the cluster: servers keep theirs, mode 0600, in
 			if oldKubeconfig != "" {
 				return usageErrorf("cairn token no longer reads the token from the cluster: no Secret holds it. The servers' token is the one in their config (and in /var/lib/cairn/token on each server); cairn token pin gives its K10 form")
 			}
-			return usageErrorf("name what to do: cairn token generate, or cairn token pin")
+			return usageErrorf("name what to do: cairn token generate, cairn token pin, or cairn token rotate")
 		},
 	}
 	// What `cairn token --kubeconfig` did before: say what replaced it.
 	cmd.Flags().StringVar(&oldKubeconfig, "kubeconfig", "", "")
 	cmd.Flags().MarkHidden("kubeconfig")
-	cmd.AddCommand(newTokenGenerateCmd(), newTokenPinCmd())
+	cmd.AddCommand(newTokenGenerateCmd(), newTokenPinCmd(), newTokenRotateCmd())
 	return cmd
 }
 

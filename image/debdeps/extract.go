@@ -218,15 +218,22 @@ func extractOne(debPath, dest string, drop []string) (ManifestEntry, error) {
 		if err := parentInside(dest, target); err != nil {
 			return err
 		}
+		// h.Mode holds Unix's bits (04000 is setuid); os.FileMode has
+		// its own for setuid, setgid and sticky, which FileInfo maps.
+		mode := h.FileInfo().Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			return os.MkdirAll(target, os.FileMode(h.Mode).Perm()|0o700)
+			// Writable by its owner, the builder, to extract into it.
+			if err := os.MkdirAll(target, mode.Perm()|0o700); err != nil {
+				return err
+			}
+			return os.Chmod(target, mode|0o700)
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err
 			}
 			_ = os.Remove(target)
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode).Perm())
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode.Perm())
 			if err != nil {
 				return err
 			}
@@ -238,7 +245,7 @@ func extractOne(debPath, dest string, drop []string) (ManifestEntry, error) {
 			if err := f.Close(); err != nil {
 				return err
 			}
-			return os.Chmod(target, os.FileMode(h.Mode)&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky))
+			return os.Chmod(target, mode)
 		case tar.TypeSymlink:
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err

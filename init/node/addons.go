@@ -214,14 +214,22 @@ func imageRef(archive string) (string, error) {
 	return "", fmt.Errorf("%s has no index.json", archive)
 }
 
-// applyAddons applies the add-ons' objects, saying once which run;
-// kubeletCA is kubeletServingCA's PEM.
+// applyAddons applies the add-ons' objects, saying once which run, and
+// deletes what disabled ones left (removeDisabledAddons); kubeletCA is
+// kubeletServingCA's PEM.
 func (s *server) applyAddons(ctx context.Context, api *kube.Client, kubeletCA []byte) error {
 	objs, running, skipped, err := addonObjects(s.k, ImagesDir, kubeletCA)
 	if err != nil {
 		return err
 	}
 	if err := publish(ctx, api, objs); err != nil {
+		return err
+	}
+	deleted, err := removeDisabledAddons(ctx, api, s.k, objs)
+	if line := disabledLine(deleted); line != "" {
+		s.o.Printf("%s", line)
+	}
+	if err != nil {
 		return err
 	}
 	line := "node: add-ons: " + strings.Join(running, ", ")

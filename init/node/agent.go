@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/node/lb"
@@ -56,8 +59,12 @@ func (a *agent) run(ctx context.Context) error {
 	name := nodeName(a.o)
 	a.o.Printf("node: agent %s joins the cluster through %s", name, a.k.Server)
 	client := &join.Client{Server: a.k.Server, Token: tok}
-	var serving, clientCA []byte
-	for delay := joinRetryFirst; ; delay = min(delay*2, joinRetryMax) {
+	serving, clientCA, until, kept := a.keptCredentials(name)
+	if kept {
+		a.o.Printf("node: agent %s rejoins with its kubelet's client certificate (valid until %s) and the CAs it verified when it joined; the token is not needed", name, until.UTC().Format(time.DateTime))
+	}
+	said := ""
+	for delay := joinRetryFirst; !kept; delay = min(delay*2, joinRetryMax) {
 		serving, clientCA, err = client.CAs(ctx)
 		// The proof's key derivation took join.ProofMemory: PID 1 gives it back.
 		debug.FreeOSMemory()
@@ -69,8 +76,12 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		wait := delay
 		if errors.Is(err, join.ErrCAMismatch) {
+			// Said once: the token stays wrong until someone changes the config.
 			wait = wrongTokenRetry
-			a.o.Printf("node: not joining: %v. Check kubernetes.agent-token (or token); this agent starts no kubelet until the token is right (retrying in %s)", err, wait)
+			if err.Error() != said {
+				said = err.Error()
+				a.o.Printf("node: not joining: %v. This agent has no kubelet certificate to rejoin with, so it needs the cluster's current token: check kubernetes.agent-token (or token), which cairn token rotate may have replaced; it starts no kubelet until then (trying again every %s)", err, wait)
+			}
 		} else {
 			a.o.Printf("node: the cluster at %s: %v; retrying in %s", a.k.Server, err, wait)
 		}
@@ -78,7 +89,9 @@ func (a *agent) run(ctx context.Context) error {
 			return errStopped
 		}
 	}
-	a.o.Printf("node: the cluster's CA is verified with the token")
+	if !kept {
+		a.o.Printf("node: the cluster's CA is verified with the token")
+	}
 
 	ln, err := net.Listen("tcp", lb.Addr)
 	if err != nil {
@@ -106,6 +119,54 @@ func (a *agent) run(ctx context.Context) error {
 	api := kube.New("https://"+lb.Addr, kube.Options{TLS: tlsCfg})
 	supervise.Go("node: learn servers", func() { balancer.Learn(ctx, api) })
 	return nil
+}
+
+// keptMargin: a kubelet certificate this close to its end is not
+// rejoined with (the kubelet could not renew it in time).
+const keptMargin = 10 * time.Minute
+
+// keptCredentials are what an agent kept on STATE from an earlier join:
+// the CAs it verified with the token then, and its kubelet's client
+// certificate, when that certificate is this node's, issued by the kept
+// client CA, and valid for more than keptMargin. An agent that has them
+// rejoins without the token, which may have been rotated since; the
+// kubelet carries on with its certificate and renews it itself.
+func (a *agent) keptCredentials(name string) (serving, clientCA []byte, until time.Time, ok bool) {
+	const limit = 1 << 20
+	serving, err := files.Read(a.l.Cert("server-ca.crt"), limit)
+	if err != nil {
+		return nil, nil, time.Time{}, false
+	}
+	if clientCA, err = files.Read(a.l.Cert("client-ca.crt"), limit); err != nil {
+		return nil, nil, time.Time{}, false
+	}
+	certPEM, err := files.Read((&worker{l: a.l}).kubeletCert(), limit)
+	if err != nil {
+		return nil, nil, time.Time{}, false
+	}
+	roots := x509.NewCertPool()
+	if _, err := kube.Pinned(serving); err != nil || !roots.AppendCertsFromPEM(clientCA) {
+		return nil, nil, time.Time{}, false
+	}
+	var cert *x509.Certificate
+	for rest := certPEM; cert == nil; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return nil, nil, time.Time{}, false
+		}
+		if block.Type == "CERTIFICATE" {
+			if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
+				return nil, nil, time.Time{}, false
+			}
+		}
+	}
+	if cert.Subject.CommonName != "system:node:"+name || time.Until(cert.NotAfter) < keptMargin {
+		return nil, nil, time.Time{}, false
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, nil, time.Time{}, false
+	}
+	return serving, clientCA, cert.NotAfter, true
 }
 
 // token is the token the agent joins with: kubernetes.agent-token (or its

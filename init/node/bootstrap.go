@@ -320,15 +320,21 @@ func readRecord(ctx context.Context, kv clientv3.KV) (*record, int64, error) {
 // key a user writes. secrets-encryption is not one of them: every server
 // reads Secrets with every key of the cluster whatever its own setting,
 // which decides only how it writes them (and older records hold false,
-// the old default, for clusters this cairn now encrypts).
+// the old default, for clusters this cairn now encrypts). The record
+// holds them in clear, so agent-token is held by agentTokenSetting, not
+// as given. A record written before a key was added lacks it, and
+// settingsDiffer passes an absent key.
 func mustMatch(k *config.Kubernetes) map[string]string {
 	return map[string]string{
-		"cluster-cidr":    k.ClusterCIDR,
-		"service-cidr":    k.ServiceCIDR,
-		"cluster-dns":     k.ClusterDNS,
-		"cluster-domain":  k.ClusterDomain,
-		"disable":         packaged(k.Disable),
-		"flannel-backend": k.FlannelBackend,
+		"cluster-cidr":               k.ClusterCIDR,
+		"service-cidr":               k.ServiceCIDR,
+		"cluster-dns":                k.ClusterDNS,
+		"cluster-domain":             k.ClusterDomain,
+		"disable":                    packaged(k.Disable),
+		"flannel-backend":            k.FlannelBackend,
+		"agent-token":                agentTokenSetting(k),
+		"loadbalancer-pool":          poolSetting(k),
+		"default-local-storage-path": k.LocalStoragePath(),
 	}
 }
 

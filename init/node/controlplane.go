@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -126,8 +127,14 @@ func (s *server) writePKI(c pki.Cluster) error {
 			}
 		}
 	}
-	admin := c[pki.Admin]
-	if err := writeFile(s.l.Kubeconfig("admin"), kube.Kubeconfig(apiserverLocal, caPEM, admin.Cert, admin.Key, "cairn-admin"), 0o600); err != nil {
+	// This server's own admin certificate is minted for it and kept in
+	// memory; older cairns wrote the record's year-long one to a file.
+	admin, err := newSelfAdmin(c, nodeName(s.o), time.Now)
+	if err != nil {
+		return err
+	}
+	s.admin = admin
+	if err := os.Remove(s.l.Kubeconfig("admin")); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	tokenPath := s.tokenPath()
@@ -242,19 +249,15 @@ func (s *server) startControlPlane(c pki.Cluster) error {
 	return nil
 }
 
-// adminTLS trusts the cluster's serving CA and presents the admin
-// certificate.
+// adminTLS trusts the cluster's serving CA and presents this server's
+// own admin certificate, renewed as it ages (selfAdmin; c is not read:
+// writePKI minted it). A client that lives long makes its connections
+// with s.admin.dial, or uses s.admin.client.
 func (s *server) adminTLS(c pki.Cluster) (*tls.Config, error) {
-	cfg, err := kube.Pinned(c[pki.ServerCA].Cert)
-	if err != nil {
-		return nil, fmt.Errorf("the cluster's serving CA: %w", err)
+	if s.admin == nil {
+		return nil, errors.New("this server's admin certificate is not minted yet")
 	}
-	pair, err := tls.X509KeyPair(c[pki.Admin].Cert, c[pki.Admin].Key)
-	if err != nil {
-		return nil, fmt.Errorf("the admin certificate: %w", err)
-	}
-	cfg.Certificates = []tls.Certificate{pair}
-	return cfg, nil
+	return s.admin.tlsConfig()
 }
 
 // labelNode labels this server's Node as the control plane's (a node may
@@ -280,8 +283,12 @@ func (s *server) whenReady(ctx context.Context, c pki.Cluster, publishedCh chan<
 		s.o.Printf("node: %v", err)
 		return
 	}
-	api := kube.New(apiserverLocal, kube.Options{TLS: tlsCfg})
-	objs := published(s.tok.Secret, s.agentSecret, join.NewKDF(c[pki.ServerCA].Cert), c[pki.ServerCA].Cert, c[pki.ClientCA].Cert)
+	api, err := s.admin.client(kube.Options{})
+	if err != nil {
+		s.o.Printf("node: %v", err)
+		return
+	}
+	objs := s.joinObjects(c)
 	// The proofs' key derivation took join.ProofMemory: PID 1 gives it back.
 	debug.FreeOSMemory()
 	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {

@@ -27,6 +27,8 @@ func meta(name, namespace string) map[string]any {
 // agentJoinSecret is the secret agents (and this server's own kubelet)
 // join with: the agent token's, else the server token's.
 func (s *server) agentJoinSecret() string {
+	s.tokMu.Lock()
+	defer s.tokMu.Unlock()
 	if s.agentSecret != "" {
 		return s.agentSecret
 	}

@@ -209,7 +209,14 @@ const (
 // atRest is a server's view of the keyring.
 type atRest struct {
 	ds clientv3.Config
-	// key seals the record; salt is the record's salt it was derived for.
+	// keyMu guards secret, key and salt, and is held from reading the
+	// record to opening it: a token rotation (rotate.go) re-seals the
+	// record and changes all three under it, so the record is never read
+	// sealed with one token and opened with the other.
+	keyMu sync.Mutex
+	// secret is the server token's; key seals the record, derived from
+	// secret and salt, the record's salt.
+	secret    string
 	key, salt []byte
 
 	mu   sync.Mutex
@@ -251,10 +258,11 @@ func (a *atRest) encryption() *render.Encryption {
 }
 
 // open opens the record with the key this server holds, deriving it again
-// (64 MiB, once) when the record was sealed anew under another salt.
-func (a *atRest) open(r *record, secret string) (pki.Cluster, []byte, error) {
+// (64 MiB, once) when the record was sealed anew under another salt. The
+// caller holds keyMu.
+func (a *atRest) open(r *record) (pki.Cluster, []byte, error) {
 	if !bytes.Equal(a.salt, r.Salt) {
-		key, err := sealKey(secret, r)
+		key, err := sealKey(a.secret, r)
 		debug.FreeOSMemory()
 		if err != nil {
 			return nil, nil, err
@@ -263,13 +271,28 @@ func (a *atRest) open(r *record, secret string) (pki.Cluster, []byte, error) {
 	}
 	c, err := r.openWith(a.key)
 	if errors.Is(err, errWrongToken) {
-		err = errors.New("the cluster record is sealed with another token than this server's now; restart this server with the cluster's token")
+		err = errTokenRotated
 	}
 	return c, a.key, err
 }
 
+// errTokenRotated: the record no longer opens with this server's token.
+var errTokenRotated = errors.New("the cluster record is sealed with another token than this server's now: the server token was rotated (cairn token rotate) and this server was not reached; run cairn token rotate again with the new token, or restart this server with it in kubernetes.token")
+
+// read reads the record and opens it with this server's token, under
+// keyMu; r is nil when the datastore holds none.
+func (a *atRest) read(ctx context.Context, kv clientv3.KV) (r *record, rev int64, c pki.Cluster, key []byte, err error) {
+	a.keyMu.Lock()
+	defer a.keyMu.Unlock()
+	if r, rev, err = readRecord(ctx, kv); err != nil || r == nil {
+		return r, rev, nil, nil, err
+	}
+	c, key, err = a.open(r)
+	return r, rev, c, key, err
+}
+
 // refresh reads the keyring again when the record changed.
-func (a *atRest) refresh(ctx context.Context, kv clientv3.KV, secret string) error {
+func (a *atRest) refresh(ctx context.Context, kv clientv3.KV) error {
 	ctx, cancel := context.WithTimeout(ctx, datastoreAttempt)
 	defer cancel()
 	resp, err := kv.Get(ctx, bootstrapKey, clientv3.WithKeysOnly())
@@ -279,16 +302,12 @@ func (a *atRest) refresh(ctx context.Context, kv clientv3.KV, secret string) err
 	if len(resp.Kvs) == 1 && resp.Kvs[0].ModRevision == a.rev {
 		return nil
 	}
-	r, rev, err := readRecord(ctx, kv)
+	r, rev, c, _, err := a.read(ctx, kv)
 	if err != nil {
 		return err
 	}
 	if r == nil {
 		return errors.New("the cluster record is gone from the datastore")
-	}
-	c, _, err := a.open(r, secret)
-	if err != nil {
-		return err
 	}
 	ring, err := ringOf(c)
 	if err != nil {
@@ -307,19 +326,15 @@ var errRecordChanged = errors.New("the cluster record changed meanwhile")
 // update changes the keyring in the record with change (given the
 // keyring as the record holds it now; false: nothing to do) and seals it
 // again, everything else kept, if the record is still the one read.
-func (a *atRest) update(ctx context.Context, kv clientv3.KV, secret string, change func(*keyring) bool) (*keyring, error) {
+func (a *atRest) update(ctx context.Context, kv clientv3.KV, change func(*keyring) bool) (*keyring, error) {
 	ctx, cancel := context.WithTimeout(ctx, datastoreAttempt)
 	defer cancel()
-	r, rev, err := readRecord(ctx, kv)
+	r, rev, c, key, err := a.read(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
 	if r == nil {
 		return nil, errors.New("the cluster record is gone from the datastore")
-	}
-	c, key, err := a.open(r, secret)
-	if err != nil {
-		return nil, err
 	}
 	ring, err := ringOf(c)
 	if err != nil || ring == nil {
@@ -385,11 +400,20 @@ func (s *server) keepSecretsAtRest(ctx context.Context, api *kube.Client) {
 	if err := deleteKey(ctx, cli, ackPrefix+host); err != nil && ctx.Err() == nil {
 		s.o.Printf("node: secrets-encryption: %v", err)
 	}
+	var rotatedSince time.Time // when the record stopped opening with this server's token
 	for {
 		err := s.atRestStep(ctx, api, cli, host)
+		if !errors.Is(err, errTokenRotated) {
+			rotatedSince = time.Time{}
+		} else if rotatedSince.IsZero() {
+			rotatedSince = time.Now()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, errTokenRotated) && time.Since(rotatedSince) < rotationGrace:
+			// Another server re-sealed the record; cairn token rotate
+			// reaches this one within seconds.
 		case err != nil && !errors.Is(err, errRecordChanged) && err.Error() != a.lastErr:
 			a.lastErr = err.Error()
 			s.o.Printf("node: secrets-encryption: %v; trying again every %s", err, atRestEvery)
@@ -426,7 +450,7 @@ func deleteKey(ctx context.Context, kv clientv3.KV, key string) error {
 // atRestStep is one round of keepSecretsAtRest.
 func (s *server) atRestStep(ctx context.Context, api *kube.Client, kv clientv3.KV, host string) error {
 	a := s.rest
-	if err := a.refresh(ctx, kv, s.tok.Secret); err != nil {
+	if err := a.refresh(ctx, kv); err != nil {
 		return err
 	}
 	ring := a.current()
@@ -501,7 +525,7 @@ func (s *server) advance(ctx context.Context, api *kube.Client, kv clientv3.KV, 
 	var state string
 	switch {
 	case request != "" && request != ring.Rotation && ring.settled():
-		next, err := a.update(ctx, kv, s.tok.Secret, func(r *keyring) bool {
+		next, err := a.update(ctx, kv, func(r *keyring) bool {
 			if r.Rotation == request || !r.settled() {
 				return false
 			}
@@ -524,7 +548,7 @@ func (s *server) advance(ctx context.Context, api *kube.Client, kv clientv3.KV, 
 	case ring.Write != newest && len(notReading) > 0:
 		state = fmt.Sprintf("waiting for %s to read %s", strings.Join(notReading, ", "), newest)
 	case ring.Write != newest:
-		next, err := a.update(ctx, kv, s.tok.Secret, func(r *keyring) bool {
+		next, err := a.update(ctx, kv, func(r *keyring) bool {
 			if r.Keys[0].Name != newest || r.Write == newest {
 				return false
 			}
@@ -541,7 +565,7 @@ func (s *server) advance(ctx context.Context, api *kube.Client, kv clientv3.KV, 
 	case ring.Rewritten == ring.Write && len(writingOtherwise) > 0:
 		// An apiserver writes otherwise (secrets-encryption false there):
 		// what it writes is to be rewritten once it writes with the key.
-		next, err := a.update(ctx, kv, s.tok.Secret, func(r *keyring) bool {
+		next, err := a.update(ctx, kv, func(r *keyring) bool {
 			if r.Write != ring.Write || r.Rewritten != r.Write {
 				return false
 			}
@@ -562,7 +586,7 @@ func (s *server) advance(ctx context.Context, api *kube.Client, kv clientv3.KV, 
 		if err != nil {
 			return fmt.Errorf("rewriting the Secrets with %s: %w", write, err)
 		}
-		next, err := a.update(ctx, kv, s.tok.Secret, func(r *keyring) bool {
+		next, err := a.update(ctx, kv, func(r *keyring) bool {
 			if r.Write != write || r.Rewritten == write {
 				return false
 			}
@@ -578,7 +602,7 @@ func (s *server) advance(ctx context.Context, api *kube.Client, kv clientv3.KV, 
 	case len(ring.Keys) > 1:
 		write := ring.Write
 		var dropped []string
-		next, err := a.update(ctx, kv, s.tok.Secret, func(r *keyring) bool {
+		next, err := a.update(ctx, kv, func(r *keyring) bool {
 			if r.Write != write || r.Rewritten != write || len(r.Keys) < 2 || !slices.ContainsFunc(r.Keys, func(k ringKey) bool { return k.Name == write }) {
 				return false
 			}

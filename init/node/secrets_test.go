@@ -280,7 +280,7 @@ func atRestServer(t *testing.T, cli *clientv3.Client, res *claimResult, cfg *con
 		}},
 		k: &cfg.Kubernetes, l: l, tok: join.Token{Secret: "s3cret"},
 	}
-	s.rest = &atRest{key: res.Key, salt: res.Salt, ring: res.Ring}
+	s.rest = &atRest{secret: "s3cret", key: res.Key, salt: res.Salt, ring: res.Ring}
 	return s
 }
 

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +40,11 @@ type server struct {
 	// agentSecret is the agent token's secret, "" when the cluster has
 	// none (agents then join with tok).
 	agentSecret string
+	// tokMu guards tok and agentSecret once the server runs: a token
+	// rotation changes them (rotate.go).
+	tokMu sync.Mutex
+	// rot is what this server knows of token rotations (rotate.go).
+	rot rotation
 	// first is when the first component was handed to the supervisor.
 	first time.Time
 	// kineRestarted is when restartKineForDatabase last restarted kine;
@@ -46,6 +52,9 @@ type server struct {
 	kineRestarted time.Time
 	// rest is the cluster's keys for Secrets at rest, once read.
 	rest *atRest
+	// admin is this server's own admin certificate, minted by writePKI
+	// (selfadmin.go).
+	admin *selfAdmin
 }
 
 // Retrying the datastore: growing delays up to datastoreRetryMax; a wrong
@@ -89,7 +98,8 @@ func (s *server) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if diffs := settingsDiffer(mustMatch(s.k), res.Settings); len(diffs) > 0 {
+	s.useRotatedTokens(res)
+	if diffs := settingsDiffer(s.mustMatch(), res.Settings); len(diffs) > 0 {
 		for _, d := range diffs {
 			s.o.Printf("node: %s", d)
 		}
@@ -100,7 +110,7 @@ func (s *server) run(ctx context.Context) error {
 	} else {
 		s.o.Printf("node: read the cluster's certificate authorities from the datastore")
 	}
-	s.rest = &atRest{ds: dsCfg, key: res.Key, salt: res.Salt, ring: res.Ring}
+	s.rest = &atRest{ds: dsCfg, secret: s.tok.Secret, key: res.Key, salt: res.Salt, ring: res.Ring}
 	s.sayAtRest(res)
 	if s.ds.Kind == config.DatastoreEmbedded {
 		if err := s.etcdPeerTLS(ctx, dsCfg); err != nil {
@@ -119,7 +129,8 @@ func (s *server) run(ctx context.Context) error {
 		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
 		secret: s.agentJoinSecret(), kubeletNeeds: []string{"kube-apiserver"},
 		serve: &upgrader.ServeConfig{CertFile: s.l.Cert("apiserver.crt"), KeyFile: s.l.Cert("apiserver.key"),
-			ClientCA: res.PKI[pki.ClientCA].Cert, AdminGroup: join.AdminsGroup, Ready: publishedCh}}
+			ClientCA: res.PKI[pki.ClientCA].Cert, AdminGroup: join.AdminsGroup, Ready: publishedCh,
+			Admin: s.adminRoutes(res.PKI)}}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
@@ -196,7 +207,7 @@ func (s *server) start(svc supervise.Service) error {
 }
 
 func (s *server) renderNode() render.Node {
-	n := render.Node{Name: nodeName(s.o), Token: s.tok.Secret, Layout: s.l, IP: s.k.NodeIP, Bin: s.o.Bin, Encryption: s.rest.encryption()}
+	n := render.Node{Name: nodeName(s.o), Token: s.secret(), Layout: s.l, IP: s.k.NodeIP, Bin: s.o.Bin, Encryption: s.rest.encryption()}
 	if n.IP == "" {
 		if addrs := s.addresses(); len(addrs) > 0 {
 			n.IP = addrs[0].String()
@@ -376,7 +387,7 @@ func (s *server) attempt(ctx context.Context, dsCfg clientv3.Config) (*claimResu
 	defer cli.Close()
 	actx, cancel := context.WithTimeout(ctx, datastoreAttempt)
 	defer cancel()
-	return claim(actx, cli, s.tok.Secret, mustMatch(s.k))
+	return s.claimRotated(actx, cli)
 }
 
 // reasons are what a datastore's failure looks like in kine's output or a

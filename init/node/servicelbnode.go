@@ -46,8 +46,8 @@ func (s *server) startServiceLB(ctx context.Context, c pki.Cluster) {
 		if _, err := s.o.Services.Wait(ctx, "kube-apiserver", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 			return
 		}
-		api := kube.New(apiserverLocal, kube.Options{TLS: tlsCfg})
-		leases := vip.NewAPI(apiserverLocal, tlsCfg)
+		api := kube.New(apiserverLocal, kube.Options{TLS: tlsCfg, DialContext: s.admin.dial})
+		leases := vip.NewAPIDial(apiserverLocal, tlsCfg, s.admin.dial)
 		// Every election of this server asks its apiserver's readiness
 		// through one check a retry period.
 		ready := sharedReady(leases.Ready, t.RetryPeriod)

@@ -46,7 +46,7 @@ func (s *server) startVIP(ctx context.Context, c pki.Cluster) {
 		RetryPeriod:   t.RetryPeriod,
 		Printf:        s.o.Printf,
 	}
-	api := vip.NewAPI(apiserverLocal, tlsCfg)
+	api := vip.NewAPIDial(apiserverLocal, tlsCfg, s.admin.dial)
 	addr := vip.NewAddress(cfg.VIP, vipLink(s.o.Config))
 	s.o.Printf("vip: %s: a candidate once kube-apiserver is ready (lease %s, renew deadline %s, retry %s)",
 		cfg.VIP, t.LeaseDuration, t.RenewDeadline, t.RetryPeriod)

@@ -33,10 +33,11 @@ const (
 	FrontProxyCA = "front-proxy-ca"
 	// ServiceAccount is the key pair that signs service-account tokens.
 	ServiceAccount = "sa"
-	// Admin is the servers' own client certificate (group AdminGroup),
-	// shared by every server: the init publishes, approves and moves the
-	// VIP with it. It never leaves the servers (people get certificates
-	// of their own: `cairn kubeconfig`).
+	// Admin is a client certificate of group AdminGroup, valid a year
+	// from the cluster's creation, that the record keeps for the older
+	// cairns that used it. This one uses none: each server mints its own
+	// short-lived one from ClientCA (init/node's selfAdmin). People get
+	// certificates of their own: `cairn kubeconfig`.
 	Admin = "admin"
 )
 
@@ -142,6 +143,9 @@ type Leaf struct {
 	Client, Server bool
 	DNSNames       []string
 	IPs            []net.IP
+	// Lifetime is how long it is valid once issued (and an hour before,
+	// for clocks a little behind); a year when zero.
+	Lifetime time.Duration
 }
 
 // Issue signs a new leaf certificate with the authority named ca.
@@ -154,11 +158,15 @@ func (c Cluster) Issue(ca string, l Leaf, now time.Time) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
+	life := l.Lifetime
+	if life <= 0 {
+		life = leafLifetime
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:   serial(),
 		Subject:        pkix.Name{CommonName: l.CommonName, Organization: l.Organization},
 		NotBefore:      now.Add(-time.Hour),
-		NotAfter:       now.Add(leafLifetime),
+		NotAfter:       now.Add(life),
 		KeyUsage:       x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		DNSNames:       slices.Compact(slices.Sorted(slices.Values(l.DNSNames))),
 		IPAddresses:    uniqueIPs(l.IPs),

@@ -385,7 +385,8 @@ mode: iptables
 
 // K3s returns the k3s command (k3s server|agent) and its config file,
 // for kubernetes.distribution k3s. The file holds the token and the
-// datastore password, so its mode is 0600. The VIP becomes a tls-san on
+// datastore password, so its mode is 0600. An agent's token is its
+// agent-token when it has one. The VIP becomes a tls-san on
 // servers; agents already have server set from it by config.Load.
 // kubernetes.registries becomes registries.yaml beside the config (0600:
 // it may hold credentials), named by private-registry; k3s reads a
@@ -421,9 +422,16 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 	k.Role, k.Distribution, k.VIP = "", "", ""
 	k.VIPInterface, k.VIPLeaseDuration, k.VIPRenewDeadline, k.VIPRetryPeriod = "", "", "", ""
 	if role == "agent" {
-		// Agents take only agent flags.
+		// Agents take only agent flags. k3s's agent has no agent-token:
+		// it joins with token, which takes the servers' agent token as
+		// well as their server token; agent-token wins, as it does for
+		// cairn's own agent.
+		tok, tokFile := k.Token, k.TokenFile
+		if k.AgentToken != "" || k.AgentTokenFile != "" {
+			tok, tokFile = k.AgentToken, k.AgentTokenFile
+		}
 		k = config.Kubernetes{
-			Token: k.Token, TokenFile: k.TokenFile, Server: k.Server,
+			Token: tok, TokenFile: tokFile, Server: k.Server,
 			NodeName: k.NodeName, NodeIP: k.NodeIP, NodeLabel: k.NodeLabel, NodeTaint: k.NodeTaint, FlannelIface: k.FlannelIface,
 			KubeletArg: k.KubeletArg, KubeProxyArg: k.KubeProxyArg,
 			PrivateRegistry: k.PrivateRegistry, DisableDefaultRegistryEndpoint: k.DisableDefaultRegistryEndpoint,

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/cairn-os/cairn/config"
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/layout"
 )
 
@@ -218,9 +219,21 @@ func checkNoSecrets(c *Command, secrets ...string) error {
 	return nil
 }
 
+// secretsOf is every secret render is given: the server token and the
+// agent token as the config spells them and their secret parts (a K10
+// token's part after "::server:", alone, is the whole secret), the
+// node's token, and the datastore password. Token files are not here:
+// render never reads them, so their content cannot reach an argument.
 func secretsOf(cfg *config.Config, node Node) []string {
-	out := []string{cfg.Kubernetes.Token, node.Token}
-	if ds, err := cfg.Kubernetes.Datastore(); err == nil {
+	k := &cfg.Kubernetes
+	out := []string{node.Token}
+	for _, raw := range []string{k.Token, k.AgentToken} {
+		out = append(out, raw)
+		if t, err := join.ParseToken(raw); err == nil {
+			out = append(out, t.Secret)
+		}
+	}
+	if ds, err := k.Datastore(); err == nil {
 		out = append(out, ds.Password)
 	}
 	return out

@@ -186,7 +186,7 @@ func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, node st
 	}
 	access := blobAccess{clientCAs: pool, adminGroup: sc.AdminGroup, node: node}
 	mux := blobHandler(store, access, func(ctx context.Context, sum string) (upgrade.File, []string, error) { return wanted(ctx, api, sum) }, printf)
-	srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, MaxHeaderBytes: 16 << 10,
+	srv := &http.Server{Handler: withAdmin(mux, access, sc.Admin), TLSConfig: tlsCfg, MaxHeaderBytes: 16 << 10,
 		// A request's body and reply get deadlines of their own, by size
 		// (blobHandler); these bound the rest: the handshake and the
 		// headers, and a connection left open.

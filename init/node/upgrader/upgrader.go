@@ -82,6 +82,9 @@ type ServeConfig struct {
 	// cluster's objects are published (among them the role that lets
 	// nodes read the Upgrades); the service starts then.
 	Ready <-chan struct{}
+	// Admin are more routes of the port (http.ServeMux patterns), served
+	// to an admin's client certificate only: the token rotation.
+	Admin map[string]http.Handler
 }
 
 // upgradePoll is how often a node reads the Upgrade objects.

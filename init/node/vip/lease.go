@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"time"
 
@@ -34,7 +35,13 @@ type API struct {
 // certificate that may write Leases in kube-system), within 10 s a
 // request.
 func NewAPI(base string, tlsCfg *tls.Config) *API {
-	return &API{c: kube.New(base, kube.Options{TLS: tlsCfg, Timeout: 10 * time.Second, MaxReply: maxBody})}
+	return NewAPIDial(base, tlsCfg, nil)
+}
+
+// NewAPIDial is NewAPI making its connections with dial (a server's,
+// whose client certificate is renewed: its connections are made again).
+func NewAPIDial(base string, tlsCfg *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *API {
+	return &API{c: kube.New(base, kube.Options{TLS: tlsCfg, Timeout: 10 * time.Second, MaxReply: maxBody, DialContext: dial})}
 }
 
 // Ready checks /readyz.

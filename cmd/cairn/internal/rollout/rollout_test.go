@@ -225,6 +225,21 @@ func TestRunUploadFails(t *testing.T) {
 	}
 }
 
+// TestRunUploadNeedsAnAdmin: the servers take upgrade files from a
+// certificate of cairn's admins' group only; a system:masters one (k3s's
+// admin kubeconfig) is refused, and nothing is left behind.
+func TestRunUploadNeedsAnAdmin(t *testing.T) {
+	quick(t)
+	f, kc := rollouttest.NewAs(t, []string{"system:masters"}, rollouttest.ThreeNodes...)
+	_, _, err := run(t, kc, []string{rollouttest.WriteBundle(t, "qemu-x86_64", "amd64", "v2")}, nil)
+	if err == nil || !strings.Contains(err.Error(), "only an admin uploads upgrade files: the upload's certificate (admin) is not an admin's (cairn:cluster-admins)") {
+		t.Errorf("error %v", err)
+	}
+	if len(f.Upgrades) != 0 || len(f.Blobs) != 0 {
+		t.Errorf("%d upgrades and %d files left", len(f.Upgrades), len(f.Blobs))
+	}
+}
+
 // TestRunStartLost: when the reply to the start is lost but the Upgrade
 // runs, it is left running (nodes may be acting on it).
 func TestRunStartLost(t *testing.T) {

@@ -28,15 +28,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/upgrade"
 )
 
 // API is an apiserver with the objects `cairn upgrade` uses: Nodes,
 // Deployments, Upgrades (with the status subresource) and the servers'
 // blob port behind the node proxy, which accepts only files a not-Done
-// Upgrade names, checked as they arrive, from the admin (the proof of
-// the kubeconfig's client certificate). A test sets its fields before
-// the client runs and reads them after.
+// Upgrade names, checked as they arrive, from an admin (the proof of
+// the kubeconfig's client certificate, which must be of the group the
+// servers' blob port takes, join.AdminsGroup, as `cairn kubeconfig`
+// mints it). A test sets its fields before the client runs and reads
+// them after.
 type API struct {
 	mu          sync.Mutex
 	Nodes       []Node
@@ -77,12 +80,19 @@ type Node struct {
 var ThreeNodes = []Node{{"a1", "amd64", false}, {"s2", "amd64", true}, {"s1", "amd64", true}}
 
 // New starts a fake apiserver holding nodes, for as long as the test
-// runs, and returns it with the path of an admin kubeconfig for it.
+// runs, and returns it with the path of an admin kubeconfig for it (a
+// client certificate of join.AdminsGroup, as `cairn kubeconfig` gives).
 func New(t *testing.T, nodes ...Node) (*API, string) {
+	return NewAs(t, []string{join.AdminsGroup}, nodes...)
+}
+
+// NewAs is New with a kubeconfig whose client certificate is of groups
+// (system:masters, say, as k3s's admin kubeconfig is).
+func NewAs(t *testing.T, groups []string, nodes ...Node) (*API, string) {
 	f := &API{Nodes: nodes, Upgrades: map[string]*upgrade.Upgrade{}, Blobs: map[string][]byte{}}
 	srv := httptest.NewTLSServer(f)
 	t.Cleanup(srv.Close)
-	path, admins := writeKubeconfig(t, srv)
+	path, admins := writeKubeconfig(t, srv, groups)
 	f.admins = admins
 	return f, path
 }
@@ -206,7 +216,12 @@ func (f *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cert, uid, err := upgrade.VerifyUpload(r.Header, f.admins, node, upgrade.File{SHA256: sha, Size: r.ContentLength})
-		if err != nil || !slices.Contains(cert.Subject.Organization, "system:masters") {
+		// The servers' rule (init/node/upgrader): a certificate of the
+		// admins' group, not system:masters.
+		if err == nil && !slices.Contains(cert.Subject.Organization, join.AdminsGroup) {
+			err = fmt.Errorf("the upload's certificate (%s) is not an admin's (%s)", cert.Subject.CommonName, join.AdminsGroup)
+		}
+		if err != nil {
 			status(403, fmt.Sprintf("only an admin uploads upgrade files: %v", err))
 			return
 		}
@@ -264,15 +279,15 @@ func (f *API) Only(t *testing.T) *upgrade.Upgrade {
 	return nil
 }
 
-// writeKubeconfig writes an admin kubeconfig for srv: its certificate as
-// the CA, and a client certificate of its own (of group system:masters),
-// which it returns as an authority.
-func writeKubeconfig(t *testing.T, srv *httptest.Server) (string, *x509.CertPool) {
+// writeKubeconfig writes a kubeconfig for srv: its certificate as the CA,
+// and a client certificate of its own, of groups, which it returns as an
+// authority.
+func writeKubeconfig(t *testing.T, srv *httptest.Server, groups []string) (string, *x509.CertPool) {
 	t.Helper()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin", Organization: groups},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	must(t, err)
