@@ -323,33 +323,31 @@ func readRecord(ctx context.Context, kv clientv3.KV) (*record, int64, error) {
 // the old default, for clusters this cairn now encrypts). The record
 // holds them in clear, so agent-token is held by agentTokenSetting, not
 // as given. A record written before a key was added lacks it, and
-// settingsDiffer passes an absent key.
+// settingsDiffer passes an absent key. Of disable only servicelb counts
+// (as in k3s): the other add-ons may be disabled and enabled again on a
+// running cluster. loadbalancer-pool and default-local-storage-path are
+// checked across servers by `cairn validate --cluster`, not here, where
+// the first server's value would hold for ever and a pool could never grow.
 func mustMatch(k *config.Kubernetes) map[string]string {
 	return map[string]string{
-		"cluster-cidr":               k.ClusterCIDR,
-		"service-cidr":               k.ServiceCIDR,
-		"cluster-dns":                k.ClusterDNS,
-		"cluster-domain":             k.ClusterDomain,
-		"disable":                    packaged(k.Disable),
-		"flannel-backend":            k.FlannelBackend,
-		"agent-token":                agentTokenSetting(k),
-		"loadbalancer-pool":          poolSetting(k),
-		"default-local-storage-path": k.LocalStoragePath(),
+		"cluster-cidr":    k.ClusterCIDR,
+		"service-cidr":    k.ServiceCIDR,
+		"cluster-dns":     k.ClusterDNS,
+		"cluster-domain":  k.ClusterDomain,
+		"disable":         disabledServiceLB(k.Disable),
+		"flannel-backend": k.FlannelBackend,
+		"agent-token":     agentTokenSetting(k),
 	}
 }
 
-// packaged is the components of disable k3s packages, sorted and joined:
-// the names of manifests there (init/node/manifests) may differ between
-// servers, and change.
-func packaged(disable []string) string {
-	var out []string
-	for _, d := range disable {
-		if config.Packaged(d) {
-			out = append(out, d)
-		}
+// disabledServiceLB is "servicelb" when disable holds it, "" otherwise:
+// the one name in disable every server must share, since the servers
+// hand out and announce LoadBalancer addresses together.
+func disabledServiceLB(disable []string) string {
+	if slices.Contains(disable, "servicelb") {
+		return "servicelb"
 	}
-	slices.Sort(out)
-	return strings.Join(slices.Compact(out), ",")
+	return ""
 }
 
 // settingsDiffer lists, one line each, the settings where this server
@@ -359,8 +357,8 @@ func settingsDiffer(mine, cluster map[string]string) []string {
 	for _, k := range slices.Sorted(maps.Keys(mine)) {
 		theirs, ok := cluster[k]
 		if k == "disable" {
-			// A cluster made before manifests recorded every name.
-			theirs = packaged(strings.Split(theirs, ","))
+			// A cluster made by an older cairn recorded every name.
+			theirs = disabledServiceLB(strings.Split(theirs, ","))
 		}
 		if !ok || theirs == mine[k] {
 			continue

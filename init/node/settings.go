@@ -1,8 +1,6 @@
 package node
 
 import (
-	"strings"
-
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/join"
 )
@@ -26,14 +24,4 @@ func agentTokenSetting(k *config.Kubernetes) string {
 	}
 	id, _ := join.AgentBootstrapToken(t.Secret)
 	return bootstrapPrefix + id
-}
-
-// poolSetting is kubernetes.loadbalancer-pool as one string, its ranges
-// in the order they are handed out, each written one way (a /29 and the
-// range of its addresses are the same pool).
-func poolSetting(k *config.Kubernetes) string {
-	if p, err := k.Pool(); err == nil {
-		return p.String()
-	}
-	return strings.Join(k.LoadBalancerPool, ",")
 }
