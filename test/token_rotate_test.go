@@ -79,6 +79,20 @@ func TestTokenRotate(t *testing.T) {
 	caTLS := creds.TLS.Clone()
 	caTLS.Certificates = nil
 
+	// The servers are the Nodes with the control-plane role: both, before
+	// anything is rotated.
+	oldAdmin := creds.Client(kube.Options{DialContext: ns.DialContext})
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(2 * time.Second) {
+		var list struct{ Items []any }
+		err := oldAdmin.Get(ctx, "/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fcontrol-plane", &list)
+		if err == nil && len(list.Items) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the servers' Nodes with the control-plane role: %d, %v; want 2", len(list.Items), err)
+		}
+	}
+
 	// 1. The server token from a file, then the agent token cairn makes.
 	newTok, _ := join.Generate()
 	newFile := filepath.Join(dir, "server-token")

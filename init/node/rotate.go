@@ -134,13 +134,13 @@ func (s *server) useRotatedTokens(res *claimResult) {
 	}
 	s.agentSecret = kept.Secret
 	s.rot.staleAgent = true
-	in := "kubernetes.agent-token"
+	line := "node: the agent token in kubernetes.agent-token is stale"
 	if _, ok, _ := givenAgentToken(s.k); !ok {
-		in = "this server's config (which gives no agent-token)"
+		line = "node: this server's config gives no agent-token, but the cluster has one"
 	} else if s.k.AgentToken == "" {
-		in = s.k.AgentTokenFile
+		line = "node: the agent token in " + s.k.AgentTokenFile + " is stale"
 	}
-	s.rot.stale = append(s.rot.stale, fmt.Sprintf("node: the agent token in %s is stale: the agent token was rotated (cairn token rotate --agent); this server uses the rotated one it keeps in %s. Put that one in the config", in, s.agentTokenPath()))
+	s.rot.stale = append(s.rot.stale, line+fmt.Sprintf(": the agent token was rotated (cairn token rotate --agent); this server uses the rotated one it keeps in %s. Put that one in the config", s.agentTokenPath()))
 }
 
 // mustMatch are this server's must-match settings, its agent token the
