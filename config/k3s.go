@@ -72,10 +72,8 @@ var k3sKeys = map[string]k3sKey{
 	"servicelb-namespace":     noMeaning("cairn's servicelb runs no pods: the servers set each LoadBalancer Service's addresses themselves, and its Events go to the Service's own namespace"),
 
 	// Tokens and membership.
-	"cluster-init":               noMeaning("a server without datastore-endpoint starts embedded etcd, the first one creating it"),
-	"cluster-reset":              refused("resetting etcd membership is a recovery step, not a boot setting"),
-	"cluster-reset-restore-path": refused("restoring a snapshot is a recovery step, not a boot setting"),
-	"with-node-id":               notYet("the node name is node-name or the host name"),
+	"cluster-init": noMeaning("a server without datastore-endpoint and server starts embedded etcd as the cluster's first; one with server joins it"),
+	"with-node-id": notYet("the node name is node-name or the host name"),
 
 	// Components.
 	"etcd-arg":                          notYet("cairn passes no extra flags to etcd"),
@@ -93,24 +91,18 @@ var k3sKeys = map[string]k3sKey{
 	"helm-job-image":                    notYetOK("cairn runs no Helm controller"),
 
 	// etcd snapshots.
-	"etcd-expose-metrics":         notYetOK("etcd serves no metrics to clients"),
-	"etcd-disable-snapshots":      notYetOK("cairn takes no etcd snapshots"),
-	"etcd-snapshot-name":          notYetOK("cairn takes no etcd snapshots"),
-	"etcd-snapshot-schedule-cron": notYetOK("cairn takes no etcd snapshots"),
-	"etcd-snapshot-retention":     notYetOK("cairn takes no etcd snapshots"),
-	"etcd-snapshot-dir":           notYetOK("cairn takes no etcd snapshots"),
-	"etcd-snapshot-compress":      notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3":                     notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-endpoint":            notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-endpoint-ca":         notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-skip-ssl-verify":     notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-access-key":          notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-secret-key":          notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-bucket":              notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-region":              notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-folder":              notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-insecure":            notYetOK("cairn takes no etcd snapshots"),
-	"etcd-s3-timeout":             notYetOK("cairn takes no etcd snapshots"),
+	"etcd-expose-metrics":     notYetOK("etcd serves no metrics to clients"),
+	"etcd-s3":                 notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-endpoint":        notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-endpoint-ca":     notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-skip-ssl-verify": notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-access-key":      notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-secret-key":      notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-bucket":          notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-region":          notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-folder":          notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-insecure":        notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-s3-timeout":         notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
 
 	// The container runtime and images.
 	"docker":                            refused("the node runs its own containerd"),

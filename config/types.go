@@ -157,6 +157,21 @@ type Kubernetes struct {
 	// addresses, as k3s's servicelb gives them.
 	LoadBalancerPool []string `yaml:"loadbalancer-pool,omitempty"`
 
+	// Embedded etcd's snapshots, as k3s spells them (etcdsnapshot.go):
+	// each server on embedded etcd snapshots its member on a schedule
+	// into a directory on STATE and keeps the newest.
+	EtcdDisableSnapshots     bool   `yaml:"etcd-disable-snapshots,omitempty"`
+	EtcdSnapshotScheduleCron string `yaml:"etcd-snapshot-schedule-cron,omitempty"`
+	EtcdSnapshotRetention    int    `yaml:"etcd-snapshot-retention,omitempty"`
+	EtcdSnapshotDir          string `yaml:"etcd-snapshot-dir,omitempty"`
+	EtcdSnapshotName         string `yaml:"etcd-snapshot-name,omitempty"`
+	EtcdSnapshotCompress     string `yaml:"etcd-snapshot-compress,omitempty"` // false | true (zip, as k3s) | zip | zstd
+	// ClusterReset makes this server's embedded etcd a cluster of one
+	// member, from ClusterResetRestorePath (a snapshot file) when given,
+	// once: a marker on STATE keeps the next boot from doing it again.
+	ClusterReset            bool   `yaml:"cluster-reset,omitempty"`
+	ClusterResetRestorePath string `yaml:"cluster-reset-restore-path,omitempty"`
+
 	// Extra flags for one component, "name=value" or "name", as k3s's
 	// --kube-apiserver-arg and friends; they come after cairn's own flags.
 	KubeAPIServerArg         []string `yaml:"kube-apiserver-arg,omitempty"`

@@ -680,6 +680,7 @@ func (ck *checker) kubernetes() {
 	}
 	ck.manifests()
 	ck.localStorage()
+	ck.etcdSnapshots()
 	for i, d := range k.Disable {
 		p := fmt.Sprintf("%sdisable[%d]", kp, i)
 		if !slices.Contains(knownDisable, d) && !ck.namesManifest(d) {

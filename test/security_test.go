@@ -28,6 +28,7 @@ import (
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/init/node/nodeclaim"
 	"github.com/cairn-os/cairn/qemu"
 )
 
@@ -42,10 +43,14 @@ const secAgentToken = "e2e-agent-s3cret-Wm4Kp8Rt2Zx6Qv9L"
 // certificate (a request of cairn:cluster-admins is denied) or kubeconfig,
 // a serving certificate naming the VIP, a server's address or
 // kubernetes.default.svc (left unapproved, one console line each per
-// server), patching an Upgrade's spec, a PUT to port 6446. The agent is
-// Ready and runs a pod; `cairn kubeconfig` with the server token works,
-// and deleting the cairn:cluster-admins binding makes its certificate get
-// 403. No console shows a token.
+// server), patching an Upgrade's spec, a PUT to port 6446. With the agent
+// token alone, a kubelet client certificate for s1's name, for a1's with
+// another node secret, or without a node secret's proof is denied (one
+// console line per request and server), and one for a new name is
+// approved, the servers keeping only its public key. The agent is Ready
+// and runs a pod; `cairn kubeconfig` with the server token works, and
+// deleting the cairn:cluster-admins binding makes its certificate get 403,
+// from the apiserver and on port 6446. No console shows a token.
 func TestSecurity(t *testing.T) {
 	ctx := context.Background()
 	ns := bridgeNS(t)
@@ -167,6 +172,71 @@ func TestSecurity(t *testing.T) {
 		t.Logf("refused: cairn kubeconfig with the agent token: %v", err)
 	}
 
+	// Node names: with the agent token alone, a kubelet client
+	// certificate for s1's name is denied, so is a1's with another node
+	// secret and a new name's without a node secret's proof; a new name
+	// with one is approved and signed, and the servers keep only its
+	// public key. kube-controller-manager approves none of these itself.
+	nodeclaim.WaitFor = 2 * time.Minute
+	if err := admin.Get(ctx, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/cairn:node-autoapprove-bootstrap", nil); !kube.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("ClusterRoleBinding cairn:node-autoapprove-bootstrap: %v; want none (404)", err)
+	}
+	if rec := nameRecord(t, admin, "a1"); len(rec) != 1 || len(rec["node-key"]) == 0 {
+		t.Errorf("the record of a1's name holds %v; want its node secret's public key only", rec)
+	}
+	var denied []string
+	for _, tt := range []struct{ what, node, want string }{
+		{"s1's name", "s1", "s1 is a server's name, which the agent token never gets"},
+		{"a1's name with another node secret", "a1", "the name a1 belongs to another node secret"},
+	} {
+		secret, _, err := nodeclaim.Load(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = nodeclaim.Request(ctx, bootstrap, tt.node, secret)
+		var d *nodeclaim.DeniedError
+		switch {
+		case errors.As(err, &d) && strings.Contains(d.Message, tt.want):
+			t.Logf("refused: a kubelet client certificate for %s with the agent token: %s denied it: %s", tt.what, d.Request, d.Message)
+			denied = append(denied, d.Request)
+		default:
+			t.Errorf("a kubelet client certificate for %s with the agent token: %v; want it denied saying %q", tt.what, err, tt.want)
+		}
+	}
+	bare := fmt.Sprintf("e2e-bare-%d", time.Now().UnixNano()%1e9)
+	if err := bootstrap.Do(ctx, http.MethodPost, csrPath, csrObject(t, bare, nodeclaim.Signer, pkix.Name{CommonName: "system:node:e2e-bare", Organization: []string{"system:nodes"}}, nil, nil, "client auth"), nil); err != nil {
+		t.Errorf("asking, with the agent token, for a kubelet client certificate without a node secret: %v", err)
+	} else if why := waitDenied(t, admin, bare, time.Minute); why != "" {
+		t.Logf("refused: a kubelet client certificate without a node secret's proof: %s", why)
+		denied = append(denied, bare)
+	}
+	newcomer, _, _ := nodeclaim.Load(t.TempDir())
+	if data, err := nodeclaim.Request(ctx, bootstrap, "e2e-newcomer", newcomer); err != nil {
+		t.Errorf("a kubelet client certificate for a new name with the agent token: %v; want it approved", err)
+	} else if pair, err := tls.X509KeyPair(data, data); err != nil {
+		t.Errorf("the new name's certificate: %v", err)
+	} else if cert, _ := x509.ParseCertificate(pair.Certificate[0]); cert.Subject.CommonName != "system:node:e2e-newcomer" {
+		t.Errorf("the new name's certificate is %s's", cert.Subject.CommonName)
+	} else {
+		t.Logf("approved: a kubelet client certificate for the new name e2e-newcomer, until %s", cert.NotAfter.UTC().Format(time.DateTime))
+		if rec := nameRecord(t, admin, "e2e-newcomer"); len(rec) != 1 || string(rec["node-key"]) != newcomer.Public() {
+			t.Errorf("the record of e2e-newcomer holds %v; want the node secret's public key only", rec)
+		}
+	}
+	for _, name := range denied {
+		said := 0
+		for _, s := range []*containerNode{s1, s2} {
+			k := countLines(s, `^node: denying kubelet client certificate request `+regexp.QuoteMeta(name)+`: `)
+			if k > 1 {
+				t.Errorf("%s says %d times why it denies %s; want once", s.name, k, name)
+			}
+			said += k
+		}
+		if said == 0 {
+			t.Errorf("no server says why it denied %s", name)
+		}
+	}
+
 	// Port 6446 takes no PUT without an admin's certificate.
 	for _, cred := range []struct {
 		who   string
@@ -239,7 +309,13 @@ spec:
 		t.Errorf("no server names the VIP as what it refused:\n%s", s1.tail(30))
 	}
 
-	// Deleting the admins' binding takes the minted certificate's rights.
+	// Deleting the admins' binding takes the minted certificate's rights,
+	// and its uploads to port 6446 (the server asks the apiserver, keeping
+	// a yes for 30 s).
+	blobURL := "https://192.168.77.11:" + strconv.Itoa(upgrade.BlobPort)
+	if code, body := blobPut(t, ns, caTLS, creds.TLS.Certificates, blobURL); code != http.StatusForbidden || !strings.Contains(body, "no upgrade in progress names") {
+		t.Errorf("PUT to port %d of a file no upgrade names with the admin's certificate: %d %s; want 403 for the file, not the admin", upgrade.BlobPort, code, body)
+	}
 	if err := admin.Do(ctx, http.MethodDelete, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"+join.AdminsGroup, nil, nil); err != nil {
 		t.Fatalf("deleting the ClusterRoleBinding %s: %v", join.AdminsGroup, err)
 	}
@@ -256,10 +332,32 @@ spec:
 		}
 		time.Sleep(time.Second)
 	}
+	for {
+		code, body := blobPut(t, ns, caTLS, creds.TLS.Certificates, blobURL)
+		if code == http.StatusForbidden && strings.Contains(body, "may not delete Secrets in kube-system") {
+			t.Logf("refused: PUT to port %d with the minted admin certificate %.1fs after its binding was deleted: %d %s", upgrade.BlobPort, time.Since(deleted).Seconds(), code, body)
+			break
+		}
+		if time.Since(deleted) > time.Minute+30*time.Second {
+			t.Errorf("PUT to port %d with the minted admin certificate %s after its binding was deleted: %d %s; want 403, not an admin", upgrade.BlobPort, time.Since(deleted).Round(time.Second), code, body)
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
 	noSecretOnConsole(t, []*containerNode{s1, s2, a1}, clusterToken, secAgentToken, pgPassword)
 }
 
 const csrPath = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+
+// nameRecord is the data of the servers' record of a node name's claim.
+func nameRecord(t *testing.T, admin *kube.Client, node string) map[string][]byte {
+	t.Helper()
+	var o struct{ Data map[string][]byte }
+	if err := admin.Get(context.Background(), "/api/v1/namespaces/kube-system/secrets/"+node+nodeclaim.RecordSuffix, &o); err != nil {
+		t.Errorf("the record of the name %s: %v", node, err)
+	}
+	return o.Data
+}
 
 // csrObject is a CertificateSigningRequest for a new key.
 func csrObject(t *testing.T, name, signer string, subject pkix.Name, dns []string, ips []net.IP, usage string) map[string]any {

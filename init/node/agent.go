@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -137,36 +135,17 @@ func (a *agent) keptCredentials(name string) (serving, clientCA []byte, until ti
 	if err != nil {
 		return nil, nil, time.Time{}, false
 	}
-	if clientCA, err = files.Read(a.l.Cert("client-ca.crt"), limit); err != nil {
+	if clientCA, err = files.Read(a.l.Cert("client-ca.crt"), limit); err != nil || len(clientCA) == 0 {
 		return nil, nil, time.Time{}, false
 	}
-	certPEM, err := files.Read((&worker{l: a.l}).kubeletCert(), limit)
-	if err != nil {
+	if _, err := kube.Pinned(serving); err != nil {
 		return nil, nil, time.Time{}, false
 	}
-	roots := x509.NewCertPool()
-	if _, err := kube.Pinned(serving); err != nil || !roots.AppendCertsFromPEM(clientCA) {
+	until, ok = validKubeletCert((&worker{l: a.l}).kubeletCert(), kubeletName(name), clientCA)
+	if !ok {
 		return nil, nil, time.Time{}, false
 	}
-	var cert *x509.Certificate
-	for rest := certPEM; cert == nil; {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			return nil, nil, time.Time{}, false
-		}
-		if block.Type == "CERTIFICATE" {
-			if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
-				return nil, nil, time.Time{}, false
-			}
-		}
-	}
-	if cert.Subject.CommonName != "system:node:"+name || time.Until(cert.NotAfter) < keptMargin {
-		return nil, nil, time.Time{}, false
-	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, nil, time.Time{}, false
-	}
-	return serving, clientCA, cert.NotAfter, true
+	return serving, clientCA, until, true
 }
 
 // token is the token the agent joins with: kubernetes.agent-token (or its

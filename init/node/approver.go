@@ -23,10 +23,11 @@ import (
 
 // approveEvery is how often a server looks for certificate requests
 // that are its to decide: kubelet serving certificates (which
-// kube-controller-manager leaves to the cluster's operator) and admin
-// certificates asked for with the server token (`cairn kubeconfig`).
-// kube-controller-manager approves the kubelets' client certificates
-// itself.
+// kube-controller-manager leaves to the cluster's operator), admin
+// certificates asked for with the server token (`cairn kubeconfig`), and
+// kubelet client certificates asked for with the agent token, which claim
+// a node name (nodenames.go). kube-controller-manager approves the
+// kubelets' renewals of their own client certificates.
 var approveEvery = 3 * time.Second
 
 // recheckEvery is how often a serving request left unapproved is looked
@@ -46,8 +47,9 @@ var errNotServer = errors.New("an apiserver's address, and is not a server")
 // csr is the part of a CertificateSigningRequest the approver reads.
 type csr struct {
 	Metadata struct {
-		Name              string    `json:"name"`
-		CreationTimestamp time.Time `json:"creationTimestamp"`
+		Name              string            `json:"name"`
+		CreationTimestamp time.Time         `json:"creationTimestamp"`
+		Annotations       map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
 		Request           []byte   `json:"request"`
@@ -105,6 +107,7 @@ func (s *server) approveRequests(ctx context.Context, api *kube.Client) {
 			}
 		}
 		var view *clusterView
+		s.decideClientRequests(ctx, api, said, &view)
 		for _, item := range pendingCSRs(ctx, api, "kubernetes.io/kubelet-serving") {
 			c, raw := item.c, item.raw
 			if at, ok := looked[c.Metadata.Name]; ok && time.Since(at) < recheckEvery {

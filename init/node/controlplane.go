@@ -38,50 +38,6 @@ func (s *server) writePair(name string, p pki.Pair) error {
 	return writeFile(s.l.Cert(name+".key"), p.Key, 0o600)
 }
 
-// etcdCerts makes embedded etcd's own authority (kept on this node: etcd
-// starts before the cluster's authorities can be read from it), its
-// serving certificate and the apiserver's client certificate.
-func (s *server) etcdCerts() error {
-	now := time.Now()
-	ca := pki.Pair{}
-	var err error
-	if ca.Cert, err = os.ReadFile(s.l.Cert("etcd/ca.crt")); err == nil {
-		ca.Key, err = os.ReadFile(s.l.Cert("etcd/ca.key"))
-	}
-	if err != nil || ca.Key == nil {
-		if ca, err = pki.NewCA("cairn-etcd-ca", now); err != nil {
-			return err
-		}
-		if err := s.writePair("etcd/ca", ca); err != nil {
-			return err
-		}
-	}
-	c := pki.Cluster{"etcd-ca": ca}
-	host, _, _ := strings.Cut(s.l.DatastoreListen, ":")
-	srv, err := c.Issue("etcd-ca", pki.Leaf{CommonName: "etcd", Server: true, Client: true,
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP(host), net.IPv4(127, 0, 0, 1)}}, now)
-	if err != nil {
-		return err
-	}
-	if err := s.writePair("etcd/server", srv); err != nil {
-		return err
-	}
-	// The member's peer port: TLS both ways, on loopback for now.
-	peer, err := c.Issue("etcd-ca", pki.Leaf{CommonName: "etcd-peer", Server: true, Client: true,
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, now)
-	if err != nil {
-		return err
-	}
-	if err := s.writePair("etcd/peer", peer); err != nil {
-		return err
-	}
-	cli, err := c.Issue("etcd-ca", pki.Leaf{CommonName: "kube-apiserver-etcd-client", Client: true}, now)
-	if err != nil {
-		return err
-	}
-	return s.writePair("apiserver-etcd-client", cli)
-}
-
 // writePKI writes the cluster's authorities and this server's own
 // certificates and kubeconfigs, and the full token.
 func (s *server) writePKI(c pki.Cluster) error {

@@ -96,8 +96,10 @@ func published(secret, agent string, kdf join.KDF, caPEM, clientCAPEM []byte) []
 		// this binding takes every such certificate's rights away (until
 		// a server boots and applies it again).
 		clusterBinding(join.AdminsGroup, "cluster-admin", join.AdminsGroup),
+		// A bootstrap token may ask for a kubelet's client certificate;
+		// the servers approve it when the node name is the asker's
+		// (nodenames.go), not kube-controller-manager. Renewals are its.
 		clusterBinding("cairn:kubelet-bootstrap", "system:node-bootstrapper", "system:bootstrappers"),
-		clusterBinding("cairn:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers"),
 		clusterBinding("cairn:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
 		// kube-proxy and flannel run with the kubelet's credentials; the
 		// NodeRestriction admission plugin still keeps each node to its
@@ -143,13 +145,15 @@ const (
 
 // leftovers are what older cairns kept in the cluster and this one does
 // not: an admin kubeconfig (a system:masters key valid for a year), the
-// token itself, and the Role that let the old bootstrap token read the
-// first.
+// token itself, the Role that let the old bootstrap token read the
+// first, and the binding that had kube-controller-manager approve a
+// kubelet certificate for any node name to any bootstrap token.
 var leftovers = []struct{ what, path string }{
 	{"Secret kube-system/cairn-admin-kubeconfig", "/api/v1/namespaces/kube-system/secrets/cairn-admin-kubeconfig"},
 	{"Secret kube-system/cairn-token", "/api/v1/namespaces/kube-system/secrets/cairn-token"},
 	{"RoleBinding kube-system/cairn:admin-kubeconfig-reader", "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/cairn:admin-kubeconfig-reader"},
 	{"Role kube-system/cairn:admin-kubeconfig-reader", "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles/cairn:admin-kubeconfig-reader"},
+	{"ClusterRoleBinding cairn:node-autoapprove-bootstrap", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/cairn:node-autoapprove-bootstrap"},
 }
 
 // removeStale deletes the leftovers of older cairns and every bootstrap

@@ -88,7 +88,10 @@ func (s *server) run(ctx context.Context) error {
 		os.Chmod(d, 0o700)
 	}
 	s.o.Printf("node: server %s, datastore %s", nodeName(s.o), s.datastoreName())
-	dsCfg, err := s.startDatastore()
+	if err := s.etcdSnapshots(ctx); err != nil {
+		return err
+	}
+	dsCfg, err := s.startDatastore(ctx)
 	if err != nil {
 		return err
 	}
@@ -99,11 +102,8 @@ func (s *server) run(ctx context.Context) error {
 		return err
 	}
 	s.useRotatedTokens(res)
-	if diffs := settingsDiffer(s.mustMatch(), res.Settings); len(diffs) > 0 {
-		for _, d := range diffs {
-			s.o.Printf("node: %s", d)
-		}
-		return errors.New("every server of a cluster must agree on these settings; fix this server's config. kube-apiserver is not started, and the cluster is untouched")
+	if err := s.refuseSettings(res.Settings); err != nil {
+		return err
 	}
 	if res.Created {
 		s.o.Printf("node: created a new cluster: its certificate authorities are in the datastore, sealed with a key derived from the token")
@@ -113,9 +113,10 @@ func (s *server) run(ctx context.Context) error {
 	s.rest = &atRest{ds: dsCfg, secret: s.tok.Secret, key: res.Key, salt: res.Salt, ring: res.Ring}
 	s.sayAtRest(res)
 	if s.ds.Kind == config.DatastoreEmbedded {
-		if err := s.etcdPeerTLS(ctx, dsCfg); err != nil {
-			s.o.Printf("node: warning: %v", err)
+		if dsCfg, err = s.etcdAfterClaim(ctx, dsCfg, res); err != nil {
+			return err
 		}
+		s.rest.ds = dsCfg
 	}
 	if err := s.writePKI(res.PKI); err != nil {
 		return err
@@ -128,6 +129,7 @@ func (s *server) run(ctx context.Context) error {
 	w := &worker{o: s.o, k: s.k, l: s.l, node: s.renderNode(), apiserver: apiserverLocal,
 		servingCA: res.PKI[pki.ServerCA].Cert, clientCA: res.PKI[pki.ClientCA].Cert,
 		secret: s.agentJoinSecret(), kubeletNeeds: []string{"kube-apiserver"},
+		issue: kubeletClientCert(res.PKI, kubeletName(nodeName(s.o))),
 		serve: &upgrader.ServeConfig{CertFile: s.l.Cert("apiserver.crt"), KeyFile: s.l.Cert("apiserver.key"),
 			ClientCA: res.PKI[pki.ClientCA].Cert, AdminGroup: join.AdminsGroup, Ready: publishedCh,
 			Admin: s.adminRoutes(res.PKI)}}
@@ -139,6 +141,10 @@ func (s *server) run(ctx context.Context) error {
 		return fmt.Errorf("a client for the datastore: %w", err)
 	}
 	supervise.Go("node: publish", func() { s.whenReady(ctx, res.PKI, publishedCh) })
+	if s.ds.Kind == config.DatastoreEmbedded {
+		s.startEtcdMembers(ctx, dsCfg, publishedCh)
+	}
+	supervise.Go("node: node names", func() { s.keepNodeNames(ctx, publishedCh) })
 	s.startVIP(ctx, res.PKI)
 	s.startServiceLB(ctx, res.PKI)
 	supervise.Go("node: datastore watch", func() {
@@ -159,6 +165,10 @@ var (
 // back: while it is away the components fail and are restarted with
 // backoff, and the console should tell a person what is going on.
 func (s *server) watchDatastore(ctx context.Context, cli *clientv3.Client) {
+	if s.ds.Kind == config.DatastoreEmbedded {
+		s.watchEtcd(ctx, cli)
+		return
+	}
 	var lostAt time.Time
 	for supervise.Sleep(ctx, watchEvery) {
 		actx, cancel := context.WithTimeout(ctx, watchTimeout)
@@ -242,31 +252,15 @@ func nodeAddresses(o Options) []netip.Addr {
 	return out
 }
 
-// startDatastore starts kine or embedded etcd when the datastore needs
-// one, and returns how to reach the store the apiserver will use.
-func (s *server) startDatastore() (clientv3.Config, error) {
+// startDatastore starts kine or embedded etcd (etcd.go) when the
+// datastore needs one, and returns how to reach the store the apiserver
+// will use.
+func (s *server) startDatastore(ctx context.Context) (clientv3.Config, error) {
 	cfg := clientv3.Config{DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	node := s.renderNode()
 	switch s.ds.Kind {
 	case config.DatastoreEmbedded:
-		if err := s.etcdCerts(); err != nil {
-			return cfg, err
-		}
-		c, err := render.Etcd(s.o.Config, node)
-		if err != nil {
-			return cfg, err
-		}
-		svc := s.service("etcd", *c)
-		svc.Ready = supervise.ReadyTCP(s.l.DatastoreListen)
-		svc.StopTimeout = 30 * time.Second
-		if err := s.start(svc); err != nil {
-			return cfg, err
-		}
-		tlsCfg, err := tlsFromFiles(s.l.Cert("etcd/ca.crt"), s.l.Cert("apiserver-etcd-client.crt"), s.l.Cert("apiserver-etcd-client.key"))
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Endpoints, cfg.TLS = []string{"https://" + s.l.DatastoreListen}, tlsCfg
+		return s.startEtcd(ctx)
 	case config.DatastoreEtcd:
 		cfg.Endpoints = s.ds.URLs
 		if slices.ContainsFunc(s.ds.URLs, func(u string) bool { return strings.HasPrefix(u, "https://") }) {
@@ -403,12 +397,18 @@ var reasons = []struct{ match, say string }{
 	{"no route to host", "no route to host: check the address and this node's network"},
 	{"does not exist", "the database or user does not exist"},
 	{"pg_hba.conf", "the database refuses this node's address: add it to pg_hba.conf"},
+	{"not supported for learner", "this server's etcd member is a learner still catching up; the leader's server promotes it once it has"},
 	{"is not allowed to connect", "the database refuses this node's address: grant its user access from this host"},
 }
 
 // diagnose turns a failed attempt into one short reason, from kine's
 // recent output when kine is in between, never with the password.
 func (s *server) diagnose(err error, timeout time.Duration) string {
+	if s.ds.Kind == config.DatastoreEmbedded {
+		if reason := s.etcdTrouble(); reason != "" {
+			return reason
+		}
+	}
 	var out []byte
 	if s.o.Services != nil && s.ds.Kind != config.DatastoreEmbedded && s.ds.Kind != config.DatastoreEtcd {
 		out = s.o.Services.Output("kine")

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/init/node/nodeclaim"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/node/upgrader"
 	"github.com/cairn-os/cairn/init/supervise"
@@ -53,6 +56,10 @@ type worker struct {
 	first time.Time
 	// serve is set on a server: its upgrade file service.
 	serve *upgrader.ServeConfig
+	// issue is set on a server: it mints the kubelet's client certificate
+	// (kubeletClientCert). An agent claims its name instead: it asks for
+	// one with its node secret and the agent token (nodeclaim).
+	issue func(context.Context) ([]byte, error)
 }
 
 // kubeletCert is the kubelet's current client certificate and key, which
@@ -155,14 +162,28 @@ func (w *worker) start(ctx context.Context) error {
 		return err
 	}
 	supervise.Go("node: images and kubelet", func() {
+		cert := make(chan error, 1)
+		supervise.Go("node: kubelet certificate", func() { cert <- w.ensureKubeletCert(ctx) })
 		if _, err := w.o.Services.Wait(ctx, "containerd", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 			return
 		}
 		w.importImages(ctx)
+		select {
+		case err := <-cert:
+			if err != nil {
+				if ctx.Err() == nil {
+					w.o.Printf("node: %v; the kubelet does not start", err)
+				}
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
 		if err := w.startKubelet(); err != nil {
 			w.o.Printf("node: %v", err)
 			return
 		}
+		supervise.Go("node: kubelet certificate watch", func() { w.keepKubeletCert(ctx) })
 		supervise.Go("node: upgrades", func() { w.runUpgrades(ctx) })
 		w.reportReady(ctx)
 	})
@@ -285,13 +306,183 @@ func (w *worker) needsOwnFS(dir string) error {
 	return nil
 }
 
-// bootstrapKubeconfig is the kubelet's first credential: the agents'
-// bootstrap token (derived from the agent token, or from the server token
-// under the agents' label), good only for asking for a client certificate
-// (group system:bootstrappers and no other).
+// bootstrapKubeconfig is the agents' bootstrap token (derived from the
+// agent token, or from the server token under the agents' label), good
+// only for asking for a client certificate (group system:bootstrappers
+// and no other), as a kubeconfig for the kubelet: the init asks for the
+// kubelet's first certificate itself, with its node secret
+// (ensureKubeletCert), so the kubelet uses this only if it finds its
+// certificate lapsed when it starts, and the servers deny what it asks
+// then (it carries no node secret's proof).
 func (w *worker) bootstrapKubeconfig() []byte {
 	id, secret := join.AgentBootstrapToken(w.secret)
 	return render.KubeconfigDoc(w.apiserver, w.l.Cert("server-ca.crt"), "kubelet-bootstrap", "token: "+id+"."+secret)
+}
+
+// kubeletKubeconfig is the kubelet's own kubeconfig: its client
+// certificate in its certificate store (the file the kubelet renews).
+func (w *worker) kubeletKubeconfig() []byte {
+	return render.KubeconfigDoc(w.apiserver, w.l.Cert("server-ca.crt"), "kubelet",
+		"client-certificate: "+w.kubeletCert(), "client-key: "+w.kubeletCert())
+}
+
+// Asking for the kubelet's client certificate: growing delays while the
+// servers cannot be reached or decide nothing, and claimDeniedRetry after
+// they denied the name (until someone frees it).
+var (
+	claimRetryFirst  = 2 * time.Second
+	claimRetryMax    = 30 * time.Second
+	claimDeniedRetry = 2 * time.Minute
+	// certCheckEvery is how often the worker looks whether the kubelet
+	// let its certificate come within keptMargin of its end.
+	certCheckEvery = 10 * time.Minute
+)
+
+// ensureKubeletCert gives the kubelet a client certificate before it
+// starts, unless it has one of this node's that is valid for more than
+// keptMargin: a server mints it (issue); an agent claims its name with its
+// node secret. It writes the kubelet's kubeconfig naming it, so the
+// kubelet never asks with the bootstrap token itself.
+func (w *worker) ensureKubeletCert(ctx context.Context) error {
+	name := kubeletName(w.node.Name)
+	if _, ok := validKubeletCert(w.kubeletCert(), name, w.clientCA); !ok {
+		var data []byte
+		var err error
+		if w.issue != nil {
+			data, err = w.issue(ctx)
+		} else {
+			data, err = w.claimKubeletCert(ctx, name)
+		}
+		if err != nil {
+			return err
+		}
+		if err := storeKubeletCert(filepath.Dir(w.kubeletCert()), data, time.Now()); err != nil {
+			return err
+		}
+	}
+	return writeFile(w.l.Kubeconfig("kubelet"), w.kubeletKubeconfig(), 0o600)
+}
+
+// keepKubeletCert gives the kubelet a new certificate the way
+// ensureKubeletCert does when the kubelet let its own come within
+// keptMargin of its end (it renews at 70 to 90% of its life, so only
+// after it could not reach the cluster for months): the kubelet, which
+// exits once its certificate has lapsed, then starts with the new one.
+func (w *worker) keepKubeletCert(ctx context.Context) {
+	for supervise.Sleep(ctx, certCheckEvery) {
+		if _, ok := validKubeletCert(w.kubeletCert(), kubeletName(w.node.Name), w.clientCA); ok {
+			continue
+		}
+		w.o.Printf("node: the kubelet's client certificate is lapsing and it did not renew it; asking for a new one")
+		if err := w.ensureKubeletCert(ctx); err != nil && ctx.Err() == nil {
+			w.o.Printf("node: %v", err)
+		}
+	}
+}
+
+// claimKubeletCert asks the servers, with the agents' bootstrap token, for
+// the kubelet's client certificate of name, claiming the name with this
+// node's secret (made once, kept on STATE). It tries until the servers
+// approve or ctx ends, saying once why they do not.
+func (w *worker) claimKubeletCert(ctx context.Context, name string) ([]byte, error) {
+	secret, created, err := nodeclaim.Load(w.l.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("this node's secret: %w", err)
+	}
+	if created {
+		w.o.Printf("node: made this node's secret (%s, mode 0600): it proves to the servers that the name %s is this machine's; a machine that loses it joins as %s again only once the Node %s is deleted",
+			filepath.Join(w.l.DataDir, nodeclaim.SecretFile), name, name, name)
+	}
+	tlsCfg, err := kube.Pinned(w.servingCA)
+	if err != nil {
+		return nil, err
+	}
+	id, tok := join.AgentBootstrapToken(w.secret)
+	api := kube.New(w.apiserver, kube.Options{TLS: tlsCfg, Bearer: id + "." + tok})
+	defer api.CloseIdleConnections()
+	said := ""
+	for delay := claimRetryFirst; ; delay = min(delay*2, claimRetryMax) {
+		data, err := nodeclaim.Request(ctx, api, name, secret)
+		if err == nil {
+			if said != "" {
+				w.o.Printf("node: the servers approved the name %s for this node's secret", name)
+			}
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errStopped
+		}
+		wait, line := delay, fmt.Sprintf("node: asking the servers for the kubelet's client certificate: %s; retrying", brief.Err(err))
+		var denied *nodeclaim.DeniedError
+		if errors.As(err, &denied) {
+			wait = claimDeniedRetry
+			msg := denied.Message
+			if len(msg) > 400 {
+				msg = msg[:400] + "…"
+			}
+			line = fmt.Sprintf("node: the servers refuse this node the name %s: %s. The kubelet does not start; asking again every %s", name, strings.ReplaceAll(msg, "\n", " "), wait)
+		}
+		if line != said {
+			said = line
+			w.o.Printf("%s", line)
+		}
+		if !supervise.Sleep(ctx, wait) {
+			return nil, errStopped
+		}
+	}
+}
+
+// validKubeletCert says whether the kubelet's certificate and key at path
+// are a client certificate of node's, of the client CA clientCA (not
+// checked when empty), valid for more than keptMargin, and until when.
+func validKubeletCert(path, node string, clientCA []byte) (time.Time, bool) {
+	data, err := files.Read(path, 1<<20)
+	if err != nil {
+		return time.Time{}, false
+	}
+	pair, err := tls.X509KeyPair(data, data)
+	if err != nil {
+		return time.Time{}, false
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil || cert.Subject.CommonName != "system:node:"+node || time.Until(cert.NotAfter) < keptMargin {
+		return time.Time{}, false
+	}
+	if len(clientCA) > 0 {
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(clientCA) {
+			return time.Time{}, false
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return time.Time{}, false
+		}
+	}
+	return cert.NotAfter, true
+}
+
+// storeKubeletCert puts a certificate and key (one PEM document) in the
+// kubelet's certificate store in dir, as the kubelet does:
+// kubelet-client-TIME.pem (0600) and kubelet-client-current.pem, a
+// symbolic link to it, replaced in one rename.
+func storeKubeletCert(dir string, data []byte, now time.Time) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	file := filepath.Join(dir, "kubelet-client-"+now.UTC().Format("2006-01-02-15-04-05")+".pem")
+	if err := files.WriteSecret(file, data); err != nil {
+		return err
+	}
+	current := filepath.Join(dir, "kubelet-client-current.pem")
+	tmp := current + ".cairn"
+	os.Remove(tmp)
+	if err := os.Symlink(file, tmp); err != nil {
+		return fmt.Errorf("linking the kubelet's certificate: %w", err)
+	}
+	if err := os.Rename(tmp, current); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("linking the kubelet's certificate: %w", err)
+	}
+	return nil
 }
 
 // importTimeout bounds one image's import.

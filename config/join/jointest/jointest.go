@@ -49,6 +49,7 @@ type Server struct {
 	mu     sync.Mutex
 	proofs map[string]string // by ConfigMap key
 	csrs   map[string]map[string]any
+	record recordSecret // record.go
 }
 
 // New starts a fake server of the cluster whose server token's secret is
@@ -130,6 +131,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		json.NewEncoder(w).Encode(obj)
+	case r.URL.Path == "/api/v1/namespaces/kube-system/secrets/"+join.RecordSecret && r.Method == http.MethodGet:
+		s.serveRecord(w, r)
 	default:
 		status(w, http.StatusNotFound, "not found")
 	}

@@ -3,8 +3,10 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -57,10 +59,13 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 const SQLiteParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate"
 
 // Etcd returns embedded etcd's command when there is no datastore-endpoint,
-// and nil otherwise: one member on loopback, its data in Layout.EtcdDir.
+// and nil otherwise: this server's member, its data in Layout.EtcdDir.
 // Clients and peers alike speak TLS and show a certificate of the etcd CA
-// (loopback is open to every hostNetwork pod): the apiserver, the init,
-// and the member itself.
+// (loopback is open to every hostNetwork pod): the apiserver and the init
+// on loopback, the other members and joining servers at the node's
+// address, where it also takes its peers. A node given
+// EtcdCluster joins the cluster that names; otherwise it starts a new
+// cluster of one (a member with data ignores both).
 func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	k := &cfg.Kubernetes
 	if err := requireServer(k, "etcd"); err != nil {
@@ -78,17 +83,28 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	if name == "" {
 		name = "default"
 	}
-	client := "https://" + l.DatastoreListen
+	local := "https://" + l.DatastoreListen
+	client := EtcdClientURL(node)
+	listen := local
+	if client != local {
+		listen += "," + client
+	}
 	host, _, _ := strings.Cut(l.DatastoreListen, ":")
-	peer := EtcdPeerURL(l)
+	peer := EtcdPeerURL(node)
 	var f flags
 	f.set("name", name)
 	f.set("data-dir", l.EtcdDir)
-	f.set("listen-client-urls", client)
+	f.set("listen-client-urls", listen)
 	f.set("advertise-client-urls", client)
 	f.set("listen-peer-urls", peer)
 	f.set("initial-advertise-peer-urls", peer)
-	f.set("initial-cluster", name+"="+peer)
+	if node.EtcdCluster != "" {
+		f.set("initial-cluster", node.EtcdCluster)
+		f.set("initial-cluster-state", "existing")
+	} else {
+		f.set("initial-cluster", name+"="+peer)
+		f.set("initial-cluster-state", "new")
+	}
 	f.set("listen-metrics-urls", "http://"+host+":2381")
 	f.set("client-cert-auth", "true")
 	f.set("trusted-ca-file", l.Cert("etcd/ca.crt"))
@@ -98,6 +114,12 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	f.set("peer-trusted-ca-file", l.Cert("etcd/ca.crt"))
 	f.set("peer-cert-file", l.Cert("etcd/peer.crt"))
 	f.set("peer-key-file", l.Cert("etcd/peer.key"))
+	// Two and a half times etcd's default heartbeat and election
+	// timeout: members on busy small machines (or emulated ones) would
+	// otherwise elect a new leader whenever one of them stalls for a
+	// second; a leader that dies stalls writes for about 3 s.
+	f.set("heartbeat-interval", "250")
+	f.set("election-timeout", "2500")
 	// Compaction keeps the history from growing without bound.
 	f.set("auto-compaction-mode", "periodic")
 	f.set("auto-compaction-retention", "1h")
@@ -105,10 +127,38 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
-// EtcdPeerURL is where embedded etcd's member listens for its peers.
-func EtcdPeerURL(l Layout) string {
-	host, _, _ := strings.Cut(l.withDefaults().DatastoreListen, ":")
-	return "https://" + host + ":2380"
+// EtcdPort and EtcdPeerPort are where embedded etcd's member takes
+// clients (at the node's address; on loopback, Layout.DatastoreListen)
+// and its peers.
+const (
+	EtcdPort     = 2379
+	EtcdPeerPort = 2380
+)
+
+// etcdHost is the address a member is reached at by the others: the
+// node's (first) address, or DatastoreListen's host on a node without one.
+func etcdHost(node Node) string {
+	if ip := firstOf(node.IP); ip != "" {
+		return ip
+	}
+	host, _, _ := strings.Cut(node.layout().DatastoreListen, ":")
+	return host
+}
+
+// EtcdPeerURL is where embedded etcd's member listens for its peers: the
+// node's address.
+func EtcdPeerURL(node Node) string {
+	return "https://" + net.JoinHostPort(etcdHost(node), strconv.Itoa(EtcdPeerPort))
+}
+
+// EtcdClientURL is where the other members and joining servers reach the
+// member's client port: the node's address (DatastoreListen on a node
+// without one).
+func EtcdClientURL(node Node) string {
+	if firstOf(node.IP) == "" {
+		return "https://" + node.layout().DatastoreListen
+	}
+	return "https://" + net.JoinHostPort(etcdHost(node), strconv.Itoa(EtcdPort))
 }
 
 // etcdFlags sets the apiserver's --etcd-servers and its TLS flags.

@@ -137,6 +137,10 @@ type Node struct {
 	// server generated).
 	Token  string
 	Layout Layout
+	// EtcdCluster is embedded etcd's initial cluster when this server
+	// joins a running one (name=peer-URL pairs, as etcd takes them); ""
+	// starts a new cluster of one.
+	EtcdCluster string
 	// Encryption is the cluster's keys for Secrets at rest (a server's,
 	// read from the sealed cluster record); nil renders no encryption
 	// config.

@@ -1,15 +1,21 @@
 package upgrader
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
 	"github.com/cairn-os/cairn/init/node/pki"
 )
@@ -96,5 +102,46 @@ func TestAdminRoutes(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("GET of a file without a certificate: %d, want 403", resp.StatusCode)
+	}
+}
+
+// mayAdmin asks the apiserver as the rotation does (delete Secrets in
+// kube-system, as the certificate's user and groups) and says no for a
+// certificate whose binding is gone, naming it.
+func TestMayAdmin(t *testing.T) {
+	var review struct {
+		Spec struct {
+			User               string            `json:"user"`
+			Groups             []string          `json:"groups"`
+			ResourceAttributes map[string]string `json:"resourceAttributes"`
+		} `json:"spec"`
+	}
+	allowed := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/apis/authorization.k8s.io/v1/subjectaccessreviews" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewDecoder(r.Body).Decode(&review)
+		json.NewEncoder(w).Encode(map[string]any{"status": map[string]any{"allowed": allowed}})
+	}))
+	defer srv.Close()
+	api := kube.New(srv.URL, kube.Options{})
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "cairn-admin-1a2b", Organization: []string{"cairn:cluster-admins"}}}
+	err := mayAdmin(context.Background(), api, cert)
+	if err == nil || !strings.Contains(err.Error(), "cairn-admin-1a2b (cairn:cluster-admins) may not delete Secrets in kube-system") {
+		t.Errorf("a revoked admin: %v", err)
+	}
+	if review.Spec.User != "cairn-admin-1a2b" || !slices.Equal(review.Spec.Groups, []string{"cairn:cluster-admins", "system:authenticated"}) ||
+		review.Spec.ResourceAttributes["verb"] != "delete" || review.Spec.ResourceAttributes["resource"] != "secrets" || review.Spec.ResourceAttributes["namespace"] != "kube-system" {
+		t.Errorf("the review asked: %+v", review.Spec)
+	}
+	allowed = true
+	if err := mayAdmin(context.Background(), api, cert); err != nil {
+		t.Errorf("an admin: %v", err)
+	}
+	srv.Close()
+	if err := mayAdmin(context.Background(), api, cert); !errors.Is(err, errCannotAsk) {
+		t.Errorf("no apiserver: %v, want errCannotAsk (503)", err)
 	}
 }

@@ -165,13 +165,18 @@ type blobAccess struct {
 	adminGroup string
 	// node is this server's Node name, which an upload's proof names.
 	node string
+	// stillAdmin asks the apiserver whether an admin's certificate may
+	// still act as one (adminCache over mayAdmin); nil refuses every
+	// upload.
+	stillAdmin func(ctx context.Context, cert *x509.Certificate) error
 }
 
 // serveBlobs serves the store on upgrade.BlobPort (HTTPS, with the
 // apiserver's certificate): GET to nodes presenting a certificate of the
 // cluster's client CA, PUT by an admin of files a live Upgrade names
 // (their sha256 and size checked as they arrive, so no one can store
-// anything else).
+// anything else). Whether an admin is still one the apiserver says, asked
+// with api (the node's credentials, which may ask).
 func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, node string, sc *ServeConfig, printf func(string, ...any)) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(sc.ClientCA)
@@ -184,7 +189,8 @@ func serveBlobs(ctx context.Context, store *blobStore, api *kube.Client, node st
 			return &c, err
 		},
 	}
-	access := blobAccess{clientCAs: pool, adminGroup: sc.AdminGroup, node: node}
+	admins := &adminCache{ask: func(ctx context.Context, cert *x509.Certificate) error { return mayAdmin(ctx, api, cert) }}
+	access := blobAccess{clientCAs: pool, adminGroup: sc.AdminGroup, node: node, stillAdmin: admins.check}
 	mux := blobHandler(store, access, func(ctx context.Context, sum string) (upgrade.File, []string, error) { return wanted(ctx, api, sum) }, printf)
 	srv := &http.Server{Handler: withAdmin(mux, access, sc.Admin), TLSConfig: tlsCfg, MaxHeaderBytes: 16 << 10,
 		// A request's body and reply get deadlines of their own, by size
@@ -217,15 +223,17 @@ func isSHA256(s string) bool {
 
 // uploader checks that r comes from an admin: the TLS client certificate
 // is one, or the request carries an admin's proof of this upload (through
-// the apiserver's node proxy, which presents no certificate). It returns
-// the uid of the Upgrade a proof names ("" for a TLS certificate, which
-// names none).
+// the apiserver's node proxy, which presents no certificate), and the
+// apiserver still lets that certificate act as an admin (its binding may
+// have been deleted since it was minted). It returns the uid of the
+// Upgrade a proof names ("" for a TLS certificate, which names none).
 func (a blobAccess) uploader(r *http.Request, f upgrade.File) (string, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		if leaf := r.TLS.VerifiedChains[0][0]; !slices.Contains(leaf.Subject.Organization, a.adminGroup) {
+		leaf := r.TLS.VerifiedChains[0][0]
+		if !slices.Contains(leaf.Subject.Organization, a.adminGroup) {
 			return "", fmt.Errorf("the client certificate (%s) is not an admin's (%s)", leaf.Subject.CommonName, a.adminGroup)
 		}
-		return "", nil
+		return "", a.admin(r.Context(), leaf)
 	}
 	cert, uid, err := upgrade.VerifyUpload(r.Header, a.clientCAs, a.node, f)
 	if err != nil {
@@ -237,7 +245,15 @@ func (a blobAccess) uploader(r *http.Request, f upgrade.File) (string, error) {
 	if uid == "" {
 		return "", errors.New("the upload's proof names no upgrade")
 	}
-	return uid, nil
+	return uid, a.admin(r.Context(), cert)
+}
+
+// admin asks stillAdmin about cert.
+func (a blobAccess) admin(ctx context.Context, cert *x509.Certificate) error {
+	if a.stillAdmin == nil {
+		return errors.New("this server cannot ask the apiserver who is an admin")
+	}
+	return a.stillAdmin(ctx, cert)
 }
 
 // blobHandler serves store: GET to clients with a verified certificate,
@@ -272,6 +288,10 @@ func blobHandler(store *blobStore, access blobAccess, want func(ctx context.Cont
 		}
 		// Who uploads is checked before anything else is done for them.
 		uid, err := access.uploader(r, upgrade.File{SHA256: sum, Size: r.ContentLength})
+		if errors.Is(err, errCannotAsk) {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		if err != nil {
 			http.Error(w, "only an admin uploads upgrade files: "+err.Error(), http.StatusForbidden)
 			return

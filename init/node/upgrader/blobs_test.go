@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,10 @@ type blobBed struct {
 	admin, node tls.Certificate
 	// asked counts the reads of the upgrades: a stranger costs none.
 	asked atomic.Int32
+	// revoked makes the apiserver say the admin is no longer one;
+	// reviews counts its answers.
+	revoked atomic.Bool
+	reviews atomic.Int32
 }
 
 const (
@@ -61,7 +66,14 @@ func newBlobBed(t *testing.T) *blobBed {
 		}
 		return b.f, []string{blobUID}, nil
 	}
-	access := blobAccess{clientCAs: pool, adminGroup: pki.AdminGroup, node: blobNode}
+	access := blobAccess{clientCAs: pool, adminGroup: pki.AdminGroup, node: blobNode,
+		stillAdmin: func(_ context.Context, cert *x509.Certificate) error {
+			b.reviews.Add(1)
+			if b.revoked.Load() {
+				return fmt.Errorf("%s (%s) may not delete Secrets in kube-system", cert.Subject.CommonName, cert.Subject.Organization[0])
+			}
+			return nil
+		}}
 	b.srv = httptest.NewUnstartedServer(blobHandler(b.store, access, want, func(string, ...any) {}))
 	b.srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
 	b.srv.StartTLS()
@@ -206,5 +218,68 @@ func TestBlobHandlerStalledUpload(t *testing.T) {
 		if resp.StatusCode < 400 {
 			t.Errorf("the stalled upload: %d", resp.StatusCode)
 		}
+	}
+}
+
+// An admin certificate the apiserver no longer takes as an admin's (its
+// binding deleted) uploads nothing, with its certificate or its proof,
+// and the upgrades are not even read for it.
+func TestBlobHandlerRevokedAdmin(t *testing.T) {
+	b := newBlobBed(t)
+	b.revoked.Store(true)
+	for _, tc := range []struct {
+		name string
+		c    *http.Client
+		sign func(http.Header)
+	}{
+		{"its certificate", b.client(b.admin), nil},
+		{"its proof", b.client(), proof(t, b.admin, blobNode, blobUID, b.f)},
+	} {
+		before := b.reviews.Load()
+		if code := b.put(t, tc.c, b.f.SHA256, "system image bytes", tc.sign); code != http.StatusForbidden || b.store.has(b.f) {
+			t.Errorf("a revoked admin with %s: %d, kept %v; want 403, nothing kept", tc.name, code, b.store.has(b.f))
+		}
+		if b.reviews.Load() == before {
+			t.Errorf("a revoked admin with %s: the apiserver was not asked", tc.name)
+		}
+	}
+	if b.asked.Load() != 0 {
+		t.Errorf("the upgrades were read %d times for a revoked admin", b.asked.Load())
+	}
+	b.revoked.Store(false)
+	if code := b.put(t, b.client(b.admin), b.f.SHA256, "system image bytes", nil); code != http.StatusCreated {
+		t.Errorf("the admin once the apiserver takes it again: %d, want 201", code)
+	}
+}
+
+// The apiserver's yes stands adminCacheFor, its no not at all.
+func TestAdminCache(t *testing.T) {
+	now := time.Now()
+	asked, allowed := 0, true
+	c := &adminCache{now: func() time.Time { return now }, ask: func(context.Context, *x509.Certificate) error {
+		asked++
+		if !allowed {
+			return errors.New("not an admin")
+		}
+		return nil
+	}}
+	cert := &x509.Certificate{Raw: []byte("an admin's certificate")}
+	check := func(want error) {
+		t.Helper()
+		if err := c.check(context.Background(), cert); (err == nil) != (want == nil) {
+			t.Errorf("check: %v, want %v", err, want)
+		}
+	}
+	check(nil)
+	check(nil)
+	if asked != 1 {
+		t.Errorf("asked %d times within %s, want once", asked, adminCacheFor)
+	}
+	allowed = false
+	now = now.Add(adminCacheFor)
+	check(errors.New("not an admin"))
+	check(errors.New("not an admin"))
+	if asked != 3 {
+		t.Errorf("asked %d times, want a no asked again each time (3)", asked)
 	}
 }
