@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all deps kernels cairn image run test unit boot e2e bench fuzz components components-amd64 components-arm64 components-test components-sizes clean
+.PHONY: all deps kernels cairn image run test unit boot e2e bench bench-idle conformance fuzz components components-amd64 components-arm64 components-test components-sizes clean
 
 all: cairn
 
@@ -69,6 +69,21 @@ e2e: deps kernels cairn components-test
 bench: deps kernels components
 	CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -run '^$$' -bench . -benchmem ./...
 	bash image/components/bench.sh $(abspath $(OUT))/components
+
+# What nodes cost at rest (issue #26, docs/performance.md): 2 servers on
+# PostgreSQL and an agent, a server on embedded etcd, then a server VM under
+# TCG. Root, a quiet machine, about 45 minutes; BENCH_IDLE_FLAGS='-only pg'
+# measures one part.
+bench-idle: cairn kernels components-$(BOARD_ARCH)
+	$(GO) run ./test/idle -cairn $(abspath $(CAIRN)) -kernel $(abspath $(DEBS)) -components $(abspath $(OUT))/components -out $(abspath $(OUT))/bench-idle $(BENCH_IDLE_FLAGS)
+
+# Kubernetes's own [Conformance] suite on a local cluster (docs/conformance.md):
+# builds e2e.test, ginkgo and the test images offline, starts `cairn cluster up
+# --servers 2 --agents 2 --datastore postgres`, runs the suite; root, hours.
+# CONFORMANCE_FLAGS='-focus REGEX' or '-resume' for part of it.
+conformance: deps kernels cairn components-$(BOARD_ARCH)
+	$(GO) run ./test/conformance -cairn $(abspath $(CAIRN)) -components $(abspath $(OUT))/components \
+		-kernel $(abspath $(DEBS)) -out $(abspath $(OUT))/conformance $(CONFORMANCE_FLAGS)
 
 # Every fuzz target for FUZZTIME each (parsers of outside input).
 FUZZTIME ?= 30s
