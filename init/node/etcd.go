@@ -478,6 +478,28 @@ func (s *server) etcdTrouble() string {
 	return reason
 }
 
+// etcdQuorum says, when this server's member answers but follows no
+// leader, how many voting members answer; "" otherwise.
+func (s *server) etcdQuorum(ctx context.Context) string {
+	tlsCfg, err := s.etcdClientTLS()
+	if err != nil {
+		return ""
+	}
+	endpoint := "https://" + s.l.DatastoreListen
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: tlsCfg, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return ""
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, watchTimeout)
+	defer cancel()
+	h, err := members.CheckHealth(ctx, cli, endpoint)
+	if err != nil || h.Quorum {
+		return ""
+	}
+	return fmt.Sprintf("quorum lost: %d of %d voting members answer, %d needed; it waits for them", h.Answering, h.Voters, h.Needed())
+}
+
 // etcdSays is the reason etcd's recent output gives for not running:
 // the one said last; "" when none.
 func (s *server) etcdSays() string {

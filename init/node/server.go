@@ -408,6 +408,9 @@ func (s *server) diagnose(err error, timeout time.Duration) string {
 		if reason := s.etcdTrouble(); reason != "" {
 			return reason
 		}
+		if reason := s.etcdQuorum(context.Background()); reason != "" {
+			return reason
+		}
 	}
 	var out []byte
 	if s.o.Services != nil && s.ds.Kind != config.DatastoreEmbedded && s.ds.Kind != config.DatastoreEtcd {
