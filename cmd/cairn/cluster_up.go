@@ -53,7 +53,7 @@ for a look at its logs, and the command fails saying what each node lacks.`,
 	f.StringVarP(&o.Name, "name", "n", "cairn", "the cluster's name (nodes are NAME-s1, NAME-a1, ...)")
 	f.IntVarP(&o.Servers, "servers", "s", 1, fmt.Sprintf("servers, 1-%d", cluster.MaxServers))
 	f.IntVarP(&o.Agents, "agents", "a", 0, fmt.Sprintf("agents, 0-%d", cluster.MaxAgents))
-	f.StringVarP(&o.Datastore, "datastore", "d", "postgres", "postgres, mysql (MariaDB), etcd, or embedded (one server's own etcd)")
+	f.StringVarP(&o.Datastore, "datastore", "d", "postgres", "postgres, mysql (MariaDB), etcd, or embedded (the servers' own etcd, a member on each)")
 	f.StringVarP(&o.Platform, "platform", "p", "container", "container (the init as PID 1 of new namespaces) or qemu (virtual machines under TCG)")
 	f.StringVarP(&o.Board, "board", "b", "", "board to build and run (default: this machine's architecture's QEMU board)")
 	f.StringVar(&o.VIP, "vip", "", "a fixed registration address for the servers: auto (.10 of the subnet) or an address; agents and the kubeconfig use it")
@@ -91,9 +91,6 @@ func checkClusterUp(o *cluster.Options) error {
 	}
 	if !slices.Contains(cluster.Datastores, o.Datastore) {
 		return usageErrorf("--datastore %q: want one of %s", o.Datastore, strings.Join(cluster.Datastores, ", "))
-	}
-	if o.Datastore == "embedded" && o.Servers > 1 {
-		return usageErrorf("--datastore embedded runs one etcd inside the server: it takes --servers 1 (give postgres, mysql or etcd for more)")
 	}
 	if !slices.Contains(cluster.Platforms, o.Platform) {
 		return usageErrorf("--platform %q: want container or qemu", o.Platform)

@@ -9,7 +9,11 @@ import (
 
 // nodeConfig is the cloud-config of node n: its name, its address on the
 // bridge, its role and the token; a server's datastore (with etcd's client
-// certificate) and VIP, an agent's server.
+// certificate) and VIP, an agent's server. On embedded etcd (no endpoint)
+// the first server starts the cluster and every other server joins it
+// through server: (the VIP when there is one, so a server that comes back
+// later finds the cluster even with the first one down); without that,
+// each would start a cluster of its own.
 func nodeConfig(st *state, n nodeState, token, endpoint string) *config.Config {
 	c := &config.Config{
 		Hostname: n.Name,
@@ -25,6 +29,11 @@ func nodeConfig(st *state, n nodeState, token, endpoint string) *config.Config {
 		Kubernetes: config.Kubernetes{Role: n.Role, Token: token},
 	}
 	k := &c.Kubernetes
+	// The cluster's address: the VIP, else the first server's.
+	clusterURL := apiURL(st.Nodes[0].Addr.String())
+	if st.VIP.IsValid() {
+		clusterURL = apiURL(st.VIP.String())
+	}
 	if n.Role == "server" {
 		k.DatastoreEndpoint = endpoint
 		if st.Store != nil && st.Store.TLS != nil {
@@ -33,11 +42,11 @@ func nodeConfig(st *state, n nodeState, token, endpoint string) *config.Config {
 		if st.VIP.IsValid() {
 			k.VIP = st.VIP.String()
 		}
-	} else {
-		k.Server = apiURL(st.Nodes[0].Addr.String())
-		if st.VIP.IsValid() {
-			k.Server = apiURL(st.VIP.String())
+		if endpoint == "" && n.ID != st.Nodes[0].ID {
+			k.Server = clusterURL
 		}
+	} else {
+		k.Server = clusterURL
 	}
 	return c
 }

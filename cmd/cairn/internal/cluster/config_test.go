@@ -12,7 +12,9 @@ import (
 
 // TestNodeConfigs reads every node's config back through the config
 // package's strict parser and Load, as the node will, and checks what
-// each holds.
+// each holds: on embedded etcd, one cluster (the first server starts it,
+// the others join it through server:), on a datastore, servers that
+// share it.
 func TestNodeConfigs(t *testing.T) {
 	token, err := join.Generate()
 	if err != nil {
@@ -20,16 +22,23 @@ func TestNodeConfigs(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, store string // store: a container datastore kind, or "" for embedded
+		servers     int
 		vip         bool
-		wantServer  string // the agents' server
+		wantServer  string // the agents' server, and joining servers' on embedded etcd
 	}{
-		{"postgres with a vip", container.Postgres, true, "https://192.168.200.10:6443"},
-		{"mysql", container.MySQL, false, "https://192.168.200.11:6443"},
-		{"etcd", container.Etcd, false, "https://192.168.200.11:6443"},
-		{"embedded", "", false, "https://192.168.200.11:6443"},
+		{"postgres with a vip", container.Postgres, 2, true, "https://192.168.200.10:6443"},
+		{"mysql", container.MySQL, 1, false, "https://192.168.200.11:6443"},
+		{"etcd", container.Etcd, 3, false, "https://192.168.200.11:6443"},
+		{"embedded", "", 1, false, "https://192.168.200.11:6443"},
+		{"embedded three servers", "", 3, false, "https://192.168.200.11:6443"},
+		{"embedded three servers with a vip", "", 3, true, "https://192.168.200.10:6443"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := validState()
+			st.Store = nil
+			for i := 2; i <= tc.servers; i++ {
+				st.Nodes = append(st.Nodes, newNode("dev", "server", i, hostAddr(st.Network.Subnet, serverHost0+i)))
+			}
 			st.Nodes = append(st.Nodes, newNode("dev", "agent", 2, hostAddr(st.Network.Subnet, agentHost0+2)))
 			if tc.vip {
 				st.VIP = hostAddr(st.Network.Subnet, vipHost)
@@ -52,6 +61,7 @@ func TestNodeConfigs(t *testing.T) {
 			if len(cfgs) != len(st.Nodes) {
 				t.Fatalf("%d configs for %d nodes", len(cfgs), len(st.Nodes))
 			}
+			var starters []string // servers that start a cluster of their own
 			for _, n := range st.Nodes {
 				data := cfgs[n.ID]
 				if !strings.HasPrefix(string(data), "#cloud-config\n") {
@@ -82,8 +92,18 @@ func TestNodeConfigs(t *testing.T) {
 					t.Errorf("%s's config: vip %q; want %q", n.Name, k.VIP, wantVIP)
 				}
 				if n.Role == "server" {
-					if k.DatastoreEndpoint != endpoint || k.Server != "" {
-						t.Errorf("%s's config: datastore-endpoint %q, server %q; want %q and none", n.Name, k.DatastoreEndpoint, k.Server, endpoint)
+					// On embedded etcd the first server starts the
+					// cluster and every other joins it; on a datastore
+					// no server is given server:.
+					wantJoin := ""
+					if tc.store == "" && n.ID != "s1" {
+						wantJoin = tc.wantServer
+					}
+					if k.DatastoreEndpoint != endpoint || k.Server != wantJoin {
+						t.Errorf("%s's config: datastore-endpoint %q, server %q; want %q and %q\n%s", n.Name, k.DatastoreEndpoint, k.Server, endpoint, wantJoin, data)
+					}
+					if k.DatastoreEndpoint == "" && k.Server == "" {
+						starters = append(starters, n.Name)
 					}
 					// etcd takes TLS with the harness's client certificate, its key 0600.
 					tlsFiles := k.DatastoreCAFile + " " + k.DatastoreCertFile + " " + k.DatastoreKeyFile
@@ -100,6 +120,9 @@ func TestNodeConfigs(t *testing.T) {
 				} else if k.DatastoreEndpoint != "" || k.Server != tc.wantServer {
 					t.Errorf("%s's config: datastore-endpoint %q, server %q; want none and %s", n.Name, k.DatastoreEndpoint, k.Server, tc.wantServer)
 				}
+			}
+			if tc.store == "" && !slices.Equal(starters, []string{"dev-s1"}) {
+				t.Errorf("servers that start an embedded etcd cluster of their own: %v; want dev-s1 alone (one cluster)", starters)
 			}
 		})
 	}
