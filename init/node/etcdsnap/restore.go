@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -121,7 +122,7 @@ func Reset(o ResetOptions) error {
 	m := marker{Time: now.UTC(), From: o.RestorePath}
 	if _, err := os.Lstat(o.DataDir); err == nil {
 		m.Aside = o.DataDir + ".before-reset-" + strconv.FormatInt(now.Unix(), 10)
-		if err := os.Rename(o.DataDir, m.Aside); err != nil {
+		if err := moveAside(o.DataDir, m.Aside); err != nil {
 			return fmt.Errorf("cluster-reset: moving %s aside: %w", o.DataDir, err)
 		}
 	}
@@ -144,6 +145,26 @@ func Reset(o ResetOptions) error {
 	}
 	o.Printf("etcd: %s%s. Remove cluster-reset and cluster-reset-restore-path from this server's config; the other servers join again once their etcd data is cleared (docs/server.md, Snapshots and restore)", what, aside)
 	return nil
+}
+
+// moveAside renames dir to aside; where the kernel will not rename it
+// (EXDEV: a directory of an overlay's lower layer, as /var/lib/cairn is on
+// a live boot and on the container platform), it copies the tree and then
+// removes dir. etcd's data directory holds directories and regular files.
+func moveAside(dir, aside string) error {
+	err := os.Rename(dir, aside)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	// CopyFS makes files readable by all: only root may enter aside.
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		return err
+	}
+	if err := os.CopyFS(aside, os.DirFS(dir)); err != nil {
+		os.RemoveAll(aside)
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // restore runs etcd's restore, telling a panic (a damaged database) as
