@@ -92,8 +92,9 @@ func nodeRoot(t *testing.T, config string) string {
 
 // containerNode is one running init on the container platform.
 type containerNode struct {
-	name string
-	cmd  *exec.Cmd
+	name  string
+	cmd   *exec.Cmd
+	netns string // its network namespace, deleted once it stops
 
 	mu    sync.Mutex
 	lines []string
@@ -120,7 +121,7 @@ func startNode(t *testing.T, name, root, netns string) *containerNode {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &containerNode{name: name, cmd: cmd, more: make(chan struct{}), done: make(chan struct{})}
+	n := &containerNode{name: name, cmd: cmd, netns: netns, more: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -238,6 +239,7 @@ func (n *containerNode) stop(t *testing.T) {
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
+		n.dropNetns()
 	case <-time.After(2 * time.Minute):
 		t.Errorf("%s did not stop within 2 minutes of SIGTERM", n.name)
 		n.kill()
@@ -249,6 +251,18 @@ func (n *containerNode) kill() {
 		n.cmd.Process.Kill()
 	}
 	<-n.done
+	n.dropNetns()
+}
+
+// dropNetns deletes the stopped node's network namespace: it keeps the
+// node's address on a link of the bridge, and a node started again with
+// the same address in a new namespace would share it with a stack that
+// answers every connection with a reset (TestEtcdSnapshot's restart got
+// "connection refused" from it).
+func (n *containerNode) dropNetns() {
+	if n.netns != "" {
+		exec.Command("ip", "netns", "delete", filepath.Base(n.netns)).Run()
+	}
 }
 
 // postgres is Debian's PostgreSQL run by a test inside ns, listening on
