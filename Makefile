@@ -56,10 +56,14 @@ unit:
 boot: cairn
 	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -run '^TestBoot(X86_64|Arm64)$$' -v -timeout 30m ./test/
 
-# Every end-to-end test (docs/testing.md): config sources, bad config, static
-# address on a TAP bridge, DHCP lease renewal with dnsmasq; needs root. The
-# node components' tests run first: their cold build takes 20-40 minutes, too
-# long for `make test` on a fresh CI machine, and seconds once cached.
+# Every end-to-end test (docs/testing.md): config sources, bad and hostile
+# configs, networks (static, DHCP renewal), servers on every datastore and on
+# embedded etcd across servers (HA, snapshots, restore), agents, the VIP,
+# the day-one services (registries, manifests, storage, metrics, LoadBalancer),
+# least privilege (tokens, rotation, secrets at rest), upgrades; needs root.
+# The node components' tests run first: their cold build takes 20-40 minutes,
+# too long for `make test` on a fresh CI machine, and seconds once cached.
+# Not here: `make conformance` and `make bench-idle` (hours, a quiet machine).
 e2e: deps kernels cairn components-test
 	CAIRN=$(abspath $(CAIRN)) CAIRN_DEBS=$(abspath $(DEBS)) $(GO) test -count=1 -tags qemu -v -timeout 360m ./test/
 
