@@ -321,6 +321,9 @@ func (b *builder) buildImage(ctx context.Context, ix *debdeps.Index, s imageSpec
 			return "", err
 		}
 	}
+	if err := alternatives(tree); err != nil {
+		return "", err
+	}
 	if s.Busybox {
 		if err := busyboxLinks(tree); err != nil {
 			return "", err
@@ -365,6 +368,30 @@ func (b *builder) buildGo(ctx context.Context, g goProgram, dest string) error {
 		return fmt.Errorf("go build %s (in %s): %v\n%s", g.Pkg, dir, err, out)
 	}
 	return os.Chmod(dest, g.Mode)
+}
+
+// debianAlternatives are the links Debian's maintainer scripts make with
+// update-alternatives, which unpacking a package does not run: without
+// them busybox's applet takes the name (its nc has no -v, and the suite's
+// Service checks run `nc -v -t -w 2 HOST PORT`).
+var debianAlternatives = map[string]string{"bin/nc": "nc.openbsd"}
+
+// alternatives makes each of debianAlternatives whose target the image
+// holds and whose name is free.
+func alternatives(tree string) error {
+	for name, target := range debianAlternatives {
+		link := filepath.Join(tree, name)
+		if _, err := os.Stat(filepath.Join(filepath.Dir(link), target)); err != nil {
+			continue
+		}
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(target, link); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // busyboxLinks links in /bin each of busybox's applets that no file on
