@@ -273,20 +273,11 @@ func openCluster(ctx context.Context, kv clientv3.KV, secret string) (*claimResu
 		if err := nr.seal(key, keyed); err != nil {
 			return nil, err
 		}
-		data, err := json.Marshal(&nr)
-		if err != nil {
-			return nil, err
-		}
-		// kine takes an update only in this form (with the Else).
-		resp, err := kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
-			Then(clientv3.OpPut(bootstrapKey, string(data))).
-			Else(clientv3.OpGet(bootstrapKey)).
-			Commit()
+		_, written, err := replaceRecord(ctx, kv, rev, &nr)
 		if err != nil {
 			return nil, fmt.Errorf("adding the key of Secrets at rest to the cluster record: %w", err)
 		}
-		if resp.Succeeded {
+		if written {
 			res.PKI, res.Ring, res.Keyed = keyed, ring, true
 			return res, nil
 		}
@@ -366,4 +357,24 @@ func settingsDiffer(mine, cluster map[string]string) []string {
 		out = append(out, fmt.Sprintf("kubernetes.%s is %q on this server but %q in the cluster (set by its first server)", k, mine[k], theirs))
 	}
 	return out
+}
+
+// replaceRecord writes r over the cluster record if the record is still
+// at rev (its ModRevision), and says whether it was, with the datastore's
+// revision after the write. kine takes such an update only in this form
+// (a Txn with an Else).
+func replaceRecord(ctx context.Context, kv clientv3.KV, rev int64, r *record) (newRev int64, written bool, err error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return 0, false, err
+	}
+	resp, err := kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
+		Then(clientv3.OpPut(bootstrapKey, string(data))).
+		Else(clientv3.OpGet(bootstrapKey)).
+		Commit()
+	if err != nil {
+		return 0, false, err
+	}
+	return resp.Header.Revision, resp.Succeeded, nil
 }

@@ -614,20 +614,11 @@ func (a *atRest) setEtcdCA(ctx context.Context, kv clientv3.KV, local pki.Pair) 
 		if err := nr.seal(key, c); err != nil {
 			return pki.Pair{}, false, err
 		}
-		data, err := json.Marshal(&nr)
-		if err != nil {
-			return pki.Pair{}, false, err
-		}
-		// kine takes an update only in this form (with the Else).
-		resp, err := kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
-			Then(clientv3.OpPut(bootstrapKey, string(data))).
-			Else(clientv3.OpGet(bootstrapKey)).
-			Commit()
+		_, written, err := replaceRecord(ctx, kv, rev, &nr)
 		if err != nil {
 			return pki.Pair{}, false, fmt.Errorf("writing the cluster record: %w", err)
 		}
-		if resp.Succeeded {
+		if written {
 			return local, true, nil
 		}
 		// Changed meanwhile (a step of Secrets at rest, or another

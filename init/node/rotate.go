@@ -437,20 +437,11 @@ func (a *atRest) reseal(ctx context.Context, kv clientv3.KV, newSecret string) (
 		if err := nr.seal(key, c); err != nil {
 			return false, err
 		}
-		data, err := json.Marshal(&nr)
-		if err != nil {
-			return false, err
-		}
-		// kine takes an update only in this form (with the Else).
-		resp, err := kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
-			Then(clientv3.OpPut(bootstrapKey, string(data))).
-			Else(clientv3.OpGet(bootstrapKey)).
-			Commit()
+		_, written, err := replaceRecord(ctx, kv, rev, &nr)
 		if err != nil {
 			return false, fmt.Errorf("writing the re-sealed cluster record: %w", err)
 		}
-		if resp.Succeeded {
+		if written {
 			a.secret, a.key, a.salt = newSecret, key, nr.Salt
 			return true, nil
 		}
@@ -487,20 +478,11 @@ func (a *atRest) setAgentSetting(ctx context.Context, kv clientv3.KV, from, to s
 			nr.Settings = map[string]string{}
 		}
 		nr.Settings["agent-token"] = to
-		data, err := json.Marshal(&nr)
-		if err != nil {
-			return false, err
-		}
-		// kine takes an update only in this form (with the Else).
-		resp, err := kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
-			Then(clientv3.OpPut(bootstrapKey, string(data))).
-			Else(clientv3.OpGet(bootstrapKey)).
-			Commit()
+		_, written, err := replaceRecord(ctx, kv, rev, &nr)
 		if err != nil {
 			return false, fmt.Errorf("writing the cluster record: %w", err)
 		}
-		if resp.Succeeded {
+		if written {
 			return true, nil
 		}
 	}

@@ -352,23 +352,14 @@ func (a *atRest) update(ctx context.Context, kv clientv3.KV, change func(*keyrin
 	if err := nr.seal(key, c); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(&nr)
-	if err != nil {
-		return nil, err
-	}
-	// kine takes an update only in this form (with the Else).
-	resp, err := kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(bootstrapKey), "=", rev)).
-		Then(clientv3.OpPut(bootstrapKey, string(data))).
-		Else(clientv3.OpGet(bootstrapKey)).
-		Commit()
+	newRev, written, err := replaceRecord(ctx, kv, rev, &nr)
 	if err != nil {
 		return nil, fmt.Errorf("writing the cluster record: %w", err)
 	}
-	if !resp.Succeeded {
+	if !written {
 		return nil, errRecordChanged
 	}
-	a.set(ring, resp.Header.Revision)
+	a.set(ring, newRev)
 	return ring, nil
 }
 
