@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -51,7 +52,7 @@ network: it gets 10.0.2.15 by DHCP and reaches this machine as 10.0.2.2.`,
 	f.StringArrayVar(&rf.fwds, "fwd", nil, "forward a host TCP port to the guest, HOSTPORT:GUESTPORT (repeatable)")
 	f.StringArrayVar(&rf.appends, "append", nil, "extra kernel command-line argument (repeatable)")
 	f.IntVarP(&rf.memory, "memory", "m", 0, "guest memory in MiB (default: the board's)")
-	f.IntVar(&rf.smp, "smp", 1, "guest CPUs")
+	f.IntVar(&rf.smp, "smp", defaultSMP(), "guest CPUs (two when this machine has two or more: TCG runs each on a host thread of its own)")
 	f.StringVar(&rf.log, "log", "", "also write the console to this file")
 	cmd.RegisterFlagCompletionFunc("board", completeBoards)
 	cmd.MarkFlagFilename("seed")
@@ -189,4 +190,12 @@ func configSource(arg string) (url string, closeFn func(), err error) {
 		return "", nil, fmt.Errorf("--config %s: %w", arg, err)
 	}
 	return url, closeFn, nil
+}
+
+// defaultSMP is the guest's CPUs when --smp is not given: two when this
+// machine has two or more, since QEMU's TCG runs each guest CPU on its
+// own host thread and one CPU leaves the control plane's start waiting
+// on everything else the node does at boot.
+func defaultSMP() int {
+	return min(2, runtime.NumCPU())
 }

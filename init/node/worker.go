@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,7 +168,11 @@ func (w *worker) start(ctx context.Context) error {
 		if _, err := w.o.Services.Wait(ctx, "containerd", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 			return
 		}
-		w.importImages(ctx)
+		// The pause image is every pod's sandbox: the kubelet needs it
+		// first. The other archives (add-ons, the user's) follow while the
+		// kubelet registers: under TCG their unpacking takes minutes of
+		// the CPU the control plane needs to start.
+		rest := w.importImages(ctx, func(name string) bool { return name == sandboxArchive })
 		select {
 		case err := <-cert:
 			if err != nil {
@@ -183,6 +188,9 @@ func (w *worker) start(ctx context.Context) error {
 			w.o.Printf("node: %v", err)
 			return
 		}
+		supervise.Go("node: images", func() {
+			w.importImages(ctx, func(name string) bool { return slices.Contains(rest, name) })
+		})
 		supervise.Go("node: kubelet certificate watch", func() { w.keepKubeletCert(ctx) })
 		supervise.Go("node: upgrades", func() { w.runUpgrades(ctx) })
 		w.reportReady(ctx)
@@ -488,19 +496,27 @@ func storeKubeletCert(dir string, data []byte, now time.Time) error {
 // importTimeout bounds one image's import.
 const importTimeout = 3 * time.Minute
 
-// importImages imports every image archive under ImagesDir into
-// containerd's k8s.io namespace, where the kubelet finds them, so no
-// registry is ever needed for what the image carries.
-func (w *worker) importImages(ctx context.Context) {
+// sandboxArchive is the pause image's archive under ImagesDir.
+const sandboxArchive = "pause.tar"
+
+// importImages imports the image archives under ImagesDir that want
+// names into containerd's k8s.io namespace, where the kubelet finds them,
+// so no registry is ever needed for what the image carries. It returns
+// the archives it left for later: those want refused.
+func (w *worker) importImages(ctx context.Context, want func(archive string) bool) (later []string) {
 	entries, err := os.ReadDir(ImagesDir)
 	if err != nil {
 		w.o.Printf("node: no images to import: %v", err)
-		return
+		return nil
 	}
 	start := time.Now()
 	var names, skipped []string
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tar") {
+			continue
+		}
+		if !want(e.Name()) {
+			later = append(later, e.Name())
 			continue
 		}
 		if a, ok := unusedAddon(w.k, e.Name()); ok {
@@ -520,11 +536,19 @@ func (w *worker) importImages(ctx context.Context) {
 		}
 		names = append(names, strings.TrimSuffix(e.Name(), ".tar"))
 	}
-	line := fmt.Sprintf("node: imported %d images (%s) into containerd in %.1fs", len(names), strings.Join(names, ", "), time.Since(start).Seconds())
+	if len(names) == 0 && len(skipped) == 0 {
+		return later
+	}
+	noun := "images"
+	if len(names) == 1 {
+		noun = "image"
+	}
+	line := fmt.Sprintf("node: imported %d %s (%s) into containerd in %.1fs", len(names), noun, strings.Join(names, ", "), time.Since(start).Seconds())
 	if len(skipped) > 0 {
 		line += "; not the images of add-ons this cluster does not run (" + strings.Join(skipped, ", ") + ")"
 	}
 	w.o.Printf("%s", line)
+	return later
 }
 
 // startKubelet hands the kubelet, kube-proxy and flannel to the
