@@ -189,6 +189,11 @@ func (w *worker) start(ctx context.Context) error {
 			return
 		}
 		supervise.Go("node: images", func() {
+			// On a server the kubelet waits for the local apiserver, whose
+			// start these would slow down.
+			if _, err := w.o.Services.Wait(ctx, "kubelet", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
+				return
+			}
 			w.importImages(ctx, func(name string) bool { return slices.Contains(rest, name) })
 		})
 		supervise.Go("node: kubelet certificate watch", func() { w.keepKubeletCert(ctx) })
