@@ -437,6 +437,73 @@ func TestServersPostgresQEMU(t *testing.T) {
 	}
 }
 
+// TestServersEmbeddedQEMU is HA without an external datastore on real
+// machines: two x86_64 VMs, vm1 creating the cluster on its embedded etcd
+// and vm2, given only `server:` = vm1 and the token, joining it as a
+// member through the real boot path (learner, promoted), one cluster.
+// vm2 boots once vm1 serves: two TCG VMs starting at once would not leave
+// either the CPU its etcd needs.
+func TestServersEmbeddedQEMU(t *testing.T) {
+	ctx := context.Background()
+	ns := bridgeNS(t)
+	dir := image(t, "qemu-x86_64", "-components", filepath.Dir(componentsDir(t)))
+	addrs := []string{"192.168.77.21", "192.168.77.22"}
+	start := func(i int, extra string) *qemu.Machine {
+		name := fmt.Sprintf("vm%d", i+1)
+		tap, err := ns.AddTAP(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed := filepath.Join(t.TempDir(), "seed.iso")
+		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
+			UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n%s", name, clusterToken, extra)),
+			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addrs[i] + "/24]\n"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
+			Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
+			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
+		})
+	}
+	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] ` + reServerReady)
+	vm1 := start(0, "")
+	waitFor(t, ctx, vm1, bootTimeout, reInitStarting)
+	ready := waitFor(t, ctx, vm1, 25*time.Minute, reReady)
+	if !strings.Contains(ready.Text, "datastore embedded etcd") {
+		t.Fatalf("vm1 does not say it runs the embedded etcd: %s", ready.Text)
+	}
+	vm2 := start(1, "  server: https://"+addrs[0]+":6443\n")
+	reVoter := regexp.MustCompile(`etcd: this server is a voting member of embedded etcd \((\d+) voting members\): joined in ([\d.]+)s, ([\d.]+)s after the config was loaded`)
+	voter := waitFor(t, ctx, vm2, 25*time.Minute, reVoter)
+	m := reVoter.FindStringSubmatch(voter.Text)
+	if m[1] != "2" {
+		t.Errorf("vm2 is a voting member among %s, want 2: %s", m[1], voter.Text)
+	}
+	t.Logf("figures: qemu-x86_64 on embedded etcd (TCG, 2 vCPUs, vm1 serving): vm2 config loaded to voting member %ss, of which joining (learner added to promoted) %ss", m[3], m[2])
+	ready2 := waitFor(t, ctx, vm2, 25*time.Minute, reReady)
+	if !strings.Contains(ready2.Text, "datastore embedded etcd") {
+		t.Errorf("vm2 does not say it runs the embedded etcd: %s", ready2.Text)
+	}
+	api := newAPIClient(t, ns, mustKubeconfig(t, ctx, ns, addrs[1]))
+	cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "e2e-qemu-etcd", "namespace": "default"}, "data": map[string]string{"written-through": "vm2"}}
+	if code, body, err := api.do("POST", "https://"+addrs[1]+":6443/api/v1/namespaces/default/configmaps", cm); code != 201 {
+		t.Fatalf("creating a ConfigMap through vm2: %d %v %s", code, err, body)
+	}
+	if code, body, err := api.do("GET", "https://"+addrs[0]+":6443/api/v1/namespaces/default/configmaps/e2e-qemu-etcd", nil); code != 200 {
+		t.Fatalf("reading it through vm1 (one etcd cluster, one CA): %d %v %s", code, err, body)
+	}
+	for _, vm := range []*qemu.Machine{vm1, vm2} {
+		for _, l := range vm.Lines() {
+			if strings.Contains(l.Text, clusterToken) {
+				t.Errorf("%s's console shows the token: %s", vm.Name(), l.Text)
+			}
+		}
+	}
+}
+
 func mustKubeconfig(t *testing.T, ctx context.Context, ns *qemu.Netns, addr string) []byte {
 	t.Helper()
 	tok, _ := join.ParseToken(clusterToken)
