@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cairn-os/cairn/image/debdeps"
 )
@@ -65,15 +66,22 @@ type imageSpec struct {
 	Debs     []string
 	// Busybox links busybox's applets in /bin, those no Debian package
 	// put on the PATH: all of them in the busybox image (as upstream's),
-	// the rest of an Alpine-like base in agnhost's and nginx's.
+	// the rest of an Alpine-like base in agnhost's and nginx's. Which
+	// busybox is in Debs matters: busybox-static's shell is built
+	// standalone, it runs its own applet for every name it has whatever
+	// the PATH holds, so an image whose Debian tools share a name with
+	// an applet (nc, ip, nslookup) takes Debian's dynamic busybox.
 	Busybox bool
-	Go      []goProgram
-	Files   []kubeFile        // from the k8s.io/kubernetes module
-	Write   map[string]string // path -> contents (mode 0644)
-	Dirs    map[string]os.FileMode
-	Links   map[string]string // path -> target
-	Users   bool              // agnhost's users and groups (uid 1000, gid 50000)
-	Config  imageConfig       // Names and Arch are filled in
+	// Checks are run in the finished tree by its own /bin/sh, as a test's
+	// `kubectl exec POD -- /bin/sh -c CMD` runs them (only as root).
+	Checks []imageCheck
+	Go     []goProgram
+	Files  []kubeFile        // from the k8s.io/kubernetes module
+	Write  map[string]string // path -> contents (mode 0644)
+	Dirs   map[string]os.FileMode
+	Links  map[string]string // path -> target
+	Users  bool              // agnhost's users and groups (uid 1000, gid 50000)
+	Config imageConfig       // Names and Arch are filled in
 }
 
 // goProgram is a main package built into the image (CGO_ENABLED=0).
@@ -93,8 +101,24 @@ const pathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 // agnhostDebs are the tools agnhost's image carries (upstream: Alpine's
 // bind-tools, curl, netcat-openbsd, iproute2, bash, util-linux-misc;
 // busybox for the rest): dig and nslookup for the DNS tests, getent,
-// curl and nc for the node-to-pod checks, ip and ss.
-var agnhostDebs = []string{"bash", "libc-bin", "bind9-dnsutils", "curl", "netcat-openbsd", "iproute2", "busybox-static"}
+// curl and nc for the node-to-pod checks, ip and ss. The busybox is
+// Debian's dynamic one, built like Alpine's without the standalone
+// shell: busybox-static's sh ran its own nc (no -v, no -u) for the
+// suite's `sh -c "nc -v -t -w 2 HOST PORT"` though /bin/nc was OpenBSD's.
+var agnhostDebs = []string{"bash", "libc-bin", "bind9-dnsutils", "curl", "netcat-openbsd", "iproute2", "busybox"}
+
+// agnhostChecks are what the suite's commands in agnhost containers need
+// from the tools they name through sh (framework/service/jig.go,
+// framework/network/utils.go, network/hostport.go, network/dns_common.go,
+// apps/daemon_set.go).
+var agnhostChecks = []imageCheck{
+	{"nc -h 2>&1", "OpenBSD netcat", "Services and Networking run `nc -v -t -w 2`, `nc -v -u -w 2` and `nc -u -w 1`, which busybox's nc refuses"},
+	{"ip -V 2>&1", "iproute2", "iproute2's ip, as upstream's image carries"},
+	{"nslookup -version 2>&1", "nslookup 9.", "the ExternalName Services tests run nslookup (upstream: bind-tools')"},
+	{"dig -v 2>&1", "DiG 9.", "the DNS probers run dig"},
+	{"curl --version 2>&1", "curl ", "Services, hostport, lifecycle hooks and session affinity run curl"},
+	{`[[ "$(echo ok)" == "ok" ]] && echo yes`, "yes", "DaemonSet's readiness probe runs [[ ]] in sh"},
+}
 
 // agnhost is agnhost's image, or one built on it; version is what the
 // binary says it is (agnhost --version).
@@ -113,6 +137,7 @@ func agnhost(file, tag, version string, extra ...kubeFile) imageSpec {
 		Dirs:   map[string]os.FileMode{"/uploads": 0o755},
 		Links:  map[string]string{"/agnhost-2": "agnhost"},
 		Users:  true,
+		Checks: agnhostChecks,
 		Config: imageConfig{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{pathEnv}, WorkingDir: "/"},
 	}
 }
@@ -137,9 +162,16 @@ func testImages() []imageSpec {
 		{
 			File: "busybox", Registry: "promoterE2eRegistry", Name: "busybox", Tag: "1.37.0-1",
 			Upstream: "Docker's busybox:1.37.0",
-			Debs:     []string{"busybox-static"},
-			Busybox:  true,
-			Config:   imageConfig{Cmd: []string{"sh"}, Env: []string{pathEnv}},
+			// Only applets here, so busybox-static's shell finds
+			// the same programs as the PATH would, and no libc.
+			Debs:    []string{"busybox-static"},
+			Busybox: true,
+			Checks: []imageCheck{
+				{"wget --help 2>&1", "--post-data", "the PreStop test's hook runs wget --post-data"},
+				{`[[ "$(echo ok)" == "ok" ]] && echo yes`, "yes", "the Downward API test runs [[ ]] in sh"},
+				{"sysctl kernel/ostype", "kernel.ostype = Linux", "the Sysctls tests read kernel/shm_rmid_forced and expect the dotted name"},
+			},
+			Config: imageConfig{Cmd: []string{"sh"}, Env: []string{pathEnv}},
 		},
 		{
 			File: "pause", Registry: "gcRegistry", Name: "pause", Tag: "3.10.2",
@@ -150,7 +182,7 @@ func testImages() []imageSpec {
 		{
 			File: "nginx", Registry: "promoterE2eRegistry", Name: "nginx", Tag: "1.15-4",
 			Upstream: "Docker's nginx:1.27-alpine",
-			Debs:     []string{"nginx-light", "busybox-static"},
+			Debs:     []string{"nginx-light", "busybox"},
 			Busybox:  true, // sh and sleep: pre_stop.go's hook runs them
 			Write:    map[string]string{"/etc/nginx/nginx.conf": nginxConf},
 			Dirs:     map[string]os.FileMode{"/var/lib/nginx": 0o755, "/var/log/nginx": 0o755, "/run": 0o755},
@@ -161,7 +193,11 @@ func testImages() []imageSpec {
 			Upstream: "debian:bookworm-slim with dnsutils",
 			Debs:     []string{"base-files", "dash", "bash", "coreutils", "hostname", "mawk", "grep", "sed", "findutils", "libc-bin", "dnsutils"},
 			Links:    map[string]string{"/bin/sh": "dash", "/usr/bin/awk": "mawk"},
-			Config:   imageConfig{Cmd: []string{"bash"}, Env: []string{pathEnv}},
+			Checks: []imageCheck{
+				{"dig -v 2>&1", "DiG 9.", "the DNS prober runs dig"},
+				{"for i in `seq 1 2`; do echo n$i; done", "n2", "the DNS prober loops over seq in dash"},
+			},
+			Config: imageConfig{Cmd: []string{"bash"}, Env: []string{pathEnv}},
 		},
 		{
 			File: "nonewprivs", Registry: "promoterE2eRegistry", Name: "nonewprivs", Tag: "1.4",
@@ -339,6 +375,9 @@ func (b *builder) buildImage(ctx context.Context, ix *debdeps.Index, s imageSpec
 			return "", err
 		}
 	}
+	if err := b.check(ctx, tree, s); err != nil {
+		return "", err
+	}
 	cfg := s.Config
 	cfg.Names = []string{s.ref()}
 	cfg.Arch = b.arch
@@ -373,7 +412,9 @@ func (b *builder) buildGo(ctx context.Context, g goProgram, dest string) error {
 // debianAlternatives are the links Debian's maintainer scripts make with
 // update-alternatives, which unpacking a package does not run: without
 // them busybox's applet takes the name (its nc has no -v, and the suite's
-// Service checks run `nc -v -t -w 2 HOST PORT`).
+// Service checks run `nc -v -t -w 2 HOST PORT`). The link alone is not
+// enough: the shell that runs the command must look the name up on the
+// PATH (agnhostDebs).
 var debianAlternatives = map[string]string{"bin/nc": "nc.openbsd"}
 
 // alternatives makes each of debianAlternatives whose target the image
@@ -433,4 +474,83 @@ func writeIn(tree, p string, data []byte, mode os.FileMode) error {
 	}
 	_ = os.Remove(full)
 	return os.WriteFile(full, data, mode)
+}
+
+// imageCheck is a command an image's own /bin/sh runs at build time, as a
+// test's `kubectl exec POD -- /bin/sh -c CMD` would, and what its output
+// (stdout and stderr) must contain.
+type imageCheck struct{ Cmd, Want, Why string }
+
+// check runs the spec's checks in the finished tree: a chroot in new
+// mount and PID namespaces with its own /proc (busybox-static's shell
+// runs its applets through /proc/self/exe, so without /proc it would
+// fall back to the PATH and hide the very difference a check is for).
+// It needs root; otherwise it says so and checks nothing.
+func (b *builder) check(ctx context.Context, tree string, s imageSpec) error {
+	if len(s.Checks) == 0 {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		b.log("image %s: %d checks not run (they chroot into the image: run as root)", s.File, len(s.Checks))
+		return nil
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		b.log("image %s: %d checks not run (no unshare on the PATH: util-linux)", s.File, len(s.Checks))
+		return nil
+	}
+	proc := filepath.Join(tree, "proc")
+	if _, err := os.Lstat(proc); os.IsNotExist(err) {
+		if err := os.Mkdir(proc, 0o555); err != nil {
+			return err
+		}
+		defer os.Remove(proc)
+	}
+	for _, c := range s.Checks {
+		out, err := runInTree(ctx, unshare, tree, s.Config.Env, c.Cmd)
+		if !strings.Contains(out, c.Want) {
+			return fmt.Errorf("check in the image: sh -c %q printed %q (%v), want %q: %s", c.Cmd, clip(out, 300), err, c.Want, c.Why)
+		}
+	}
+	b.log("image %s: %d checks passed", s.File, len(s.Checks))
+	return nil
+}
+
+// runInTree runs `/bin/sh -c cmd` chrooted in tree with the image's
+// environment, for at most 20 seconds, and returns what it printed
+// (at most 64 KiB).
+func runInTree(ctx context.Context, unshare, tree string, env []string, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, unshare, "--mount", "--pid", "--fork", "--mount-proc="+filepath.Join(tree, "proc"),
+		"chroot", tree, "/bin/sh", "-c", cmd)
+	c.Env = env
+	if len(env) == 0 {
+		c.Env = []string{pathEnv}
+	}
+	var out limitedBuffer
+	out.max = 64 << 10
+	c.Stdout, c.Stderr = &out, &out
+	err := c.Run()
+	return out.b.String(), err
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	b   strings.Builder
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -7,8 +7,11 @@
 // starts `cairn cluster up --servers 2 --agents 2 --datastore postgres`
 // with the images carried into every node by --image-archive, runs the
 // parallel part and then the [Serial] part, and writes a JUnit file and a
-// summary whose last line is `N passed, N failed, N skipped`. `make
-// conformance` runs it (as root); docs/conformance.md says more.
+// summary whose last line is `N passed, N failed, N skipped`. With
+// -platform qemu -focus-set small it runs Pods, Services, DNS and
+// ConfigMap volumes on two VMs booted from a system image built with the
+// test images in it. `make conformance` runs it (as root);
+// docs/conformance.md says more.
 //
 // usage: go run ./test/conformance [flags]   (from the repository's root)
 package main
@@ -38,12 +41,45 @@ type options struct {
 	images                         []string
 	name, platform, datastore      string
 	servers, agents, procs         int
+	memory                         int // qemu: each VM's MiB
 	kubeconfig                     string
 	keep, resume                   bool
 	focus                          *regexp.Regexp
+	set                            *focusSet // -focus-set, or nil
 	timeout                        time.Duration
 	nonBlocking                    string
 }
+
+// runDir is where a run's results, JUnit file and logs go: OUT for the
+// container platform, OUT/qemu for VMs (a smaller run whose passes must
+// not count for the full run's -resume).
+func (o *options) runDir() string {
+	if o.platform == "qemu" {
+		return filepath.Join(o.out, "qemu")
+	}
+	return o.out
+}
+
+// focusSet is a named selection of conformance tests, and the test images
+// they use (the images a QEMU image carries for them).
+type focusSet struct {
+	Name   string
+	Focus  string
+	Images []string // imageSpec.File
+	About  string
+}
+
+var focusSets = []focusSet{{
+	Name: "small",
+	// "Pods " leaves out PodTemplates; "[sig-node] Pods Extended" is in.
+	Focus:  `^\[sig-node\] Pods |^\[sig-network\] (Services|DNS) |^\[sig-storage\] ConfigMap `,
+	Images: []string{"agnhost", "agnhost-prev", "busybox", "pause", "nginx", "glibc-dns-testing"},
+	About:  "Pods, Services, DNS and ConfigMap volumes (issue 24's QEMU run)",
+}}
+
+// qemuBoards are the QEMU boards of each architecture the images are
+// built for.
+var qemuBoards = map[string]string{"amd64": "qemu-x86_64", "arm64": "qemu-arm64"}
 
 var allSteps = []string{"suite", "images", "cluster", "run"}
 
@@ -68,7 +104,7 @@ func main() {
 func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("conformance", flag.ContinueOnError)
 	o := &options{}
-	var steps, images, focus string
+	var steps, images, focus, set string
 	fs.StringVar(&o.out, "out", "out/conformance", "where the binaries, images, reports and results.json go")
 	fs.StringVar(&steps, "steps", strings.Join(allSteps, ","), "what to do, in order: suite (build e2e.test and ginkgo), images, cluster (cairn cluster up), run; a step left out takes the previous one's output from -out")
 	fs.StringVar(&images, "images", "", "build only these test images (comma-separated: agnhost, busybox, nginx, ...); default all")
@@ -76,13 +112,15 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.components, "components", "out/components", "node components (make components-ARCH): the cluster's image and kubectl")
 	fs.StringVar(&o.kernel, "kernel", "out/debs", "kernel packages for the cluster's image (make kernels)")
 	fs.StringVar(&o.name, "name", "conformance", "the cluster's name")
-	fs.StringVar(&o.platform, "platform", "container", "the cluster's platform: container (the images reach the nodes with --image-archive)")
+	fs.StringVar(&o.platform, "platform", "container", "the cluster's platform: container (the images reach the nodes with --image-archive) or qemu (VMs under TCG, 1 server and 1 agent unless -servers/-agents say otherwise; the images are built into the VMs' system image)")
 	fs.StringVar(&o.datastore, "datastore", "postgres", "the cluster's datastore")
-	fs.IntVar(&o.servers, "servers", 2, "servers")
-	fs.IntVar(&o.agents, "agents", 2, "agents")
+	fs.IntVar(&o.servers, "servers", 2, "servers (qemu: 1)")
+	fs.IntVar(&o.agents, "agents", 2, "agents (qemu: 1)")
+	fs.IntVar(&o.memory, "memory", 6144, "qemu: each VM's memory in MiB (the test images are imported into the VMs' RAM)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "run against this running cluster instead of starting one (default with -steps lacking cluster: the cluster NAME's)")
 	fs.BoolVar(&o.keep, "keep", false, "leave the cluster this run started running at the end (cairn cluster down --name NAME removes it)")
 	fs.StringVar(&focus, "focus", "", "run only the conformance tests whose full names match this regular expression (e.g. 'DNS should provide DNS for services')")
+	fs.StringVar(&set, "focus-set", "", "run a named set of conformance tests instead of -focus: "+focusSetNames())
 	fs.BoolVar(&o.resume, "resume", false, "run only the tests that have not passed in OUT/results.json (after an interrupted or failed run)")
 	fs.IntVar(&o.procs, "procs", 4, "ginkgo processes for the parallel part (the [Serial] part runs one)")
 	fs.DurationVar(&o.timeout, "timeout", 8*time.Hour, "ginkgo's limit for each part")
@@ -92,6 +130,46 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	switch o.platform {
+	case "container":
+		if given["memory"] {
+			return nil, fmt.Errorf("-memory is each VM's memory: give it with -platform qemu")
+		}
+	case "qemu":
+		if !given["servers"] {
+			o.servers = 1
+		}
+		if !given["agents"] {
+			o.agents = 1
+		}
+		if !given["name"] {
+			o.name = "conformance-qemu"
+		}
+		if o.memory < 2048 || o.memory > 64<<10 {
+			return nil, fmt.Errorf("-memory %d: want 2048 to 65536 MiB", o.memory)
+		}
+		if qemuBoards[runtime.GOARCH] == "" {
+			return nil, fmt.Errorf("-platform qemu: no QEMU board for this machine's architecture (%s), which the test images are built for", runtime.GOARCH)
+		}
+	default:
+		return nil, fmt.Errorf("-platform %q: want container or qemu", o.platform)
+	}
+	if set != "" {
+		if focus != "" {
+			return nil, fmt.Errorf("-focus-set %s and -focus: give one", set)
+		}
+		for i := range focusSets {
+			if focusSets[i].Name == set {
+				o.set = &focusSets[i]
+			}
+		}
+		if o.set == nil {
+			return nil, fmt.Errorf("-focus-set %q: want one of %s", set, focusSetNames())
+		}
+		focus = o.set.Focus
 	}
 	o.steps = map[string]bool{}
 	for _, s := range strings.Split(steps, ",") {
@@ -129,10 +207,18 @@ func parseFlags(args []string) (*options, error) {
 	if o.steps["cluster"] && o.kubeconfig != "" {
 		return nil, fmt.Errorf("-kubeconfig runs against a cluster that is there: leave cluster out of -steps")
 	}
-	if o.steps["cluster"] && o.platform != "container" {
-		return nil, fmt.Errorf("-platform %s: the test images reach the nodes with cairn cluster up --image-archive, which only the container platform has (docs/conformance.md, \"Into the nodes\")", o.platform)
-	}
 	return o, nil
+}
+
+func focusSetNames() string {
+	var b strings.Builder
+	for i, s := range focusSets {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s (%s)", s.Name, s.About)
+	}
+	return b.String()
 }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "conformance: "+format+"\n", args...) }
@@ -203,7 +289,11 @@ func run(ctx context.Context, o *options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	results, err := loadResults(filepath.Join(o.out, "results.json"), kube.Version)
+	runDir := o.runDir()
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return 1, err
+	}
+	results, err := loadResults(filepath.Join(runDir, "results.json"), kube.Version)
 	if err != nil {
 		return 1, err
 	}
@@ -226,6 +316,9 @@ func run(ctx context.Context, o *options) (int, error) {
 	}
 
 	kubeconfig, started := o.kubeconfig, false
+	if o.steps["images"] && !o.steps["cluster"] {
+		logf("the images were rebuilt, but a running cluster's nodes imported theirs when they booted: they run the old ones until the cluster is started again (cairn cluster down --name %s, then -steps cluster,run)", o.name)
+	}
 	if o.steps["cluster"] {
 		if kubeconfig, err = clusterUp(ctx, o); err != nil {
 			return 1, err
@@ -244,7 +337,7 @@ func run(ctx context.Context, o *options) (int, error) {
 		e2e: e2e, ginkgo: ginkgo, kubeconfig: kubeconfig,
 		kubectl:     filepath.Join(o.components, "linux-"+runtime.GOARCH, "usr/bin/kubectl"),
 		repoList:    repoListPath,
-		out:         o.out,
+		out:         runDir,
 		nonBlocking: o.nonBlocking,
 		arch:        runtime.GOARCH,
 		progress:    prog,
@@ -261,7 +354,7 @@ func run(ctx context.Context, o *options) (int, error) {
 		for n, r := range res {
 			results.Tests[n] = r
 		}
-		if serr := results.save(filepath.Join(o.out, "results.json")); serr != nil && err == nil {
+		if serr := results.save(filepath.Join(runDir, "results.json")); serr != nil && err == nil {
 			err = serr
 		}
 		if err != nil {
@@ -269,16 +362,16 @@ func run(ctx context.Context, o *options) (int, error) {
 		}
 		if len(res) < len(ph.Tests) {
 			incomplete = true
-			logf("%s: %d of %d tests left no result (see %s)", ph.Name, len(ph.Tests)-len(res), len(ph.Tests), filepath.Join(o.out, ph.Name, "e2e.log"))
+			logf("%s: %d of %d tests left no result (see %s)", ph.Name, len(ph.Tests)-len(res), len(ph.Tests), filepath.Join(runDir, ph.Name, "e2e.log"))
 		}
 	}
 
 	sum := summarize(names, results)
-	junit := filepath.Join(o.out, "junit_conformance.xml")
+	junit := filepath.Join(runDir, "junit_conformance.xml")
 	if err := writeJUnit(junit, names, results, sum); err != nil {
 		return 1, err
 	}
-	logf("JUnit: %s; results: %s; the suite's own logs and reports: %s/{parallel,serial}/", junit, filepath.Join(o.out, "results.json"), o.out)
+	logf("JUnit: %s; results: %s; the suite's own logs and reports: %s/{parallel,serial}/", junit, filepath.Join(runDir, "results.json"), runDir)
 	logf("took %s", elapsed(start))
 	if started && ctx.Err() == nil && !o.keep {
 		if err := clusterDown(o); err != nil {
@@ -297,17 +390,30 @@ func run(ctx context.Context, o *options) (int, error) {
 	return 0, nil
 }
 
-// clusterUp starts the cluster with every test image carried in, and
-// returns its kubeconfig (the last line cairn cluster up prints).
+// clusterUp starts the cluster with the test images carried in, and
+// returns its kubeconfig (the last line cairn cluster up prints): on the
+// container platform every archive is given with --image-archive; VMs
+// boot a system image built with them (qemuImage).
 func clusterUp(ctx context.Context, o *options) (string, error) {
-	archives, err := filepath.Glob(filepath.Join(o.out, "images", "conformance-*.tar"))
-	if err != nil || len(archives) == 0 {
-		return "", fmt.Errorf("no test images in %s: run with -steps images first", filepath.Join(o.out, "images"))
+	archives, err := testArchives(o)
+	if err != nil {
+		return "", err
 	}
 	args := []string{"cluster", "up", "--name", o.name, "--servers", fmt.Sprint(o.servers), "--agents", fmt.Sprint(o.agents),
-		"--datastore", o.datastore, "--platform", o.platform, "--kernel", o.kernel, "--components", o.components}
-	for _, a := range archives {
-		args = append(args, "--image-archive", a)
+		"--datastore", o.datastore, "--platform", o.platform}
+	if o.platform == "qemu" {
+		img, err := qemuImage(ctx, o, archives)
+		if err != nil {
+			return "", err
+		}
+		// Each VM imports the images under TCG before its kubelet
+		// starts: more than the default 20 minutes to be Ready.
+		args = append(args, "--image", img, "--memory", fmt.Sprint(o.memory), "--timeout", "45m")
+	} else {
+		args = append(args, "--kernel", o.kernel, "--components", o.components)
+		for _, a := range archives {
+			args = append(args, "--image-archive", a)
+		}
 	}
 	logf("%s %s", o.cairn, strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, o.cairn, args...)
