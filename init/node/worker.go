@@ -168,11 +168,17 @@ func (w *worker) start(ctx context.Context) error {
 		if _, err := w.o.Services.Wait(ctx, "containerd", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 			return
 		}
-		// The pause image is every pod's sandbox: the kubelet needs it
-		// first. The other archives (add-ons, the user's) follow while the
-		// kubelet registers: under TCG their unpacking takes minutes of
-		// the CPU the control plane needs to start.
-		rest := w.importImages(ctx, func(name string) bool { return name == sandboxArchive })
+		// On a server the kubelet waits for the local apiserver, whose
+		// start the archives' unpacking would slow down (under TCG, by
+		// minutes): the pause image, every pod's sandbox, comes first, the
+		// others once the kubelet runs. An agent has no apiserver to wait
+		// for, and imports them all before its kubelet, so no pod of its
+		// waits in an image pull's back-off for one.
+		first := func(string) bool { return true }
+		if len(w.kubeletNeeds) > 0 {
+			first = func(name string) bool { return name == sandboxArchive }
+		}
+		rest := w.importImages(ctx, first)
 		select {
 		case err := <-cert:
 			if err != nil {
@@ -189,8 +195,9 @@ func (w *worker) start(ctx context.Context) error {
 			return
 		}
 		supervise.Go("node: images", func() {
-			// On a server the kubelet waits for the local apiserver, whose
-			// start these would slow down.
+			if len(rest) == 0 {
+				return
+			}
 			if _, err := w.o.Services.Wait(ctx, "kubelet", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
 				return
 			}
