@@ -8,8 +8,11 @@ DEBS    ?= $(OUT)/debs
 CAIRN   := $(OUT)/bin/cairn
 # The build's version word, the one the CLI and every image built by
 # `make image` carry (`cairn version`, the nodes' os-release, kubectl's
-# OS-IMAGE): git describe of this tree, as `cairn build` names it.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# OS-IMAGE): git describe of this tree, as `cairn build` names it; taken
+# once per make, so a tree edited during the build cannot split the word.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+endif
 
 export CGO_ENABLED ?= 0
 

@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestComponentsPublishNeverMixes publishes two trees in turn with
@@ -85,5 +87,51 @@ func TestComponentsPublishNeverMixes(t *testing.T) {
 	<-done
 	if left, _ := filepath.Glob(filepath.Join(out, ".linux-amd64.*")); len(left) > 2 {
 		t.Errorf("%d staged trees are left, want the current one and the one before: %v", len(left), left)
+	}
+}
+
+// TestComponentsStageInterrupted stops publish.sh while it copies a tree
+// into place, as Ctrl-C on `make components` does: the half-copied tree is
+// removed, and the published one is untouched.
+func TestComponentsStageInterrupted(t *testing.T) {
+	script, err := filepath.Abs("components/publish.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "components")
+	src := filepath.Join(dir, "tree")
+	os.MkdirAll(out, 0o755)
+	os.MkdirAll(filepath.Join(src, "usr", "bin"), 0o755)
+	os.WriteFile(filepath.Join(src, "usr", "bin", "cairn-node"), []byte("new"), 0o755)
+	// A cp that copies part of the tree, then takes its time.
+	bin := filepath.Join(dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, "cp"), []byte("#!/bin/sh\nmkdir -p \"$3/usr\"\nexec sleep 60\n"), 0o755)
+
+	cmd := exec.Command("bash", script, "stage", out, "amd64", src)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var partial []string
+	for range 500 {
+		if partial, _ = filepath.Glob(filepath.Join(out, ".linux-amd64.*", "usr")); len(partial) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(partial) == 0 {
+		cmd.Process.Kill()
+		t.Fatal("publish.sh stage never began copying")
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) // the terminal's Ctrl-C: the whole process group
+	err = cmd.Wait()
+	if err == nil {
+		t.Errorf("publish.sh stage ended with status 0 after SIGINT")
+	}
+	if left, _ := filepath.Glob(filepath.Join(out, ".linux-amd64.*")); len(left) > 0 {
+		t.Errorf("an interrupted stage left %v", left)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -53,16 +54,59 @@ func printVersion(w io.Writer) {
 // os-release agree.
 var version string
 
-// cairnVersion is the stamped version; else the module version the go
-// command stamped into the binary (a tag, or a pseudo-version naming the
-// commit, +dirty for uncommitted changes; `go install`); "(devel)" when
-// built without either.
+// cairnVersion is the stamped version, else the word git describe would
+// have given the commit the go command recorded (versionFromBuild).
 func cairnVersion() string {
 	if version != "" {
 		return version
 	}
-	if info, ok := debug.ReadBuildInfo(); ok {
-		return info.Main.Version
+	info, _ := debug.ReadBuildInfo()
+	return versionFromBuild(info)
+}
+
+// pseudoVersion matches the tail of a Go pseudo-version
+// (v0.0.0-20261207022816-7e5d475abcde, +dirty when modified): the go
+// command's name for an untagged commit.
+var pseudoVersion = regexp.MustCompile(`[.-]\d{14}-[0-9a-f]{12}(\+dirty)?$`)
+
+// versionFromBuild is, for a binary built with `go build` in a git
+// checkout and no -X main.version, the word `git describe --tags --always
+// --dirty` gives the same tree, as far as the go command's record allows: a
+// tag when the commit is tagged, else the commit's short hash, "-dirty"
+// either way when the tree had changes. A tag that is not on the commit
+// itself (describe's v1.2.3-4-gabc1234) cannot be told from the record; the
+// short hash names the same commit. The go command counts untracked files
+// as changes, git describe does not. "dev", the builder's word outside git,
+// when the binary carries no record (-buildvcs=false, go run).
+func versionFromBuild(info *debug.BuildInfo) string {
+	if info == nil {
+		return "dev"
 	}
-	return "(devel)"
+	var rev string
+	var modified bool
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	dirty := ""
+	if modified {
+		dirty = "-dirty"
+	}
+	v := info.Main.Version
+	if v != "" && v != "(devel)" && !pseudoVersion.MatchString(v) {
+		// A tag: git describe's form of it (-dirty, not +dirty).
+		tag := strings.TrimSuffix(v, "+dirty")
+		if rev == "" && tag != v {
+			dirty = "-dirty"
+		}
+		return tag + dirty
+	}
+	if len(rev) >= 7 {
+		return rev[:7] + dirty
+	}
+	return "dev"
 }

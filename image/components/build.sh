@@ -260,6 +260,16 @@ write_manifest() {
 	} >"$tree/usr/share/cairn/components.json"
 }
 
+# An interrupted build (Ctrl-C, make stopped, an error) leaves no half tree
+# behind: the cache's temporary tree and a staged tree not yet swapped in
+# are removed on the way out. Only a SIGKILL leaves one, which publish.sh's
+# next swaps but one remove.
+unfinished=()
+finish() { if ((${#unfinished[@]})); then rm -rf "${unfinished[@]}"; fi; }
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 for arch in "${arches[@]}"; do
 	case $arch in amd64 | arm64) ;; *) die "unknown arch $arch (amd64, arm64)" ;; esac
 	entry=$cache/components/$key/linux-$arch
@@ -270,16 +280,23 @@ for arch in "${arches[@]}"; do
 		arch_start=$SECONDS
 		tmp=$cache/components/.tmp-$arch-$$
 		rm -rf "$tmp"
+		# A build killed outright left its temporary tree; its process is gone.
+		for d in "$cache"/components/.tmp-"$arch"-*; do
+			if [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null; then rm -rf "$d"; fi
+		done
+		unfinished=("$tmp")
 		build_arch "$arch" "$tmp"
 		mkdir -p "$(dirname "$entry")"
 		rm -rf "$entry"
 		mv "$tmp" "$entry"
+		unfinished=()
 		log "linux-$arch: built in $(elapsed "$arch_start")"
 	fi
 	# The tree is finished beside out/linux-ARCH and swapped in by one
 	# rename (publish.sh): an image build reading it meanwhile sees the
 	# old tree or the new, never a mix.
 	staged=$(bash "$here/publish.sh" stage "$out" "$arch" "$entry")
+	unfinished=("$staged")
 	# Netfilter userland from Debian: resolved against apt's lists on every
 	# run (the .debs are cached), so a security update is picked up.
 	(cd "$here/../.." && go run ./image/debdeps/cmd/debdeps -arch "$arch" -debs "$cache/debs/$arch" -o "$staged") || {
@@ -287,5 +304,6 @@ for arch in "${arches[@]}"; do
 		die "adding iptables/nftables/conntrack for $arch failed; run apt-get update (and dpkg --add-architecture arm64)"
 	}
 	bash "$here/publish.sh" swap "$out" "$arch" "$staged"
+	unfinished=()
 	log "linux-$arch: $out/linux-$arch"
 done

@@ -19,7 +19,11 @@ link=$out/linux-$arch
 case $cmd in
 stage)
 	staged=$out/.linux-$arch.$(date +%s%N).$$
+	# Interrupted while copying: no half tree is left.
+	trap 'rm -rf "$staged"; exit 130' INT
+	trap 'rm -rf "$staged"; exit 143' TERM
 	cp -a "$src" "$staged"
+	trap - INT TERM
 	echo "$staged"
 	;;
 swap)

@@ -100,6 +100,7 @@ func startK3s(o Options) error {
 	return o.Services.Start(supervise.Service{
 		Name: "k3s", Path: bin, Args: cmd.Args, Env: append(baseEnv(), cmd.Env...),
 		Restart: supervise.Always, Backoff: componentBackoff, StopTimeout: 30 * time.Second,
+		PrivateOutput: cmd.PrivateOutput,
 		// k3s serves the apiserver (servers) or its load balancer (agents) on 6443.
 		Ready: supervise.ReadyTCP(fmt.Sprintf("127.0.0.1:%d", config.APIServerPort)),
 	})
@@ -114,19 +115,20 @@ func nodeName(o Options) string {
 
 // componentService is how every component of cairn-node is supervised:
 // restarted always, with componentBackoff; its output on the console
-// with cairn.debug, except kine's, which may echo the datastore endpoint.
+// with cairn.debug and its last words in its exit line, unless the
+// renderer marked its output private (kine's may echo the datastore
+// endpoint).
 func componentService(o Options, c render.Command) supervise.Service {
 	return supervise.Service{
-		Name:        c.Name,
-		Path:        filepath.Join(o.Bin, c.Name),
-		Args:        c.Args,
-		Env:         append(baseEnv(), c.Env...),
-		Restart:     supervise.Always,
-		Backoff:     componentBackoff,
-		StopTimeout: 20 * time.Second,
-		Console:     o.Debug && c.Name != "kine",
-		// kine's last words may quote the datastore endpoint.
-		PrivateOutput: c.Name == "kine",
+		Name:          c.Name,
+		Path:          filepath.Join(o.Bin, c.Name),
+		Args:          c.Args,
+		Env:           append(baseEnv(), c.Env...),
+		Restart:       supervise.Always,
+		Backoff:       componentBackoff,
+		StopTimeout:   20 * time.Second,
+		Console:       o.Debug && !c.PrivateOutput,
+		PrivateOutput: c.PrivateOutput,
 	}
 }
 

@@ -417,3 +417,49 @@ func TestExitLineQuotesOnlyThisRun(t *testing.T) {
 		t.Errorf("Since(mark) past the ring's size = %q", got)
 	}
 }
+
+// TestExitLineSaysWhy: the exit line of a service that dies quotes why, as
+// a user reads it on the console: its last output line, or the line that
+// introduced a Go stack trace; one line, bounded, printable.
+func TestExitLineSaysWhy(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	for _, tc := range []struct {
+		name, script string
+		restart      Restart
+		want         string
+	}{
+		{"klog error, restarted", `echo 'I1207 10:00:00.000000 1 serving.go:386] Generated self-signed cert'; echo 'E1207 10:00:01.000000 1 run.go:72] "command failed" err="failed to wait for the apiserver: context deadline exceeded"' >&2; exit 1`, Always,
+			`service kube-scheduler: exited (status 1), restarting in 1h0m0s: E1207 10:00:01.000000 1 run.go:72] "command failed" err="failed to wait for the apiserver: context deadline exceeded"`},
+		{"no restart", `echo starting; echo 'Error: unknown flag: --bogus'; exit 2`, Never,
+			`service kube-scheduler: exited (status 2): Error: unknown flag: --bogus`},
+		{"trailing blank lines, no newline at the end", `printf 'first\nthe reason\n\n\n'; exit 1`, Never,
+			`service kube-scheduler: exited (status 1): the reason`},
+		{"silent", `exit 1`, Never, `service kube-scheduler: exited (status 1)`},
+		{"a long line is cut", `echo ` + long + `; exit 1`, Never,
+			`service kube-scheduler: exited (status 1): ` + long[:200] + `…`},
+		{"control characters dropped", `printf 'bad \033[31mred\033[0m\r done\n'; exit 1`, Never,
+			`service kube-scheduler: exited (status 1): bad [31mred[0m done`},
+		{"Go panic", `echo working; printf 'panic: runtime error: invalid memory address or nil pointer dereference\n[signal SIGSEGV: segmentation violation]\n\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:12 +0x1d\n' >&2; exit 2`, Never,
+			`service kube-scheduler: exited (status 2): panic: runtime error: invalid memory address or nil pointer dereference`},
+		{"klog Fatal with every goroutine's stack, past the ring", `echo 'F1207 10:00:02.000000 1 server.go:9] unable to load the client CA file: open /var/lib/cairn/pki/ca.crt: no such file or directory'; echo 'goroutine 1 [running]:'; i=0; while [ $i -lt 3000 ]; do printf 'k8s.io/kubernetes/cmd/kube-scheduler/app.Run(0xc000123456)\n\t/src/app/server.go:123 +0x45\n'; i=$((i+1)); done; exit 255`, Never,
+			`service kube-scheduler: exited (status 255): F1207 10:00:02.000000 1 server.go:9] unable to load the client CA file: open /var/lib/cairn/pki/ca.crt: no such file or directory`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log lines
+			s := New(Options{Log: log.add, Raw: func(string) {}, Reaper: &Reaper{}, RingSize: 16 << 10})
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				s.Stop(ctx)
+			}()
+			svc := Service{Name: "kube-scheduler", Path: "/bin/sh", Args: []string{"-c", tc.script}, Restart: tc.restart, Backoff: Backoff{Initial: time.Hour}}
+			if err := s.Start(svc); err != nil {
+				t.Fatal(err)
+			}
+			wait(t, s, "kube-scheduler", func(st Status) bool { return st.State == Exited || st.State == Restarting })
+			if log.index(tc.want) < 0 {
+				t.Errorf("no console line\n%s\nin\n%s", tc.want, strings.Join(log.all(), "\n"))
+			}
+		})
+	}
+}

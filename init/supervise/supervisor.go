@@ -14,8 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/cairn-os/cairn/config/brief"
 )
 
 // Options configure a Supervisor.
@@ -85,6 +83,7 @@ type unit struct {
 	last     int
 	ready    bool // has been ready at least once
 	ring     *Ring
+	fatal    fatalWords // this run's last fatal line
 	log      *LogFile
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -310,14 +309,14 @@ func (s *Supervisor) waitNeeds(u *unit) bool {
 	}
 }
 
-// lastWords is ": " and the last line the service wrote since its
-// output's Total was mark, for its exit line; "" when it wrote none or
-// its output is private.
+// lastWords is ": " and why the run that began when its output's Total
+// was mark ended, as that output says (exitReason: usually its last line),
+// for its exit line; "" when it wrote none or its output is private.
 func (u *unit) lastWords(mark int64) string {
 	if u.svc.PrivateOutput {
 		return ""
 	}
-	if l := brief.LastLine(u.ring.Since(mark), 200); l != "" {
+	if l := exitReason(u.ring.Since(mark), u.fatal.get()); l != "" {
 		return ": " + l
 	}
 	return ""
@@ -343,6 +342,7 @@ func (s *Supervisor) run(u *unit) {
 		s.set(u, Starting, 0, "starting")
 		began := time.Now()
 		mark := u.ring.Total()
+		u.fatal.reset()
 		status, stopped, err := s.runOnce(u)
 		if stopped {
 			s.set(u, Stopped, 0, "stopped")
@@ -491,7 +491,7 @@ func (s *Supervisor) checkReady(ctx context.Context, u *unit, pid int) {
 }
 
 // copyOutput splits a service's output into lines for the ring, the log
-// file and, on request, the console.
+// file, the exit line's reason (fatalWords) and, on request, the console.
 func (s *Supervisor) copyOutput(u *unit, r io.Reader) {
 	buf := make([]byte, 32<<10)
 	var partial []byte
@@ -503,23 +503,26 @@ func (s *Supervisor) copyOutput(u *unit, r io.Reader) {
 			if u.log != nil {
 				u.log.Write(chunk)
 			}
-			if u.svc.Console {
-				partial = append(partial, chunk...)
-				for {
-					i := bytes.IndexByte(partial, '\n')
-					if i < 0 && len(partial) < 4096 {
-						break
-					}
-					if i < 0 {
-						i = len(partial) - 1
-					}
-					s.o.Raw(u.svc.Name + "| " + string(bytes.TrimRight(partial[:i+1], "\n")) + "\n")
-					partial = partial[i+1:]
+			partial = append(partial, chunk...)
+			for {
+				i := bytes.IndexByte(partial, '\n')
+				if i < 0 && len(partial) < 4096 {
+					break
 				}
+				if i < 0 {
+					i = len(partial) - 1
+				}
+				line := bytes.TrimRight(partial[:i+1], "\n")
+				u.fatal.see(line)
+				if u.svc.Console {
+					s.o.Raw(u.svc.Name + "| " + string(line) + "\n")
+				}
+				partial = partial[i+1:]
 			}
 		}
 		if err != nil {
-			if len(partial) > 0 {
+			u.fatal.see(partial)
+			if u.svc.Console && len(partial) > 0 {
 				s.o.Raw(u.svc.Name + "| " + string(partial) + "\n")
 			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {

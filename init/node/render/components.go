@@ -49,7 +49,7 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 		// the database it makes when given none.
 		endpoint += "?" + SQLiteParams
 	}
-	c := &Command{Name: "kine", Args: f.args(), Env: []string{"KINE_ENDPOINT=" + endpoint}}
+	c := &Command{Name: "kine", Args: f.args(), Env: []string{"KINE_ENDPOINT=" + endpoint}, PrivateOutput: true}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
@@ -491,7 +491,7 @@ func K3s(cfg *config.Config, node Node) (*Command, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering the k3s config: %w", err)
 	}
-	c := &Command{Name: "k3s", Args: []string{role}, Files: append([]File{{Path: l.K3sConfig, Mode: 0o600, Data: data}}, files...)}
+	c := &Command{Name: "k3s", Args: []string{role}, Files: append([]File{{Path: l.K3sConfig, Mode: 0o600, Data: data}}, files...), PrivateOutput: true}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 

@@ -42,6 +42,10 @@ type Command struct {
 	Env []string
 	// Files are written before the command starts.
 	Files []File
+	// PrivateOutput: the program's output may hold a secret (kine's and
+	// k3s's quote the datastore endpoint, password included), so none of it
+	// reaches the console, not even as the reason in its exit line.
+	PrivateOutput bool
 }
 
 // Layout is where a node keeps its state and certificates. The PKI and
