@@ -32,6 +32,12 @@ func Kine(cfg *config.Config, node Node) (*Command, error) {
 		return nil, nil
 	}
 	l := node.layout()
+	// kine keeps its defaults for polling (1 s) and compaction (off: the
+	// apiserver compacts). Issue 28's crash loop after restarts ("Too large
+	// resource version") was not about those, nor about the stop order: it
+	// came from the current revision kine caches, which fell behind with two
+	// kines on one database. The components build fixes it (dceoverlay's
+	// KineRevision; test/kine_restart_test.go).
 	var f flags
 	f.set("listen-address", "unix://"+l.KineSocket)
 	f.set("metrics-bind-address", "127.0.0.1:2381")
