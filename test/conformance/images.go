@@ -289,7 +289,7 @@ func (b *builder) buildImages(ctx context.Context, specs []imageSpec) ([]string,
 }
 
 func (b *builder) buildImage(ctx context.Context, ix *debdeps.Index, s imageSpec) (string, error) {
-	tree := filepath.Join(b.out, "work", "image-"+s.File)
+	tree := filepath.Join(b.out, "_work", "image-"+s.File)
 	if err := os.RemoveAll(tree); err != nil {
 		return "", err
 	}
