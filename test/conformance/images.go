@@ -289,6 +289,8 @@ func (b *builder) buildImages(ctx context.Context, specs []imageSpec) ([]string,
 }
 
 func (b *builder) buildImage(ctx context.Context, ix *debdeps.Index, s imageSpec) (string, error) {
+	// "_work": the go command never walks a directory named so (a tree of
+	// Debian files inside the module once broke go mod tidy).
 	tree := filepath.Join(b.out, "_work", "image-"+s.File)
 	if err := os.RemoveAll(tree); err != nil {
 		return "", err
