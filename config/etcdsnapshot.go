@@ -136,8 +136,13 @@ func (ck *checker) etcdSnapshots() {
 			ck.errorf(key, "%s is empty; give the snapshot file on this server, or leave it out to reset membership keeping this server's data", key)
 		case len(p) > maxPathKey:
 			ck.errorf(key, "%s is %d bytes long; at most %d", key, len(p), maxPathKey)
+		case !strings.HasPrefix(p, "/") && k.EtcdS3:
+			// k3s's meaning: with etcd-s3, the snapshot's name in the bucket.
+			if msg := checkS3ObjectName(p); msg != "" {
+				ck.errorf(key, "%s %q %s", key, p, msg)
+			}
 		case !strings.HasPrefix(p, "/"):
-			ck.errorf(key, "%s %q is relative; give the snapshot file's absolute path on this server, like %s/etcd-snapshot-NODE-1700000000", key, p, DefaultEtcdSnapshotDir)
+			ck.errorf(key, "%s %q is relative; give the snapshot file's absolute path on this server, like %s/etcd-snapshot-NODE-1700000000 (or, with etcd-s3: true, a snapshot's name in the bucket's etcd-s3-folder)", key, p, DefaultEtcdSnapshotDir)
 		case path.Clean(p) != p:
 			ck.errorf(key, "%s %q is not a clean path; write it as %s", key, p, path.Clean(p))
 		}

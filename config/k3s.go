@@ -91,18 +91,7 @@ var k3sKeys = map[string]k3sKey{
 	"helm-job-image":                    notYetOK("cairn runs no Helm controller"),
 
 	// etcd snapshots.
-	"etcd-expose-metrics":     notYetOK("etcd serves no metrics to clients"),
-	"etcd-s3":                 notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-endpoint":        notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-endpoint-ca":     notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-skip-ssl-verify": notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-access-key":      notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-secret-key":      notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-bucket":          notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-region":          notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-folder":          notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-insecure":        notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
-	"etcd-s3-timeout":         notYetOK("snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3"),
+	"etcd-expose-metrics": notYetOK("etcd serves no metrics to clients"),
 
 	// The container runtime and images.
 	"docker":                            refused("the node runs its own containerd"),
@@ -154,8 +143,7 @@ var k3sBools = strings.Fields(`debug alsologtostderr rootless prefer-bundled-bin
 	protect-kernel-defaults flannel-ipv6-masq flannel-external-ip cluster-init cluster-reset with-node-id
 	disable-scheduler disable-cloud-controller disable-kube-proxy disable-network-policy
 	disable-helm-controller disable-apiserver disable-controller-manager disable-etcd disable-agent
-	embedded-registry etcd-expose-metrics etcd-disable-snapshots etcd-snapshot-compress etcd-s3
-	etcd-s3-skip-ssl-verify etcd-s3-insecure docker`)
+	embedded-registry etcd-expose-metrics etcd-disable-snapshots etcd-snapshot-compress docker`)
 
 // isK3sDefault reports whether val is k3s's default for key.
 func isK3sDefault(key, val string) bool {

@@ -54,8 +54,8 @@ func TestK3sPaste(t *testing.T) {
 	}{
 		{"not supported yet, changes the cluster", "kubernetes:\n  flannel-conf: /etc/flannel.json\n",
 			[]string{`c:2:3: error: k3s key "flannel-conf" is not supported by cairn yet (cairn runs its own pod network); remove it`}},
-		{"not supported yet, harmless", "kubernetes:\n  etcd-s3-bucket: backups\n",
-			[]string{`c:2:3: warning: k3s key "etcd-s3-bucket" is not supported by cairn yet (snapshots stay in etcd-snapshot-dir on each server; cairn uploads none to S3); it is ignored`}},
+		{"not supported yet, harmless", "kubernetes:\n  etcd-expose-metrics: true\n",
+			[]string{`c:2:3: warning: k3s key "etcd-expose-metrics" is not supported by cairn yet (etcd serves no metrics to clients); it is ignored`}},
 		{"no meaning on an appliance", "kubernetes:\n  write-kubeconfig-mode: \"0644\"\n",
 			[]string{"c:2:3: warning: k3s key \"write-kubeconfig-mode\" has no meaning on an appliance: nobody logs into a node; get an admin kubeconfig with `cairn kubeconfig --server URL --token T`; it is ignored"}},
 		{"refused", "kubernetes:\n  docker: true\n",

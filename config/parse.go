@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -91,6 +92,10 @@ var ignoredKeys = map[string]string{
 	"reporting":                  "cairn logs to the console",
 }
 
+// kubernetesFields are the kubernetes section's keys, made once: a
+// hostile document asks for them once per unknown key. Read-only.
+var kubernetesFields = sync.OnceValue(func() map[string][]int { return fieldsOf(reflect.TypeOf(Kubernetes{})) })
+
 // unknownKey says what a key the schema lacks is, at path and set to val:
 // a cloud-init key cairn ignores, a k3s key, or a cloud-init shape of a key
 // cairn shares.
@@ -99,7 +104,7 @@ func unknownKey(path, key string, val *yaml.Node) (Severity, string, bool) {
 	if val != nil && val.Kind == yaml.ScalarNode {
 		scalar = val.Value
 	}
-	kfields := fieldsOf(reflect.TypeOf(Kubernetes{}))
+	kfields := kubernetesFields()
 	switch {
 	case path == "":
 		if why, ok := ignoredKeys[key]; ok {

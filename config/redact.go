@@ -11,21 +11,22 @@ import (
 )
 
 // Redacted returns a copy with the token, datastore password, registry
-// credentials and key material replaced by "<redacted>"; Marshal renders
-// it as #cloud-config.
+// credentials, the S3 secret key (etcd-s3-secret-key) and key material
+// replaced by "<redacted>"; Marshal renders it as #cloud-config.
 //
 // Registry credentials are every password, auth and identitytoken of
 // kubernetes.registries. Key material is the content of every write_files
 // entry that is not world-readable (its permissions deny "other" read),
-// that holds a PEM private key, or that writes the token-file or the
-// registries file (private-registry, or k3s's default path).
+// that holds a PEM private key, or that writes the token-file, the
+// etcd-s3-secret-key-file or the registries file (private-registry, or
+// k3s's default path).
 func (c *Config) Redacted() *Config {
 	if c == nil {
 		return nil
 	}
 	r := c.clone()
 	k := &r.Kubernetes
-	for _, t := range []*string{&k.Token, &k.AgentToken} {
+	for _, t := range []*string{&k.Token, &k.AgentToken, &k.EtcdS3SecretKey} {
 		if *t != "" {
 			*t = redactedText
 		}
@@ -56,6 +57,7 @@ func (c *Config) Redacted() *Config {
 	for i := range r.WriteFiles {
 		p := r.WriteFiles[i].Path
 		if r.WriteFiles[i].Secret() || (k.TokenFile != "" && p == k.TokenFile) || (k.AgentTokenFile != "" && p == k.AgentTokenFile) ||
+			(k.EtcdS3SecretKeyFile != "" && p == k.EtcdS3SecretKeyFile) ||
 			(k.PrivateRegistry != "" && p == k.PrivateRegistry) || p == DefaultPrivateRegistry ||
 			r.WriteFiles[i].holdsSecretManifest() {
 			// Plain text, so that the printed config still loads.

@@ -166,6 +166,21 @@ type Kubernetes struct {
 	EtcdSnapshotDir          string `yaml:"etcd-snapshot-dir,omitempty"`
 	EtcdSnapshotName         string `yaml:"etcd-snapshot-name,omitempty"`
 	EtcdSnapshotCompress     string `yaml:"etcd-snapshot-compress,omitempty"` // false | true (zip, as k3s) | zip | zstd
+	// EtcdS3 copies every snapshot to EtcdS3Bucket (under EtcdS3Folder)
+	// as well, and keeps the newest there too (etcds3.go); the secret key
+	// is a secret, EtcdS3SecretKeyFile (cairn's own) a file holding it.
+	EtcdS3              bool   `yaml:"etcd-s3,omitempty"`
+	EtcdS3Endpoint      string `yaml:"etcd-s3-endpoint,omitempty"`    // host[:port]; s3.amazonaws.com
+	EtcdS3EndpointCA    string `yaml:"etcd-s3-endpoint-ca,omitempty"` // a PEM file of the CAs that sign the endpoint's certificate
+	EtcdS3SkipSSLVerify bool   `yaml:"etcd-s3-skip-ssl-verify,omitempty"`
+	EtcdS3AccessKey     string `yaml:"etcd-s3-access-key,omitempty"`
+	EtcdS3SecretKey     string `yaml:"etcd-s3-secret-key,omitempty"`
+	EtcdS3SecretKeyFile string `yaml:"etcd-s3-secret-key-file,omitempty"`
+	EtcdS3Bucket        string `yaml:"etcd-s3-bucket,omitempty"`
+	EtcdS3Region        string `yaml:"etcd-s3-region,omitempty"` // us-east-1
+	EtcdS3Folder        string `yaml:"etcd-s3-folder,omitempty"`
+	EtcdS3Insecure      bool   `yaml:"etcd-s3-insecure,omitempty"` // plain HTTP
+	EtcdS3Timeout       string `yaml:"etcd-s3-timeout,omitempty"`  // 5m
 	// ClusterReset makes this server's embedded etcd a cluster of one
 	// member, from ClusterResetRestorePath (a snapshot file) when given,
 	// once: a marker on STATE keeps the next boot from doing it again.

@@ -681,6 +681,7 @@ func (ck *checker) kubernetes() {
 	ck.manifests()
 	ck.localStorage()
 	ck.etcdSnapshots()
+	ck.etcdS3()
 	for i, d := range k.Disable {
 		p := fmt.Sprintf("%sdisable[%d]", kp, i)
 		if !slices.Contains(knownDisable, d) && !ck.namesManifest(d) {

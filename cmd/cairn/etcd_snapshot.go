@@ -23,13 +23,16 @@ func newEtcdSnapshotCmd() *cobra.Command {
 member on a schedule (etcd-snapshot-schedule-cron, every 12 hours by
 default) into etcd-snapshot-dir on their STATE partition, keep the newest
 (etcd-snapshot-retention, 5), and record each in the ConfigMap
-kube-system/cairn-etcd-snapshots.
+kube-system/cairn-etcd-snapshots. With etcd-s3, each is copied to an S3
+bucket too, where the newest are kept as well.
 
 cairn etcd-snapshot save asks every ready server to take one now and
-prints where each landed; cairn etcd-snapshot list prints them all. Both
+prints where each landed; cairn etcd-snapshot list prints them all, the
+copies in S3 among them. Both
 need an admin kubeconfig (--kubeconfig or $KUBECONFIG, as 'cairn
 kubeconfig' writes it). Restoring one is cluster-reset with
-cluster-reset-restore-path on one server (docs/server.md).`,
+cluster-reset-restore-path on one server: a file on it, or with etcd-s3 a
+snapshot's name in the bucket (docs/server.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usageErrorf("name what to do: cairn etcd-snapshot save, or cairn etcd-snapshot list")
@@ -57,8 +60,9 @@ func newEtcdSnapshotSaveCmd(kubeconfig *string) *cobra.Command {
 		Long: `Asks every ready server on embedded etcd to snapshot its etcd member now
 (an annotation on the ConfigMap kube-system/cairn-etcd-snapshots, which the
 servers watch), waits up to --timeout for their answers, and prints a line
-per server: the snapshot's path on that server, its size and sha256, or
-why it took none. Exit status 1 when a server took none.`,
+per server: the snapshot's path on that server, its size and sha256 (and
+its copy in S3 with etcd-s3), or why it took none. Exit status 1 when a
+server took none, or did not copy it to S3.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			api, err := snapshotAPI(*kubeconfig)
@@ -67,7 +71,7 @@ why it took none. Exit status 1 when a server took none.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			failed := 0
+			failed, notCopied := 0, 0
 			answers, err := etcdsnap.Save(ctx, api, timeout, func(a etcdsnap.Answer) {
 				if a.Snapshot == nil {
 					failed++
@@ -75,12 +79,19 @@ why it took none. Exit status 1 when a server took none.`,
 					return
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), etcdsnap.Describe(a))
+				if line := etcdsnap.DescribeS3(a); line != "" {
+					notCopied++
+					fmt.Fprintln(cmd.ErrOrStderr(), "cairn etcd-snapshot save: "+line)
+				}
 			})
 			if err != nil {
 				return err
 			}
-			if failed > 0 {
+			switch {
+			case failed > 0:
 				return fmt.Errorf("%d of %d servers took no snapshot", failed, len(answers))
+			case notCopied > 0:
+				return fmt.Errorf("%d of %d servers did not copy their snapshot to S3 (it is on the server)", notCopied, len(answers))
 			}
 			return nil
 		},
@@ -92,7 +103,7 @@ why it took none. Exit status 1 when a server took none.`,
 func newEtcdSnapshotListCmd(kubeconfig *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list [--kubeconfig FILE]",
-		Short: "list the etcd snapshots the servers keep, newest first",
+		Short: "list the etcd snapshots the servers keep (and their copies in S3), newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			api, err := snapshotAPI(*kubeconfig)

@@ -32,8 +32,10 @@ const (
 	// snapshot now: every server on embedded etcd that has not answered
 	// it takes one and records its answer.
 	RequestAnnotation = "etcd-snapshot.cairn-os.github.io/request"
-	// serverPrefix starts the data key of a server's entry.
+	// serverPrefix starts the data key of a server's entry; s3Prefix
+	// that of a copy in S3 (an underscore starts no snapshot's name).
 	serverPrefix = "server."
+	s3Prefix     = "s3_"
 	// FieldManager names the servers' and the CLI's writes.
 	FieldManager = "cairn-etcd-snapshot"
 )
@@ -48,8 +50,11 @@ type Snapshot struct {
 	// Name is its file name: NAME-NODE-UNIXTIME, .zip or .zst when
 	// compressed, as k3s names them.
 	Name string `json:"name"`
-	// Path is the file on that server.
+	// Path is the file on that server; empty for a copy in S3.
 	Path string `json:"path"`
+	// S3 is where a copy in S3 (etcd-s3) is, s3://BUCKET/FOLDER/NAME;
+	// empty for the file at Path.
+	S3 string `json:"s3,omitempty"`
 	// Size is the file's size in bytes; SHA256 its digest.
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
@@ -65,9 +70,11 @@ type Snapshot struct {
 type Server struct {
 	Node string `json:"node"`
 	// Request is the id of the last request it answered, Error why that
-	// answer is not a snapshot.
+	// answer is not a snapshot, S3Error why its snapshot has no copy in
+	// S3 (etcd-s3).
 	Request string `json:"request,omitempty"`
 	Error   string `json:"error,omitempty"`
+	S3Error string `json:"s3Error,omitempty"`
 }
 
 // Record is the ConfigMap read: the snapshots, newest first, the servers,
@@ -82,8 +89,23 @@ type Record struct {
 	ResourceVersion string
 }
 
-// Key is the data key of a snapshot's entry: its file name.
-func (s Snapshot) Key() string { return s.Name }
+// Key is the data key of a snapshot's entry: its file name, after s3_
+// for a copy in S3.
+func (s Snapshot) Key() string {
+	if s.S3 != "" {
+		return s3Prefix + s.Name
+	}
+	return s.Name
+}
+
+// Location is where the snapshot is: file://PATH on its server, or
+// s3://BUCKET/KEY.
+func (s Snapshot) Location() string {
+	if s.S3 != "" {
+		return s.S3
+	}
+	return "file://" + s.Path
+}
 
 // ServerKey is the data key of node's entry. A ConfigMap's keys are at
 // most 253 characters; a node name that long is shortened by a digest.
@@ -128,7 +150,7 @@ func Parse(raw []byte) (*Record, error) {
 			continue
 		}
 		var s Snapshot
-		if json.Unmarshal([]byte(v), &s) == nil && s.Node != "" && s.Name == k {
+		if json.Unmarshal([]byte(v), &s) == nil && s.Node != "" && s.Name != "" && s.Key() == k {
 			r.Snapshots = append(r.Snapshots, s)
 		}
 	}
@@ -136,7 +158,11 @@ func Parse(raw []byte) (*Record, error) {
 		if c := b.Time.Compare(a.Time); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Name, b.Name)
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.S3, b.S3) // the file, then its copy
+
 	})
 	slices.SortFunc(r.Servers, func(a, b Server) int { return strings.Compare(a.Node, b.Node) })
 	return r, nil
@@ -205,11 +231,14 @@ func Ask(ctx context.Context, api *kube.Client, id string) error {
 	return nil
 }
 
-// Answer is one server's answer to a request: its snapshot, or why none.
+// Answer is one server's answer to a request: its snapshot, or why none;
+// with etcd-s3, the snapshot's copy in S3, or why none.
 type Answer struct {
 	Node     string
 	Snapshot *Snapshot
 	Error    string
+	S3       *Snapshot
+	S3Error  string
 }
 
 // ErrNoServers is Save's error when no server takes snapshots.
@@ -261,12 +290,15 @@ func Save(ctx context.Context, api *kube.Client, timeout time.Duration, progress
 				continue
 			}
 			waiting = slices.Delete(waiting, i, i+1)
-			a := Answer{Node: s.Node, Error: s.Error}
+			a := Answer{Node: s.Node, Error: s.Error, S3Error: s.S3Error}
 			if s.Error == "" {
 				for _, snap := range rec.Snapshots {
-					if snap.Node == s.Node && snap.Request == id {
+					switch {
+					case snap.Node != s.Node || snap.Request != id:
+					case snap.S3 == "" && a.Snapshot == nil:
 						a.Snapshot = &snap
-						break
+					case snap.S3 != "" && a.S3 == nil:
+						a.S3 = &snap
 					}
 				}
 				if a.Snapshot == nil {

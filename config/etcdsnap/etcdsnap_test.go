@@ -48,3 +48,47 @@ etcd-snapshot-s1-1765022400      s1    file:///var/lib/cairn/etcd-snapshots/etcd
 		t.Errorf("a long node's key is %d characters; a ConfigMap takes 253", len(k))
 	}
 }
+
+// With etcd-s3 the record holds each snapshot twice, the file on its
+// server and its copy in S3: list shows both, the copy's location an
+// s3:// URL; save's line names the copy, or a second line says why there
+// is none.
+func TestS3CopiesInRecord(t *testing.T) {
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	file := Snapshot{Node: "s1", Name: "etcd-snapshot-s1-1765022400.zst", Path: "/var/lib/cairn/etcd-snapshots/etcd-snapshot-s1-1765022400.zst", Size: 2 << 20, SHA256: "ab", Time: at, Request: "r1"}
+	copied := file
+	copied.Path, copied.S3 = "", "s3://backups/cluster-1/etcd-snapshot-s1-1765022400.zst"
+	older := Snapshot{Node: "s1", Name: "etcd-snapshot-s1-1765000000.zst", S3: "s3://backups/cluster-1/etcd-snapshot-s1-1765000000.zst", Size: 1 << 20, Time: at.Add(-time.Hour)}
+	data := map[string]string{ServerKey("s1"): Entry(Server{Node: "s1", Request: "r1"})}
+	for _, s := range []Snapshot{copied, file, older} {
+		data[s.Key()] = Entry(s)
+	}
+	// A copy's entry under its file's key is someone's hand edit: skipped.
+	data["etcd-snapshot-s1-1"] = Entry(Snapshot{Node: "s1", Name: "etcd-snapshot-s1-1", S3: "s3://backups/etcd-snapshot-s1-1"})
+	if copied.Key() != "s3_etcd-snapshot-s1-1765022400.zst" || file.Key() != file.Name {
+		t.Errorf("keys %q and %q", copied.Key(), file.Key())
+	}
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": "9"}, "data": data})
+	rec, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	WriteList(&b, rec)
+	want := `NAME                             NODE  LOCATION                                                              SIZE     CREATED
+etcd-snapshot-s1-1765022400.zst  s1    file:///var/lib/cairn/etcd-snapshots/etcd-snapshot-s1-1765022400.zst  2.0 MiB  2026-12-06T12:00:00Z
+etcd-snapshot-s1-1765022400.zst  s1    s3://backups/cluster-1/etcd-snapshot-s1-1765022400.zst                2.0 MiB  2026-12-06T12:00:00Z
+etcd-snapshot-s1-1765000000.zst  s1    s3://backups/cluster-1/etcd-snapshot-s1-1765000000.zst                1.0 MiB  2026-12-06T11:00:00Z
+`
+	if b.String() != want {
+		t.Errorf("list prints:\n%s\nwant:\n%s", b.String(), want)
+	}
+	a := Answer{Node: "s1", Snapshot: &rec.Snapshots[0], S3: &rec.Snapshots[1]}
+	if got := Describe(a); got != "s1: /var/lib/cairn/etcd-snapshots/etcd-snapshot-s1-1765022400.zst (2.0 MiB, sha256 ab), copied to s3://backups/cluster-1/etcd-snapshot-s1-1765022400.zst" || DescribeS3(a) != "" {
+		t.Errorf("save prints %q and %q", got, DescribeS3(a))
+	}
+	a = Answer{Node: "s1", Snapshot: &rec.Snapshots[0], S3Error: "The specified bucket does not exist."}
+	if got := DescribeS3(a); got != "s1: etcd-snapshot-s1-1765022400.zst was not copied to S3: The specified bucket does not exist." {
+		t.Errorf("save prints %q", got)
+	}
+}

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/config/cron"
+	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/init/node/etcdsnap"
 	"github.com/cairn-os/cairn/init/node/render"
@@ -18,8 +21,9 @@ import (
 
 // etcdSnapshots is embedded etcd's recovery and backups on this server
 // (init/node/etcdsnap): before etcd starts, the cluster-reset the config
-// asks for, once; once the apiserver is ready, snapshots of this
-// server's member on the schedule and on request. Nothing on a server
+// asks for, once (from a snapshot in the etcd-s3 bucket too); once the
+// apiserver is ready, snapshots of this server's member on the schedule
+// and on request, copied to the bucket with etcd-s3. Nothing on a server
 // with datastore-endpoint.
 func (s *server) etcdSnapshots(ctx context.Context) error {
 	if s.ds.Kind != config.DatastoreEmbedded {
@@ -30,8 +34,18 @@ func (s *server) etcdSnapshots(ctx context.Context) error {
 	if member == "" {
 		member = "default" // as render.Etcd names it
 	}
-	if err := etcdsnap.Reset(etcdsnap.ResetOptions{Reset: s.k.ClusterReset, RestorePath: s.k.ClusterResetRestorePath,
-		DataDir: s.l.EtcdDir, StateDir: s.l.DataDir, Member: member, PeerURL: render.EtcdPeerURL(node), Printf: s.o.Printf}); err != nil {
+	ro := etcdsnap.ResetOptions{Reset: s.k.ClusterReset, RestorePath: s.k.ClusterResetRestorePath,
+		DataDir: s.l.EtcdDir, StateDir: s.l.DataDir, Member: member, PeerURL: render.EtcdPeerURL(node), Printf: s.o.Printf}
+	_, noMarker := os.Stat(filepath.Join(s.l.DataDir, etcdsnap.MarkerName))
+	if ro.Reset && ro.RestorePath != "" && !filepath.IsAbs(ro.RestorePath) && noMarker != nil {
+		// A download to do: the marker would say the reset was done.
+		s3, err := snapshotS3(s.k)
+		if err != nil {
+			return fmt.Errorf("cluster-reset-restore-path %s: %w", ro.RestorePath, err)
+		}
+		ro.S3 = s3
+	}
+	if err := etcdsnap.Reset(ctx, ro); err != nil {
 		return err
 	}
 	if s.o.Services == nil {
@@ -61,6 +75,11 @@ func (s *server) snapshotOptions() (etcdsnap.Options, error) {
 		o.Dir = filepath.Join(s.l.DataDir, "etcd-snapshots") // config.DefaultEtcdSnapshotDir on a node
 	}
 	o.Compress, _ = k.SnapshotCompression()
+	if s3, err := snapshotS3(k); err != nil {
+		s.o.Printf("etcd-snapshot: snapshots are not copied to S3: %v", err)
+	} else {
+		o.S3 = s3
+	}
 	if !k.EtcdDisableSnapshots {
 		sched, err := cron.Parse(k.SnapshotSchedule())
 		if err != nil {
@@ -79,3 +98,28 @@ func (s *server) snapshotOptions() (etcdsnap.Options, error) {
 	}
 	return o, nil
 }
+
+// snapshotS3 is etcd-s3's bucket with its secret key and CA read from
+// their files; nil without etcd-s3.
+func snapshotS3(k *config.Kubernetes) (*etcdsnap.S3, error) {
+	c := k.SnapshotS3()
+	if c == nil {
+		return nil, nil
+	}
+	secret, err := k.S3SecretKey()
+	if err != nil {
+		return nil, err
+	}
+	s3 := &etcdsnap.S3{Endpoint: c.Endpoint, Insecure: c.Insecure, SkipVerify: c.SkipSSLVerify, Bucket: c.Bucket,
+		Region: c.Region, Folder: c.Folder, AccessKey: c.AccessKey, SecretKey: secret, Timeout: c.Timeout}
+	if c.EndpointCA != "" && !c.Insecure {
+		if s3.CA, err = files.Read(c.EndpointCA, maxCAFile); err != nil {
+			return nil, fmt.Errorf("kubernetes.etcd-s3-endpoint-ca: %w; write it with write_files", err)
+		}
+	}
+	return s3, nil
+}
+
+// maxCAFile bounds reading etcd-s3-endpoint-ca: a bundle of every public
+// CA is about 200 KiB.
+const maxCAFile = 1 << 20

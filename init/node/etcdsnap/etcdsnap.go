@@ -1,20 +1,23 @@
 // Package etcdsnap keeps snapshots of a server's embedded etcd member, the
 // way k3s does: on a schedule and when `cairn etcd-snapshot save` asks,
-// into a directory on STATE, the newest kept, each recorded in the
-// cluster (config/etcdsnap); and, before etcd starts, it restores one
-// into a new single-member cluster or resets membership (Reset). One seam
-// (Options) and one start (Run).
+// into a directory on STATE and with etcd-s3 into an S3 bucket too, the
+// newest kept in both, each recorded in the cluster (config/etcdsnap);
+// and, before etcd starts, it restores one (a file, or a snapshot in the
+// bucket) into a new single-member cluster or resets membership (Reset).
+// One seam (Options) and one start (Run).
 package etcdsnap
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cairn-os/cairn/config/brief"
@@ -41,6 +44,8 @@ type Options struct {
 	Retention           int
 	// Schedule says when to take one; nil takes them only when asked.
 	Schedule *cron.Schedule
+	// S3 is where each snapshot is copied too (etcd-s3); nil: nowhere.
+	S3 *S3
 	// Printf writes one console line.
 	Printf func(format string, args ...any)
 	// Now is the clock (time.Now when nil).
@@ -73,6 +78,14 @@ type runner struct {
 	mu sync.Mutex
 	// offered is the last request handed to the loop.
 	offered string
+	// s3 reaches o.S3 (nil without it, or when its settings are
+	// unusable). s3Have are this server's copies there, newest first,
+	// as last listed; s3Known says they are the whole of them; s3Lists
+	// counts the listings after a copy.
+	s3      *minio.Client
+	s3Have  []remote
+	s3Known bool
+	s3Lists int
 }
 
 // Run takes snapshots until ctx ends: at each time of the schedule, and
@@ -81,15 +94,22 @@ type runner struct {
 func Run(ctx context.Context, o Options) {
 	r := &runner{o: o}
 	cleanParts(o)
+	copies := ""
+	if o.S3 != nil {
+		copies = fmt.Sprintf(", each copied to %s (the newest %d kept there too)", o.S3.where(), o.Retention)
+	}
 	if o.Schedule != nil {
 		next, _ := o.Schedule.Next(o.now())
-		o.Printf("etcd-snapshot: snapshots of this server's etcd member at %q (UTC; next %s), the newest %d kept in %s",
-			o.Schedule.String(), next.Format("2006-01-02 15:04"), o.Retention, o.Dir)
+		o.Printf("etcd-snapshot: snapshots of this server's etcd member at %q (UTC; next %s), the newest %d kept in %s%s",
+			o.Schedule.String(), next.Format("2006-01-02 15:04"), o.Retention, o.Dir, copies)
 	} else {
-		o.Printf("etcd-snapshot: no snapshots on a schedule (etcd-disable-snapshots); `cairn etcd-snapshot save` takes one into %s", o.Dir)
+		o.Printf("etcd-snapshot: no snapshots on a schedule (etcd-disable-snapshots); `cairn etcd-snapshot save` takes one into %s%s", o.Dir, copies)
 	}
 	requests := make(chan string, 1)
 	supervise.Go("etcd-snapshot: requests", func() { r.watch(ctx, requests) })
+	if r.startS3() {
+		supervise.Go("etcd-snapshot: S3", func() { r.firstListing(ctx) })
+	}
 	var next time.Time
 	if o.Schedule != nil {
 		next, _ = o.Schedule.Next(o.now())
@@ -146,8 +166,14 @@ func (r *runner) take(ctx context.Context, request string) {
 		for _, name := range removed {
 			entries[name] = nil
 		}
+		answer := snaprec.Server{Node: r.o.Node, Request: request}
+		if r.s3 != nil {
+			if err := r.copyToS3(ctx, snap, entries); err != nil {
+				answer.S3Error = err.Error()
+			}
+		}
 		if request != "" {
-			entries[snaprec.ServerKey(r.o.Node)] = snaprec.Entry(snaprec.Server{Node: r.o.Node, Request: request})
+			entries[snaprec.ServerKey(r.o.Node)] = snaprec.Entry(answer)
 		}
 	}
 	if r.o.API == nil {
@@ -268,7 +294,7 @@ func (r *runner) sync(ctx context.Context) (*snaprec.Record, error) {
 	}
 	recorded := map[string]bool{}
 	for _, s := range rec.Snapshots {
-		if s.Node != r.o.Node {
+		if s.Node != r.o.Node || s.S3 != "" {
 			continue
 		}
 		recorded[s.Name] = true
@@ -287,6 +313,7 @@ func (r *runner) sync(ctx context.Context) (*snaprec.Record, error) {
 		}
 		entries[f.name] = snaprec.Entry(snaprec.Snapshot{Node: r.o.Node, Name: f.name, Path: path, Size: n, SHA256: sum, Time: time.Unix(f.unix, 0).UTC()})
 	}
+	r.syncS3(rec, entries)
 	if len(entries) == 0 {
 		return rec, nil
 	}

@@ -296,7 +296,7 @@ func TestSnapshotRetentionRestore(t *testing.T) {
 	var console lines
 	ro := ResetOptions{Reset: true, RestorePath: filepath.Join(keep, "s1.zst"), DataDir: e.dir, StateDir: state,
 		Member: "s1", PeerURL: e.peer, Printf: console.printf, Now: clk.now}
-	if err := Reset(ro); err != nil {
+	if err := Reset(context.Background(), ro); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -331,7 +331,7 @@ func TestSnapshotRetentionRestore(t *testing.T) {
 	e.stop()
 	console = lines{}
 	ro.Printf = console.printf
-	if err := Reset(ro); err != nil {
+	if err := Reset(context.Background(), ro); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -346,14 +346,14 @@ func TestSnapshotRetentionRestore(t *testing.T) {
 	// The keys removed: the marker goes; a new restore, from k3s's zip
 	// form, brings the later key.
 	e.stop()
-	if err := Reset(ResetOptions{StateDir: state, DataDir: e.dir}); err != nil {
+	if err := Reset(context.Background(), ResetOptions{StateDir: state, DataDir: e.dir}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(state, MarkerName)); !os.IsNotExist(err) {
 		t.Errorf("the marker after a boot without cluster-reset: %v", err)
 	}
 	ro.RestorePath = filepath.Join(keep, "s2.zip")
-	if err := Reset(ro); err != nil {
+	if err := Reset(context.Background(), ro); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -366,7 +366,7 @@ func TestSnapshotRetentionRestore(t *testing.T) {
 	e.stop()
 	os.Remove(filepath.Join(state, MarkerName))
 	console = lines{}
-	if err := Reset(ResetOptions{Reset: true, DataDir: e.dir, StateDir: state, Member: "s1", PeerURL: e.peer, Printf: console.printf, Now: clk.now}); err != nil {
+	if err := Reset(context.Background(), ResetOptions{Reset: true, DataDir: e.dir, StateDir: state, Member: "s1", PeerURL: e.peer, Printf: console.printf, Now: clk.now}); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -395,7 +395,7 @@ func TestRestoreErrors(t *testing.T) {
 		{"", "cluster-reset: " + etcdDir + " holds no etcd data to reset"},
 	}
 	for _, tt := range tests {
-		err := Reset(ResetOptions{Reset: true, RestorePath: tt.path, DataDir: etcdDir, StateDir: dir, Member: "s1", PeerURL: "https://127.0.0.1:2380", Printf: t.Logf})
+		err := Reset(context.Background(), ResetOptions{Reset: true, RestorePath: tt.path, DataDir: etcdDir, StateDir: dir, Member: "s1", PeerURL: "https://127.0.0.1:2380", Printf: t.Logf})
 		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("restoring %q: %v; want %q", tt.path, err, tt.want)
 		}

@@ -3,6 +3,7 @@ package etcdsnap
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
+	snaprec "github.com/cairn-os/cairn/config/etcdsnap"
 	"github.com/cairn-os/cairn/config/files"
 )
 
@@ -24,9 +26,12 @@ import (
 // etcd starts.
 type ResetOptions struct {
 	// Reset is kubernetes.cluster-reset; RestorePath its
-	// cluster-reset-restore-path ("" keeps this member's own data).
+	// cluster-reset-restore-path ("" keeps this member's own data): a
+	// file, or with S3 a relative name, a snapshot in the bucket.
 	Reset       bool
 	RestorePath string
+	// S3 is etcd-s3's bucket; nil without it.
+	S3 *S3
 	// DataDir is etcd's data directory; StateDir holds the marker of a
 	// reset done.
 	DataDir, StateDir string
@@ -56,13 +61,14 @@ type marker struct {
 const revisionBump = 1_000_000_000
 
 // Reset does what cluster-reset asks, once: it restores the snapshot at
-// RestorePath (a file k3s or cairn wrote: plain, zip or zstd), or this
-// member's own database, into a new etcd data directory holding one
-// member, and moves the old directory aside, never deleting it. It writes
-// a marker on STATE, so the next boot with the same config starts etcd as
-// it is and says to remove the keys; a boot without cluster-reset removes
-// the marker. Each outcome is one console line.
-func Reset(o ResetOptions) error {
+// RestorePath (a file k3s or cairn wrote: plain, zip or zstd; with S3, a
+// relative RestorePath names one in the bucket, downloaded to StateDir
+// first), or this member's own database, into a new etcd data directory
+// holding one member, and moves the old directory aside, never deleting
+// it. It writes a marker on STATE, so the next boot with the same config
+// starts etcd as it is and says to remove the keys; a boot without
+// cluster-reset removes the marker. Each outcome is one console line.
+func Reset(ctx context.Context, o ResetOptions) error {
 	mpath := filepath.Join(o.StateDir, MarkerName)
 	if !o.Reset {
 		if err := os.Remove(mpath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -85,7 +91,7 @@ func Reset(o ResetOptions) error {
 	if o.Now != nil {
 		now = o.Now()
 	}
-	src, skipHash := o.RestorePath, false
+	src, skipHash, from := o.RestorePath, false, o.RestorePath
 	if src == "" {
 		// This member's own database, as it last wrote it: etcd is not
 		// running, so the file is whole.
@@ -94,9 +100,23 @@ func Reset(o ResetOptions) error {
 			return fmt.Errorf("cluster-reset: %s holds no etcd data to reset (%v); give cluster-reset-restore-path a snapshot, or remove cluster-reset", o.DataDir, err)
 		}
 	} else {
+		if !filepath.IsAbs(src) {
+			if o.S3 == nil {
+				return fmt.Errorf("cluster-reset-restore-path %s is not an absolute path, and etcd-s3 is not set: give the snapshot file on this server, or set etcd-s3 to restore one from the bucket", src)
+			}
+			from = o.S3.Location(src)
+			src = filepath.Join(o.StateDir, ".etcd-restore-s3")
+			defer os.Remove(src)
+			began := time.Now()
+			n, err := o.S3.download(ctx, o.RestorePath, src)
+			if err != nil {
+				return fmt.Errorf("cluster-reset-restore-path %s: downloading %s: %w", o.RestorePath, from, err)
+			}
+			o.Printf("etcd: downloaded %s to restore it: %s in %.1fs", from, snaprec.Size(n), time.Since(began).Seconds())
+		}
 		plain, cleanup, err := decompress(src, filepath.Join(o.StateDir, ".etcd-restore.db"))
 		if err != nil {
-			return fmt.Errorf("cluster-reset-restore-path %s: %w", src, err)
+			return fmt.Errorf("cluster-reset-restore-path %s: %w", o.RestorePath, err)
 		}
 		defer cleanup()
 		src = plain
@@ -115,11 +135,11 @@ func Reset(o ResetOptions) error {
 		SkipHashCheck:       skipHash, RevisionBump: revisionBump, MarkCompacted: true,
 	}); err != nil {
 		if o.RestorePath != "" {
-			return fmt.Errorf("cluster-reset-restore-path %s: restoring it: %w", o.RestorePath, err)
+			return fmt.Errorf("cluster-reset-restore-path %s: restoring it: %w", from, err)
 		}
 		return fmt.Errorf("cluster-reset: rebuilding %s as one member: %w", o.DataDir, err)
 	}
-	m := marker{Time: now.UTC(), From: o.RestorePath}
+	m := marker{Time: now.UTC(), From: from}
 	if _, err := os.Lstat(o.DataDir); err == nil {
 		m.Aside = o.DataDir + ".before-reset-" + strconv.FormatInt(now.Unix(), 10)
 		if err := moveAside(o.DataDir, m.Aside); err != nil {
@@ -141,7 +161,7 @@ func Reset(o ResetOptions) error {
 	}
 	what := "reset embedded etcd's membership to this server alone (member " + o.Member + "), keeping its data"
 	if o.RestorePath != "" {
-		what = "restored " + o.RestorePath + " into a new etcd cluster of one member (" + o.Member + ")"
+		what = "restored " + from + " into a new etcd cluster of one member (" + o.Member + ")"
 	}
 	o.Printf("etcd: %s%s. Remove cluster-reset and cluster-reset-restore-path from this server's config; the other servers join again once their etcd data is cleared (docs/server.md, Snapshots and restore)", what, aside)
 	return nil
