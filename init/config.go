@@ -140,17 +140,14 @@ func (st *initState) startNetwork(ctx context.Context, cfg *config.Network, host
 	}
 }
 
-// identityLine names the machine and its addresses once the network is
-// up and its name decided, whatever it runs: the line to find a node by
-// on a console.
-func identityLine(hostname string, state *network.State) string {
+// identityLine names the machine and its addresses (network.State's, by
+// link) once the network is up and its name decided, whatever it runs: the
+// line to find a node by on a console.
+func identityLine(hostname string, byLink map[string][]netip.Prefix) string {
 	var addrs []string
-	if state != nil {
-		byLink := state.Addresses()
-		for _, link := range slices.Sorted(maps.Keys(byLink)) {
-			for _, p := range byLink[link] {
-				addrs = append(addrs, fmt.Sprintf("%s (%s)", p, link))
-			}
+	for _, link := range slices.Sorted(maps.Keys(byLink)) {
+		for _, p := range byLink[link] {
+			addrs = append(addrs, fmt.Sprintf("%s (%s)", p, link))
 		}
 	}
 	if len(addrs) == 0 {

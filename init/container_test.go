@@ -94,6 +94,9 @@ write_files:
 	}
 	expect(`init: starting cairn \S+ on \w+ \(container\)`)
 	expect(`config: loaded from /etc/cairn/config\.yaml`)
+	// The identity line, though the node runs nothing (its network
+	// namespace has loopback only).
+	expect(`init: this is box-1, with no address yet`)
 	expect(`node: nothing to run: this image has no node components`)
 
 	// The node's root is the image under an overlay; the image is untouched.

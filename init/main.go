@@ -16,10 +16,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cairn-os/cairn/config"
@@ -84,6 +87,7 @@ func main() {
 	cmdlineFlag := fs.String("cmdline", "", "kernel command line to use instead of /proc/cmdline (the container platform has none)")
 	rootFlag := fs.String("root", "", "container platform: the system image (squashfs file or directory) to run on")
 	netnsFlag := fs.String("netns", "", "container platform: join this network namespace instead of a new one")
+	diskFlag := fs.String("disk", "", "container platform: a node directory standing in for a disk (slot files, loader entries, STATE); booted from the slot its loader entries name, again at each reboot")
 	// The kernel passes unknown boot words as arguments; ignore what we don't know.
 	fs.Parse(os.Args[1:])
 
@@ -96,20 +100,31 @@ func main() {
 	slog.SetDefault(slog.New(log.Handler()))
 
 	if st.platform == Container {
-		if *rootFlag == "" {
-			log.Printf("init: the container platform needs -root, the system image to run on (the host's files are never written)")
+		if (*rootFlag == "") == (*diskFlag == "") {
+			log.Printf("init: the container platform needs -root, the system image to run on, or -disk, a node directory (the host's files are never written)")
 			os.Exit(2)
-		}
-		if os.Getpid() != 1 {
-			os.Exit(launchContainer(*netnsFlag))
-		}
-		if err := (boot.ContainerRoot{Image: *rootFlag}).Run(); err != nil {
-			log.Printf("init: %v", err)
-			os.Exit(1)
 		}
 		if *cmdlineFlag == "" {
 			// Not the host's /proc/cmdline: it is not this node's.
 			*cmdlineFlag = "cairn.platform=container"
+		}
+		if os.Getpid() != 1 {
+			os.Exit(launchContainer(*netnsFlag, *diskFlag, *cmdlineFlag))
+		}
+		if os.Getenv(stageEnv) != "2" {
+			root := boot.ContainerRoot{Image: *rootFlag, Disk: *diskFlag, Slot: cmdline.Parse(*cmdlineFlag).Get(layout.SlotParam)}
+			if err := root.Run(); err != nil {
+				log.Printf("init: %v", err)
+				os.Exit(1) // a reboot: a slot on trial gives way to the other one
+			}
+			if *diskFlag != "" {
+				// As on a disk, stage 2 is the slot's own init.
+				err := syscall.Exec("/sbin/init", os.Args, append(os.Environ(), stageEnv+"=2"))
+				log.Printf("init: starting slot %s's /sbin/init: %v", strings.ToUpper(root.Slot), err)
+				os.Exit(1)
+			}
+		} else if *diskFlag != "" {
+			boot.UseContainerDisk()
 		}
 	}
 
@@ -137,7 +152,7 @@ func main() {
 		quietKernel(st.cmdline, "/proc/sys/kernel/printk")
 	}
 
-	if !stage2 {
+	if !stage2 || st.platform == Container {
 		log.Printf("init: starting cairn %s on %s (%s)", version, runtime.GOARCH, st.platform)
 	} else {
 		slog.Debug("init: stage 2 on the system image")
@@ -244,9 +259,7 @@ func stage2Boot(ctx context.Context, st *initState) {
 	if boot.Persistent("/var/log") {
 		st.services.SetLogDir("/var/log/cairn")
 	}
-	if st.platform == Metal {
-		upgrader.WatchTrial(st.cmdline.Get(layout.SlotParam), st.log.Printf, st.reboot)
-	}
+	upgrader.WatchTrial(st.cmdline.Get(layout.SlotParam), st.log.Printf, st.reboot)
 	cfg := st.loadConfig(ctx)
 	loaded := time.Now()
 	if ctx.Err() != nil {
@@ -260,7 +273,11 @@ func stage2Boot(ctx context.Context, st *initState) {
 	}
 	// The name is the config's, else one made from the MAC address: decided
 	// now, so the line names the machine as the cluster will.
-	st.log.Printf("%s", identityLine(st.nodeHostname(), st.net))
+	var byLink map[string][]netip.Prefix
+	if st.net != nil {
+		byLink = st.net.Addresses()
+	}
+	st.log.Printf("%s", identityLine(st.nodeHostname(), byLink))
 	if ctx.Err() != nil {
 		return
 	}

@@ -95,14 +95,15 @@ func (st *initState) nodeHostname() string {
 	return "cairn"
 }
 
-// system describes the running system for upgrades: its slot (none on the
-// container platform and for live images), board and version.
+// system describes the running system for upgrades: its slot (none for
+// live images and container-platform nodes without a node directory),
+// board and version.
 func (st *initState) system() upgrader.System {
 	sys := upgrader.System{Version: version}
 	if b, err := boot.ReadBoard(layout.BoardFile); err == nil {
 		sys.Board = b.Name
 	}
-	if st.platform == Metal && st.cmdline.Get(layout.SystemParam) == layout.SystemDisk {
+	if st.cmdline.Get(layout.SystemParam) == layout.SystemDisk {
 		sys.Slot = st.cmdline.Get(layout.SlotParam)
 	}
 	return sys

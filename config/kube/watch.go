@@ -98,6 +98,109 @@ func (c *Client) Watch(ctx context.Context, path, rv string, timeout time.Durati
 	}
 }
 
+// Waits of ListWatch after an error: the first, doubled each time up to
+// the last, and the first again once a list works.
+var (
+	listWatchRetryFirst = time.Second
+	listWatchRetryMax   = 30 * time.Second
+)
+
+// ListWatch keeps a collection in view until ctx ends: it lists path (one
+// request, within the client's reply bound) and hands the items to list,
+// then watches from the list's version, handing each change to event
+// (bookmarks only move the version), and asks for a new watch every
+// watchFor from where the last one ended. It lists again only when the
+// apiserver says that version is gone (410), or after an error (the
+// list's, the watch's, list's or event's), which is handed to failed.
+// Before each list again it waits: 1 s, doubled after each error up to
+// 30 s, and 1 s again once a watch has lasted until the apiserver ended it.
+func (c *Client) ListWatch(ctx context.Context, path string, watchFor time.Duration,
+	list func(items []json.RawMessage) error, event func(WatchEvent) error, failed func(error)) {
+	delay := listWatchRetryFirst
+	for ctx.Err() == nil {
+		rv, err := c.listOnce(ctx, path, list)
+		if err == nil {
+			err = c.watchFrom(ctx, path, rv, watchFor, event, &delay)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		gone := IsStatus(err, http.StatusGone)
+		if !gone {
+			failed(err)
+		}
+		if !sleep(ctx, delay) {
+			return
+		}
+		if !gone {
+			delay = min(delay*2, listWatchRetryMax)
+		}
+	}
+}
+
+// watchFrom watches path from rv, a watch after another, until one fails
+// or ctx ends; a watch the apiserver ended sets *delay back to the first.
+func (c *Client) watchFrom(ctx context.Context, path, rv string, watchFor time.Duration, event func(WatchEvent) error, delay *time.Duration) error {
+	for {
+		began := time.Now()
+		err := c.Watch(ctx, path, rv, watchFor, func(ev WatchEvent) error {
+			var m struct {
+				Metadata struct {
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+			}
+			if json.Unmarshal(ev.Object, &m) == nil && m.Metadata.ResourceVersion != "" {
+				rv = m.Metadata.ResourceVersion
+			}
+			if ev.Type == "BOOKMARK" {
+				return nil
+			}
+			return event(ev)
+		})
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		*delay = listWatchRetryFirst
+		// A watch the apiserver ends at once is not asked again at once.
+		if time.Since(began) < time.Second && !sleep(ctx, time.Second) {
+			return ctx.Err()
+		}
+	}
+}
+
+// listOnce lists path, hands the items to list and returns the list's
+// version.
+func (c *Client) listOnce(ctx context.Context, path string, list func([]json.RawMessage) error) (string, error) {
+	var l struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := c.Get(ctx, path, &l); err != nil {
+		return "", err
+	}
+	if err := list(l.Items); err != nil {
+		return "", err
+	}
+	return l.Metadata.ResourceVersion, nil
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 var errTooLong = errors.New("too long")
 
 // boundedReader fails once more than limit bytes are read since n was

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,5 +72,66 @@ func TestWatch(t *testing.T) {
 	}
 	if !strings.HasPrefix(query, "labelSelector=a%3Db&") {
 		t.Errorf("a path with a query: %q", query)
+	}
+}
+
+// TestListWatch: the collection is listed, then watched from the list's
+// version and from each event's (a bookmark's too, which is not handed
+// over); a watch the apiserver ends is asked again from where it ended;
+// 410 lists again without a word; any other error is handed over before
+// the next list.
+func TestListWatch(t *testing.T) {
+	defer func(f, m time.Duration) { listWatchRetryFirst, listWatchRetryMax = f, m }(listWatchRetryFirst, listWatchRetryMax)
+	listWatchRetryFirst, listWatchRetryMax = time.Millisecond, 2*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var asked []string
+	lists := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("watch") == "" {
+			lists++
+			asked = append(asked, "list")
+			fmt.Fprintf(w, `{"metadata":{"resourceVersion":"%d"},"items":[{"metadata":{"name":"l%d"}}]}`, 5*lists, lists)
+			return
+		}
+		asked = append(asked, "watch "+q.Get("resourceVersion"))
+		switch q.Get("resourceVersion") {
+		case "5":
+			io.WriteString(w, `{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"6"}}}`+"\n")
+			io.WriteString(w, `{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"8"}}}`+"\n")
+		case "8":
+			io.WriteString(w, `{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old resource version: 8 (9)"}}`+"\n")
+		case "10":
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"kind":"Status","message":"etcd is down"}`)
+		default:
+			cancel()
+		}
+	}))
+	defer srv.Close()
+	var got []string
+	New(srv.URL, Options{}).ListWatch(ctx, "/api/v1/pods", time.Minute,
+		func(items []json.RawMessage) error {
+			got = append(got, fmt.Sprintf("list %s", items))
+			return nil
+		},
+		func(ev WatchEvent) error {
+			got = append(got, ev.Type+" "+string(ev.Object))
+			return nil
+		},
+		func(err error) { got = append(got, "failed: "+err.Error()) })
+	want := []string{
+		`list [{"metadata":{"name":"l1"}}]`,
+		`ADDED {"metadata":{"name":"a","resourceVersion":"6"}}`,
+		`list [{"metadata":{"name":"l2"}}]`,
+		`failed: GET /api/v1/pods: 500 Internal Server Error: etcd is down`,
+		`list [{"metadata":{"name":"l3"}}]`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("handed over:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if w := "list,watch 5,watch 8,list,watch 10,list,watch 15"; strings.Join(asked, ",") != w {
+		t.Errorf("asked %s, want %s", strings.Join(asked, ","), w)
 	}
 }

@@ -1,11 +1,18 @@
 package boot
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/config/layout"
 )
 
 // ContainerRoot makes the root file system of a node on the container
@@ -14,21 +21,41 @@ import (
 // /dev, /run and /tmp, switched to with pivot_root. It must run as PID 1
 // of new PID and mount namespaces: every mount stays in them, and the
 // host's files are never written.
+//
+// With Disk, a node directory standing in for a disk (config/layout's
+// Container* names), the system image is the file of the slot Slot, and
+// the node gets what a disk boot gives it: STATE's directories bound over
+// its state paths, the directory at layout.ContainerDiskMount (its slots
+// and loader entries, for upgrades: UseContainerDisk), the slot marked
+// booted (Bless), and its config and image archives bound in. Only the
+// node's writes to these reach the host, into the directory.
 type ContainerRoot struct {
 	// Image is the squashfs file or directory to run on.
 	Image string
+	// Disk is the node directory, and Slot the slot to run from.
+	Disk, Slot string
 	// Staging is where the pieces are assembled before pivot_root; /run
 	// when empty (covered by a tmpfs in the new mount namespace only).
 	Staging string
 }
 
 func (c ContainerRoot) String() string {
+	if c.Disk != "" {
+		return fmt.Sprintf("enter slot %s of %s with a tmpfs overlay", strings.ToUpper(c.Slot), c.Disk)
+	}
 	return fmt.Sprintf("enter the system image %s with a tmpfs overlay", c.Image)
 }
 
 // Run assembles the root and pivots into it.
 func (c ContainerRoot) Run() error {
-	img, err := filepath.Abs(c.Image)
+	image := c.Image
+	if c.Disk != "" {
+		if c.Slot != layout.SlotA && c.Slot != layout.SlotB {
+			return fmt.Errorf("%s=%q: a node directory boots %s=%s or %s; the launcher names the slot its loader entry boots", layout.SlotParam, c.Slot, layout.SlotParam, layout.SlotA, layout.SlotB)
+		}
+		image = filepath.Join(c.Disk, layout.ContainerSlot(c.Slot))
+	}
+	img, err := filepath.Abs(image)
 	if err != nil {
 		return err
 	}
@@ -49,6 +76,13 @@ func (c ContainerRoot) Run() error {
 		return fmt.Errorf("opening the system image: %w", err)
 	}
 	defer f.Close()
+	var disk *os.File
+	if c.Disk != "" {
+		if disk, err = os.Open(c.Disk); err != nil {
+			return fmt.Errorf("opening the node directory: %w", err)
+		}
+		defer disk.Close()
+	}
 	if err := unix.Mount("cairn-staging", staging, "tmpfs", unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("mounting a tmpfs on %s: %w", staging, err)
 	}
@@ -122,7 +156,93 @@ func (c ContainerRoot) Run() error {
 			return err
 		}
 	}
-	return pivot(root)
+	if disk == nil {
+		return pivot(root)
+	}
+	if err := bindDisk(fmt.Sprintf("/proc/self/fd/%d", disk.Fd()), root); err != nil {
+		return err
+	}
+	if err := pivot(root); err != nil {
+		return err
+	}
+	UseContainerDisk()
+	// As a disk boot's stage 1 does; a failure leaves the entry as it is.
+	b := Bless{Slot: c.Slot, Trial: filepath.Join(layout.StateDir, layout.TrialFile)}
+	if err := b.Run(); err != nil {
+		slog.Warn(fmt.Sprintf("boot: %s: %v", b, err))
+	}
+	return nil
+}
+
+// bindDisk binds a node directory's parts into root: the directory
+// itself, then from there STATE's directories over the state paths, the
+// config over the baked-in one's path and each image archive into the
+// images directory.
+func bindDisk(disk, root string) error {
+	bind := func(src, dst string, ro bool) error {
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding %s on %s: %w", src, dst, err)
+		}
+		if ro {
+			unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		}
+		return nil
+	}
+	// A file to bind over: the image's own, or an empty one in the overlay.
+	fileAt := func(dst string) error {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	at := filepath.Join(root, layout.ContainerDiskMount)
+	if err := os.MkdirAll(at, 0o700); err != nil {
+		return err
+	}
+	if err := bind(disk, at, false); err != nil {
+		return err
+	}
+	disk = at
+	for _, b := range layout.StateBinds {
+		src, dst := filepath.Join(disk, layout.ContainerState, b.Dir), filepath.Join(root, b.Target)
+		for _, d := range []string{src, dst} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		if err := bind(src, dst, false); err != nil {
+			return err
+		}
+	}
+	if cfg := filepath.Join(disk, layout.ContainerConfig); fileExists(cfg) {
+		dst := filepath.Join(root, layout.ConfigFile)
+		if err := fileAt(dst); err != nil {
+			return err
+		}
+		if err := bind(cfg, dst, true); err != nil {
+			return err
+		}
+	}
+	archives, _ := filepath.Glob(filepath.Join(disk, layout.ContainerImages, "*.tar"))
+	for _, a := range archives {
+		dst := filepath.Join(root, layout.ImagesDir, filepath.Base(a))
+		if err := fileAt(dst); err != nil {
+			return err
+		}
+		if err := bind(a, dst, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // pivot makes root the root file system and detaches the old one.
@@ -141,4 +261,51 @@ func pivot(root string) error {
 		return fmt.Errorf("detaching the host's root: %w", err)
 	}
 	return os.Remove("/.old-root")
+}
+
+// ResetNetwork gives the network namespace at path (a container-platform
+// node's, kept across its restarts) what a machine's network has after a
+// restart: only its links lo and eth0, eth0 without the addresses the node
+// gave it (its own, a VIP it held). The CNI bridge, flannel's VXLAN device
+// and what pods left go. Firewall rules stay: kube-proxy and flannel take
+// theirs over when they start.
+func ResetNetwork(path string) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("opening the network namespace %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range links {
+		switch l.Attrs().Name {
+		case "lo":
+		case "eth0":
+			addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for _, a := range addrs {
+				if a.IP.IsLinkLocalUnicast() {
+					continue
+				}
+				if err := h.AddrDel(l, &a); err != nil {
+					errs = append(errs, fmt.Errorf("removing %s from eth0: %w", a.IPNet, err))
+				}
+			}
+		default:
+			if err := h.LinkDel(l); err != nil {
+				errs = append(errs, fmt.Errorf("deleting link %s: %w", l.Attrs().Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

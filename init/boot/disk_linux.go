@@ -164,10 +164,7 @@ func humanBytes(n int64) string {
 // with the Raspberry Pi firmware it makes config.txt boot the slot after a
 // trial boot (tryboot.txt). The boot partition's contents say which.
 type Bless struct {
-	ESP   string // the boot partition's GPT name
-	Mount string // where to mount it
-	Slot  string // the running slot
-	Wait  time.Duration
+	Slot string // the running slot
 	// Trial is the trial record's path (layout.TrialFile on STATE): a slot
 	// on trial for an upgrade is left counting, for stage 2 to judge.
 	Trial string
@@ -189,7 +186,7 @@ func (b Bless) Run() error {
 			return nil
 		}
 	}
-	return withBootPartition(b.ESP, b.Mount, b.Wait, false, func(root string) error {
+	return machine.withBoot(false, func(root string) error {
 		dir := filepath.Join(root, "loader/entries")
 		if names, err := entryNames(dir); err == nil {
 			return blessEntries(dir, names, b.Slot)
@@ -197,7 +194,7 @@ func (b Bless) Run() error {
 		if _, err := os.Stat(filepath.Join(root, layout.PiConfig)); err == nil {
 			return blessTryboot(root, b.Slot, trybootFlag(layout.TrybootFlag))
 		}
-		return fmt.Errorf("the boot partition %s has neither loader/entries (systemd-boot) nor %s (Raspberry Pi); is it a cairn disk?", b.ESP, layout.PiConfig)
+		return fmt.Errorf("the boot partition has neither loader/entries (systemd-boot) nor %s (Raspberry Pi); is it a cairn disk?", layout.PiConfig)
 	})
 }
 
@@ -206,7 +203,7 @@ func (b Bless) Run() error {
 // returns "" for a trusted slot, or when the boot partition cannot be read.
 func OnTrial(slot string) string {
 	var why string
-	withBootPartition(layout.ESPLabel, "/run/cairn/esp", 5*time.Second, true, func(root string) error {
+	machine.withBoot(true, func(root string) error {
 		if names, err := entryNames(filepath.Join(root, "loader/entries")); err == nil {
 			if e := trialEntry(names, slot); e != "" {
 				why = "its boot loader entry " + e + " still counts tries"
@@ -288,7 +285,6 @@ func DiskSystem(slot, lower, rw, newRoot string) ([]Entry, error) {
 	return []Entry{
 		{Step: SystemImage{Partition: layout.SlotLabel(slot), Wait: partitionWait, Lower: lower, RW: rw, NewRoot: newRoot}, OnError: Stop},
 		{Step: State{Label: layout.StateLabel, Mount: layout.StateMount, NewRoot: newRoot, Wait: 5 * time.Second}, OnError: Continue},
-		{Step: Bless{ESP: layout.ESPLabel, Mount: "/run/cairn/esp", Slot: slot, Wait: 5 * time.Second,
-			Trial: filepath.Join(layout.StateMount, layout.StateCairnDir, layout.TrialFile)}, OnError: Continue},
+		{Step: Bless{Slot: slot, Trial: filepath.Join(layout.StateMount, layout.StateCairnDir, layout.TrialFile)}, OnError: Continue},
 	}, nil
 }

@@ -9,15 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/config/layout"
 )
-
-// espMount is where stage 2 mounts the boot partition for a moment.
-const espMount = "/run/cairn/esp"
 
 // NewSystem is a new system for a slot: its files, verified, on STATE.
 type NewSystem struct {
@@ -43,7 +39,7 @@ func WriteSlot(slot string, sys NewSystem, trial *Trial, trialPath string, print
 		return fmt.Errorf("no slot %q", slot)
 	}
 	var newest int64
-	err := withBootPartition(layout.ESPLabel, espMount, 5*time.Second, false, func(root string) error {
+	err := machine.withBoot(false, func(root string) error {
 		dir := filepath.Join(root, "loader/entries")
 		names, err := entryNames(dir)
 		if err != nil {
@@ -64,15 +60,19 @@ func WriteSlot(slot string, sys NewSystem, trial *Trial, trialPath string, print
 	if err != nil {
 		return err
 	}
-	dev, err := FindPartition(layout.SlotLabel(slot), 5*time.Second)
+	st, err := os.Stat(sys.System)
 	if err != nil {
 		return err
 	}
-	printf("upgrade: writing slot %s (%s, %s, %s)", strings.ToUpper(slot), layout.SlotLabel(slot), dev, fileSize(sys.System))
+	dev, err := machine.slotTarget(slot, st.Size())
+	if err != nil {
+		return err
+	}
+	printf("upgrade: writing slot %s (%s, %s, %s)", strings.ToUpper(slot), layout.SlotLabel(slot), dev, humanBytes(st.Size()))
 	if err := writePartition(dev, sys.System, sys.SystemSHA256); err != nil {
 		return fmt.Errorf("writing slot %s (%s): %w", strings.ToUpper(slot), dev, err)
 	}
-	return withBootPartition(layout.ESPLabel, espMount, 5*time.Second, false, func(root string) error {
+	return machine.withBoot(false, func(root string) error {
 		dir := filepath.Join(root, layout.ESPDir, slot)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -186,18 +186,10 @@ func copyFileSync(src, dst string) error {
 	return os.Rename(tmp, dst)
 }
 
-func fileSize(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "?"
-	}
-	return humanBytes(st.Size())
-}
-
 // RejectSlot ends the trial of slot: its counting entry gets no tries
 // left (cairn-b+0-1.conf), so the next boot starts the other slot.
 func RejectSlot(slot string) error {
-	return withBootPartition(layout.ESPLabel, espMount, 5*time.Second, false, func(root string) error {
+	return machine.withBoot(false, func(root string) error {
 		dir := filepath.Join(root, "loader/entries")
 		names, err := entryNames(dir)
 		if err != nil {
@@ -222,7 +214,7 @@ func RejectSlot(slot string) error {
 // DropSlot removes slot's loader entries, so the loader never offers it:
 // after a failed trial, the next upgrade writes it afresh.
 func DropSlot(slot string) error {
-	return withBootPartition(layout.ESPLabel, espMount, 5*time.Second, false, func(root string) error {
+	return machine.withBoot(false, func(root string) error {
 		dir := filepath.Join(root, "loader/entries")
 		names, err := entryNames(dir)
 		if err != nil {
@@ -242,17 +234,17 @@ func DropSlot(slot string) error {
 // BlessSlot marks slot booted for good (after its trial), as stage 1
 // does for an ordinary boot.
 func BlessSlot(slot string) error {
-	return Bless{ESP: layout.ESPLabel, Mount: espMount, Slot: slot, Wait: 5 * time.Second}.Run()
+	return Bless{Slot: slot}.Run()
 }
 
 // Upgradable says why this machine cannot have its other slot written, or
 // "" when it can: a disk boot from a slot, with systemd-boot.
 func Upgradable(slot string) string {
 	if slot != layout.SlotA && slot != layout.SlotB {
-		return "it does not boot from an A/B slot of a disk (a live image: ISO, PXE or kernel+initramfs, or the container platform)"
+		return "it does not boot from an A/B slot of a disk (a live image: ISO, PXE or kernel+initramfs, or a container-platform node run on a root directory instead of a node directory with slots)"
 	}
 	var why string
-	err := withBootPartition(layout.ESPLabel, espMount, 5*time.Second, true, func(root string) error {
+	err := machine.withBoot(true, func(root string) error {
 		if _, err := entryNames(filepath.Join(root, "loader/entries")); err != nil {
 			why = "its boot partition has no systemd-boot entries (a Raspberry Pi SD card: upgrades in place are not supported there yet)"
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-os/cairn/config/layout"
 )
 
 func TestParseStat(t *testing.T) {
@@ -144,25 +146,62 @@ func TestFindSystemImage(t *testing.T) {
 	}
 }
 
-func TestNodeRootKeepsTheSystemImage(t *testing.T) {
-	sys := filepath.Join(t.TempDir(), "system")
-	os.MkdirAll(filepath.Join(sys, "etc/cairn"), 0o755)
-	os.WriteFile(filepath.Join(sys, "etc/cairn/config.yaml"), []byte("baked\n"), 0o644)
-	os.WriteFile(filepath.Join(sys, "file"), []byte("x"), 0o644)
-	dst := filepath.Join(t.TempDir(), "nodes/s1/root")
-	if err := NodeRoot(sys, dst, []byte("#cloud-config\nhostname: s1\n")); err != nil {
+// TestNewDisk: a node directory boots slot A, a link to the cluster's
+// system image; its config is the node's own (0600); its archives are
+// there; and the loader entry is one the init's launcher reads.
+func TestNewDisk(t *testing.T) {
+	sys := filepath.Join(t.TempDir(), "system.sqfs")
+	os.WriteFile(sys, []byte("hsqs"), 0o644)
+	archive := filepath.Join(t.TempDir(), "app.tar")
+	os.WriteFile(archive, []byte("tar"), 0o644)
+	dir := filepath.Join(t.TempDir(), "disk")
+	if err := NewDisk(dir, sys, []byte("#cloud-config\nhostname: s1\n"), []string{archive}); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(sys, "etc/cairn/config.yaml")); string(b) != "baked\n" {
-		t.Errorf("the system image's config became %q", b)
+	a, _ := os.Stat(sys)
+	b, err := os.Stat(filepath.Join(dir, layout.ContainerSlot(layout.SlotA)))
+	if err != nil || !os.SameFile(a, b) {
+		t.Errorf("slot A is not a link to the system image: %v", err)
 	}
-	fi, err := os.Stat(filepath.Join(dst, "etc/cairn/config.yaml"))
+	fi, err := os.Stat(filepath.Join(dir, layout.ContainerConfig))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("the node's config: %v %v; want mode 0600", fi, err)
 	}
-	a, _ := os.Stat(filepath.Join(sys, "file"))
-	b, _ := os.Stat(filepath.Join(dst, "file"))
-	if !os.SameFile(a, b) {
-		t.Error("the node's root is a copy, not hard links")
+	if _, err := os.Stat(filepath.Join(dir, layout.ContainerImages, "app.tar")); err != nil {
+		t.Errorf("the image archive: %v", err)
+	}
+	entry, err := os.ReadFile(filepath.Join(dir, layout.ContainerESP, "loader/entries/cairn-a.conf"))
+	if err != nil || !strings.Contains(string(entry), "\noptions cairn.system=disk cairn.slot=a\n") || !strings.Contains(string(entry), "\nversion 1\n") {
+		t.Errorf("the loader entry: %v\n%s", err, entry)
+	}
+	if err := NewDisk(dir, sys, nil, nil); err == nil {
+		t.Error("a second NewDisk on the same directory succeeded")
+	}
+}
+
+func TestSystemImage(t *testing.T) {
+	// A live build: the system image inside the initramfs.
+	img := t.TempDir()
+	sqfs := append([]byte("hsqs"), bytes.Repeat([]byte{7}, 3000)...)
+	os.WriteFile(filepath.Join(img, "initramfs.img"), append(newc("system.sqfs", sqfs), newc("TRAILER!!!", nil)...), 0o644)
+	dst := filepath.Join(t.TempDir(), "system.sqfs")
+	if err := SystemImage(img, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, sqfs) {
+		t.Errorf("from the initramfs: %d bytes, want the %d of the squashfs", len(got), len(sqfs))
+	}
+	// A build with an update bundle: its system.sqfs.
+	os.MkdirAll(filepath.Join(img, "update"), 0o755)
+	os.WriteFile(filepath.Join(img, "update/system.sqfs"), []byte("hsqs bundle"), 0o644)
+	dst = filepath.Join(t.TempDir(), "system.sqfs")
+	if err := SystemImage(img, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "hsqs bundle" {
+		t.Errorf("from the bundle: %q", got)
+	}
+	if err := SystemImage(t.TempDir(), filepath.Join(t.TempDir(), "x")); err == nil {
+		t.Error("a directory without a system image: no error")
 	}
 }

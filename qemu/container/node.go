@@ -2,13 +2,11 @@ package container
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 )
 
@@ -75,52 +73,15 @@ func findSystemImage(r io.ReaderAt, total int64) (int64, int64, error) {
 	return 0, 0, fmt.Errorf("no %s found: not a live initramfs from `cairn build` (format kernel)", systemName)
 }
 
-// UnpackSystem unpacks the system image inside initramfs into dir (which
-// must not exist) with unsquashfs, owners and modes kept. Nodes' roots are
-// made from it with NodeRoot.
-func UnpackSystem(ctx context.Context, initramfs, dir string) error {
-	off, _, err := SystemImageOffset(initramfs)
-	if err != nil {
-		return fmt.Errorf("%s: %w", initramfs, err)
-	}
-	out, err := exec.CommandContext(ctx, "unsquashfs", "-q", "-n", "-o", strconv.FormatInt(off, 10), "-d", dir, initramfs).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("unsquashfs of %s's system image (Debian's squashfs-tools): %w: %s", initramfs, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// NodeRoot makes a node's root directory dst from an unpacked system
-// image (hard links: it costs no space; the node never writes to it, a
-// tmpfs overlay takes its writes) with config as /etc/cairn/config.yaml
-// (mode 0600, a file of its own).
-func NodeRoot(system, dst string, config []byte) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
-	}
-	if out, err := exec.Command("cp", "-al", system, dst).CombinedOutput(); err != nil {
-		return fmt.Errorf("cp -al %s %s: %w: %s", system, dst, err, bytes.TrimSpace(out))
-	}
-	etc := filepath.Join(dst, "etc/cairn")
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		return err
-	}
-	// Never write through a link: the file may share its inode with the
-	// system image's baked-in config.
-	cfg := filepath.Join(etc, "config.yaml")
-	if err := os.Remove(cfg); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return os.WriteFile(cfg, config, 0o600)
-}
-
-// Node is one node of the container platform: the init started on Root
+// Node is one node of the container platform: the init started on Disk
 // in the network namespace Netns.
 type Node struct {
-	// Init is the init binary to run (the system image's /sbin/init).
+	// Init is the init binary to run (ExtractInit): the launcher, and the
+	// first stage of each boot, which starts the slot's own init.
 	Init string
-	// Root is the node's root directory (NodeRoot).
-	Root string
+	// Disk is the node's directory (NewDisk), booted from the slot its
+	// loader entries name, again at each reboot of the node.
+	Disk string
 	// Netns is the path of the node's network namespace (AddPeer).
 	Netns string
 	// Cmdline is the node's kernel command line; "cairn.platform=container"
@@ -132,13 +93,14 @@ type Node struct {
 
 // Start runs the init detached: it becomes PID 1 of new PID, mount, UTS
 // and IPC namespaces in Netns and runs until it is sent SIGTERM (an
-// orderly shutdown) or SIGKILL (its PID 1 is killed with it).
+// orderly shutdown) or SIGKILL (its PID 1 is killed with it). On a Disk,
+// the node's reboots (an upgrade's) happen inside that one process.
 func (n Node) Start() (Proc, error) {
 	line := n.Cmdline
 	if line == "" {
 		line = "cairn.platform=container"
 	}
-	cmd := exec.Command(n.Init, "-platform", "container", "-root", n.Root, "-netns", n.Netns, "-cmdline", line)
+	cmd := exec.Command(n.Init, "-platform", "container", "-disk", n.Disk, "-netns", n.Netns, "-cmdline", line)
 	cmd.Dir = "/"
 	// Nothing of the caller's environment (a token in $CAIRN_TOKEN, for
 	// one) reaches the node.

@@ -28,8 +28,9 @@ import (
 
 // System is what the node knows of the system it runs, for upgrades.
 type System struct {
-	// Slot is the A/B slot it booted from; "" for live images and the
-	// container platform, which cannot be upgraded in place.
+	// Slot is the A/B slot it booted from; "" for live images and
+	// container-platform nodes run on a root directory, which cannot be
+	// upgraded in place.
 	Slot    string
 	Board   string
 	Version string
@@ -87,9 +88,6 @@ type ServeConfig struct {
 	Admin map[string]http.Handler
 }
 
-// upgradePoll is how often a node reads the Upgrade objects.
-var upgradePoll = 5 * time.Second
-
 // upgrader acts on the cluster's Upgrade objects for this node, with the
 // kubelet's credentials: it takes its turn, drains itself, fetches and
 // verifies the bundle, writes its other slot and restarts into it; after
@@ -124,10 +122,56 @@ func Run(ctx context.Context, n Node) {
 	}
 	supervise.Go("upgrade: annotations", func() { u.annotate(ctx) })
 	u.afterRestart(ctx)
-	for supervise.Sleep(ctx, upgradePoll) {
-		if err := u.poll(ctx); err != nil && ctx.Err() == nil {
-			slog.Debug("upgrade: " + err.Error())
+	changed := make(chan struct{}, 1)
+	supervise.Go("upgrade: watch", func() { u.watch(ctx, changed) })
+	delay := retryFirst
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
 		}
+		err := u.poll(ctx)
+		if err == nil || ctx.Err() != nil {
+			delay = retryFirst
+			continue
+		}
+		// Read again in a while: the apiserver may be away.
+		slog.Debug("upgrade: " + err.Error())
+		if !supervise.Sleep(ctx, delay) {
+			return
+		}
+		delay = min(delay*2, retryMax)
+		tell(changed)
+	}
+}
+
+// watchFor bounds one watch of the Upgrades; the next goes on from where
+// it ended. A read of them that fails is tried again after retryFirst,
+// doubling up to retryMax.
+var (
+	watchFor   = 5 * time.Minute
+	retryFirst = 5 * time.Second
+	retryMax   = time.Minute
+)
+
+// watch tells changed when the Upgrades may ask something of this node:
+// after each list (at the start, and again only after an error) and at
+// each change a watch reports. poll then reads them from the datastore (a
+// quorum read) before it acts. An idle cluster costs each node one open
+// watch, not a datastore read every few seconds.
+func (u *upgrader) watch(ctx context.Context, changed chan<- struct{}) {
+	u.n.API.ListWatch(ctx, upgrade.Path(""), watchFor,
+		func([]json.RawMessage) error { tell(changed); return nil },
+		func(kube.WatchEvent) error { tell(changed); return nil },
+		func(err error) { slog.Debug("upgrade: watching the upgrades: " + err.Error()) })
+}
+
+// tell wakes the upgrader's loop, unless it has a wake-up waiting.
+func tell(changed chan<- struct{}) {
+	select {
+	case changed <- struct{}{}:
+	default:
 	}
 }
 

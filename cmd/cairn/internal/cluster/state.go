@@ -22,8 +22,9 @@ import (
 // `cairn cluster up` made (the names of the network namespaces and links,
 // every process with its start time) so that `down` can remove it all and
 // `list` can tell what still runs. Beside it: token, datastore-password
-// and kubeconfig (0600), system/ (the unpacked system image), nodes/ID/
-// (root, config, console.log), datastore/ and datastore.log.
+// and kubeconfig (0600), system.sqfs and init (the system image and its
+// init, container platform), nodes/ID/ (config, console.log, and disk/,
+// the node directory it boots from), datastore/ and datastore.log.
 
 const (
 	stateFile    = "cluster.json"

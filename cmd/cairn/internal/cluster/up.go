@@ -285,14 +285,20 @@ func clusterImage(ctx context.Context, stderr io.Writer, o Options) (string, err
 
 // startNodes starts every node, recording each process as it starts.
 func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o Options, configs map[string][]byte) error {
-	var system string
+	var system, initBin string
 	if st.Platform == "container" {
-		system = filepath.Join(dir, "system")
+		// The cluster's copy of the system image, every node's slot A (a
+		// rebuild of the image writes none of them), and its init, the
+		// nodes' launcher.
+		system, initBin = filepath.Join(dir, "system.sqfs"), filepath.Join(dir, "init")
 		t := time.Now()
-		if err := container.UnpackSystem(ctx, filepath.Join(st.Image, "initramfs.img"), system); err != nil {
+		if err := container.SystemImage(st.Image, system); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "cairn cluster up: system image unpacked into %s (%.1f s)\n", system, time.Since(t).Seconds())
+		if err := container.ExtractInit(ctx, system, initBin); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "cairn cluster up: system image copied to %s (%.1f s)\n", system, time.Since(t).Seconds())
 	}
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
@@ -306,20 +312,15 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o 
 		var err error
 		switch st.Platform {
 		case "container":
-			root := filepath.Join(ndir, "root")
-			if err := container.NodeRoot(system, root, configs[n.ID]); err != nil {
+			disk := filepath.Join(ndir, "disk")
+			if err := container.NewDisk(disk, system, configs[n.ID], o.Archives); err != nil {
 				return err
-			}
-			for _, a := range o.Archives {
-				if err := addArchive(a, filepath.Join(root, "usr/share/cairn/images")); err != nil {
-					return err
-				}
 			}
 			netns, err := st.Network.AddPeer(ctx, n.ID)
 			if err != nil {
 				return err
 			}
-			n.Proc, err = container.Node{Init: filepath.Join(system, "sbin/init"), Root: root, Netns: netns, Log: n.Log, Cmdline: st.Cmdline}.Start()
+			n.Proc, err = container.Node{Init: initBin, Disk: disk, Netns: netns, Log: n.Log, Cmdline: st.Cmdline}.Start()
 		case "qemu":
 			n.Proc, err = startVM(ctx, dir, st, n, o, configs[n.ID])
 		}
@@ -332,30 +333,4 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o 
 		fmt.Fprintf(stderr, "cairn cluster up: node %s: started (%s %s, %s); console %s\n", n.Name, st.Platform, n.Role, n.Addr, n.Log)
 	}
 	return nil
-}
-
-// addArchive puts an image archive into a node's image directory: a hard
-// link when it can, else a copy.
-func addArchive(src, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	dst := filepath.Join(dir, filepath.Base(src))
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, io.LimitReader(in, MaxArchiveSize)); err != nil {
-		out.Close()
-		return fmt.Errorf("copying %s into a node: %w", src, err)
-	}
-	return out.Close()
 }

@@ -1,0 +1,160 @@
+package boot
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cairn-os/cairn/config/layout"
+)
+
+// entries writes loader entries (name → version) into a new directory.
+func entries(t *testing.T, es map[string]int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, v := range es {
+		slot := entrySlot(name)
+		data := SlotEntry(slot, "v", int64(v), "cairn.system=disk "+layout.SlotParam+"="+slot)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	n, err := entryNames(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestNextBoot: the container platform's loader picks entries as
+// systemd-boot does and counts a try before the boot.
+func TestNextBoot(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		entries map[string]int
+		slot    string
+		after   []string
+	}{
+		{"one trusted entry", map[string]int{"cairn-a.conf": 1}, "a", []string{"cairn-a.conf"}},
+		{"the first boot counts", map[string]int{"cairn-a+3.conf": 1}, "a", []string{"cairn-a+2-1.conf"}},
+		{"a new slot on trial goes first", map[string]int{"cairn-a.conf": 1, "cairn-b+1.conf": 2}, "b", []string{"cairn-a.conf", "cairn-b+0-1.conf"}},
+		{"its try spent, the last good one", map[string]int{"cairn-a.conf": 1, "cairn-b+0-1.conf": 2}, "a", []string{"cairn-a.conf", "cairn-b+0-1.conf"}},
+		{"the newest of two good ones", map[string]int{"cairn-a.conf": 3, "cairn-b.conf": 2}, "a", []string{"cairn-a.conf", "cairn-b.conf"}},
+		{"a spent entry when nothing else is left", map[string]int{"cairn-b+0-3.conf": 2}, "b", []string{"cairn-b+0-3.conf"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := entries(t, tc.entries)
+			slot, said, err := NextBoot(dir)
+			if err != nil || slot != tc.slot {
+				t.Fatalf("NextBoot = %q (%q), %v; want slot %s", slot, said, err, tc.slot)
+			}
+			if got := names(t, dir); !slices.Equal(got, tc.after) {
+				t.Errorf("entries after: %v; want %v", got, tc.after)
+			}
+		})
+	}
+	if _, _, err := NextBoot(t.TempDir()); err == nil || !strings.Contains(err.Error(), "nothing to boot") {
+		t.Errorf("no entries: %v", err)
+	}
+}
+
+// TestContainerSlots runs the upgrade's own calls (WriteSlot, OnTrial,
+// RejectSlot, Bless, DropSlot, BlessSlot) on a node directory and the
+// loader between them: a failed trial falls back to the old slot, a kept
+// one boots from then on, and a slot file linked to other nodes' is
+// replaced, never written through.
+func TestContainerSlots(t *testing.T) {
+	dir := t.TempDir()
+	defer func(m media) { machine = m }(machine)
+	machine = containerMedia{dir: dir}
+	esp := filepath.Join(dir, layout.ContainerESP, "loader/entries")
+	os.MkdirAll(esp, 0o755)
+	os.WriteFile(filepath.Join(esp, "cairn-a.conf"), []byte(SlotEntry("a", "v1", 1, "cairn.slot=a")), 0o644)
+	shared := filepath.Join(t.TempDir(), "system-v1.sqfs")
+	os.WriteFile(shared, []byte("hsqs version 1"), 0o644)
+	if err := os.Link(shared, filepath.Join(dir, layout.ContainerSlot("a"))); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	newSystem := func(content string) NewSystem {
+		sum := sha256.Sum256([]byte(content))
+		s := NewSystem{System: filepath.Join(src, "system.sqfs"), Kernel: filepath.Join(src, "vmlinuz"), Initrd: filepath.Join(src, "initrd.img"),
+			SystemSHA256: hex.EncodeToString(sum[:]), Version: "v2", Cmdline: "cairn.system=disk"}
+		os.WriteFile(s.System, []byte(content), 0o644)
+		os.WriteFile(s.Kernel, []byte("kernel"), 0o644)
+		os.WriteFile(s.Initrd, []byte("initrd"), 0o644)
+		return s
+	}
+	trial := filepath.Join(dir, "state/cairn", layout.TrialFile)
+	printf := func(string, ...any) {}
+	next := func(want string) {
+		t.Helper()
+		slot, said, err := NextBoot(esp)
+		if err != nil || slot != want {
+			t.Fatalf("the loader boots %q (%s, %v); want slot %s; entries %v", slot, said, err, want, names(t, esp))
+		}
+	}
+
+	// A trial that fails: back on A, B's entry dropped.
+	if err := WriteSlot("b", newSystem("hsqs version 2"), &Trial{Slot: "b", FromSlot: "a"}, trial, printf); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, layout.ContainerSlot("b"))); string(data) != "hsqs version 2" {
+		t.Errorf("slot B holds %q", data)
+	}
+	next("b")
+	if OnTrial("b") == "" {
+		t.Error("slot B is not on trial after its first boot")
+	}
+	if err := RejectSlot("b"); err != nil {
+		t.Fatal(err)
+	}
+	next("a")
+	if err := (Bless{Slot: "a"}).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if OnTrial("a") != "" {
+		t.Error("slot A is on trial")
+	}
+	if err := DropSlot("b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, esp); !slices.Equal(got, []string{"cairn-a.conf"}) {
+		t.Errorf("entries after the failed trial: %v", got)
+	}
+
+	// A trial that is kept: B from then on.
+	if err := WriteSlot("b", newSystem("hsqs version 2"), &Trial{Slot: "b", FromSlot: "a"}, trial, printf); err != nil {
+		t.Fatal(err)
+	}
+	next("b")
+	if err := BlessSlot("b"); err != nil {
+		t.Fatal(err)
+	}
+	next("b")
+	next("b")
+	if Upgradable("b") != "" {
+		t.Errorf("a node directory is not upgradable: %s", Upgradable("b"))
+	}
+
+	// Slot A is linked to another node's: written anew.
+	if err := WriteSlot("a", newSystem("hsqs version 3"), &Trial{Slot: "a", FromSlot: "b"}, trial, printf); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(shared); string(data) != "hsqs version 1" {
+		t.Errorf("the shared slot file was written through: %q", data)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, layout.ContainerSlot("a"))); string(data) != "hsqs version 3" {
+		t.Errorf("slot A holds %q", data)
+	}
+	next("a")
+}
