@@ -27,12 +27,13 @@ import (
 	"github.com/cairn-os/cairn/init/node/nodeclaim"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/node/upgrader"
+	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
 // ImagesDir holds the container images every node imports at boot (the
 // pause image, the add-ons', any the image builder was given).
-const ImagesDir = "/usr/share/cairn/images"
+const ImagesDir = layout.ImagesDir
 
 // worker runs what makes a machine a Kubernetes node, on agents and
 // servers alike: containerd with the images the system image carries,
