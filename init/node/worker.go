@@ -24,10 +24,10 @@ import (
 	"github.com/cairn-os/cairn/config/files"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/init/node/nodeclaim"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/node/upgrader"
-	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
