@@ -13,22 +13,34 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
+	"github.com/cairn-os/cairn/init/node/nodeclaim"
 	"github.com/cairn-os/cairn/init/supervise"
 )
 
-// approveEvery is how often a server looks for certificate requests
-// that are its to decide: kubelet serving certificates (which
-// kube-controller-manager leaves to the cluster's operator), admin
-// certificates asked for with the server token (`cairn kubeconfig`), and
-// kubelet client certificates asked for with the agent token, which claim
-// a node name (nodenames.go). kube-controller-manager approves the
-// kubelets' renewals of their own client certificates.
+// A server decides the certificate requests that are its to decide:
+// kubelet serving certificates (which kube-controller-manager leaves to
+// the cluster's operator), admin certificates asked for with the server
+// token (`cairn kubeconfig`), and kubelet client certificates asked for
+// with the agent token, which claim a node name (nodenames.go).
+// kube-controller-manager approves the kubelets' renewals of their own
+// client certificates. The requests reach the approver by a watch (one
+// list, then the changes): a server with none undecided asks nothing.
+
+// approveEvery is how often the undecided requests the approver may
+// decide are looked at again while there are any (a decision that failed,
+// a claim whose record could not be read); a change to a request is
+// looked at when it comes.
 var approveEvery = 3 * time.Second
+
+// csrWatchFor is how long one watch of the requests lasts before it is
+// asked for again from where it ended.
+var csrWatchFor = 5 * time.Minute
 
 // recheckEvery is how often a serving request left unapproved is looked
 // at again: a Node registering, or a server's label arriving, can make it
@@ -83,65 +95,224 @@ func (c *csr) request() (*x509.CertificateRequest, error) {
 // are the servers' to decide, saying on the console once per request why
 // one was not approved.
 func (s *server) approveRequests(ctx context.Context, api *kube.Client) {
-	policy := s.servingPolicy()
-	said := map[string]bool{}
-	looked := map[string]time.Time{} // serving requests left unapproved, and when
-	for supervise.Sleep(ctx, approveEvery) {
-		for _, item := range pendingCSRs(ctx, api, join.AdminSigner) {
-			c, raw := item.c, item.raw
-			if !adminRequest(c) {
-				continue // someone else's client certificate: not ours to decide
-			}
-			if err := checkAdminCSR(c); err != nil {
-				if !said[c.Metadata.Name] {
-					said[c.Metadata.Name] = true
-					s.o.Printf("node: denying admin certificate request %s: %v", c.Metadata.Name, err)
-				}
-				if err := decide(ctx, api, raw, c.Metadata.Name, "Denied", "CairnAdminDeny", err.Error()); err != nil && ctx.Err() == nil {
-					s.o.Printf("node: denying certificate request %s: %v", c.Metadata.Name, err)
-				}
-				continue
-			}
-			if err := decide(ctx, api, raw, c.Metadata.Name, "Approved", "CairnAdminApprove", "asked for with the server token, approved by a cairn server"); err != nil && ctx.Err() == nil {
-				s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
-			}
+	q := newCSRQueue()
+	supervise.Go("node: certificate requests watch", func() {
+		// A failed list or watch is tried again; the requests wait as
+		// they did for the next pass.
+		api.WithMaxReply(maxCSRList).ListWatch(ctx, csrPath, csrWatchFor, q.replace, q.apply, func(error) {})
+	})
+	a := &approver{s: s, api: api, policy: s.servingPolicy(), said: map[string]bool{}, looked: map[string]time.Time{}}
+	t := time.NewTimer(approveEvery)
+	defer t.Stop()
+	for {
+		var again <-chan time.Time
+		if a.pass(ctx, q) {
+			t.Reset(approveEvery)
+			again = t.C
 		}
-		var view *clusterView
-		s.decideClientRequests(ctx, api, said, &view)
-		for _, item := range pendingCSRs(ctx, api, "kubernetes.io/kubelet-serving") {
-			c, raw := item.c, item.raw
-			if at, ok := looked[c.Metadata.Name]; ok && time.Since(at) < recheckEvery {
-				continue
-			}
-			if view == nil {
-				var err error
-				if view, err = readClusterView(ctx, api); err != nil {
-					break // the next pass tries again
-				}
-			}
-			if err := policy.check(c, view); err != nil {
-				looked[c.Metadata.Name] = time.Now()
-				early := errors.Is(err, errNotServer) && time.Since(c.Metadata.CreationTimestamp) < serverGrace
-				if !said[c.Metadata.Name] && !early {
-					said[c.Metadata.Name] = true
-					s.o.Printf("node: not approving serving certificate request %s: %v", c.Metadata.Name, err)
-				}
-				continue
-			}
-			delete(looked, c.Metadata.Name)
-			if err := decide(ctx, api, raw, c.Metadata.Name, "Approved", "CairnServingApprove", "the node's own name and addresses, approved by a cairn server"); err != nil && ctx.Err() == nil {
-				s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
-			}
-		}
-		// Requests are deleted after a day (kube-controller-manager's
-		// csrcleaner); these only bound what is remembered meanwhile.
-		if len(said) > 1000 {
-			clear(said)
-		}
-		if len(looked) > 1000 {
-			clear(looked)
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		case <-again:
 		}
 	}
+}
+
+// approver is what the passes of approveRequests share.
+type approver struct {
+	s      *server
+	api    *kube.Client
+	policy servingPolicy
+	// said names the requests the console was told about; looked the
+	// serving requests left unapproved, and when.
+	said   map[string]bool
+	looked map[string]time.Time
+}
+
+// pass decides the undecided requests q holds, and says whether one it
+// may decide is left undecided (to be looked at again).
+func (a *approver) pass(ctx context.Context, q *csrQueue) (again bool) {
+	s, api, said, looked := a.s, a.api, a.said, a.looked
+	for _, item := range q.pending(join.AdminSigner) {
+		c, raw := item.c, item.raw
+		if !adminRequest(c) {
+			continue // someone else's client certificate: not ours to decide
+		}
+		if err := checkAdminCSR(c); err != nil {
+			if !said[c.Metadata.Name] {
+				said[c.Metadata.Name] = true
+				s.o.Printf("node: denying admin certificate request %s: %v", c.Metadata.Name, err)
+			}
+			if err := decide(ctx, api, raw, c.Metadata.Name, "Denied", "CairnAdminDeny", err.Error()); err != nil && ctx.Err() == nil {
+				s.o.Printf("node: denying certificate request %s: %v", c.Metadata.Name, err)
+			} else if err == nil {
+				q.decided(c.Metadata.Name)
+			}
+			continue
+		}
+		if err := decide(ctx, api, raw, c.Metadata.Name, "Approved", "CairnAdminApprove", "asked for with the server token, approved by a cairn server"); err != nil && ctx.Err() == nil {
+			s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
+		} else if err == nil {
+			q.decided(c.Metadata.Name)
+		}
+	}
+	var view *clusterView
+	if slices.ContainsFunc(q.pending(nodeclaim.Signer), func(p pendingCSR) bool { return mine(p.c) }) {
+		// Read afresh: the claims are decided from a list of their own.
+		s.decideClientRequests(ctx, api, said, &view)
+	}
+	for _, item := range q.pending("kubernetes.io/kubelet-serving") {
+		c, raw := item.c, item.raw
+		if at, ok := looked[c.Metadata.Name]; ok && time.Since(at) < recheckEvery {
+			continue
+		}
+		if view == nil {
+			var err error
+			if view, err = readClusterView(ctx, api); err != nil {
+				break // the next pass tries again
+			}
+		}
+		if err := a.policy.check(c, view); err != nil {
+			looked[c.Metadata.Name] = time.Now()
+			early := errors.Is(err, errNotServer) && time.Since(c.Metadata.CreationTimestamp) < serverGrace
+			if !said[c.Metadata.Name] && !early {
+				said[c.Metadata.Name] = true
+				s.o.Printf("node: not approving serving certificate request %s: %v", c.Metadata.Name, err)
+			}
+			continue
+		}
+		delete(looked, c.Metadata.Name)
+		if err := decide(ctx, api, raw, c.Metadata.Name, "Approved", "CairnServingApprove", "the node's own name and addresses, approved by a cairn server"); err != nil && ctx.Err() == nil {
+			s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
+		} else if err == nil {
+			q.decided(c.Metadata.Name)
+		}
+	}
+	// Requests are deleted after a day (kube-controller-manager's
+	// csrcleaner); these only bound what is remembered meanwhile.
+	if len(said) > 1000 {
+		clear(said)
+	}
+	if len(looked) > 1000 {
+		clear(looked)
+	}
+	return slices.ContainsFunc(q.pending(""), func(p pendingCSR) bool { return mine(p.c) })
+}
+
+// mine says whether an undecided request is one the servers decide.
+func mine(c *csr) bool {
+	switch c.Spec.SignerName {
+	case join.AdminSigner:
+		return adminRequest(c)
+	case nodeclaim.Signer:
+		_, ours, _ := checkClientCSR(c)
+		return ours
+	}
+	return c.Spec.SignerName == "kubernetes.io/kubelet-serving"
+}
+
+// The requests' collection, and bounds of what the approver keeps of it.
+const (
+	csrPath = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+	// maxCSRList bounds the list of every request (a few KiB each;
+	// kube-controller-manager deletes them within a day).
+	maxCSRList = 32 << 20
+	// maxPendingCSRs bounds the undecided requests kept.
+	maxPendingCSRs = 10000
+)
+
+// approverSigners are the signers whose requests the approver looks at.
+var approverSigners = []string{join.AdminSigner, nodeclaim.Signer, "kubernetes.io/kubelet-serving"}
+
+// csrQueue holds the undecided requests of approverSigners, as the watch
+// of every request reports them, and wakes the approver when they change.
+type csrQueue struct {
+	mu    sync.Mutex
+	items map[string]pendingCSR // by name
+	wake  chan struct{}         // holds one wake-up at most
+}
+
+func newCSRQueue() *csrQueue {
+	return &csrQueue{items: map[string]pendingCSR{}, wake: make(chan struct{}, 1)}
+}
+
+// replace makes the list's undecided requests the queue's.
+func (q *csrQueue) replace(items []json.RawMessage) error {
+	q.mu.Lock()
+	clear(q.items)
+	for _, raw := range items {
+		q.putLocked(raw)
+	}
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+// apply applies a change the watch reports.
+func (q *csrQueue) apply(ev kube.WatchEvent) error {
+	q.mu.Lock()
+	switch ev.Type {
+	case "ADDED", "MODIFIED":
+		q.putLocked(ev.Object)
+	case "DELETED":
+		var m struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if json.Unmarshal(ev.Object, &m) == nil {
+			delete(q.items, m.Metadata.Name)
+		}
+	}
+	q.mu.Unlock()
+	q.poke()
+	return nil
+}
+
+// putLocked keeps raw when it is undecided and of one of approverSigners,
+// and drops what the queue held under its name otherwise.
+func (q *csrQueue) putLocked(raw json.RawMessage) {
+	c := &csr{}
+	if json.Unmarshal(raw, c) != nil || c.Metadata.Name == "" {
+		return
+	}
+	if len(c.Status.Conditions) > 0 || !slices.Contains(approverSigners, c.Spec.SignerName) {
+		delete(q.items, c.Metadata.Name)
+		return
+	}
+	if _, ok := q.items[c.Metadata.Name]; ok || len(q.items) < maxPendingCSRs {
+		q.items[c.Metadata.Name] = pendingCSR{c, raw}
+	}
+}
+
+// decided drops a request this server decided: the watch reports it
+// decided soon, and until then it is not decided twice.
+func (q *csrQueue) decided(name string) {
+	q.mu.Lock()
+	delete(q.items, name)
+	q.mu.Unlock()
+}
+
+func (q *csrQueue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pending are the undecided requests for signer ("": every one), by
+// name.
+func (q *csrQueue) pending(signer string) []pendingCSR {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []pendingCSR
+	for _, name := range slices.Sorted(maps.Keys(q.items)) {
+		if p := q.items[name]; signer == "" || p.c.Spec.SignerName == signer {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // pendingCSR is one undecided request: its parsed part and its object.
@@ -151,7 +322,8 @@ type pendingCSR struct {
 }
 
 // pendingCSRs lists the undecided requests for signer (none when the list
-// fails: the next pass tries again).
+// fails: the next pass tries again): decideClientRequests reads the claims
+// afresh when the queue holds one.
 func pendingCSRs(ctx context.Context, api *kube.Client, signer string) []pendingCSR {
 	var list struct {
 		Items []json.RawMessage `json:"items"`

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -194,20 +195,78 @@ func TestCheckAdminCSR(t *testing.T) {
 }
 
 // fakeCSRAPI is an apiserver holding certificate requests, nodes and the
-// kubernetes Service's endpoints, recording the approvals it is sent.
+// kubernetes Service's endpoints, recording the approvals it is sent. It
+// lists and watches the requests as an apiserver does: every change has a
+// version, and a watch reports the changes after the version it is given.
 type fakeCSRAPI struct {
 	mu        sync.Mutex
 	csrs      []*csr
 	decisions map[string]string // name -> Approved or Denied
 	nodeLists int
+	lists     int // lists of every request
+	selected  int // lists of one signer's
+	watches   int
+	rv        int
+	events    []fakeCSREvent
+	changed   chan struct{} // closed and replaced on every change
+}
+
+type fakeCSREvent struct {
+	rv  int
+	typ string
+	obj json.RawMessage
+}
+
+// objectLocked is c as the apiserver serves it: with its version and the
+// decision taken.
+func (f *fakeCSRAPI) objectLocked(c *csr) json.RawMessage {
+	data, _ := json.Marshal(c)
+	var obj map[string]any
+	json.Unmarshal(data, &obj)
+	obj["metadata"].(map[string]any)["resourceVersion"] = fmt.Sprint(f.rv)
+	if d := f.decisions[c.Metadata.Name]; d != "" {
+		obj["status"] = map[string]any{"conditions": []any{map[string]any{"type": d, "status": "True"}}}
+	}
+	data, _ = json.Marshal(obj)
+	return data
+}
+
+// changeLocked records a change to c for the watches.
+func (f *fakeCSRAPI) changeLocked(typ string, c *csr) {
+	f.rv++
+	f.events = append(f.events, fakeCSREvent{f.rv, typ, f.objectLocked(c)})
+	if f.changed != nil {
+		close(f.changed)
+	}
+	f.changed = make(chan struct{})
+}
+
+// add creates a request.
+func (f *fakeCSRAPI) add(c *csr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.csrs = append(f.csrs, c)
+	f.changeLocked("ADDED", c)
 }
 
 func (f *fakeCSRAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	const base = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+	if r.URL.Path == base && r.URL.Query().Get("watch") != "" {
+		f.watch(w, r)
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	const base = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 	switch {
+	case r.URL.Path == base && r.URL.Query().Get("fieldSelector") == "":
+		f.lists++
+		var items []json.RawMessage
+		for _, c := range f.csrs {
+			items = append(items, f.objectLocked(c))
+		}
+		json.NewEncoder(w).Encode(map[string]any{"metadata": map[string]any{"resourceVersion": fmt.Sprint(f.rv)}, "items": items})
 	case r.URL.Path == base:
+		f.selected++
 		signer := strings.TrimPrefix(r.URL.Query().Get("fieldSelector"), "spec.signerName=")
 		var items []*csr
 		for _, c := range f.csrs {
@@ -226,6 +285,11 @@ func (f *fakeCSRAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		json.Unmarshal(body, &obj)
 		f.decisions[name] = obj.Status.Conditions[len(obj.Status.Conditions)-1].Type
+		for _, c := range f.csrs {
+			if c.Metadata.Name == name {
+				f.changeLocked("MODIFIED", c)
+			}
+		}
 		w.Write([]byte("{}"))
 	case r.URL.Path == "/api/v1/nodes":
 		f.nodeLists++
@@ -236,6 +300,39 @@ func (f *fakeCSRAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"items":[{"endpoints":[{"addresses":["192.168.77.11"]},{"addresses":["192.168.77.19"]}]}]}`))
 	default:
 		http.NotFound(w, r)
+	}
+}
+
+// watch streams the changes after the version asked for until the client
+// goes.
+func (f *fakeCSRAPI) watch(w http.ResponseWriter, r *http.Request) {
+	from, _ := strconv.Atoi(r.URL.Query().Get("resourceVersion"))
+	f.mu.Lock()
+	f.watches++
+	f.mu.Unlock()
+	for {
+		f.mu.Lock()
+		var out []fakeCSREvent
+		for _, e := range f.events {
+			if e.rv > from {
+				out = append(out, e)
+			}
+		}
+		if f.changed == nil {
+			f.changed = make(chan struct{})
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		for _, e := range out {
+			json.NewEncoder(w).Encode(kube.WatchEvent{Type: e.typ, Object: e.obj})
+			from = e.rv
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		}
 	}
 }
 
@@ -307,5 +404,48 @@ func TestApproveRequests(t *testing.T) {
 		!strings.Contains(got, "node: not approving serving certificate request csr-vip: node a1 names 192.168.77.100, the VIP") ||
 		!strings.Contains(got, "node: not approving serving certificate request csr-s9-late: node s9 names 192.168.77.19, an apiserver's address, and is not a server") {
 		t.Errorf("console after %d passes:\n%s\nwant one line each for the agent's admin request, the VIP and s9's late request", f.nodeLists, got)
+	}
+}
+
+// TestApproveRequestsWatch: requests made after the approver listed them
+// reach it by the watch and are decided, without another list; at rest
+// (nothing undecided) it asks nothing at all.
+func TestApproveRequestsWatch(t *testing.T) {
+	f := &fakeCSRAPI{decisions: map[string]string{}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	s := &server{o: Options{Config: &config.Config{}, Hostname: "s1", Printf: t.Logf},
+		k: &config.Kubernetes{VIP: "192.168.77.100", ServiceCIDR: "10.43.0.0/16", ClusterCIDR: "10.42.0.0/16", ClusterDomain: "cluster.local"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.approveRequests(ctx, kube.New(srv.URL, kube.Options{})); close(done) }()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			f.mu.Lock()
+			ok := cond()
+			f.mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in a minute", what)
+			}
+		}
+	}
+	wait("watch", func() bool { return f.watches == 1 })
+	f.add(adminCSR(t, "cairn-admin-0a1b2c", nil))
+	f.add(servingCSR(t, "a1", []string{"a1"}, "192.168.77.21"))
+	wait("decision", func() bool { return len(f.decisions) == 2 })
+	cancel()
+	<-done
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.decisions["cairn-admin-0a1b2c"] != "Approved" || f.decisions["csr-a1"] != "Approved" {
+		t.Errorf("decisions %v, want both approved", f.decisions)
+	}
+	if f.lists != 1 || f.selected != 0 || f.nodeLists != 1 {
+		t.Errorf("the requests were listed %d times, one signer's %d times, the nodes %d times; want once, never, once", f.lists, f.selected, f.nodeLists)
 	}
 }

@@ -45,8 +45,10 @@ import (
 //     the other keys are dropped.
 //
 // The apiserver reads its EncryptionConfiguration again when the file
-// changes; what it loaded is confirmed from its own metrics, and each
-// server publishes that in the datastore (ackPrefix) for the others.
+// changes; what it loaded is known from when it started (a file older
+// than the process, secrets_start.go), else confirmed from its own
+// metrics, and each server publishes that in the datastore (ackPrefix)
+// for the others.
 
 // ringEntry is the keyring's entry in the sealed pki.Cluster: Pair.Key
 // holds its JSON. An older cairn ignores entries it does not know.
@@ -193,6 +195,11 @@ const (
 // config once a minute.
 var (
 	atRestEvery = 10 * time.Second
+	// atRestSettled is the period while the cluster's keys are settled
+	// and this apiserver's ack is published: a rotation asked for, or
+	// begun by another server, is seen within it, and each step after at
+	// atRestEvery.
+	atRestSettled = 30 * time.Second
 	// liveWithin: an apiserver whose identity Lease was renewed (every 10
 	// s) within this long is running.
 	liveWithin = 90 * time.Second
@@ -226,6 +233,9 @@ type atRest struct {
 	acked   string // the config hash this server's ack names
 	status  string // the status last applied
 	lastErr string
+	// settled: the last step found the keys settled, nothing asked for
+	// and this server's ack published.
+	settled bool
 }
 
 func (a *atRest) current() *keyring {
@@ -411,7 +421,11 @@ func (s *server) keepSecretsAtRest(ctx context.Context, api *kube.Client) {
 		case err == nil:
 			a.lastErr = ""
 		}
-		if !supervise.Sleep(ctx, atRestEvery) {
+		every := atRestEvery
+		if err == nil && a.settled {
+			every = atRestSettled
+		}
+		if !supervise.Sleep(ctx, every) {
 			return
 		}
 	}
@@ -441,6 +455,7 @@ func deleteKey(ctx context.Context, kv clientv3.KV, key string) error {
 // atRestStep is one round of keepSecretsAtRest.
 func (s *server) atRestStep(ctx context.Context, api *kube.Client, kv clientv3.KV, host string) error {
 	a := s.rest
+	a.settled = false
 	if err := a.refresh(ctx, kv); err != nil {
 		return err
 	}
@@ -460,9 +475,13 @@ func (s *server) atRestStep(ctx context.Context, api *kube.Client, kv clientv3.K
 	sum := sha256.Sum256(f.Data)
 	hash := "sha256:" + hex.EncodeToString(sum[:])
 	if a.acked != hash {
-		loaded, err := apiserverLoaded(ctx, api, hash)
-		if err != nil || !loaded {
-			return err // it looks at the file again within a minute
+		// A file older than the running apiserver is loaded; one changed
+		// since is loaded once the apiserver's metrics say so.
+		if !loadedAtStart(fileChanged(f.Path), s.apiserverStarted()) {
+			loaded, err := apiserverLoaded(ctx, api, hash)
+			if err != nil || !loaded {
+				return err // it looks at the file again within a minute
+			}
 		}
 		me := ack{Read: ring.names(), Write: ring.Write, At: time.Now().UTC()}
 		if !s.k.EncryptSecrets() {
@@ -623,7 +642,11 @@ func (s *server) advance(ctx context.Context, api *kube.Client, kv clientv3.KV, 
 	if state == "" {
 		state = "in progress"
 	}
-	return a.applyStatus(ctx, api, ring, state)
+	if err := a.applyStatus(ctx, api, ring, state); err != nil {
+		return err
+	}
+	a.settled = strings.HasPrefix(state, "settled:")
+	return nil
 }
 
 // applyStatus keeps kube-system/cairn-secrets-encryption saying where the

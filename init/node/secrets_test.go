@@ -186,6 +186,7 @@ type fakeAPI struct {
 	secrets  map[string]string // name: the key it is stored with ("" in clear)
 	writeKey string            // the key the apiserver writes with
 	puts     int
+	metrics  int // reads of /metrics
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -193,6 +194,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	switch {
 	case r.URL.Path == "/metrics":
+		f.metrics++
 		fmt.Fprintln(w, "# TYPE apiserver_encryption_config_controller_last_config_info gauge")
 		if data, err := os.ReadFile(f.file); err == nil && f.loaded {
 			sum := sha256.Sum256(data)
@@ -337,8 +339,8 @@ func TestSecretsAtRestSteps(t *testing.T) {
 	if info, err := os.Stat(fake.file); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("the encryption config: %v, %v; want mode 0600", info, err)
 	}
-	if ring.Write != "cairn-v1" || fake.status["state"] != "waiting for s2 to read key-1" {
-		t.Fatalf("with s2 behind: write %q, status %q", ring.Write, fake.status)
+	if ring.Write != "cairn-v1" || fake.status["state"] != "waiting for s2 to read key-1" || s.rest.settled {
+		t.Fatalf("with s2 behind: write %q, status %q, settled %v (the next step in %s)", ring.Write, fake.status, s.rest.settled, atRestSettled)
 	}
 	// s2 is upgraded and reads key-1: it becomes the write key.
 	cli.Put(ctx, ackPrefix+"s2", `{"read":["key-1","cairn-v1"],"write":"cairn-v1"}`)
@@ -360,8 +362,8 @@ func TestSecretsAtRestSteps(t *testing.T) {
 	}
 	said("dropped cairn-v1")
 	step()
-	if !strings.HasPrefix(fake.status["state"], "settled") || fake.status["keys"] != "key-1" || fake.status["write"] != "key-1" {
-		t.Errorf("status %q", fake.status)
+	if !strings.HasPrefix(fake.status["state"], "settled") || fake.status["keys"] != "key-1" || fake.status["write"] != "key-1" || !s.rest.settled {
+		t.Errorf("status %q, settled %v (the next step in %s, not %s)", fake.status, s.rest.settled, atRestEvery, atRestSettled)
 	}
 	data, _ := os.ReadFile(fake.file)
 	if strings.Contains(string(data), "aescbc") || writeKeyOf(string(data)) != "key-1" {
@@ -374,6 +376,9 @@ func TestSecretsAtRestSteps(t *testing.T) {
 		t.Fatalf("after the request: keys %v write %q", ring.names(), ring.Write)
 	}
 	said("a new key was asked for on kube-system/cairn-secrets-encryption: added key-2")
+	if s.rest.settled {
+		t.Errorf("settled with key-2 added, read by s1 alone")
+	}
 	cli.Put(ctx, ackPrefix+"s2", `{"read":["key-2","key-1"],"write":"key-1"}`)
 	for range 2 {
 		ring = step()

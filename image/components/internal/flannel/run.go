@@ -25,13 +25,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Timing of the waits. The rules flannel installs are checked again every
-// resyncSeconds, as flanneld's default --iptables-resync.
+// Timing of the waits. The rules flannel installs are checked by
+// ruleKeeper (rules.go), not by flannel's own loop.
 const (
-	pollEvery     = 2 * time.Second
-	logEvery      = 10 * time.Second
-	resyncSeconds = 5
-	stopBound     = 10 * time.Second
+	pollEvery = 2 * time.Second
+	logEvery  = 10 * time.Second
+	stopBound = 10 * time.Second
 )
 
 // Run sets up the node's pod network and keeps it in sync with the other
@@ -118,18 +117,48 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	lease := bn.Lease()
 
-	tm := &iptables.IPTablesManager{}
-	if err := tm.Init(ctx); err != nil {
+	// flannel's own check of its rules runs only where there is no
+	// iptables-save to check them more cheaply with (rules.go).
+	save, err := iptablesSave()
+	resync := flannelNoResync
+	if err != nil {
+		resync = int(rulesEvery / time.Second)
+		log.Warn("flannel checks its iptables rules itself, with 20 execs of iptables each time", "every", rulesEvery, "err", err)
+	}
+	// install installs the rules; its goroutines (flannel's check loop,
+	// which never comes round) last as long as ictx.
+	install := func(ictx context.Context, prevSubnet, prevNet ip.IP4Net) error {
+		tm := &iptables.IPTablesManager{}
+		if err := tm.Init(ictx); err != nil {
+			return err
+		}
+		if o.IPMasq {
+			if err := tm.SetupAndEnsureMasqRules(ictx, config.Network, prevSubnet, prevNet,
+				ip.IP6Net{}, ip.IP6Net{}, ip.IP6Net{}, lease, resync, false); err != nil {
+				return fmt.Errorf("masquerade rules: %w", err)
+			}
+		}
+		tm.SetupAndEnsureForwardRules(ictx, config.Network, config.IPv6Network, resync)
+		return nil
+	}
+	prevNet, prevSubnet := previousNetworks(o.SubnetFile)
+	if err := install(ctx, ip4(prevSubnet), ip4(prevNet)); err != nil {
 		return err
 	}
-	if o.IPMasq {
-		prevNet, prevSubnet := previousNetworks(o.SubnetFile)
-		if err := tm.SetupAndEnsureMasqRules(ctx, config.Network, ip4(prevSubnet), ip4(prevNet),
-			ip.IP6Net{}, ip.IP6Net{}, ip.IP6Net{}, lease, resyncSeconds, false); err != nil {
-			return fmt.Errorf("masquerade rules: %w", err)
-		}
+	if save != nil {
+		k := &ruleKeeper{save: save, masq: o.IPMasq, log: log, install: func(ctx context.Context) error {
+			ictx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			// The rules of this subnet replace themselves: nothing older
+			// to remove.
+			return install(ictx, lease.Subnet, config.Network)
+		}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k.run(ctx, rulesEvery)
+		}()
 	}
-	tm.SetupAndEnsureForwardRules(ctx, config.Network, config.IPv6Network, resyncSeconds)
 
 	if err := sm.HandleSubnetFile(o.SubnetFile, config, o.IPMasq, lease.Subnet, lease.IPv6Subnet, bn.MTU()); err != nil {
 		return fmt.Errorf("writing %s: %w", o.SubnetFile, err)
