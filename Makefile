@@ -115,7 +115,7 @@ components: deps
 # cairn-node's size bound and its help pages.
 components-test: components
 	cd image/components && CAIRN_COMPONENTS=$(abspath $(OUT))/components $(GO) test -count=1 -v -timeout 30m \
-		./componenttest ./internal/multicall ./internal/ociarchive ./internal/flannel ./internal/dceoverlay
+		./componenttest ./cmd/cairn-pod ./internal/multicall ./internal/ociarchive ./internal/flannel ./internal/dceoverlay
 
 # The node payload's sizes per component and architecture, installed and
 # compressed (zstd -19, xz -9), and the build times logged for that build.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the node components for linux/amd64 and linux/arm64 into
 # OUTDIR/linux-<arch>/ as root-filesystem-shaped trees:
-#   usr/bin/cairn-node                  the multicall binary (CGO_ENABLED=0)
-#   usr/bin/<applet> -> cairn-node      one link per applet
+#   usr/bin/cairn-node                  the daemons' multicall binary (CGO_ENABLED=0)
+#   usr/bin/cairn-pod                   the per-pod one: CNI plugins, runc shim, mount
+#   usr/bin/<applet> -> cairn-node|cairn-pod  one link per applet, to its binary
 #   usr/bin/runc                        static, cgo + libseccomp
 #   usr/share/cairn/images/pause.tar    OCI/docker archive for `ctr images import`
 #   usr/share/cairn/images/coredns.tar  CoreDNS, the same way
@@ -102,15 +103,19 @@ tags+=" kustomize_disable_go_plugin_support noexprlang no_antithesis_sdk"
 # names known only at run time, and the kine drivers no cairn datastore uses.
 kine_drivers=pgsql,mysql,sqlite
 
-applets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-	kine etcd containerd containerd-shim-runc-v2 ctr bridge host-local loopback portmap flannel mount umount)
+# The two multicall binaries (docs/components.md, "Two binaries"): cairn-node
+# holds the daemons and tools; cairn-pod what is exec'd per pod, container or
+# volume, without Kubernetes and its package initialisers.
+node_applets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+	kine etcd containerd ctr flannel)
+pod_applets=(containerd-shim-runc-v2 bridge host-local loopback portmap mount umount)
 
 # elapsed SINCE: minutes:seconds from SINCE (a $SECONDS value) to now.
 elapsed() { printf '%d:%02d' $(((SECONDS - $1) / 60)) $(((SECONDS - $1) % 60)); }
 
 # step ARCH N NAME: one progress line per step of an arch's build.
 step() { log "[linux-$1 $2/$nsteps, $(elapsed "$arch_start")] $3"; }
-nsteps=5
+nsteps=6
 
 # progress NAME TOTAL: reads `go build -v` on stdin (one line per package it
 # compiles; anything else, an error, is passed through) and says every 30 s
@@ -177,10 +182,18 @@ build_arch() {
 	{ CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "cairn-node-$arch" \
 		go build -v -modfile "$dce/go.mod" -overlay "$dce/overlay.json" -trimpath -tags "$tags" -ldflags "$ldflags" \
 		-o "$tree/usr/bin/cairn-node" ./cmd/cairn-node 2>&1 >&3 | progress "cairn-node-$arch" "$total"; } 3>&1
-	for a in "${applets[@]}"; do ln -sf cairn-node "$tree/usr/bin/$a"; done
-	step "$arch" 3 "runc (cgo, static)"
+	for a in "${node_applets[@]}"; do ln -sf cairn-node "$tree/usr/bin/$a"; done
+	# cairn-pod gets the tags but not the overlay: no method lookup by a
+	# computed name reaches it (-ldflags=-dumpdep shows no ReflectMethod),
+	# so the linker already drops every method nothing calls. TestPodSize
+	# says when that changes.
+	step "$arch" 3 "cairn-pod: go build (the CNI plugins, the runc shim, mount and umount)"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch timed "cairn-pod-$arch" \
+		go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$tree/usr/bin/cairn-pod" ./cmd/cairn-pod
+	for a in "${pod_applets[@]}"; do ln -sf cairn-pod "$tree/usr/bin/$a"; done
+	step "$arch" 4 "runc (cgo, static)"
 	build_runc "$arch" "$tree/usr/bin/runc"
-	step "$arch" 4 "images: pause, coredns, local-path-provisioner (with local-path-helper), metrics-server"
+	step "$arch" 5 "images: pause, coredns, local-path-provisioner (with local-path-helper), metrics-server"
 	local tmp
 	tmp=$(mktemp -d)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildid= -X main.version=${PAUSE_IMAGE##*:}" -o "$tmp/pause" ./cmd/pause
@@ -217,34 +230,41 @@ build_arch() {
 	go run ./cmd/ociarchive -arch "$arch" -name "$METRICS_SERVER_IMAGE" -path /metrics-server \
 		-binary "$tmp/metrics-server" -o "$tree/usr/share/cairn/images/metrics-server.tar"
 	rm -rf "$tmp"
-	step "$arch" 5 "components.json"
+	step "$arch" 6 "components.json"
 	write_manifest "$arch" "$tree"
 }
 
 write_manifest() {
-	local arch=$1 tree=$2 node runc
+	local arch=$1 tree=$2 node pod runc
 	node=$(sha256sum "$tree/usr/bin/cairn-node" | cut -d' ' -f1)
+	pod=$(sha256sum "$tree/usr/bin/cairn-pod" | cut -d' ' -f1)
 	runc=$(sha256sum "$tree/usr/bin/runc" | cut -d' ' -f1)
 	{
 		echo '{'
 		echo "  \"arch\": \"$arch\","
 		echo "  \"key\": \"$key\","
 		echo '  "components": ['
-		local c v first=1
+		local c v sum first=1
 		for c in kube-apiserver:$KUBERNETES_VERSION kube-controller-manager:$KUBERNETES_VERSION \
 			kube-scheduler:$KUBERNETES_VERSION kubelet:$KUBERNETES_VERSION kube-proxy:$KUBERNETES_VERSION \
 			kubectl:$KUBERNETES_VERSION kine:$KINE_VERSION etcd:$ETCD_VERSION containerd:$CONTAINERD_VERSION \
 			containerd-shim-runc-v2:$CONTAINERD_VERSION ctr:$CONTAINERD_VERSION bridge:$CNI_PLUGINS_VERSION host-local:$CNI_PLUGINS_VERSION \
 			loopback:$CNI_PLUGINS_VERSION portmap:$CNI_PLUGINS_VERSION flannel:$FLANNEL_VERSION; do
 			v=${c#*:} c=${c%%:*}
+			# The hash of the binary the applet's link points to.
+			case $(readlink "$tree/usr/bin/$c") in
+			cairn-node) sum=$node ;;
+			cairn-pod) sum=$pod ;;
+			*) die "usr/bin/$c is not a link to cairn-node or cairn-pod" ;;
+			esac
 			((first)) || echo ','
 			first=0
-			printf '    {"component": "%s", "version": "%s", "path": "usr/bin/%s", "sha256": "%s"}' "$c" "$v" "$c" "$node"
+			printf '    {"component": "%s", "version": "%s", "path": "usr/bin/%s", "sha256": "%s"}' "$c" "$v" "$c" "$sum"
 		done
 		echo ','
 		printf '    {"component": "runc", "version": "%s", "path": "usr/bin/runc", "sha256": "%s"}' "$RUNC_VERSION" "$runc"
 		# The images: component, the reference it is imported under.
-		local img ref sum
+		local img ref
 		for img in pause:$PAUSE_IMAGE coredns:$COREDNS_IMAGE local-path-provisioner:$LOCAL_PATH_IMAGE \
 			metrics-server:$METRICS_SERVER_IMAGE; do
 			ref=${img#*:} img=${img%%:*}

@@ -47,11 +47,12 @@ for t in "$@"; do
 	echo '|---|---|---|---|'
 	total=node
 	row cairn-node <"$t/usr/bin/cairn-node"
+	row cairn-pod <"$t/usr/bin/cairn-pod"
 	row runc <"$t/usr/bin/runc"
 	row pause.tar <"$t/usr/share/cairn/images/pause.tar"
 	# Everything else that is not an image, a link or the manifest: Debian's.
-	(cd "$t" && find . \( -type f -o -type l \) ! -path ./usr/bin/cairn-node ! -path ./usr/bin/runc \
-		! -path './usr/share/cairn/*' ! -lname cairn-node | LC_ALL=C sort) >"${TMPDIR:-/tmp}/sizes.$$"
+	(cd "$t" && find . \( -type f -o -type l \) ! -path ./usr/bin/cairn-node ! -path ./usr/bin/cairn-pod \
+		! -path ./usr/bin/runc ! -path './usr/share/cairn/*' ! -lname cairn-node ! -lname cairn-pod | LC_ALL=C sort) >"${TMPDIR:-/tmp}/sizes.$$"
 	tar -C "$t" --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - -T "${TMPDIR:-/tmp}/sizes.$$" | row "netfilter userland"
 	rm -f "${TMPDIR:-/tmp}/sizes.$$"
 	printf '| **node payload** | %s | %s | %s |\n' "$(mb "${sums[node.raw]}")" "$(mb "${sums[node.z]}")" "$(mb "${sums[node.x]}")"

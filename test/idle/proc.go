@@ -213,7 +213,7 @@ func details(root string, ps []*proc, memory bool) {
 		if data, err := readPrefix(filepath.Join(dir, "cmdline"), 4096); err == nil {
 			p.argv0 = argv0(data)
 		}
-		if filepath.Base(p.argv0) == "cairn-node" {
+		if b := filepath.Base(p.argv0); b == "cairn-node" || b == "cairn-pod" {
 			// The runc shim re-executes the multicall binary by its own
 			// path, with the applet's name in its environment.
 			if env, err := readPrefix(filepath.Join(dir, "environ"), 64<<10); err == nil {

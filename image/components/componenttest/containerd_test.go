@@ -14,7 +14,7 @@ import (
 
 // TestContainerdRunsThePauseImage starts the real containerd from the tree,
 // imports the tree's pause image with ctr, as the node does at boot, and
-// runs it: that goes through containerd-shim-runc-v2 (cairn-node starting
+// runs it: that goes through containerd-shim-runc-v2 (cairn-pod starting
 // itself again through os.Executable()) and the static runc.
 func TestContainerdRunsThePauseImage(t *testing.T) {
 	root := tree(t, "amd64")

@@ -69,8 +69,24 @@ func TestVersions(t *testing.T) {
 	}
 }
 
+// podApplets are the applets of cairn-pod, what is exec'd per pod,
+// container or volume; every other applet is cairn-node's.
+var podApplets = map[string]bool{
+	"bridge": true, "host-local": true, "loopback": true, "portmap": true,
+	"containerd-shim-runc-v2": true, "mount": true, "umount": true,
+}
+
+// holder is the binary an applet's link in usr/bin must point to.
+func holder(applet string) string {
+	if podApplets[applet] {
+		return "cairn-pod"
+	}
+	return "cairn-node"
+}
+
 // TestManifest checks components.json against the tree: every applet has a
-// link to cairn-node, every listed file exists with the listed hash.
+// link to the binary that holds it, every listed file exists with the
+// listed hash.
 func TestManifest(t *testing.T) {
 	v := loadVersions(t)
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -100,8 +116,13 @@ func TestManifest(t *testing.T) {
 				if c.applet == "runc" {
 					continue
 				}
-				if dest, err := os.Readlink(filepath.Join(root, "usr/bin", c.applet)); err != nil || dest != "cairn-node" {
-					t.Errorf("usr/bin/%s links to %q (%v), want cairn-node", c.applet, dest, err)
+				if dest, err := os.Readlink(filepath.Join(root, "usr/bin", c.applet)); err != nil || dest != holder(c.applet) {
+					t.Errorf("usr/bin/%s links to %q (%v), want %s", c.applet, dest, err, holder(c.applet))
+				}
+			}
+			for a := range podApplets {
+				if dest, err := os.Readlink(filepath.Join(root, "usr/bin", a)); err != nil || dest != "cairn-pod" {
+					t.Errorf("usr/bin/%s links to %q (%v), want cairn-pod", a, dest, err)
 				}
 			}
 			for name, key := range map[string]string{"pause": "PAUSE_IMAGE", "coredns": "COREDNS_IMAGE",
@@ -144,7 +165,7 @@ func TestManifest(t *testing.T) {
 // them under qemu-aarch64-static (user-mode emulation).
 func TestArm64(t *testing.T) {
 	root := tree(t, "arm64")
-	for _, bin := range []string{"cairn-node", "runc"} {
+	for _, bin := range []string{"cairn-node", "cairn-pod", "runc"} {
 		f, err := elf.Open(filepath.Join(root, "usr/bin", bin))
 		if err != nil {
 			t.Fatalf("%s: %v", bin, err)
@@ -175,7 +196,8 @@ func TestArm64(t *testing.T) {
 	if err != nil {
 		t.Fatalf("qemu-aarch64-static is needed to run the arm64 binaries: %v; install qemu-user-static (make deps)", err)
 	}
-	want := map[string]bool{"kubectl": true, "kine": true, "runc": true, "containerd": true, "etcd": true, "flannel": true}
+	want := map[string]bool{"kubectl": true, "kine": true, "runc": true, "containerd": true, "etcd": true, "flannel": true,
+		"loopback": true, "containerd-shim-runc-v2": true}
 	for _, c := range versionCases(loadVersions(t)) {
 		if !want[c.applet] {
 			continue
@@ -188,5 +210,52 @@ func TestArm64(t *testing.T) {
 	out, err := run(t, 5*time.Minute, qemu, coredns, "-version")
 	if want := "CoreDNS-" + strings.TrimPrefix(loadVersions(t)["COREDNS_VERSION"], "v"); err != nil || !strings.Contains(out, want) {
 		t.Errorf("coredns -version under qemu: %v\n%s\nwant %q", err, out, want)
+	}
+}
+
+// TestAppletLinks asks each multicall binary for its applets (its usage,
+// run with no arguments) and checks that each is a link in usr/bin to the
+// binary that holds it, that no applet is in both, and that cairn-pod holds
+// exactly what is exec'd per pod.
+func TestAppletLinks(t *testing.T) {
+	root := tree(t, "amd64")
+	held := map[string]string{}
+	for _, bin := range []string{"cairn-node", "cairn-pod"} {
+		out, err := run(t, time.Minute, filepath.Join(root, "usr/bin", bin))
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Fatalf("%s with no arguments: %v, want exit status 2 and its usage\n%s", bin, err, out)
+		}
+		_, list, ok := strings.Cut(out, "applets:\n")
+		if !ok {
+			t.Fatalf("%s's usage lists no applets:\n%s", bin, out)
+		}
+		for line := range strings.SplitSeq(list, "\n") {
+			a, ok := strings.CutPrefix(line, "  ")
+			if !ok {
+				break
+			}
+			if other := held[a]; other != "" {
+				t.Errorf("%s is an applet of both %s and %s", a, other, bin)
+			}
+			held[a] = bin
+			if dest, err := os.Readlink(filepath.Join(root, "usr/bin", a)); err != nil || dest != bin {
+				t.Errorf("usr/bin/%s links to %q (%v), want %s, the binary that holds it", a, dest, err, bin)
+			}
+		}
+	}
+	for a, bin := range held {
+		if bin != holder(a) {
+			t.Errorf("%s is an applet of %s, want %s", a, bin, holder(a))
+		}
+	}
+	for a := range podApplets {
+		if held[a] != "cairn-pod" {
+			t.Errorf("cairn-pod does not list %s", a)
+		}
+	}
+	for _, c := range versionCases(loadVersions(t)) {
+		if c.applet != "runc" && held[c.applet] == "" {
+			t.Errorf("neither binary lists %s", c.applet)
+		}
 	}
 }
