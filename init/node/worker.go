@@ -220,14 +220,27 @@ var nodeSysctls = []struct{ key, val string }{
 	{"net/bridge/bridge-nf-call-ip6tables", "1"},
 }
 
-// forwarding loads br_netfilter (through the init's modprobe) and sets
+// nodeModules are the kernel modules the node's networking needs loaded
+// before its components start, each with the /proc/sys path it brings.
+// nf_conntrack would come with kube-proxy's first rules, but kube-proxy
+// sets its conntrack timeouts before it writes any, and exits when their
+// files are not there yet.
+var nodeModules = []struct{ name, sysctl string }{
+	{"br_netfilter", "/proc/sys/net/bridge"},
+	{"nf_conntrack", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"},
+}
+
+// forwarding loads nodeModules (through the init's modprobe) and sets
 // nodeSysctls, saying which could not be set.
 func (w *worker) forwarding() {
-	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
-		cmd := exec.Command("/sbin/modprobe", "br_netfilter")
+	for _, m := range nodeModules {
+		if _, err := os.Stat(m.sysctl); err == nil {
+			continue
+		}
+		cmd := exec.Command("/sbin/modprobe", m.name)
 		cmd.Env = baseEnv()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			w.o.Printf("node: loading br_netfilter: %v %s", err, brief.LastLine(out, 300))
+			w.o.Printf("node: loading %s: %v %s", m.name, err, brief.LastLine(out, 300))
 		}
 	}
 	for _, s := range nodeSysctls {
