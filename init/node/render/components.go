@@ -280,7 +280,7 @@ func ControllerManager(cfg *config.Config, node Node) (*Command, error) {
 	f.set("cluster-signing-legacy-unknown-key-file", l.Cert("server-ca.key"))
 	f.set("controllers", "*,bootstrapsigner,tokencleaner")
 	f.set("kubeconfig", kc)
-	f.set("leader-elect", "true")
+	leaderElection(&f)
 	f.set("profiling", "false")
 	f.set("root-ca-file", l.Cert("server-ca.crt"))
 	f.set("service-account-private-key-file", l.Cert("sa.key"))
@@ -289,6 +289,20 @@ func ControllerManager(cfg *config.Config, node Node) (*Command, error) {
 	f.extra(k.KubeControllerManagerArg)
 	c := &Command{Name: "kube-controller-manager", Args: f.args()}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
+}
+
+// leaderElection sets the leader election of kube-controller-manager and
+// kube-scheduler: twice upstream's periods (lease 15 s, renew deadline
+// 10 s, retry 2 s). The leader writes its Lease half as often, and a slow
+// apiserver (a TCG VM starting, a Pi under load) no longer makes it miss
+// the renew deadline, exit and start again; a dead leader's place is taken
+// after 30 s instead of 15 (docs/performance.md). kube-*-arg can set them
+// back.
+func leaderElection(f *flags) {
+	f.set("leader-elect", "true")
+	f.set("leader-elect-lease-duration", "30s")
+	f.set("leader-elect-renew-deadline", "20s")
+	f.set("leader-elect-retry-period", "5s")
 }
 
 // Scheduler returns kube-scheduler's command.
@@ -304,7 +318,7 @@ func Scheduler(cfg *config.Config, node Node) (*Command, error) {
 	f.set("authorization-kubeconfig", kc)
 	f.set("bind-address", "127.0.0.1")
 	f.set("kubeconfig", kc)
-	f.set("leader-elect", "true")
+	leaderElection(&f)
 	f.set("profiling", "false")
 	f.extra(k.KubeSchedulerArg)
 	c := &Command{Name: "kube-scheduler", Args: f.args()}
