@@ -6,34 +6,57 @@ import (
 	"time"
 )
 
+// lanDoc is a node at 192.168.1.11/24 on its link lan; vipDoc adds
+// the VIP 192.168.1.100 (the kubernetes section last, open for more keys).
+const (
+	lanDoc = "network:\n  version: 2\n  ethernets:\n    lan:\n      addresses: [192.168.1.11/24]\n"
+	vipDoc = lanDoc + "kubernetes:\n  vip: 192.168.1.100\n"
+)
+
+// wantLines fails t unless got, the lines a user sees, is as many lines as
+// want, each starting with its want, in order.
+func wantLines(t *testing.T, got string, want []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if got == "" {
+		lines = nil
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), got)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d:\n got %s\nwant %s…", i, lines[i], w)
+		}
+	}
+}
+
 // TestVIPTimings: the election's timing keys, each problem as the line a
 // user sees, and the durations a server runs with.
 func TestVIPTimings(t *testing.T) {
-	const lan = "network:\n  version: 2\n  ethernets:\n    lan:\n      addresses: [192.168.1.11/24]\n"
-	const server = lan + "kubernetes:\n  vip: 192.168.1.100\n"
 	tests := []struct {
 		name, doc string
 		want      []string // every line printed, in order; nil: none
 		timings   VIPTimings
 	}{
-		{"defaults", server, nil, VIPTimings{2 * time.Second, 1500 * time.Millisecond, 500 * time.Millisecond}},
-		{"all three", server + "  vip-lease-duration: 5s\n  vip-renew-deadline: 3s\n  vip-retry-period: 1s\n", nil,
+		{"defaults", vipDoc, nil, VIPTimings{2 * time.Second, 1500 * time.Millisecond, 500 * time.Millisecond}},
+		{"all three", vipDoc + "  vip-lease-duration: 5s\n  vip-renew-deadline: 3s\n  vip-retry-period: 1s\n", nil,
 			VIPTimings{5 * time.Second, 3 * time.Second, time.Second}},
-		{"no unit", server + "  vip-lease-duration: 2\n",
+		{"no unit", vipDoc + "  vip-lease-duration: 2\n",
 			[]string{`c:8:23: error: kubernetes.vip-lease-duration "2" is not a positive duration; write it with a unit, like 2s or 500ms`}, VIPTimings{}},
-		{"negative", server + "  vip-retry-period: -1s\n",
+		{"negative", vipDoc + "  vip-retry-period: -1s\n",
 			[]string{`c:8:21: error: kubernetes.vip-retry-period "-1s" is not a positive duration`}, VIPTimings{}},
-		{"renew deadline too close to the lease", server + "  vip-renew-deadline: 1900ms\n",
+		{"renew deadline too close to the lease", vipDoc + "  vip-renew-deadline: 1900ms\n",
 			[]string{"c:8:23: error: kubernetes.vip-renew-deadline 1.9s must be at least 200ms shorter than kubernetes.vip-lease-duration 2s"}, VIPTimings{}},
-		{"lease shorter than the default deadline", server + "  vip-lease-duration: 1s\n",
+		{"lease shorter than the default deadline", vipDoc + "  vip-lease-duration: 1s\n",
 			[]string{"c:8:23: error: kubernetes.vip-renew-deadline 1.5s must be at least 200ms shorter than kubernetes.vip-lease-duration 1s"}, VIPTimings{}},
-		{"retry period not under the deadline", server + "  vip-retry-period: 1500ms\n",
+		{"retry period not under the deadline", vipDoc + "  vip-retry-period: 1500ms\n",
 			[]string{"c:8:21: error: kubernetes.vip-retry-period 1.5s must be shorter than kubernetes.vip-renew-deadline 1.5s"}, VIPTimings{}},
-		{"retry period too short", server + "  vip-retry-period: 10ms\n",
+		{"retry period too short", vipDoc + "  vip-retry-period: 10ms\n",
 			[]string{"c:8:21: error: kubernetes.vip-retry-period 10ms is shorter than 100ms"}, VIPTimings{}},
-		{"lease too long", server + "  vip-lease-duration: 1h\n  vip-renew-deadline: 50m\n",
+		{"lease too long", vipDoc + "  vip-lease-duration: 1h\n  vip-renew-deadline: 50m\n",
 			[]string{"c:8:23: error: kubernetes.vip-lease-duration 1h0m0s is longer than 5m0s"}, VIPTimings{}},
-		{"without vip", lan + "kubernetes:\n  vip-retry-period: 1s\n",
+		{"without vip", lanDoc + "kubernetes:\n  vip-retry-period: 1s\n",
 			[]string{"c:7:21: warning: kubernetes.vip-retry-period is set but vip is not; it is ignored"}, VIPTimings{}},
 		{"on an agent", "kubernetes:\n  role: agent\n  token: Xq7Lm2Rz9Vk4Tp8Wn3Hs6J\n  vip: 10.0.0.100\n  vip-lease-duration: 4s\n",
 			[]string{"c:5:23: warning: kubernetes.vip-lease-duration is a server setting (servers elect the VIP's holder); agents ignore it"}, VIPTimings{}},
@@ -41,19 +64,7 @@ func TestVIPTimings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, diags := Load(src("c", tt.doc))
-			got := messages(diags)
-			lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
-			if got == "" {
-				lines = nil
-			}
-			if len(lines) != len(tt.want) {
-				t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(tt.want), got)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(lines[i], w) {
-					t.Errorf("line %d:\n got %s\nwant %s…", i, lines[i], w)
-				}
-			}
+			wantLines(t, messages(diags), tt.want)
 			if tt.timings == (VIPTimings{}) {
 				return
 			}

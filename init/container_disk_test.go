@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,12 +23,7 @@ import (
 // whose init says B failed; SIGTERM then ends it. The slots are untouched
 // and the entries are what a disk's would be.
 func TestContainerDisk(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the container platform needs root for its namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds and runs the init")
-	}
+	skipUnlessContainer(t)
 	if _, err := exec.LookPath("mksquashfs"); err != nil {
 		t.Skip("needs mksquashfs (squashfs-tools)")
 	}
@@ -45,17 +38,12 @@ func TestContainerDisk(t *testing.T) {
 	disk := t.TempDir()
 	for _, slot := range []string{"a", "b"} {
 		root := t.TempDir()
-		for name, content := range map[string]string{
+		systemImage(t, root, map[string]string{
 			"etc/passwd":     "root:x:0:0:root:/root:/bin/false\n",
 			"etc/group":      "root:x:0:\n",
 			"etc/cairn/slot": slot + "\n",
-		} {
-			os.MkdirAll(filepath.Join(root, filepath.Dir(name)), 0o755)
-			os.WriteFile(filepath.Join(root, name), []byte(content), 0o644)
-		}
-		for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "sbin"} {
-			os.MkdirAll(filepath.Join(root, d), 0o755)
-		}
+		})
+		os.MkdirAll(filepath.Join(root, "sbin"), 0o755)
 		data, _ := os.ReadFile(static)
 		os.WriteFile(filepath.Join(root, "sbin/init"), data, 0o755)
 		if out, err := exec.Command("mksquashfs", root, filepath.Join(disk, layout.ContainerSlot(slot)), "-noappend", "-quiet").CombinedOutput(); err != nil {
@@ -64,8 +52,8 @@ func TestContainerDisk(t *testing.T) {
 	}
 	entries := filepath.Join(disk, layout.ContainerESP, "loader/entries")
 	os.MkdirAll(entries, 0o755)
-	os.WriteFile(filepath.Join(entries, "cairn-a.conf"), []byte(boot.SlotEntry("a", "v1", 1, "cairn.system=disk cairn.slot=a")), 0o644)
-	os.WriteFile(filepath.Join(entries, "cairn-b+1.conf"), []byte(boot.SlotEntry("b", "v2", 2, "cairn.system=disk cairn.slot=b")), 0o644)
+	os.WriteFile(filepath.Join(entries, "cairn-a.conf"), []byte(layout.LoaderEntry("a", "v1", 1, "cairn.system=disk cairn.slot=a")), 0o644)
+	os.WriteFile(filepath.Join(entries, "cairn-b+1.conf"), []byte(layout.LoaderEntry("b", "v2", 2, "cairn.system=disk cairn.slot=b")), 0o644)
 	os.WriteFile(filepath.Join(disk, layout.ContainerConfig), []byte("#cloud-config\nhostname: box-2\n"), 0o600)
 	trialPath := filepath.Join(disk, layout.ContainerState, layout.StateCairnDir, layout.TrialFile)
 	if err := boot.WriteTrial(trialPath, &boot.Trial{Upgrade: "u1", Slot: "b", FromSlot: "a", Version: "v2", FromVersion: "v1", HealthTimeout: "3s"}); err != nil {
@@ -75,41 +63,8 @@ func TestContainerDisk(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd = exec.CommandContext(ctx, launcher, "-platform", "container", "-disk", disk)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var seen []string
-	expect := func(re string) {
-		t.Helper()
-		r := regexp.MustCompile(`^cairn: (\[\d{5,}\.\d{3}\] )?` + re + `$`)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("the init ended before %q; it printed:\n%s", re, strings.Join(seen, "\n"))
-				}
-				seen = append(seen, l)
-				if r.MatchString(l) {
-					return
-				}
-			case <-ctx.Done():
-				t.Fatalf("no line %q; the init printed:\n%s", re, strings.Join(seen, "\n"))
-			}
-		}
-	}
+	// The launcher's own lines have no time.
+	expect := startInit(t, ctx, cmd, "("+stamp+")?").expect
 	expect(`init: boot: loader entry cairn-b\+0-1\.conf: slot B on trial, try 1 \(0 left after it\)`)
 	expect(`boot: slot B runs cairn v2 on trial \(upgrade u1\); it is kept only once the node is healthy`)
 	expect(`init: starting cairn \S+ on \w+ \(container\)`)

@@ -22,15 +22,10 @@ import (
 // the console lines, the applied config inside the node, and an orderly
 // stop on SIGTERM.
 func TestContainerPlatform(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the container platform needs root for its namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds and runs the init")
-	}
+	skipUnlessContainer(t)
 	bin := buildInit(t)
 	root := t.TempDir()
-	files := map[string]string{
+	systemImage(t, root, map[string]string{
 		"etc/passwd": "root:x:0:0:root:/root:/bin/false\nnode:x:1000:1000::/:/bin/false\n",
 		"etc/group":  "root:x:0:\nnode:x:1000:\n",
 		"etc/cairn/config.yaml": `#cloud-config
@@ -42,56 +37,12 @@ write_files:
     owner: node:node
     permissions: "0640"
 `,
-	}
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp"} {
-		os.MkdirAll(filepath.Join(root, d), 0o755)
-	}
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-platform", "container", "-root", root)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var seen []string
-	expect := func(re string) {
-		t.Helper()
-		r := regexp.MustCompile(`^cairn: \[\d{5,}\.\d{3}\] ` + re + `$`)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("the init ended before %q; it printed:\n%s", re, strings.Join(seen, "\n"))
-				}
-				seen = append(seen, l)
-				if r.MatchString(l) {
-					return
-				}
-			case <-ctx.Done():
-				t.Fatalf("no line %q; the init printed:\n%s", re, strings.Join(seen, "\n"))
-			}
-		}
-	}
+	expect := startInit(t, ctx, cmd, stamp).expect
 	expect(`init: starting cairn \S+ on \w+ \(container\)`)
 	expect(`config: loaded from /etc/cairn/config\.yaml`)
 	// The identity line, though the node runs nothing (its network
@@ -125,6 +76,91 @@ write_files:
 	expect(`shutdown: powering off`)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("the init ended with %v, want status 0 after a poweroff", err)
+	}
+}
+
+// skipUnlessContainer skips t unless it may run the init on the container
+// platform: as root, without -short.
+func skipUnlessContainer(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("the container platform needs root for its namespaces")
+	}
+	if testing.Short() {
+		t.Skip("builds and runs the init")
+	}
+}
+
+// systemImage makes root a system image's directory: files (path:
+// content, mode 0644) and the directories the init mounts on.
+func systemImage(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+}
+
+// stamp is the regexp of the time the init puts after "cairn: ".
+const stamp = `\[\d{5,}\.\d{3}\] `
+
+// initLines is the output of an init a test started, read as it comes.
+type initLines struct {
+	t     *testing.T
+	ctx   context.Context
+	lines chan string
+	seen  []string
+	stamp string
+}
+
+// startInit starts cmd with its standard output and error read into the
+// returned initLines; each line of it starts "cairn: " and a match of
+// stamp.
+func startInit(t *testing.T, ctx context.Context, cmd *exec.Cmd, stamp string) *initLines {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &initLines{t: t, ctx: ctx, lines: make(chan string, 100), stamp: stamp}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			l.lines <- sc.Text()
+		}
+		close(l.lines)
+	}()
+	return l
+}
+
+// expect waits for the line "cairn: STAMP RE" and fails the test, with
+// all the init printed, when the init ends or ctx is done first.
+func (l *initLines) expect(re string) {
+	l.t.Helper()
+	r := regexp.MustCompile(`^cairn: ` + l.stamp + re + `$`)
+	for {
+		select {
+		case line, ok := <-l.lines:
+			if !ok {
+				l.t.Fatalf("the init ended before %q; it printed:\n%s", re, strings.Join(l.seen, "\n"))
+			}
+			l.seen = append(l.seen, line)
+			if r.MatchString(line) {
+				return
+			}
+		case <-l.ctx.Done():
+			l.t.Fatalf("no line %q; the init printed:\n%s", re, strings.Join(l.seen, "\n"))
+		}
 	}
 }
 
@@ -206,22 +242,13 @@ func TestMain(m *testing.M) {
 // with its location, applies nothing, and the node keeps retrying; once the
 // file is fixed, it loads without a restart.
 func TestContainerPlatformBadConfig(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the container platform needs root for its namespaces")
-	}
-	if testing.Short() {
-		t.Skip("builds and runs the init")
-	}
+	skipUnlessContainer(t)
 	bin := buildInit(t)
 	root := t.TempDir()
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc/cairn"} {
-		os.MkdirAll(filepath.Join(root, d), 0o755)
-	}
+	systemImage(t, root, map[string]string{
+		"etc/cairn/config.yaml": "#cloud-config\nhostname: bad-1\nkubernetes:\n  role: boss\n  vip: 10.0.0.300\n",
+	})
 	cfgPath := filepath.Join(root, "etc/cairn/config.yaml")
-	bad := "#cloud-config\nhostname: bad-1\nkubernetes:\n  role: boss\n  vip: 10.0.0.300\n"
-	if err := os.WriteFile(cfgPath, []byte(bad), 0o644); err != nil {
-		t.Fatal(err)
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,37 +127,26 @@ func TestAgentJoinsEmbedded(t *testing.T) {
 // reachable here.
 func appImage(t *testing.T) string {
 	t.Helper()
-	appOnce.Do(func() {
+	return appBuilt.get(t, func() (string, error) {
 		// One file each, rewritten by each run of the tests.
 		bin := filepath.Join(os.TempDir(), "cairn-e2eapp")
-		appTar = filepath.Join(os.TempDir(), "cairn-e2eapp.tar")
-		build := exec.Command("go", "build", "-trimpath", "-o", bin, "./test/e2eapp")
-		build.Dir = repoRoot()
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			appErr = fmt.Errorf("building test/e2eapp: %v\n%s", err, out)
-			return
+		tar := filepath.Join(os.TempDir(), "cairn-e2eapp.tar")
+		if err := goBuild(bin, "./test/e2eapp"); err != nil {
+			return "", err
 		}
 		cmd := exec.Command("go", "run", "./cmd/ociarchive", "-arch", runtime.GOARCH, "-name", appRef,
-			"-binary", bin, "-path", "/app", "-o", appTar)
+			"-binary", bin, "-path", "/app", "-o", tar)
 		cmd.Dir = filepath.Join(repoRoot(), "image/components")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			appErr = fmt.Errorf("building the e2eapp image: %v\n%s", err, out)
+			return "", fmt.Errorf("building the e2eapp image: %v\n%s", err, out)
 		}
+		return tar, nil
 	})
-	if appErr != nil {
-		t.Fatal(appErr)
-	}
-	return appTar
 }
 
 const appRef = "cairn.local/e2eapp:test"
 
-var (
-	appOnce sync.Once
-	appTar  string
-	appErr  error
-)
+var appBuilt built
 
 // withImage adds an image archive to a node root's images directory.
 func withImage(t *testing.T, root, archive string) string {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -54,11 +53,8 @@ import (
 func TestEtcdHA(t *testing.T) {
 	ctx := context.Background()
 	ns := bridgeNS(t)
-	// The bridge keeps its MAC when a powered-off server's port goes (see
-	// TestVIP).
-	if out, err := ns.Command(ctx, "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
-		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
-	}
+	// The bridge keeps its MAC when a powered-off server's port goes.
+	pinBridgeMAC(t, ns)
 	const first = "https://192.168.77.11:6443"
 	b := &haBed{t: t, ns: ns}
 	for i := range 3 {
@@ -67,10 +63,10 @@ func TestEtcdHA(t *testing.T) {
 		if i > 0 {
 			extra = append(extra, "  server: "+first)
 		}
-		b.servers = append(b.servers, &haServer{name: name, addr: addr, root: nodeRoot(t, serverConfig(name, addr, clusterToken, "", extra...))})
+		b.servers = append(b.servers, &haServer{machine{name: name, addr: addr, root: nodeRoot(t, serverConfig(name, addr, clusterToken, "", extra...))}})
 	}
 	for _, s := range b.servers {
-		b.boot(s)
+		s.boot(t, ns)
 	}
 	for _, s := range b.servers {
 		m := s.n.expect(t, controlPlane, reServerReady)
@@ -109,12 +105,12 @@ func TestEtcdHA(t *testing.T) {
 	// 2. One server killed, and back.
 	t.Run("one server down", func(t *testing.T) {
 		s2 := b.servers[1]
-		b.powerOff(s2)
+		s2.powerOff(b.t, ns)
 		killed := time.Now()
 		w.waitAfter(t, killed.Add(5*time.Second), 2*time.Minute)
 		time.Sleep(20 * time.Second)
 		t.Logf("figures: one of three servers killed: longest gap between writes through the VIP %.1fs (%d writes failed)", w.longestGap(killed, time.Now()).Seconds(), w.failedBetween(killed, time.Now()))
-		b.boot(s2)
+		s2.boot(b.t, ns) // b.t: the node outlives the subtest
 		s2.n.expect(t, controlPlane, `etcd: joining embedded etcd through https://192\.168\.77\.11:6443 as a learner, in place of its earlier member, whose data was gone`)
 		b.joined(s2, 3)
 		s2.n.expect(t, controlPlane, reServerReady)
@@ -157,8 +153,8 @@ func TestEtcdHA(t *testing.T) {
 		b.expectAny(t, 2*time.Minute, `etcd: removed the member of s3: its Node was deleted \(2 voting members remain\)`, b.servers[0], b.servers[1])
 		s3.n.expect(t, 2*time.Minute, `etcd: this server's member was removed from the cluster \(its Node was deleted\): it rejoins as a new member when it boots again`)
 		b.wantVoters(b.members(b.servers[0]), "s1", "s2")
-		b.powerOff(s3)
-		b.boot(s3)
+		s3.powerOff(b.t, ns)
+		s3.boot(b.t, ns)
 		b.joined(s3, 3)
 		s3.n.expect(t, controlPlane, reServerReady)
 		ms := b.members(b.servers[0])
@@ -185,42 +181,9 @@ type haBed struct {
 	servers []*haServer
 }
 
-// haServer is one server machine; each boot is a fresh network namespace
-// and a fresh STATE (the container platform's is a tmpfs).
+// haServer is one server machine.
 type haServer struct {
-	name, addr, root string
-	n                *containerNode
-	netns            string
-	boots            []*containerNode
-}
-
-// boot starts s (again).
-func (b *haBed) boot(s *haServer) {
-	b.t.Helper()
-	netnsPath, err := b.ns.AddPeer(context.Background())
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	s.netns = netnsPath
-	name := s.name
-	if len(s.boots) > 0 {
-		name = fmt.Sprintf("%s-boot%d", s.name, len(s.boots)+1)
-	}
-	s.n = startNode(b.t, name, s.root, netnsPath)
-	s.boots = append(s.boots, s.n)
-}
-
-// powerOff kills s's node and takes its link and namespace away.
-func (b *haBed) powerOff(s *haServer) {
-	b.t.Helper()
-	s.n.cmd.Process.Kill()
-	if out, err := b.ns.Command(context.Background(), "ip", "link", "set", bridgeEnd(s.netns), "down").CombinedOutput(); err != nil {
-		b.t.Logf("ip link set %s down: %v: %s", bridgeEnd(s.netns), err, out)
-	}
-	<-s.n.done
-	if out, err := exec.Command("ip", "netns", "delete", filepath.Base(s.netns)).CombinedOutput(); err != nil {
-		b.t.Logf("ip netns delete %s: %v: %s", s.netns, err, out)
-	}
+	machine
 }
 
 // freeze sends sig (SIGSTOP, SIGCONT) to every process of s's node, a

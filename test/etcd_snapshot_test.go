@@ -17,7 +17,6 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/qemu"
 )
 
@@ -38,9 +37,7 @@ import (
 //     was done already and to remove the keys; what was written since the
 //     restore is still there.
 func TestEtcdSnapshot(t *testing.T) {
-	ctx := context.Background()
 	ns := bridgeNS(t)
-	const url = "https://192.168.77.11:6443"
 	extra := []string{`  etcd-snapshot-schedule-cron: "* * * * *"`, "  etcd-snapshot-retention: 10", "  etcd-snapshot-compress: zstd"}
 	s1 := startPeer(t, ns, "s1", nodeRoot(t, serverConfig("s1", "192.168.77.11", clusterToken, "", extra...)))
 	s1.expect(t, controlPlane, reServerReady)
@@ -51,30 +48,9 @@ func TestEtcdSnapshot(t *testing.T) {
 	t.Logf("figures: a scheduled snapshot of a fresh cluster: %s, %ss (container platform)", m[2], m[3])
 
 	// 2. A snapshot between two ConfigMaps.
-	tok, _ := join.ParseToken(clusterToken)
-	kcData, err := (&join.Client{Server: url, Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(ctx)
-	if err != nil {
-		t.Fatalf("cairn kubeconfig: %v", err)
-	}
-	kc := filepath.Join(t.TempDir(), "admin.conf")
-	os.WriteFile(kc, kcData, 0o600)
-	api := newAPIClient(t, ns, kcData)
-	configMap := func(name string) {
-		t.Helper()
-		cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name, "namespace": "default"}}
-		if code, body, err := api.do("POST", url+"/api/v1/namespaces/default/configmaps", cm); code != 201 {
-			t.Fatalf("creating the ConfigMap %s: %d %v %s", name, code, err, body)
-		}
-	}
-	exists := func(name string) bool {
-		t.Helper()
-		code, body, err := api.do("GET", url+"/api/v1/namespaces/default/configmaps/"+name, nil)
-		if code != 200 && code != 404 {
-			t.Fatalf("reading the ConfigMap %s: %d %v %s", name, code, err, body)
-		}
-		return code == 200
-	}
-	configMap("before")
+	admin := snapshotAdmin(t, ns)
+	kc := admin.kubeconfig
+	admin.configMap("before")
 	began := time.Now()
 	stdout, stderr := etcdSnapshotCLI(t, ns, "save", "--kubeconfig", kc)
 	saved := regexp.MustCompile(`(?m)^s1: (/var/lib/cairn/etcd-snapshots/etcd-snapshot-s1-\d+\.zst) \(([\d.]+ [KMG]?i?B), sha256 [0-9a-f]{64}\)$`).FindStringSubmatch(stdout)
@@ -88,7 +64,7 @@ func TestEtcdSnapshot(t *testing.T) {
 		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(filepath.Base(saved[1]))+` +s1 +file://`+regexp.QuoteMeta(saved[1])+` +`).MatchString(list) {
 		t.Errorf("cairn etcd-snapshot list printed:\n%s\nwant the snapshot saved", list)
 	}
-	configMap("after")
+	admin.configMap("after")
 
 	// 3. The restore.
 	restoreCfg := serverConfig("s1", "192.168.77.11", clusterToken, "", append(extra, "  cluster-reset: true", "  cluster-reset-restore-path: "+saved[1])...)
@@ -102,8 +78,8 @@ func TestEtcdSnapshot(t *testing.T) {
 	}
 	s1.expect(t, controlPlane, reServerReady)
 	s1.expect(t, nodeReady, `node: s1 is Ready`)
-	if !exists("before") || exists("after") {
-		t.Errorf("after the restore: ConfigMap before %v, after %v; want the one written before the snapshot only", exists("before"), exists("after"))
+	if !admin.exists("before") || admin.exists("after") {
+		t.Errorf("after the restore: ConfigMap before %v, after %v; want the one written before the snapshot only", admin.exists("before"), admin.exists("after"))
 	}
 	list, _ = etcdSnapshotCLI(t, ns, "list", "--kubeconfig", kc)
 	if !strings.Contains(list, filepath.Base(saved[1])) {
@@ -111,15 +87,15 @@ func TestEtcdSnapshot(t *testing.T) {
 	}
 
 	// 4. The next boot, the keys still there: no second restore.
-	configMap("since")
+	admin.configMap("since")
 	root2 := nodeRoot(t, restoreCfg)
 	keepState(t, s1, root2)
 	s1.stop(t)
 	s1 = startPeer(t, ns, "s1", root2)
 	s1.expect(t, controlPlane, `etcd: cluster-reset was done already \(restored from `+regexp.QuoteMeta(saved[1])+`, [^)]+\), so etcd starts as it is: remove cluster-reset and cluster-reset-restore-path from this server's config`)
 	s1.expect(t, controlPlane, reServerReady)
-	if !exists("since") || !exists("before") || exists("after") {
-		t.Errorf("the boot after the restore: since %v, before %v, after %v; want since and before", exists("since"), exists("before"), exists("after"))
+	if !admin.exists("since") || !admin.exists("before") || admin.exists("after") {
+		t.Errorf("the boot after the restore: since %v, before %v, after %v; want since and before", admin.exists("since"), admin.exists("before"), admin.exists("after"))
 	}
 	if k := countLines(s1, `^etcd: restored `); k != 0 {
 		t.Errorf("the boot after the restore restored %d times; want none", k)
@@ -148,9 +124,7 @@ func TestEtcdSnapshot(t *testing.T) {
 //     line says it downloaded it, one that it restored it; the server
 //     serves with "before" and without "after".
 func TestEtcdSnapshotS3(t *testing.T) {
-	ctx := context.Background()
 	ns := bridgeNS(t)
-	const url = "https://192.168.77.11:6443"
 	const bucket, folder = "cairn-snapshots", "cluster-1"
 	const secret = "e2e-S3-secret/key-4f9a1c"
 	backend := s3mem.New()
@@ -211,37 +185,16 @@ func TestEtcdSnapshotS3(t *testing.T) {
 	}
 
 	// 2. save names the copy; list shows it.
-	tok, _ := join.ParseToken(clusterToken)
-	kcData, err := (&join.Client{Server: url, Token: tok, DialContext: ns.DialContext}).AdminKubeconfig(ctx)
-	if err != nil {
-		t.Fatalf("cairn kubeconfig: %v", err)
-	}
-	kc := filepath.Join(t.TempDir(), "admin.conf")
-	os.WriteFile(kc, kcData, 0o600)
-	api := newAPIClient(t, ns, kcData)
-	configMap := func(name string) {
-		t.Helper()
-		cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name, "namespace": "default"}}
-		if code, body, err := api.do("POST", url+"/api/v1/namespaces/default/configmaps", cm); code != 201 {
-			t.Fatalf("creating the ConfigMap %s: %d %v %s", name, code, err, body)
-		}
-	}
-	exists := func(name string) bool {
-		t.Helper()
-		code, body, err := api.do("GET", url+"/api/v1/namespaces/default/configmaps/"+name, nil)
-		if code != 200 && code != 404 {
-			t.Fatalf("reading the ConfigMap %s: %d %v %s", name, code, err, body)
-		}
-		return code == 200
-	}
-	configMap("before")
+	admin := snapshotAdmin(t, ns)
+	kc := admin.kubeconfig
+	admin.configMap("before")
 	stdout, stderr := etcdSnapshotCLI(t, ns, "save", "--kubeconfig", kc)
 	saved := regexp.MustCompile(`(?m)^s1: (/var/lib/cairn/etcd-snapshots/(etcd-snapshot-s1-\d+\.zst)) \([\d.]+ [KMG]?i?B, sha256 [0-9a-f]{64}\), copied to (s3://` + bucket + `/` + folder + `/etcd-snapshot-s1-\d+\.zst)$`).FindStringSubmatch(stdout)
 	if saved == nil || stderr != "" || !strings.HasSuffix(saved[3], "/"+saved[2]) {
 		t.Fatalf("cairn etcd-snapshot save printed:\n%s%s\nwant a line naming s1's snapshot and its copy in S3", stdout, stderr)
 	}
 	name, object := saved[2], saved[3]
-	configMap("after")
+	admin.configMap("after")
 	list, _ := etcdSnapshotCLI(t, ns, "list", "--kubeconfig", kc)
 	if !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+` +s1 +`+regexp.QuoteMeta(object)+` +`).MatchString(list) ||
 		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+` +s1 +file://`+regexp.QuoteMeta(saved[1])+` +`).MatchString(list) {
@@ -265,10 +218,53 @@ func TestEtcdSnapshotS3(t *testing.T) {
 	s1.expect(t, controlPlane, `etcd: restored `+regexp.QuoteMeta(object)+` into a new etcd cluster of one member \(s1\); the data it had is kept in /var/lib/cairn/etcd\.before-reset-\d+\. `)
 	s1.expect(t, controlPlane, reServerReady)
 	s1.expect(t, nodeReady, `node: s1 is Ready`)
-	if !exists("before") || exists("after") {
-		t.Errorf("after the restore from S3: ConfigMap before %v, after %v; want the one written before the snapshot only", exists("before"), exists("after"))
+	if !admin.exists("before") || admin.exists("after") {
+		t.Errorf("after the restore from S3: ConfigMap before %v, after %v; want the one written before the snapshot only", admin.exists("before"), admin.exists("after"))
 	}
 	noSecretOnConsole(t, []*containerNode{s1}, clusterToken, secret)
+}
+
+// snapshotServer is the server of TestEtcdSnapshot*.
+const snapshotServer = "192.168.77.11"
+
+// etcdAdmin is the admin of TestEtcdSnapshot*'s server: the kubeconfig
+// `cairn etcd-snapshot` is given, and a client for the ConfigMaps that
+// tell before from after.
+type etcdAdmin struct {
+	t          *testing.T
+	kubeconfig string // its path
+	api        *apiClient
+}
+
+// snapshotAdmin asks the server for the admin kubeconfig, as `cairn
+// kubeconfig` does.
+func snapshotAdmin(t *testing.T, ns *qemu.Netns) *etcdAdmin {
+	t.Helper()
+	data := mustKubeconfig(t, context.Background(), ns, snapshotServer)
+	kc := filepath.Join(t.TempDir(), "admin.conf")
+	if err := os.WriteFile(kc, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &etcdAdmin{t: t, kubeconfig: kc, api: newAPIClient(t, ns, data)}
+}
+
+// configMap creates the ConfigMap name in the default namespace.
+func (a *etcdAdmin) configMap(name string) {
+	a.t.Helper()
+	cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name, "namespace": "default"}}
+	if code, body, err := a.api.do("POST", "https://"+snapshotServer+":6443/api/v1/namespaces/default/configmaps", cm); code != 201 {
+		a.t.Fatalf("creating the ConfigMap %s: %d %v %s", name, code, err, body)
+	}
+}
+
+// exists says whether the ConfigMap name is in the default namespace.
+func (a *etcdAdmin) exists(name string) bool {
+	a.t.Helper()
+	code, body, err := a.api.do("GET", "https://"+snapshotServer+":6443/api/v1/namespaces/default/configmaps/"+name, nil)
+	if code != 200 && code != 404 {
+		a.t.Fatalf("reading the ConfigMap %s: %d %v %s", name, code, err, body)
+	}
+	return code == 200
 }
 
 // etcdSnapshotCLI runs `cairn etcd-snapshot ARGS` in ns and returns its

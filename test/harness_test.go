@@ -52,9 +52,7 @@ var archBoards = []struct{ arch, board string }{
 }
 
 var (
-	cairnOnce sync.Once
-	cairnPath string
-	cairnErr  error
+	cairnBuilt built
 
 	imagesMu sync.Mutex
 	images   = map[string]string{} // key -> build output dir
@@ -96,23 +94,43 @@ func debs(t *testing.T) string {
 // cairn returns the cairn command: $CAIRN, else one built from this tree.
 func cairn(t *testing.T) string {
 	t.Helper()
-	cairnOnce.Do(func() {
+	return cairnBuilt.get(t, func() (string, error) {
 		if p := os.Getenv("CAIRN"); p != "" {
-			cairnPath, cairnErr = filepath.Abs(p)
-			return
+			return filepath.Abs(p)
 		}
-		cairnPath = filepath.Join(workDir, "cairn")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", cairnPath, "./cmd/cairn")
-		cmd.Dir = repoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			cairnErr = fmt.Errorf("go build ./cmd/cairn: %v\n%s", err, out)
-		}
+		path := filepath.Join(workDir, "cairn")
+		return path, goBuild(path, "./cmd/cairn")
 	})
-	if cairnErr != nil {
-		t.Fatal(cairnErr)
+}
+
+// built is what the tests of one run make once and share: a program, a
+// tree.
+type built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// get makes it with make the first time and returns its path; it fails t
+// when making it failed (then and at every later call).
+func (b *built) get(t *testing.T, make func() (string, error)) string {
+	t.Helper()
+	b.once.Do(func() { b.path, b.err = make() })
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return cairnPath
+	return b.path
+}
+
+// goBuild builds the package pkg of this tree into out, static.
+func goBuild(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return nil
 }
 
 // image builds board's artifacts with `cairn build` (plus extra flags, like

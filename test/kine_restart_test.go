@@ -10,8 +10,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -85,11 +83,9 @@ const tooLargeRV = "Too large resource version"
 func TestKineRestartPostgres(t *testing.T) {
 	ctx := context.Background()
 	ns := bridgeNS(t)
-	// The bridge keeps its MAC when a powered-off server's port goes
-	// (TestVIP), so the database stays reachable for the other server.
-	if out, err := ns.Command(ctx, "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
-		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
-	}
+	// The bridge keeps its MAC when a powered-off server's port goes, so
+	// the database stays reachable for the other server.
+	pinBridgeMAC(t, ns)
 	pg := startPostgres(t, ns, dsAddr)
 	pgKeepalives(t, ns) // a powered-off server's connections go within seconds
 	b := &kineBed{t: t, ns: ns, datastore: "postgres, two servers"}
@@ -130,51 +126,19 @@ type kineBed struct {
 	writer    string // the server the client writes through
 }
 
-// kineServer is one server machine; each boot has a fresh network
-// namespace (and, on the container platform, a fresh STATE).
+// kineServer is one server machine and its apiserver's URL.
 type kineServer struct {
-	name, addr, root, url string
-	netns                 string
-	n                     *containerNode
-	boots                 []*containerNode
+	machine
+	url string
 }
 
 // server makes a server on datastore and boots it.
 func (b *kineBed) server(name, addr, datastore string) *kineServer {
 	b.t.Helper()
-	s := &kineServer{name: name, addr: addr, url: "https://" + addr + ":6443",
-		root: nodeRoot(b.t, serverConfig(name, addr, clusterToken, datastore))}
-	b.boot(s)
+	s := &kineServer{url: "https://" + addr + ":6443",
+		machine: machine{name: name, addr: addr, root: nodeRoot(b.t, serverConfig(name, addr, clusterToken, datastore))}}
+	s.boot(b.t, b.ns)
 	return s
-}
-
-// boot starts s (again).
-func (b *kineBed) boot(s *kineServer) {
-	b.t.Helper()
-	netns, err := b.ns.AddPeer(context.Background())
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	s.netns = netns
-	name := s.name
-	if len(s.boots) > 0 {
-		name = fmt.Sprintf("%s-boot%d", s.name, len(s.boots)+1)
-	}
-	s.n = startNode(b.t, name, s.root, netns)
-	s.boots = append(s.boots, s.n)
-}
-
-// powerOff kills s's node and cuts its link at once; its namespace goes.
-func (b *kineBed) powerOff(s *kineServer) {
-	b.t.Helper()
-	s.n.cmd.Process.Kill()
-	if out, err := b.ns.Command(context.Background(), "ip", "link", "set", bridgeEnd(s.netns), "down").CombinedOutput(); err != nil {
-		b.t.Logf("ip link set %s down: %v: %s", bridgeEnd(s.netns), err, out)
-	}
-	<-s.n.done
-	if out, err := exec.Command("ip", "netns", "delete", filepath.Base(s.netns)).CombinedOutput(); err != nil {
-		b.t.Logf("ip netns delete %s: %v: %s", s.netns, err, out)
-	}
 }
 
 // run restarts s's kube-apiserver again and again while the client
@@ -298,8 +262,8 @@ func (b *kineBed) restart(s *kineServer, i, of int, plan apiRestartPlan) (time.D
 	wait := 5 * time.Minute                   // a crash loop shows within it: the post-start hook gives up after 1 min
 	began := time.Now()
 	if plan.powerOff {
-		b.powerOff(s)
-		b.boot(s)
+		s.powerOff(t, b.ns)
+		s.boot(t, b.ns)
 		from, exits, wait = 0, 0, controlPlane
 	} else {
 		if plan.kine != 0 {

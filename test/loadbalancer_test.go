@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,10 +92,8 @@ spec:
 func TestLoadBalancer(t *testing.T) {
 	ctx := context.Background()
 	ns := bridgeNS(t)
-	// A bridge keeps its MAC when a killed server's port goes (TestVIP).
-	if out, err := ns.Command(ctx, "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
-		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
-	}
+	// The bridge keeps its MAC when a killed server's port goes.
+	pinBridgeMAC(t, ns)
 	pg := startPostgres(t, ns, dsAddr)
 	pgKeepalives(t, ns)
 	img := appImage(t)
@@ -104,8 +101,8 @@ func TestLoadBalancer(t *testing.T) {
 	for i := range 2 {
 		name := fmt.Sprintf("s%d", i+1)
 		addr := fmt.Sprintf("192.168.77.%d", 11+i)
-		s := &vipServer{name: name, addr: addr, root: withImage(t, nodeRoot(t, serverConfig(name, addr, clusterToken, pg.endpoint(),
-			"  loadbalancer-pool: "+lbPool)), img)}
+		s := &vipServer{machine{name: name, addr: addr, root: withImage(t, nodeRoot(t, serverConfig(name, addr, clusterToken, pg.endpoint(),
+			"  loadbalancer-pool: "+lbPool)), img)}}
 		b.servers = append(b.servers, s)
 		b.boot(s)
 	}
@@ -262,75 +259,15 @@ func lbHolder(t *testing.T, ns *qemu.Netns, kc string, servers []*vipServer) *vi
 	return nil
 }
 
-// httpPoll asks a URL every 100 ms from the bridge, each time on a new
-// connection, and records when answers came.
-type httpPoll struct {
-	mu      sync.Mutex
-	answers []httpAnswer
-}
-
-type httpAnswer struct {
-	sent, done time.Time
-}
-
 // rePodName is what test/e2eapp answers: its pod's name.
 var rePodName = regexp.MustCompile(`^lbweb-\S+\n$`)
 
-func pollHTTP(t *testing.T, ns *qemu.Netns, url string) *httpPoll {
-	p := &httpPoll{}
+// pollHTTP polls url from the bridge: an answer is a 200 from test/e2eapp
+// naming its pod.
+func pollHTTP(t *testing.T, ns *qemu.Netns, url string) *poller {
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: ns.DialContext, DisableKeepAlives: true}}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	t.Cleanup(func() { close(stop); wg.Wait() })
-	wg.Go(func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			wg.Go(func() {
-				sent := time.Now()
-				resp, err := hc.Get(url)
-				if err != nil {
-					return
-				}
-				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || !rePodName.Match(body) {
-					return
-				}
-				p.mu.Lock()
-				p.answers = append(p.answers, httpAnswer{sent: sent, done: time.Now()})
-				p.mu.Unlock()
-			})
-		}
+	return startPolling(t, hc, url, func(resp *http.Response) (string, bool) {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return "", resp.StatusCode == http.StatusOK && rePodName.Match(body)
 	})
-	return p
-}
-
-// waitAfter waits for an answer to a request sent after since and
-// returns when it came.
-func (p *httpPoll) waitAfter(t *testing.T, since time.Time, d time.Duration) time.Time {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		p.mu.Lock()
-		var first time.Time
-		for _, a := range p.answers {
-			if a.sent.After(since) && (first.IsZero() || a.done.Before(first)) {
-				first = a.done
-			}
-		}
-		p.mu.Unlock()
-		if !first.IsZero() {
-			return first
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no HTTP answer within %s", d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -47,28 +47,15 @@ func componentsDir(t *testing.T) string {
 	return tree
 }
 
-var (
-	initOnce sync.Once
-	initPath string
-	initErr  error
-)
+var initBuilt built
 
 // initBinary builds the init of this tree once per run.
 func initBinary(t *testing.T) string {
 	t.Helper()
-	initOnce.Do(func() {
-		initPath = filepath.Join(workDir, "init")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", initPath, "./init")
-		cmd.Dir = repoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			initErr = fmt.Errorf("go build ./init: %v\n%s", err, out)
-		}
+	return initBuilt.get(t, func() (string, error) {
+		path := filepath.Join(workDir, "init")
+		return path, goBuild(path, "./init")
 	})
-	if initErr != nil {
-		t.Fatal(initErr)
-	}
-	return initPath
 }
 
 // nodeRoot makes a node's root: the base overlay, the components

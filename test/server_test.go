@@ -401,23 +401,7 @@ func TestServersPostgresQEMU(t *testing.T) {
 	addrs := []string{"192.168.77.21", "192.168.77.22"}
 	var machines []*qemu.Machine
 	for i, addr := range addrs {
-		name := fmt.Sprintf("vm%d", i+1)
-		tap, err := ns.AddTAP(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed := filepath.Join(t.TempDir(), "seed.iso")
-		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
-			UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n", name, clusterToken, pg.endpoint())),
-			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		machines = append(machines, boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
-			Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
-			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
-		}))
+		machines = append(machines, startServerVM(t, ctx, ns, dir, i, addr, fmt.Sprintf("  datastore-endpoint: %q\n", pg.endpoint())))
 	}
 	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] ` + reServerReady)
 	for _, m := range machines {
@@ -437,6 +421,31 @@ func TestServersPostgresQEMU(t *testing.T) {
 	}
 }
 
+// startServerVM boots the server vmN (N = i+1) of the qemu-x86_64 build
+// dir on a TAP device of ns's bridge, at addr with the MAC
+// 52:54:00:77:00:(0x21+i); its cloud-config gives the hostname and the
+// cluster token, and kubernetes: more lines of that section.
+func startServerVM(t *testing.T, ctx context.Context, ns *qemu.Netns, dir string, i int, addr, kubernetes string) *qemu.Machine {
+	t.Helper()
+	name := fmt.Sprintf("vm%d", i+1)
+	tap, err := ns.AddTAP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(t.TempDir(), "seed.iso")
+	err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
+		UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n%s", name, clusterToken, kubernetes)),
+		NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
+		Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
+		NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
+	})
+}
+
 // TestServersEmbeddedQEMU is HA without an external datastore on real
 // machines: two x86_64 VMs, vm1 creating the cluster on its embedded etcd
 // and vm2, given only `server:` = vm1 and the token, joining it as a
@@ -448,33 +457,14 @@ func TestServersEmbeddedQEMU(t *testing.T) {
 	ns := bridgeNS(t)
 	dir := image(t, "qemu-x86_64", "-components", filepath.Dir(componentsDir(t)))
 	addrs := []string{"192.168.77.21", "192.168.77.22"}
-	start := func(i int, extra string) *qemu.Machine {
-		name := fmt.Sprintf("vm%d", i+1)
-		tap, err := ns.AddTAP(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed := filepath.Join(t.TempDir(), "seed.iso")
-		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
-			UserData:      []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n%s", name, clusterToken, extra)),
-			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addrs[i] + "/24]\n"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
-			Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
-			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
-		})
-	}
 	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] ` + reServerReady)
-	vm1 := start(0, "")
+	vm1 := startServerVM(t, ctx, ns, dir, 0, addrs[0], "")
 	waitFor(t, ctx, vm1, bootTimeout, reInitStarting)
 	ready := waitFor(t, ctx, vm1, 25*time.Minute, reReady)
 	if !strings.Contains(ready.Text, "datastore embedded etcd") {
 		t.Fatalf("vm1 does not say it runs the embedded etcd: %s", ready.Text)
 	}
-	vm2 := start(1, "  server: https://"+addrs[0]+":6443\n")
+	vm2 := startServerVM(t, ctx, ns, dir, 1, addrs[1], "  server: https://"+addrs[0]+":6443\n")
 	reVoter := regexp.MustCompile(`etcd: this server is a voting member of embedded etcd \((\d+) voting members\): joined in ([\d.]+)s, ([\d.]+)s after the config was loaded`)
 	voter := waitFor(t, ctx, vm2, 25*time.Minute, reVoter)
 	m := reVoter.FindStringSubmatch(voter.Text)

@@ -75,11 +75,7 @@ func containerBuild(t *testing.T, version string) string {
 	return bundleBuild(t, version, "update", upgradeComponents(t))
 }
 
-var (
-	brokenOnce sync.Once
-	brokenDir  string
-	brokenErr  error
-)
+var brokenBuilt built
 
 // brokenComponents are upgradeComponents with a kubelet that cannot run:
 // a program that says so and exits 1. (A baked-in config, the QEMU tests'
@@ -88,40 +84,33 @@ var (
 func brokenComponents(t *testing.T) string {
 	t.Helper()
 	src := upgradeComponents(t)
-	brokenOnce.Do(func() {
-		brokenDir = filepath.Join(workDir, "components-broken")
-		if out, err := exec.Command("cp", "-al", src, brokenDir).CombinedOutput(); err != nil {
-			brokenErr = fmt.Errorf("cp -al %s %s: %v: %s", src, brokenDir, err, out)
-			return
+	return brokenBuilt.get(t, func() (string, error) {
+		dir := filepath.Join(workDir, "components-broken")
+		if out, err := exec.Command("cp", "-al", src, dir).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("cp -al %s %s: %v: %s", src, dir, err, out)
 		}
-		kubelet := filepath.Join(brokenDir, "linux-"+runtime.GOARCH, "usr/bin/kubelet")
+		kubelet := filepath.Join(dir, "linux-"+runtime.GOARCH, "usr/bin/kubelet")
 		if err := os.Remove(kubelet); err != nil {
-			brokenErr = err
-			return
+			return "", err
 		}
 		tmp, err := os.MkdirTemp(workDir, "kubelet-")
 		if err != nil {
-			brokenErr = err
-			return
+			return "", err
 		}
 		prog := "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() {\n\tfmt.Fprintln(os.Stderr, \"kubelet: this build's kubelet is broken on purpose (an e2e test)\")\n\tos.Exit(1)\n}\n"
 		for name, content := range map[string]string{"main.go": prog, "go.mod": "module brokenkubelet\n\ngo 1.22\n"} {
 			if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
-				brokenErr = err
-				return
+				return "", err
 			}
 		}
 		cmd := exec.Command("go", "build", "-o", kubelet, ".")
 		cmd.Dir = tmp
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			brokenErr = fmt.Errorf("building the broken kubelet: %v: %s", err, out)
+			return "", fmt.Errorf("building the broken kubelet: %v: %s", err, out)
 		}
+		return dir, nil
 	})
-	if brokenErr != nil {
-		t.Fatal(brokenErr)
-	}
-	return brokenDir
 }
 
 // startUpgradeContainers starts the HA guide on the container platform

@@ -105,11 +105,7 @@ func bundleBuild(t *testing.T, version, formats, comps string, extra ...string) 
 	return dir
 }
 
-var (
-	upCompsOnce sync.Once
-	upComps     string
-	upCompsErr  error
-)
+var upCompsBuilt built
 
 // upgradeComponents is a copy of the node components, made once per run,
 // so every build of a test has the same ones: the versions then differ in
@@ -119,27 +115,22 @@ var (
 func upgradeComponents(t *testing.T) string {
 	t.Helper()
 	src := componentsDir(t)
-	upCompsOnce.Do(func() {
-		upComps = filepath.Join(workDir, "components")
-		if err := os.MkdirAll(upComps, 0o755); err != nil {
-			upCompsErr = err
-			return
+	return upCompsBuilt.get(t, func() (string, error) {
+		dir := filepath.Join(workDir, "components")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
 		}
 		// out/components/linux-ARCH is a link to the tree a components
 		// build swapped in: copy the tree.
 		tree, err := filepath.EvalSymlinks(src)
 		if err != nil {
-			upCompsErr = err
-			return
+			return "", err
 		}
-		if out, err := exec.Command("cp", "-a", tree, filepath.Join(upComps, filepath.Base(src))).CombinedOutput(); err != nil {
-			upCompsErr = fmt.Errorf("copying the node components: %v: %s", err, out)
+		if out, err := exec.Command("cp", "-a", tree, filepath.Join(dir, filepath.Base(src))).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("copying the node components: %v: %s", err, out)
 		}
+		return dir, nil
 	})
-	if upCompsErr != nil {
-		t.Fatal(upCompsErr)
-	}
-	return upComps
 }
 
 // diskNode is one node of an upgrade test: a VM with its own disk, seed

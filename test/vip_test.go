@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -49,13 +48,10 @@ const (
 	vipPlanned      = 3
 )
 
-// vipServer is one server machine; each start is a fresh network
-// namespace (a machine that boots has no VIP on its link).
+// vipServer is one server machine (a machine that boots has no VIP on
+// its link).
 type vipServer struct {
-	name, addr, root string
-	n                *containerNode
-	netns            string // its network namespace's path
-	boots            int
+	machine
 }
 
 // vipBed is the test bed.
@@ -63,7 +59,7 @@ type vipBed struct {
 	t       *testing.T
 	ns      *qemu.Netns
 	servers []*vipServer
-	poll    *vipPoller
+	poll    *poller
 	arp     *arpWatch
 	addrs   *addrWatch
 }
@@ -78,21 +74,14 @@ func TestVIP(t *testing.T) {
 	}
 	load0 := loadavg()
 	ns := bridgeNS(t)
-	// A Linux bridge takes the lowest MAC of its ports unless given one:
-	// powering a server off removes its port, and the datastore's MAC
-	// would change under the other servers' ARP caches (tens of seconds
-	// of "datastore stopped answering"). A real network's hosts keep
-	// their MACs.
-	if out, err := ns.Command(context.Background(), "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
-		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
-	}
+	pinBridgeMAC(t, ns)
 	pg := startPostgres(t, ns, dsAddr)
 	pgKeepalives(t, ns)
 	b := &vipBed{t: t, ns: ns, addrs: newAddrWatch(t)}
 	for i := range 3 {
 		name := fmt.Sprintf("s%d", i+1)
 		addr := fmt.Sprintf("192.168.77.%d", 11+i)
-		s := &vipServer{name: name, addr: addr, root: nodeRoot(t, serverConfig(name, addr, clusterToken, pg.endpoint(), "  vip: "+vipAddr))}
+		s := &vipServer{machine{name: name, addr: addr, root: nodeRoot(t, serverConfig(name, addr, clusterToken, pg.endpoint(), "  vip: "+vipAddr))}}
 		b.servers = append(b.servers, s)
 		b.boot(s)
 	}
@@ -185,7 +174,7 @@ func TestVIP(t *testing.T) {
 	t.Run("isolated holder", func(t *testing.T) {
 		holder := b.holder()
 		cut := time.Now()
-		b.link(holder, "down")
+		holder.link(b.t, ns, "down")
 		next := b.waitAnswer(cut, holder.name, time.Minute)
 		took := b.addrs.firstPresent(next.name, cut)
 		dropped := b.addrs.firstAbsent(holder.name, cut)
@@ -199,7 +188,7 @@ func TestVIP(t *testing.T) {
 			t.Logf("isolated %s dropped the VIP %.2fs after the cut, %s took it %.2fs after the cut; the VIP answered again after %.2fs",
 				holder.name, dropped.Sub(cut).Seconds(), next.name, took.Sub(cut).Seconds(), b.poll.firstAfter(cut, holder.name).Sub(cut).Seconds())
 		}
-		b.link(holder, "up")
+		holder.link(b.t, ns, "up")
 		// Back on the network it stays a candidate; the holder keeps it.
 		time.Sleep(10 * time.Second)
 		if h := b.holder(); h != next {
@@ -256,48 +245,18 @@ func pgKeepalives(t *testing.T, ns *qemu.Netns) {
 	}
 }
 
-// boot starts s (again) in a fresh network namespace on the bridge.
+// boot starts s (again) and watches its addresses.
 func (b *vipBed) boot(s *vipServer) {
 	b.t.Helper()
-	netnsPath, err := b.ns.AddPeer(context.Background())
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	s.boots++
-	s.netns = netnsPath
-	name := s.name
-	if s.boots > 1 {
-		name = fmt.Sprintf("%s-boot%d", s.name, s.boots)
-	}
-	s.n = startNode(b.t, name, s.root, netnsPath)
-	b.addrs.watch(s.name, netnsPath)
+	s.boot(b.t, b.ns)
+	b.addrs.watch(s.name, s.n.netns)
 }
 
-// bridgeEnd is the bridge's end of a peer's veth: AddPeer names the peer
-// namespace NS-pN and the bridge end vethN.
-func bridgeEnd(netnsPath string) string {
-	i := strings.LastIndex(netnsPath, "-p")
-	return "veth" + netnsPath[i+2:]
-}
-
-// link sets s's link on the bridge up or down.
-func (b *vipBed) link(s *vipServer, state string) {
-	b.t.Helper()
-	if out, err := b.ns.Command(context.Background(), "ip", "link", "set", bridgeEnd(s.netns), state).CombinedOutput(); err != nil {
-		b.t.Fatalf("ip link set %s %s: %v: %s", bridgeEnd(s.netns), state, err, out)
-	}
-}
-
-// powerOff kills s's node and cuts its link at once; its namespace goes.
+// powerOff powers s off.
 func (b *vipBed) powerOff(s *vipServer) {
 	b.t.Helper()
 	b.addrs.forget(s.name) // the dead machine's namespace keeps the address; it answers nothing
-	s.n.cmd.Process.Kill()
-	b.link(s, "down")
-	<-s.n.done
-	if out, err := exec.Command("ip", "netns", "delete", filepath.Base(s.netns)).CombinedOutput(); err != nil {
-		b.t.Logf("ip netns delete %s: %v: %s", s.netns, err, out)
-	}
+	s.powerOff(b.t, b.ns)
 }
 
 // holder is the server that answers on the VIP now.
@@ -326,28 +285,22 @@ func (b *vipBed) waitAnswer(since time.Time, not string, d time.Duration) *vipSe
 	return nil
 }
 
-// vipPoller asks https://VIP:6443/readyz every 100 ms, each time on a new
-// connection, and records which server answered 200.
-type vipPoller struct {
+// poller asks a URL every 100 ms from the bridge, each time on a new
+// connection, and records when answers came and from which server.
+type poller struct {
 	mu      sync.Mutex
-	answers []vipAnswer
+	answers []polled
 }
 
-type vipAnswer struct {
+type polled struct {
 	sent, done time.Time
 	server     string
 }
 
-// startPoller starts polling; timeout bounds each request (1 s on the
-// container platform; a TCG guest's apiserver may take seconds).
-func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vipServer, timeout time.Duration) *vipPoller {
-	p := &vipPoller{}
-	byIP := map[string]string{}
-	for _, s := range servers {
-		byIP[s.addr] = s.name
-	}
-	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{
-		TLSClientConfig: tlsCfg, DialContext: ns.DialContext, DisableKeepAlives: true}}
+// startPolling asks url with hc until the test ends; answer says whether
+// a response counts and which server sent it ("" when it does not say).
+func startPolling(t *testing.T, hc *http.Client, url string, answer func(*http.Response) (server string, ok bool)) *poller {
+	p := &poller{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	t.Cleanup(func() { close(stop); wg.Wait() })
@@ -362,22 +315,17 @@ func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vi
 			}
 			wg.Go(func() {
 				sent := time.Now()
-				resp, err := hc.Get("https://" + vipAddr + ":6443/readyz")
+				resp, err := hc.Get(url)
 				if err != nil {
 					return
 				}
+				server, ok := answer(resp)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+				if !ok {
 					return
 				}
-				server := "?"
-				for _, ip := range resp.TLS.PeerCertificates[0].IPAddresses {
-					if n, ok := byIP[ip.String()]; ok {
-						server = n
-					}
-				}
 				p.mu.Lock()
-				p.answers = append(p.answers, vipAnswer{sent: sent, done: time.Now(), server: server})
+				p.answers = append(p.answers, polled{sent: sent, done: time.Now(), server: server})
 				p.mu.Unlock()
 			})
 		}
@@ -385,21 +333,62 @@ func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vi
 	return p
 }
 
+// startPoller polls https://VIP:6443/readyz: an answer is a 200 from one
+// of servers, named by its serving certificate's IP addresses; timeout
+// bounds each request (1 s on the container platform; a TCG guest's
+// apiserver may take seconds).
+func startPoller(t *testing.T, ns *qemu.Netns, tlsCfg *tls.Config, servers []*vipServer, timeout time.Duration) *poller {
+	byIP := map[string]string{}
+	for _, s := range servers {
+		byIP[s.addr] = s.name
+	}
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{
+		TLSClientConfig: tlsCfg, DialContext: ns.DialContext, DisableKeepAlives: true}}
+	return startPolling(t, hc, "https://"+vipAddr+":6443/readyz", func(resp *http.Response) (string, bool) {
+		if resp.StatusCode != 200 || resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
+			return "", false
+		}
+		server := "?"
+		for _, ip := range resp.TLS.PeerCertificates[0].IPAddresses {
+			if n, ok := byIP[ip.String()]; ok {
+				server = n
+			}
+		}
+		return server, true
+	})
+}
+
 // firstAfter is when the first answer to a request sent after since by a
-// server other than not arrived; zero when none has.
-func (p *vipPoller) firstAfter(since time.Time, not string) time.Time {
+// server other than not arrived ("": by any); zero when none has.
+func (p *poller) firstAfter(since time.Time, not string) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var first time.Time
 	for _, a := range p.answers {
-		if a.sent.After(since) && a.server != not && (first.IsZero() || a.done.Before(first)) {
+		if a.sent.After(since) && (not == "" || a.server != not) && (first.IsZero() || a.done.Before(first)) {
 			first = a.done
 		}
 	}
 	return first
 }
 
-func (p *vipPoller) serverAt(done time.Time) string {
+// waitAfter waits for an answer to a request sent after since and
+// returns when it came.
+func (p *poller) waitAfter(t *testing.T, since time.Time, d time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if first := p.firstAfter(since, ""); !first.IsZero() {
+			return first
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no HTTP answer within %s", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *poller) serverAt(done time.Time) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, a := range p.answers {
@@ -749,9 +738,7 @@ func loadavg() string {
 func TestVIPQEMU(t *testing.T) {
 	ctx := context.Background()
 	ns := bridgeNS(t)
-	if out, err := ns.Command(ctx, "ip", "link", "set", ns.Bridge, "address", "02:00:00:77:00:01").CombinedOutput(); err != nil {
-		t.Fatalf("pinning the bridge's MAC: %v: %s", err, out)
-	}
+	pinBridgeMAC(t, ns)
 	pg := startPostgres(t, ns, dsAddr)
 	pgKeepalives(t, ns)
 	dir := image(t, "qemu-x86_64", "-components", filepath.Dir(componentsDir(t)))
@@ -759,24 +746,9 @@ func TestVIPQEMU(t *testing.T) {
 	machines := map[string]*qemu.Machine{}
 	for i, addr := range []string{"192.168.77.21", "192.168.77.22"} {
 		name := fmt.Sprintf("vm%d", i+1)
-		b.servers = append(b.servers, &vipServer{name: name, addr: addr})
-		tap, err := ns.AddTAP(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed := filepath.Join(t.TempDir(), "seed.iso")
-		err = qemu.MakeSeedISO(ctx, seed, qemu.Seed{
-			UserData: []byte(fmt.Sprintf("#cloud-config\nhostname: %s\nkubernetes:\n  token: %s\n  datastore-endpoint: %q\n  vip: %s\n"+
-				"  vip-lease-duration: 10s\n  vip-renew-deadline: 7s\n  vip-retry-period: 2s\n", name, clusterToken, pg.endpoint(), vipAddr)),
-			NetworkConfig: []byte("version: 2\nethernets:\n  eth0:\n    addresses: [" + addr + "/24]\n"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		machines[name] = boot(t, ctx, "qemu-x86_64", dir, qemu.Config{
-			Name: name, Seed: seed, Netns: ns, Memory: 3072, SMP: 2,
-			NICs: []qemu.NIC{{TAP: tap, MAC: fmt.Sprintf("52:54:00:77:00:%02x", 0x21+i)}},
-		})
+		b.servers = append(b.servers, &vipServer{machine{name: name, addr: addr}})
+		machines[name] = startServerVM(t, ctx, ns, dir, i, addr, fmt.Sprintf("  datastore-endpoint: %q\n  vip: %s\n"+
+			"  vip-lease-duration: 10s\n  vip-renew-deadline: 7s\n  vip-retry-period: 2s\n", pg.endpoint(), vipAddr))
 	}
 	// Both apiservers ready is enough: the VIP needs nothing else.
 	reReady := regexp.MustCompile(`cairn: \[\d+\.\d+\] service kube-apiserver: ready`)

@@ -6,13 +6,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-os/cairn/config"
 	"github.com/cairn-os/cairn/init/node/render"
 	"github.com/cairn-os/cairn/init/supervise"
+	"github.com/cairn-os/cairn/init/supervise/supervisetest"
 )
 
 // TestExitLinesQuoteEveryComponentButPrivateOnes: every component cairn
@@ -30,8 +30,8 @@ func TestExitLinesQuoteEveryComponentButPrivateOnes(t *testing.T) {
 	private := map[string]bool{"kine": true, "k3s": true}
 	seen := map[string]bool{}
 	bin := t.TempDir()
-	var log exitLines
-	sup := supervise.New(supervise.Options{Log: log.add, Raw: func(string) {}, Reaper: &supervise.Reaper{}})
+	var log supervisetest.Lines
+	sup := supervise.New(supervise.Options{Log: log.Add, Raw: func(string) {}, Reaper: &supervise.Reaper{}})
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -78,10 +78,10 @@ func TestExitLinesQuoteEveryComponentButPrivateOnes(t *testing.T) {
 			if private[c.Name] {
 				want = "service " + c.Name + ": exited (status 1)"
 			}
-			if !slices.Contains(log.all(), want) {
-				t.Errorf("no console line %q in\n%s", want, strings.Join(log.all(), "\n"))
+			if !slices.Contains(log.All(), want) {
+				t.Errorf("no console line %q in\n%s", want, strings.Join(log.All(), "\n"))
 			}
-			for _, l := range log.all() {
+			for _, l := range log.All() {
 				if private[c.Name] && strings.HasPrefix(l, "service "+c.Name+":") && strings.Contains(l, password) {
 					t.Errorf("%s's output reached the console: %s", c.Name, l)
 				}
@@ -93,22 +93,4 @@ func TestExitLinesQuoteEveryComponentButPrivateOnes(t *testing.T) {
 			t.Errorf("%s was not rendered by any case", name)
 		}
 	}
-}
-
-// exitLines records the supervisor's console lines.
-type exitLines struct {
-	mu sync.Mutex
-	l  []string
-}
-
-func (c *exitLines) add(s string) {
-	c.mu.Lock()
-	c.l = append(c.l, s)
-	c.mu.Unlock()
-}
-
-func (c *exitLines) all() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.l)
 }

@@ -7,40 +7,21 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cairn-os/cairn/init/supervise/supervisetest"
 )
 
 // lines records what the supervisor would print on the console.
-type lines struct {
-	mu sync.Mutex
-	l  []string
-}
-
-func (c *lines) add(s string) {
-	c.mu.Lock()
-	c.l = append(c.l, s)
-	c.mu.Unlock()
-}
-
-func (c *lines) all() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.l)
-}
-
-// index returns where want appears, or -1.
-func (c *lines) index(want string) int {
-	return slices.Index(c.all(), want)
-}
+type lines = supervisetest.Lines
 
 func newTest(t *testing.T) (*Supervisor, *lines, *lines) {
 	t.Helper()
 	var log, raw lines
-	s := New(Options{Log: log.add, Raw: raw.add, Reaper: &Reaper{}})
+	s := New(Options{Log: log.Add, Raw: raw.Add, Reaper: &Reaper{}})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -73,7 +54,7 @@ func TestCrashingServiceRestartsWithGrowingDelays(t *testing.T) {
 	}
 	wait(t, s, "crash", func(st Status) bool { return st.Restarts >= 5 })
 	var got []string
-	for _, l := range log.all() {
+	for _, l := range log.All() {
 		if strings.Contains(l, "restarting in") {
 			got = append(got, l)
 		}
@@ -89,8 +70,8 @@ func TestCrashingServiceRestartsWithGrowingDelays(t *testing.T) {
 		t.Errorf("console lines:\n%s\nwant them to start with:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	for _, w := range []string{"service crash: starting", "service crash: running (pid "} {
-		if !slices.ContainsFunc(log.all(), func(l string) bool { return strings.HasPrefix(l, w) }) {
-			t.Errorf("no console line starting with %q in\n%s", w, strings.Join(log.all(), "\n"))
+		if !slices.ContainsFunc(log.All(), func(l string) bool { return strings.HasPrefix(l, w) }) {
+			t.Errorf("no console line starting with %q in\n%s", w, strings.Join(log.All(), "\n"))
 		}
 	}
 }
@@ -127,8 +108,8 @@ func TestRestartPolicy(t *testing.T) {
 			} else {
 				wait(t, s, tc.name, func(st Status) bool { return st.State == tc.state })
 			}
-			if log.index(tc.want) < 0 {
-				t.Errorf("no line %q in\n%s", tc.want, strings.Join(log.all(), "\n"))
+			if log.Index(tc.want) < 0 {
+				t.Errorf("no line %q in\n%s", tc.want, strings.Join(log.All(), "\n"))
 			}
 		})
 	}
@@ -158,8 +139,8 @@ func TestNeedsWaitForReadinessAndStopInReverse(t *testing.T) {
 
 	order := []string{"service db: ready", "service api: starting", "service api: ready", "service web: starting"}
 	for i := 1; i < len(order); i++ {
-		if a, b := log.index(order[i-1]), log.index(order[i]); a < 0 || b < 0 || a > b {
-			t.Errorf("want %q before %q in\n%s", order[i-1], order[i], strings.Join(log.all(), "\n"))
+		if a, b := log.Index(order[i-1]), log.Index(order[i]); a < 0 || b < 0 || a > b {
+			t.Errorf("want %q before %q in\n%s", order[i-1], order[i], strings.Join(log.All(), "\n"))
 		}
 	}
 
@@ -168,8 +149,8 @@ func TestNeedsWaitForReadinessAndStopInReverse(t *testing.T) {
 	s.Stop(ctx)
 	stops := []string{"service web: stopped", "service api: stopped", "service db: stopped"}
 	for i := 1; i < len(stops); i++ {
-		if a, b := log.index(stops[i-1]), log.index(stops[i]); a < 0 || b < 0 || a > b {
-			t.Errorf("want %q before %q in\n%s", stops[i-1], stops[i], strings.Join(log.all(), "\n"))
+		if a, b := log.Index(stops[i-1]), log.Index(stops[i]); a < 0 || b < 0 || a > b {
+			t.Errorf("want %q before %q in\n%s", stops[i-1], stops[i], strings.Join(log.All(), "\n"))
 		}
 	}
 	if err := s.Start(Service{Name: "late", Path: "/bin/true"}); err == nil {
@@ -200,15 +181,15 @@ func TestStopKillsAfterGrace(t *testing.T) {
 	if st.State != Stopped || st.LastStatus != 137 {
 		t.Errorf("after Stop: state %s, last status %d; want stopped, 137 (SIGKILL)", st.State, st.LastStatus)
 	}
-	if log.index("service stubborn: stopped") < 0 {
-		t.Errorf("no stopped line in\n%s", strings.Join(log.all(), "\n"))
+	if log.Index("service stubborn: stopped") < 0 {
+		t.Errorf("no stopped line in\n%s", strings.Join(log.All(), "\n"))
 	}
 }
 
 func TestOutputGoesToRingConsoleAndLogFile(t *testing.T) {
 	dir := t.TempDir()
 	var log, raw lines
-	s := New(Options{Log: log.add, Raw: raw.add, LogDir: dir, Reaper: &Reaper{}})
+	s := New(Options{Log: log.Add, Raw: raw.Add, LogDir: dir, Reaper: &Reaper{}})
 	defer s.Stop(context.Background())
 	err := s.Start(Service{Name: "talker", Path: "/bin/sh", Args: []string{"-c", "echo one; echo two >&2; printf three"},
 		Restart: Never, Console: true})
@@ -219,7 +200,7 @@ func TestOutputGoesToRingConsoleAndLogFile(t *testing.T) {
 	if got, want := string(s.Output("talker")), "one\ntwo\nthree"; got != want {
 		t.Errorf("ring holds %q, want %q", got, want)
 	}
-	if got, want := raw.all(), []string{"talker| one\n", "talker| two\n", "talker| three\n"}; !slices.Equal(got, want) {
+	if got, want := raw.All(), []string{"talker| one\n", "talker| two\n", "talker| three\n"}; !slices.Equal(got, want) {
 		t.Errorf("console got %q, want %q", got, want)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "talker.log"))
@@ -241,7 +222,7 @@ func TestReaperTakesOrphansButNotSupervisedChildren(t *testing.T) {
 	go r.Run(ctx)
 
 	var log lines
-	s := New(Options{Log: log.add, Reaper: r})
+	s := New(Options{Log: log.Add, Reaper: r})
 	defer s.Stop(context.Background())
 	// Each run leaves an orphan (the backgrounded sleep) and exits with 7.
 	err := s.Start(Service{Name: "parent", Path: "/bin/sh", Args: []string{"-c", "sleep 0.05 & echo $! >> " +
@@ -251,7 +232,7 @@ func TestReaperTakesOrphansButNotSupervisedChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, s, "parent", func(st Status) bool { return st.Restarts >= 10 })
-	for _, l := range log.all() {
+	for _, l := range log.All() {
 		if strings.Contains(l, "exited") && !strings.Contains(l, "(status 7)") {
 			t.Errorf("a supervised status was stolen: %q", l)
 		}
@@ -378,8 +359,8 @@ func TestSignalRestartsAService(t *testing.T) {
 	if st.LastStatus != 128+int(unix.SIGTERM) {
 		t.Errorf("last status %d, want %d", st.LastStatus, 128+int(unix.SIGTERM))
 	}
-	if log.index("service sleeper: exited (status 143), restarting in 5ms") < 0 {
-		t.Errorf("no restart line in\n%s", strings.Join(log.all(), "\n"))
+	if log.Index("service sleeper: exited (status 143), restarting in 5ms") < 0 {
+		t.Errorf("no restart line in\n%s", strings.Join(log.All(), "\n"))
 	}
 }
 
@@ -391,10 +372,10 @@ func TestPrivateOutputIsNotQuoted(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, s, "kine", func(st Status) bool { return st.State == Exited })
-	if log.index("service kine: exited (status 1)") < 0 {
-		t.Errorf("no exit line in\n%s", strings.Join(log.all(), "\n"))
+	if log.Index("service kine: exited (status 1)") < 0 {
+		t.Errorf("no exit line in\n%s", strings.Join(log.All(), "\n"))
 	}
-	for _, l := range log.all() {
+	for _, l := range log.All() {
 		if strings.Contains(l, "hunter2") {
 			t.Errorf("a private service's output reached the console: %q", l)
 		}
@@ -446,7 +427,7 @@ func TestExitLineSaysWhy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log lines
-			s := New(Options{Log: log.add, Raw: func(string) {}, Reaper: &Reaper{}, RingSize: 16 << 10})
+			s := New(Options{Log: log.Add, Raw: func(string) {}, Reaper: &Reaper{}, RingSize: 16 << 10})
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
@@ -457,8 +438,8 @@ func TestExitLineSaysWhy(t *testing.T) {
 				t.Fatal(err)
 			}
 			wait(t, s, "kube-scheduler", func(st Status) bool { return st.State == Exited || st.State == Restarting })
-			if log.index(tc.want) < 0 {
-				t.Errorf("no console line\n%s\nin\n%s", tc.want, strings.Join(log.all(), "\n"))
+			if log.Index(tc.want) < 0 {
+				t.Errorf("no console line\n%s\nin\n%s", tc.want, strings.Join(log.All(), "\n"))
 			}
 		})
 	}

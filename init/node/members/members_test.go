@@ -257,6 +257,32 @@ func voters(t *testing.T, cli *clientv3.Client) []Member {
 	return Voters(ms)
 }
 
+// cluster is three voting members, each with its server's runner, on one
+// fake apiserver whose Nodes are theirs, all printing to out.
+type cluster struct {
+	a, b, c *member
+	api     *fakeAPI
+	out     lines
+	rs      []*runner // a's, b's, c's
+}
+
+// threeVoters starts a's etcd as a new cluster; b and c join it through a
+// in turn, each promoted by the runners' rounds before the next joins.
+func threeVoters(t *testing.T) *cluster {
+	t.Helper()
+	cl := &cluster{a: newMember(t, "a"), b: newMember(t, "b"), c: newMember(t, "c"), api: newFakeAPI(t, "a", "b", "c")}
+	cl.a.start(t, "")
+	cl.rs = []*runner{runnerOf(cl.a, cl.api, &cl.out, "")}
+	for _, m := range []*member{cl.b, cl.c} {
+		j := joinRetry(t, cl.a.cli, m.name, m.peer)
+		m.start(t, j.InitialCluster)
+		cl.rs = append(cl.rs, runnerOf(m, cl.api, &cl.out, ""))
+		n := len(cl.rs)
+		rounds(t, m.name+"'s promotion", func() bool { return len(voters(t, cl.a.cli)) == n }, cl.rs...)
+	}
+	return cl
+}
+
 // A server joins as a learner through a voting member, is refused while
 // another learner is joining, starts with the initial cluster Join gave,
 // and the leader's server promotes it once it has caught up, saying so;
@@ -338,19 +364,8 @@ func TestJoinAsLearnerAndPromote(t *testing.T) {
 // A member whose Node was never seen (a server still joining) is kept.
 func TestRemovedMemberRejoins(t *testing.T) {
 	ctx := context.Background()
-	a, b, c := newMember(t, "a"), newMember(t, "b"), newMember(t, "c")
-	a.start(t, "")
-	api := newFakeAPI(t, "a", "b", "c")
-	var out lines
-	ra := runnerOf(a, api, &out, "")
-	var rs = []*runner{ra}
-	for _, m := range []*member{b, c} {
-		j := joinRetry(t, a.cli, m.name, m.peer)
-		m.start(t, j.InitialCluster)
-		rs = append(rs, runnerOf(m, api, &out, ""))
-		n := len(rs)
-		rounds(t, m.name+"'s promotion", func() bool { return len(voters(t, a.cli)) == n }, rs...)
-	}
+	cl := threeVoters(t)
+	a, b, c, api, out, rs := cl.a, cl.b, cl.c, cl.api, &cl.out, cl.rs
 	// Every server marks its member once its Node exists.
 	rounds(t, "the seen marks", func() bool {
 		resp, err := a.cli.Get(ctx, SeenPrefix, clientv3.WithPrefix())
@@ -420,18 +435,8 @@ func TestRemovedMemberRejoins(t *testing.T) {
 // URL another member has is refused, naming it.
 func TestJoinReplacesOrRefuses(t *testing.T) {
 	ctx := context.Background()
-	a, b, c := newMember(t, "a"), newMember(t, "b"), newMember(t, "c")
-	a.start(t, "")
-	api := newFakeAPI(t, "a", "b", "c")
-	var out lines
-	rs := []*runner{runnerOf(a, api, &out, "")}
-	for _, m := range []*member{b, c} {
-		j := joinRetry(t, a.cli, m.name, m.peer)
-		m.start(t, j.InitialCluster)
-		rs = append(rs, runnerOf(m, api, &out, ""))
-		n := len(rs)
-		rounds(t, m.name+"'s promotion", func() bool { return len(voters(t, a.cli)) == n }, rs...)
-	}
+	cl := threeVoters(t)
+	a, b, c := cl.a, cl.b, cl.c
 	c.stop()
 	os.RemoveAll(c.dir)
 	j := joinRetry(t, a.cli, "c", c.peer)
@@ -450,18 +455,8 @@ func TestJoinReplacesOrRefuses(t *testing.T) {
 // told quorum is lost.
 func TestQuorumLost(t *testing.T) {
 	ctx := context.Background()
-	a, b, c := newMember(t, "a"), newMember(t, "b"), newMember(t, "c")
-	a.start(t, "")
-	api := newFakeAPI(t, "a", "b", "c")
-	var out lines
-	rs := []*runner{runnerOf(a, api, &out, "")}
-	for _, m := range []*member{b, c} {
-		j := joinRetry(t, a.cli, m.name, m.peer)
-		m.start(t, j.InitialCluster)
-		rs = append(rs, runnerOf(m, api, &out, ""))
-		n := len(rs)
-		rounds(t, m.name+"'s promotion", func() bool { return len(voters(t, a.cli)) == n }, rs...)
-	}
+	cl := threeVoters(t)
+	a, b, c := cl.a, cl.b, cl.c
 	if h, err := CheckHealth(ctx, a.cli, a.client); err != nil || !h.Quorum {
 		t.Fatalf("three members up: %+v, %v; want quorum", h, err)
 	}
