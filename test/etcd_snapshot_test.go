@@ -5,6 +5,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,8 +28,9 @@ import (
 //  1. A snapshot on the schedule: one console line with its name, size
 //     and time.
 //  2. A ConfigMap "before"; `cairn etcd-snapshot save` prints where the
-//     snapshot landed; `cairn etcd-snapshot list` shows it; then a
-//     ConfigMap "after".
+//     snapshot landed (1,000 more ConfigMaps in the cluster, for the
+//     figure); `cairn etcd-snapshot list` shows it; then a ConfigMap
+//     "after".
 //  3. The server restarts, its STATE kept, with cluster-reset and
 //     cluster-reset-restore-path naming that snapshot: one line says it
 //     restored it and where the old data went; the server serves again
@@ -51,13 +53,17 @@ func TestEtcdSnapshot(t *testing.T) {
 	admin := snapshotAdmin(t, ns)
 	kc := admin.kubeconfig
 	admin.configMap("before")
+	// The issue's figure: a snapshot of a cluster holding 1,000 ConfigMaps.
+	for i := range 1000 {
+		admin.configMap(fmt.Sprintf("bulk-%04d", i))
+	}
 	began := time.Now()
 	stdout, stderr := etcdSnapshotCLI(t, ns, "save", "--kubeconfig", kc)
 	saved := regexp.MustCompile(`(?m)^s1: (/var/lib/cairn/etcd-snapshots/etcd-snapshot-s1-\d+\.zst) \(([\d.]+ [KMG]?i?B), sha256 [0-9a-f]{64}\)$`).FindStringSubmatch(stdout)
 	if saved == nil || stderr != "" {
 		t.Fatalf("cairn etcd-snapshot save printed:\n%s%s\nwant a line naming s1's snapshot", stdout, stderr)
 	}
-	t.Logf("figures: cairn etcd-snapshot save: %s in %s", saved[2], secs(time.Since(began)))
+	t.Logf("figures: cairn etcd-snapshot save, 1,000 ConfigMaps in the cluster: %s in %s", saved[2], secs(time.Since(began)))
 	s1.expect(t, time.Minute, `etcd-snapshot: `+regexp.QuoteMeta(filepath.Base(saved[1]))+` saved in /var/lib/cairn/etcd-snapshots: `)
 	list, _ := etcdSnapshotCLI(t, ns, "list", "--kubeconfig", kc)
 	if !regexp.MustCompile(`(?m)^NAME +NODE +LOCATION +SIZE +CREATED\n`).MatchString(list) ||
