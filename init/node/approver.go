@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-os/cairn/config/brief"
 	"github.com/cairn-os/cairn/config/join"
 	"github.com/cairn-os/cairn/config/kube"
 	"github.com/cairn-os/cairn/config/upgrade"
@@ -60,6 +61,7 @@ var errNotServer = errors.New("an apiserver's address, and is not a server")
 type csr struct {
 	Metadata struct {
 		Name              string            `json:"name"`
+		ResourceVersion   string            `json:"resourceVersion"`
 		CreationTimestamp time.Time         `json:"creationTimestamp"`
 		Annotations       map[string]string `json:"annotations"`
 	} `json:"metadata"`
@@ -99,7 +101,12 @@ func (s *server) approveRequests(ctx context.Context, api *kube.Client) {
 	supervise.Go("node: certificate requests watch", func() {
 		// A failed list or watch is tried again; the requests wait as
 		// they did for the next pass.
-		api.WithMaxReply(maxCSRList).ListWatch(ctx, csrPath, csrWatchFor, q.replace, q.apply, func(error) {})
+		say := &watchSay{printf: s.o.Printf}
+		list := func(items []json.RawMessage) error {
+			say.listed()
+			return q.replace(items)
+		}
+		api.WithMaxReply(maxCSRList).ListWatch(ctx, csrPath, csrWatchFor, list, q.apply, say.failed)
 	})
 	a := &approver{s: s, api: api, policy: s.servingPolicy(), said: map[string]bool{}, looked: map[string]time.Time{}}
 	t := time.NewTimer(approveEvery)
@@ -147,14 +154,14 @@ func (a *approver) pass(ctx context.Context, q *csrQueue) (again bool) {
 			if err := decide(ctx, api, raw, c.Metadata.Name, "Denied", "CairnAdminDeny", err.Error()); err != nil && ctx.Err() == nil {
 				s.o.Printf("node: denying certificate request %s: %v", c.Metadata.Name, err)
 			} else if err == nil {
-				q.decided(c.Metadata.Name)
+				q.decided(c)
 			}
 			continue
 		}
 		if err := decide(ctx, api, raw, c.Metadata.Name, "Approved", "CairnAdminApprove", "asked for with the server token, approved by a cairn server"); err != nil && ctx.Err() == nil {
 			s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
 		} else if err == nil {
-			q.decided(c.Metadata.Name)
+			q.decided(c)
 		}
 	}
 	var view *clusterView
@@ -186,7 +193,7 @@ func (a *approver) pass(ctx context.Context, q *csrQueue) (again bool) {
 		if err := decide(ctx, api, raw, c.Metadata.Name, "Approved", "CairnServingApprove", "the node's own name and addresses, approved by a cairn server"); err != nil && ctx.Err() == nil {
 			s.o.Printf("node: approving certificate request %s: %v", c.Metadata.Name, err)
 		} else if err == nil {
-			q.decided(c.Metadata.Name)
+			q.decided(c)
 		}
 	}
 	// Requests are deleted after a day (kube-controller-manager's
@@ -286,11 +293,16 @@ func (q *csrQueue) putLocked(raw json.RawMessage) {
 	}
 }
 
-// decided drops a request this server decided: the watch reports it
-// decided soon, and until then it is not decided twice.
-func (q *csrQueue) decided(name string) {
+// decided drops a request this server decided, or found changed (a
+// conflict), when the queue still holds the version c was decided from:
+// the watch reports the newer version soon, and until then it is not
+// decided twice. A newer version the watch brought meanwhile stays, to be
+// decided: no other event may come for it.
+func (q *csrQueue) decided(c *csr) {
 	q.mu.Lock()
-	delete(q.items, name)
+	if p, ok := q.items[c.Metadata.Name]; ok && p.c.Metadata.ResourceVersion == c.Metadata.ResourceVersion {
+		delete(q.items, c.Metadata.Name)
+	}
 	q.mu.Unlock()
 }
 
@@ -611,7 +623,39 @@ func decide(ctx context.Context, api *kube.Client, raw json.RawMessage, name, ty
 	obj["status"] = st
 	err := api.Do(ctx, http.MethodPut, "/apis/certificates.k8s.io/v1/certificatesigningrequests/"+name+"/approval", obj, nil)
 	if kube.IsStatus(err, http.StatusConflict) {
-		return nil // another server decided it first
+		// Another server decided it first, or it changed since raw was
+		// read: the watch brings the newer version.
+		return nil
 	}
 	return err
+}
+
+// watchSay tells the console why the requests cannot be listed or
+// watched, once per distinct reason (a request made meanwhile waits), and
+// when they are listed again.
+type watchSay struct {
+	printf func(string, ...any)
+	said   string // the reason last said, "" when the last list worked
+}
+
+// maxWatchReason bounds the reason watchSay prints and remembers.
+const maxWatchReason = 300
+
+func (w *watchSay) failed(err error) {
+	reason := brief.FirstLine([]byte(err.Error()), maxWatchReason)
+	if reason == "" {
+		reason = "an error without a message"
+	}
+	if reason == w.said {
+		return
+	}
+	w.said = reason
+	w.printf("node: watching certificate requests: %s; a request made meanwhile waits to be decided (trying again)", reason)
+}
+
+func (w *watchSay) listed() {
+	if w.said != "" {
+		w.said = ""
+		w.printf("node: watching certificate requests again: they are listed")
+	}
 }

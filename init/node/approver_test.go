@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -207,8 +208,15 @@ type fakeCSRAPI struct {
 	selected  int // lists of one signer's
 	watches   int
 	rv        int
+	versions  map[string]int // a request's version: 0 until it changes
 	events    []fakeCSREvent
 	changed   chan struct{} // closed and replaced on every change
+	// failLists fails as many lists of every request, with failWith.
+	failLists int
+	failWith  string
+	// beforeDecide runs, under mu, when a decision is sent, before it is
+	// checked against the request's version.
+	beforeDecide func(name string)
 }
 
 type fakeCSREvent struct {
@@ -223,7 +231,7 @@ func (f *fakeCSRAPI) objectLocked(c *csr) json.RawMessage {
 	data, _ := json.Marshal(c)
 	var obj map[string]any
 	json.Unmarshal(data, &obj)
-	obj["metadata"].(map[string]any)["resourceVersion"] = fmt.Sprint(f.rv)
+	obj["metadata"].(map[string]any)["resourceVersion"] = fmt.Sprint(f.versions[c.Metadata.Name])
 	if d := f.decisions[c.Metadata.Name]; d != "" {
 		obj["status"] = map[string]any{"conditions": []any{map[string]any{"type": d, "status": "True"}}}
 	}
@@ -234,6 +242,10 @@ func (f *fakeCSRAPI) objectLocked(c *csr) json.RawMessage {
 // changeLocked records a change to c for the watches.
 func (f *fakeCSRAPI) changeLocked(typ string, c *csr) {
 	f.rv++
+	if f.versions == nil {
+		f.versions = map[string]int{}
+	}
+	f.versions[c.Metadata.Name] = f.rv
 	f.events = append(f.events, fakeCSREvent{f.rv, typ, f.objectLocked(c)})
 	if f.changed != nil {
 		close(f.changed)
@@ -258,6 +270,11 @@ func (f *fakeCSRAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
+	case r.URL.Path == base && r.URL.Query().Get("fieldSelector") == "" && f.failLists > 0:
+		f.lists++
+		f.failLists--
+		w.WriteHeader(http.StatusInternalServerError)
+		json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "code": 500, "message": f.failWith})
 	case r.URL.Path == base && r.URL.Query().Get("fieldSelector") == "":
 		f.lists++
 		var items []json.RawMessage
@@ -268,22 +285,34 @@ func (f *fakeCSRAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == base:
 		f.selected++
 		signer := strings.TrimPrefix(r.URL.Query().Get("fieldSelector"), "spec.signerName=")
-		var items []*csr
+		var items []json.RawMessage
 		for _, c := range f.csrs {
 			if c.Spec.SignerName == signer && f.decisions[c.Metadata.Name] == "" {
-				items = append(items, c)
+				items = append(items, f.objectLocked(c))
 			}
 		}
 		json.NewEncoder(w).Encode(map[string]any{"items": items})
 	case strings.HasPrefix(r.URL.Path, base+"/") && strings.HasSuffix(r.URL.Path, "/approval") && r.Method == http.MethodPut:
 		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, base+"/"), "/approval")
 		var obj struct {
+			Metadata struct {
+				ResourceVersion string `json:"resourceVersion"`
+			} `json:"metadata"`
 			Status struct {
 				Conditions []struct{ Type string } `json:"conditions"`
 			} `json:"status"`
 		}
 		body, _ := io.ReadAll(r.Body)
 		json.Unmarshal(body, &obj)
+		if f.beforeDecide != nil {
+			f.beforeDecide(name)
+		}
+		if obj.Metadata.ResourceVersion != fmt.Sprint(f.versions[name]) {
+			w.WriteHeader(http.StatusConflict)
+			json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "code": 409, "reason": "Conflict",
+				"message": "the object has been modified; please apply your changes to the latest version and try again"})
+			return
+		}
 		f.decisions[name] = obj.Status.Conditions[len(obj.Status.Conditions)-1].Type
 		for _, c := range f.csrs {
 			if c.Metadata.Name == name {
@@ -447,5 +476,124 @@ func TestApproveRequestsWatch(t *testing.T) {
 	}
 	if f.lists != 1 || f.selected != 0 || f.nodeLists != 1 {
 		t.Errorf("the requests were listed %d times, one signer's %d times, the nodes %d times; want once, never, once", f.lists, f.selected, f.nodeLists)
+	}
+}
+
+// TestApproveAfterConflict: a request that changed while a pass decided
+// it (a label added: the watch brought the new version before the
+// decision's answer, a conflict) is decided again from the new version,
+// though no other change to it comes; the conflict is no error on the
+// console.
+func TestApproveAfterConflict(t *testing.T) {
+	f := &fakeCSRAPI{decisions: map[string]string{}}
+	f.add(adminCSR(t, "cairn-admin-0a1b2c", nil))
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	var lines []string
+	s := &server{o: Options{Config: &config.Config{}, Hostname: "s1", Printf: func(format string, a ...any) {
+		lines = append(lines, fmt.Sprintf(format, a...))
+	}}, k: &config.Kubernetes{VIP: "192.168.77.100", ServiceCIDR: "10.43.0.0/16", ClusterCIDR: "10.42.0.0/16", ClusterDomain: "cluster.local"}}
+	api := kube.New(srv.URL, kube.Options{})
+	q := newCSRQueue()
+	f.mu.Lock()
+	q.replace([]json.RawMessage{f.objectLocked(f.csrs[0])})
+	f.beforeDecide = func(name string) {
+		f.beforeDecide = nil
+		c := f.csrs[0]
+		c.Metadata.Annotations = map[string]string{"example.com/seen": "yes"}
+		f.changeLocked("MODIFIED", c)
+		// The watch hands the change over before the answer comes.
+		q.apply(kube.WatchEvent{Type: "MODIFIED", Object: f.events[len(f.events)-1].obj})
+	}
+	f.mu.Unlock()
+	a := &approver{s: s, api: api, policy: s.servingPolicy(), said: map[string]bool{}, looked: map[string]time.Time{}}
+	ctx := context.Background()
+	again := a.pass(ctx, q)
+	f.mu.Lock()
+	decided := f.decisions["cairn-admin-0a1b2c"]
+	f.mu.Unlock()
+	pending := q.pending("")
+	if decided != "" || !again || len(pending) != 1 || pending[0].c.Metadata.Annotations["example.com/seen"] != "yes" {
+		t.Fatalf("after a conflict: decided %q, again %v, %d undecided; want undecided, looked at again, the new version kept", decided, again, len(pending))
+	}
+	if again := a.pass(ctx, q); again || len(q.pending("")) != 0 {
+		t.Errorf("the next pass: again %v, %d undecided; want none", again, len(q.pending("")))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.decisions["cairn-admin-0a1b2c"] != "Approved" {
+		t.Errorf("decided %q, want Approved", f.decisions["cairn-admin-0a1b2c"])
+	}
+	if len(lines) != 0 {
+		t.Errorf("console: %q, want nothing", lines)
+	}
+}
+
+// TestApproveRequestsListFails: while the requests cannot be listed the
+// console says why, once however often it fails so, and says when they
+// are listed again; a request made meanwhile is then decided.
+func TestApproveRequestsListFails(t *testing.T) {
+	f := &fakeCSRAPI{decisions: map[string]string{}, failLists: 2, failWith: "etcdserver: request timed out"}
+	f.add(adminCSR(t, "cairn-admin-0a1b2c", nil))
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	var lines []string
+	var mu sync.Mutex
+	s := &server{o: Options{Config: &config.Config{}, Hostname: "s1", Printf: func(format string, a ...any) {
+		mu.Lock()
+		lines = append(lines, fmt.Sprintf(format, a...))
+		mu.Unlock()
+	}}, k: &config.Kubernetes{VIP: "192.168.77.100", ServiceCIDR: "10.43.0.0/16", ClusterCIDR: "10.42.0.0/16", ClusterDomain: "cluster.local"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.approveRequests(ctx, kube.New(srv.URL, kube.Options{})); close(done) }()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		f.mu.Lock()
+		ok := f.decisions["cairn-admin-0a1b2c"] != ""
+		f.mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the request was not decided in a minute")
+		}
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"node: watching certificate requests: GET /apis/certificates.k8s.io/v1/certificatesigningrequests: 500 Internal Server Error: etcdserver: request timed out; a request made meanwhile waits to be decided (trying again)",
+		"node: watching certificate requests again: they are listed",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("console after two failed lists:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The console hears each distinct reason once, at most maxWatchReason
+// bytes of its first line, and of the recovery once.
+func TestWatchSay(t *testing.T) {
+	var lines []string
+	w := &watchSay{printf: func(format string, a ...any) { lines = append(lines, fmt.Sprintf(format, a...)) }}
+	long := errors.New(strings.Repeat("x", 10000) + "\nmore")
+	for _, err := range []error{errors.New("a"), errors.New("a"), errors.New("b"), long, long, errors.New("")} {
+		w.failed(err)
+	}
+	w.listed()
+	w.listed()
+	w.failed(errors.New("b"))
+	want := []string{"a", "b", strings.Repeat("x", maxWatchReason) + "…", "an error without a message", "", "b"}
+	if len(lines) != len(want) {
+		t.Fatalf("console:\n%s\nwant %d lines", strings.Join(lines, "\n"), len(want))
+	}
+	for i, reason := range want {
+		l := "node: watching certificate requests: " + reason + "; a request made meanwhile waits to be decided (trying again)"
+		if reason == "" {
+			l = "node: watching certificate requests again: they are listed"
+		}
+		if lines[i] != l {
+			t.Errorf("line %d: %q, want %q", i+1, lines[i], l)
+		}
 	}
 }

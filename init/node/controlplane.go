@@ -169,6 +169,7 @@ func (s *server) startControlPlane(c pki.Cluster) error {
 	if err := writeFiles(api.Files); err != nil {
 		return err
 	}
+	s.wroteFiles(api.Files)
 	tlsCfg, err := s.adminTLS(c)
 	if err != nil {
 		return err

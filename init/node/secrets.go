@@ -45,10 +45,10 @@ import (
 //     the other keys are dropped.
 //
 // The apiserver reads its EncryptionConfiguration again when the file
-// changes; what it loaded is known from when it started (a file older
-// than the process, secrets_start.go), else confirmed from its own
-// metrics, and each server publishes that in the datastore (ackPrefix)
-// for the others.
+// changes; what it loaded is known from when it started (a file cairn
+// wrote before the process started, secrets_start.go), else confirmed
+// from its own metrics, and each server publishes that in the datastore
+// (ackPrefix) for the others.
 
 // ringEntry is the keyring's entry in the sealed pki.Cluster: Pair.Key
 // holds its JSON. An older cairn ignores entries it does not know.
@@ -229,6 +229,9 @@ type atRest struct {
 	mu   sync.Mutex
 	ring *keyring
 	rev  int64 // the record's revision ring was read at
+	// written is cairn's last write of the apiserver's encryption config
+	// in this boot (secrets_start.go).
+	written configWrite
 
 	acked   string // the config hash this server's ack names
 	status  string // the status last applied
@@ -471,13 +474,13 @@ func (s *server) atRestStep(ctx context.Context, api *kube.Client, kv clientv3.K
 		if err := writeFile(f.Path, f.Data, f.Mode); err != nil {
 			return err
 		}
+		a.wroteConfig(f.Data)
 	}
-	sum := sha256.Sum256(f.Data)
-	hash := "sha256:" + hex.EncodeToString(sum[:])
+	hash := configHash(f.Data)
 	if a.acked != hash {
-		// A file older than the running apiserver is loaded; one changed
-		// since is loaded once the apiserver's metrics say so.
-		if !loadedAtStart(fileChanged(f.Path), s.apiserverStarted()) {
+		// What cairn wrote before the running apiserver started is
+		// loaded; anything else is once the apiserver's metrics say so.
+		if !loadedAtStart(a.lastWrite(), hash, s.apiserverStarted()) {
 			loaded, err := apiserverLoaded(ctx, api, hash)
 			if err != nil || !loaded {
 				return err // it looks at the file again within a minute
