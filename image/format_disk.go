@@ -94,16 +94,6 @@ func uuidFor(seed, name string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
-// loaderEntry is a systemd-boot entry for slot. With a sort key, the
-// loader orders entries by version, newest first, after dropping those
-// whose boot counter ran out: the version is the build's epoch, so the
-// newest system that still boots is the default.
-func loaderEntry(slot, title string, epoch int64, cmdline string) string {
-	dir := layout.ESPDir + "/" + slot
-	return fmt.Sprintf("title cairn %s (slot %s)\nsort-key cairn\nversion %d\nlinux %s/vmlinuz\ninitrd %s/initrd.img\noptions %s\n",
-		title, strings.ToUpper(slot), epoch, dir, dir, cmdline)
-}
-
 // loaderConf makes systemd-boot start the default cairn entry at once; a
 // key held during boot shows the menu.
 const loaderConf = "timeout 0\ndefault " + layout.EntryPrefix + "*\neditor no\n"
@@ -286,7 +276,9 @@ func espFiles(a *artifacts, ird string) ([]fatFile, error) {
 		{path: "/EFI/BOOT/" + efiBootName[a.b.Arch], data: a.bootloader},
 		{path: "/loader/loader.conf", data: []byte(loaderConf)},
 		{path: "/startup.nsh", data: []byte(startupNsh)},
-		{path: entry, data: []byte(loaderEntry(slot, a.initIn.Version, a.epoch, cmdline)), slot: true},
+		// The version is the build's epoch: the newest system that still
+		// boots is the loader's default.
+		{path: entry, data: []byte(layout.LoaderEntry(slot, a.initIn.Version, a.epoch, cmdline)), slot: true},
 		{path: layout.ESPDir + "/" + slot + "/vmlinuz", src: a.k.VmlinuzPath(), slot: true},
 		{path: layout.ESPDir + "/" + slot + "/initrd.img", src: ird, slot: true},
 	}, nil

@@ -63,6 +63,9 @@ type initState struct {
 	services *supervise.Supervisor
 	net      *network.State
 	netCfg   *config.Network // what net came up with
+	// disk is the container platform's -disk: a node directory stands in
+	// for a disk, its slots the node's.
+	disk bool
 	// requests are shutdowns the init asks of itself (an upgrade's
 	// restart).
 	requests chan shutdown.Request
@@ -91,7 +94,7 @@ func main() {
 	// The kernel passes unknown boot words as arguments; ignore what we don't know.
 	fs.Parse(os.Args[1:])
 
-	st := &initState{platform: Metal, requests: make(chan shutdown.Request, 1)}
+	st := &initState{platform: Metal, disk: *diskFlag != "", requests: make(chan shutdown.Request, 1)}
 	if *platformFlag == string(Container) || (*platformFlag == "" && os.Getenv("container") != "") {
 		st.platform = Container
 	}
@@ -259,7 +262,7 @@ func stage2Boot(ctx context.Context, st *initState) {
 	if boot.Persistent("/var/log") {
 		st.services.SetLogDir("/var/log/cairn")
 	}
-	upgrader.WatchTrial(st.cmdline.Get(layout.SlotParam), st.log.Printf, st.reboot)
+	upgrader.WatchTrial(st.slot(), st.log.Printf, st.reboot)
 	cfg := st.loadConfig(ctx)
 	loaded := time.Now()
 	if ctx.Err() != nil {

@@ -103,10 +103,19 @@ func (st *initState) system() upgrader.System {
 	if b, err := boot.ReadBoard(layout.BoardFile); err == nil {
 		sys.Board = b.Name
 	}
-	if st.cmdline.Get(layout.SystemParam) == layout.SystemDisk {
-		sys.Slot = st.cmdline.Get(layout.SlotParam)
-	}
+	sys.Slot = st.slot()
 	return sys
+}
+
+// slot is the slot this system runs from: the command line's on a machine
+// booted from a disk and on the container platform with a node directory
+// (-disk); none otherwise, whatever the command line says (a -root
+// container has no slots, and the host's disks are not its own).
+func (st *initState) slot() string {
+	if st.cmdline.Get(layout.SystemParam) != layout.SystemDisk || (st.platform != Metal && !st.disk) {
+		return ""
+	}
+	return st.cmdline.Get(layout.SlotParam)
 }
 
 // reboot asks the init for an orderly restart.

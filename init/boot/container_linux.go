@@ -3,9 +3,11 @@ package boot
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -28,7 +30,12 @@ import (
 // its state paths, the directory at layout.ContainerDiskMount (its slots
 // and loader entries, for upgrades: UseContainerDisk), the slot marked
 // booted (Bless), and its config and image archives bound in. Only the
-// node's writes to these reach the host, into the directory.
+// node's writes to these reach the host, into the directory. The node
+// writes the directory, so each of its files is taken only from inside it,
+// through no link, and of its type (the slot, the config and the archives
+// regular files, STATE's parts directories): anything else stops the boot
+// with a line naming it. What they are bound over is resolved inside the
+// new root, as it will be once it is the root.
 type ContainerRoot struct {
 	// Image is the squashfs file or directory to run on.
 	Image string
@@ -48,18 +55,35 @@ func (c ContainerRoot) String() string {
 
 // Run assembles the root and pivots into it.
 func (c ContainerRoot) Run() error {
+	// A handle on the image: the staging tmpfs may cover its directory.
+	var f, disk *os.File
 	image := c.Image
 	if c.Disk != "" {
 		if c.Slot != layout.SlotA && c.Slot != layout.SlotB {
 			return fmt.Errorf("%s=%q: a node directory boots %s=%s or %s; the launcher names the slot its loader entry boots", layout.SlotParam, c.Slot, layout.SlotParam, layout.SlotA, layout.SlotB)
 		}
+		var err error
+		if disk, err = os.Open(c.Disk); err != nil {
+			return fmt.Errorf("opening the node directory: %w", err)
+		}
+		defer disk.Close()
+		// The node writes its slots: its file, never what a link names.
+		if f, err = openBeneath(disk, nodeDirName(c.Disk), layout.ContainerSlot(c.Slot), regularFile); err != nil {
+			return fmt.Errorf("%s: %w", slotName(c.Slot), err)
+		}
 		image = filepath.Join(c.Disk, layout.ContainerSlot(c.Slot))
+	} else {
+		img, err := filepath.Abs(c.Image)
+		if err != nil {
+			return err
+		}
+		if f, err = os.Open(img); err != nil {
+			return fmt.Errorf("the system image: %w", err)
+		}
+		image = img
 	}
-	img, err := filepath.Abs(image)
-	if err != nil {
-		return err
-	}
-	st, err := os.Stat(img)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("the system image: %w", err)
 	}
@@ -70,19 +94,6 @@ func (c ContainerRoot) Run() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private (is this a new mount namespace?): %w", err)
 	}
-	// Keep a handle on the image: the staging tmpfs may cover its directory.
-	f, err := os.Open(img)
-	if err != nil {
-		return fmt.Errorf("opening the system image: %w", err)
-	}
-	defer f.Close()
-	var disk *os.File
-	if c.Disk != "" {
-		if disk, err = os.Open(c.Disk); err != nil {
-			return fmt.Errorf("opening the node directory: %w", err)
-		}
-		defer disk.Close()
-	}
 	if err := unix.Mount("cairn-staging", staging, "tmpfs", unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("mounting a tmpfs on %s: %w", staging, err)
 	}
@@ -92,15 +103,15 @@ func (c ContainerRoot) Run() error {
 		if err := os.MkdirAll(lower, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), lower, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("binding %s: %w", img, err)
+		if err := unix.Mount(fdPath(f), lower, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("binding %s: %w", image, err)
 		}
 		unix.Mount("", lower, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
 		if err := (SystemImage{Lower: lower, RW: rw, NewRoot: root}).overlay(); err != nil {
 			return err
 		}
 	} else {
-		si := SystemImage{Image: fmt.Sprintf("/proc/self/fd/%d", f.Fd()), Lower: lower, RW: rw, NewRoot: root}
+		si := SystemImage{Image: fdPath(f), Lower: lower, RW: rw, NewRoot: root}
 		if err := si.Run(); err != nil {
 			return err
 		}
@@ -159,7 +170,7 @@ func (c ContainerRoot) Run() error {
 	if disk == nil {
 		return pivot(root)
 	}
-	if err := bindDisk(fmt.Sprintf("/proc/self/fd/%d", disk.Fd()), root); err != nil {
+	if err := bindDisk(disk, nodeDirName(c.Disk), root, slotName(c.Slot)); err != nil {
 		return err
 	}
 	if err := pivot(root); err != nil {
@@ -174,75 +185,131 @@ func (c ContainerRoot) Run() error {
 	return nil
 }
 
+// nodeDirName names the node directory at path in errors.
+func nodeDirName(path string) string { return "the node directory " + path }
+
+// slotName names slot's system image, as a root being assembled, in
+// errors.
+func slotName(slot string) string { return "slot " + strings.ToUpper(slot) + "'s system image" }
+
+// maxArchives bounds the image archives bindDisk binds.
+const maxArchives = 1024
+
 // bindDisk binds a node directory's parts into root: the directory
 // itself, then from there STATE's directories over the state paths, the
 // config over the baked-in one's path and each image archive into the
-// images directory.
-func bindDisk(disk, root string) error {
-	bind := func(src, dst string, ro bool) error {
-		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("binding %s on %s: %w", src, dst, err)
-		}
-		if ro {
-			unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
-		}
-		return nil
+// images directory. It runs on the host's root, so every part is opened
+// inside the directory, through no link (openBeneath), and every place
+// bound over is resolved inside root, as it will be once root is the
+// root; name and rootName name the two in errors.
+func bindDisk(disk *os.File, name, root, rootName string) error {
+	r, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
 	}
-	// A file to bind over: the image's own, or an empty one in the overlay.
-	fileAt := func(dst string) error {
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
+	defer r.Close()
+	bind := func(src *os.File, rel string, ro bool) error {
+		var dst *os.File
+		var err error
+		if ro {
+			dst, err = fileInRoot(r, rootName, rel)
+		} else {
+			dst, err = mkdirBeneath(r, rootName, rel, inRoot)
 		}
-		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o600)
 		if err != nil {
 			return err
 		}
-		return f.Close()
-	}
-	at := filepath.Join(root, layout.ContainerDiskMount)
-	if err := os.MkdirAll(at, 0o700); err != nil {
-		return err
-	}
-	if err := bind(disk, at, false); err != nil {
-		return err
-	}
-	disk = at
-	for _, b := range layout.StateBinds {
-		src, dst := filepath.Join(disk, layout.ContainerState, b.Dir), filepath.Join(root, b.Target)
-		for _, d := range []string{src, dst} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
+		defer dst.Close()
+		if err := unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding %s on %s: %w", src.Name(), rel, err)
+		}
+		if ro {
+			// Through the bind just made, not the file under it.
+			top, err := openat2(r, rel, unix.O_PATH, inRoot)
+			if err != nil {
+				return beneathError(rootName, rel, err)
+			}
+			defer top.Close()
+			if err := unix.Mount("", fdPath(top), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+				return fmt.Errorf("making %s read-only: %w", rel, err)
 			}
 		}
-		if err := bind(src, dst, false); err != nil {
+		return nil
+	}
+	if err := bind(disk, layout.ContainerDiskMount, false); err != nil {
+		return err
+	}
+	for _, b := range layout.StateBinds {
+		src, err := mkdirBeneath(disk, name, filepath.Join(layout.ContainerState, b.Dir), noLinks)
+		if err != nil {
+			return err
+		}
+		err = bind(src, b.Target, false)
+		src.Close()
+		if err != nil {
 			return err
 		}
 	}
-	if cfg := filepath.Join(disk, layout.ContainerConfig); fileExists(cfg) {
-		dst := filepath.Join(root, layout.ConfigFile)
-		if err := fileAt(dst); err != nil {
+	cfg, err := openBeneath(disk, name, layout.ContainerConfig, regularFile)
+	switch {
+	case err == nil:
+		err = bind(cfg, layout.ConfigFile, true)
+		cfg.Close()
+		if err != nil {
 			return err
 		}
-		if err := bind(cfg, dst, true); err != nil {
-			return err
-		}
+	case !errors.Is(err, os.ErrNotExist):
+		return err
 	}
-	archives, _ := filepath.Glob(filepath.Join(disk, layout.ContainerImages, "*.tar"))
+	archives, err := archiveNames(disk, name)
+	if err != nil {
+		return err
+	}
 	for _, a := range archives {
-		dst := filepath.Join(root, layout.ImagesDir, filepath.Base(a))
-		if err := fileAt(dst); err != nil {
+		src, err := openBeneath(disk, name, filepath.Join(layout.ContainerImages, a), regularFile)
+		if err != nil {
 			return err
 		}
-		if err := bind(a, dst, true); err != nil {
+		err = bind(src, filepath.Join(layout.ImagesDir, a), true)
+		src.Close()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func fileExists(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
+// archiveNames lists the image archives (*.tar) of a node directory's
+// images directory, none when it has none; at most maxArchives.
+func archiveNames(disk *os.File, name string) ([]string, error) {
+	d, err := openat2(disk, layout.ContainerImages, unix.O_RDONLY|unix.O_DIRECTORY, noLinks)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, beneathError(name, layout.ContainerImages, err)
+	}
+	defer d.Close()
+	var tars []string
+	for {
+		names, err := d.Readdirnames(256)
+		for _, n := range names {
+			if strings.HasSuffix(n, ".tar") {
+				tars = append(tars, n)
+			}
+		}
+		if len(tars) > maxArchives {
+			return nil, fmt.Errorf("%s: %s holds more than %d image archives; refusing them: remove some", name, layout.ContainerImages, maxArchives)
+		}
+		if err == io.EOF || len(names) == 0 {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: listing %s: %w", name, layout.ContainerImages, err)
+		}
+	}
+	sort.Strings(tars)
+	return tars, nil
 }
 
 // pivot makes root the root file system and detaches the old one.

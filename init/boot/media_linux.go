@@ -2,13 +2,19 @@ package boot
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/config/layout"
 )
@@ -98,10 +104,23 @@ func (c containerMedia) withBoot(_ bool, fn func(root string) error) error {
 // is not repeated: the next start falls back to the last good entry. It
 // returns the slot the entry boots (its options' cairn.slot=) and a line
 // saying what was chosen.
+//
+// It runs on the host, as root, over files the node writes: an entry is
+// read only when it is a regular file of at most maxEntrySize bytes, never
+// through a link, each other one skipped with a line saying so; more than
+// maxEntries cairn entries are refused.
 func NextBoot(dir string) (slot, said string, err error) {
-	names, err := entryNames(dir)
+	d, err := os.OpenFile(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if fi, lerr := os.Lstat(dir); err != nil && lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return "", "", fmt.Errorf("the boot loader entries %s: a symbolic link; the launcher follows no link in a node directory", dir)
+	}
 	if err != nil {
 		return "", "", fmt.Errorf("the boot loader entries: %w", err)
+	}
+	defer d.Close()
+	names, err := loaderEntryNames(d)
+	if err != nil {
+		return "", "", fmt.Errorf("the boot loader entries in %s: %w", dir, err)
 	}
 	type entry struct {
 		name          string
@@ -113,11 +132,9 @@ func NextBoot(dir string) (slot, said string, err error) {
 	}
 	var es []entry
 	for _, n := range names {
-		if !strings.HasSuffix(n, ".conf") || entrySlot(n) == "" {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil || len(data) > 64<<10 {
+		data, err := readEntry(d, n)
+		if err != nil {
+			slog.Warn(fmt.Sprintf("boot: loader entry %s in %s skipped: %v", n, dir, err))
 			continue
 		}
 		e := entry{name: n, version: entryVersion(data), left: -1}
@@ -165,11 +182,79 @@ func NextBoot(dir string) (slot, said string, err error) {
 		return e.slot, fmt.Sprintf("boot: loader entry %s: slot %s, its tries spent: no other entry is left", e.name, up), nil
 	}
 	next := fmt.Sprintf("%s%s+%d-%d.conf", layout.EntryPrefix, entrySlot(e.name), e.left-1, e.done+1)
-	if err := os.Rename(filepath.Join(dir, e.name), filepath.Join(dir, next)); err != nil {
+	if err := unix.Renameat(int(d.Fd()), e.name, int(d.Fd()), next); err != nil {
 		return "", "", fmt.Errorf("counting the try of %s: %w", e.name, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return "", "", err
+	if err := d.Sync(); err != nil {
+		return "", "", fmt.Errorf("counting the try of %s: %w", e.name, err)
 	}
 	return e.slot, fmt.Sprintf("boot: loader entry %s: slot %s on trial, try %d (%d left after it)", next, up, e.done+1, e.left-1), nil
+}
+
+// NextBoot's bounds on a node directory's loader entries: systemd-boot's
+// names for two slots make a few.
+const (
+	maxEntries   = 64
+	maxEntrySize = 64 << 10
+)
+
+// loaderEntryNames lists the cairn loader entries (cairn-a.conf,
+// cairn-b+1.conf) of the open directory d, sorted, refusing more than
+// maxEntries; other names are passed over unread.
+func loaderEntryNames(d *os.File) ([]string, error) {
+	var names []string
+	for {
+		batch, err := d.Readdirnames(256)
+		for _, n := range batch {
+			if strings.HasSuffix(n, ".conf") && entrySlot(n) != "" {
+				names = append(names, n)
+			}
+		}
+		if len(names) > maxEntries {
+			return nil, fmt.Errorf("more than %d cairn entries; refusing them all: a node directory has one or two (cairn-a.conf, cairn-b+1.conf), remove the others", maxEntries)
+		}
+		if err == io.EOF || len(batch) == 0 {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// readEntry reads the loader entry name of the open directory d: a
+// regular file, not a link, at most maxEntrySize bytes. Anything else is
+// never opened for reading (a FIFO would wait, a device could act).
+func readEntry(d *os.File, name string) ([]byte, error) {
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	p := os.NewFile(uintptr(fd), name)
+	defer p.Close()
+	st, err := p.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case st.Mode()&os.ModeSymlink != 0:
+		return nil, errors.New("it is a symbolic link; the launcher follows no link in a node directory")
+	case !st.Mode().IsRegular():
+		return nil, fmt.Errorf("it is not a regular file (%s)", st.Mode().Type())
+	}
+	// The file just checked, whatever its name is by now.
+	f, err := os.Open(fdPath(p))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxEntrySize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxEntrySize {
+		return nil, fmt.Errorf("it is larger than %d bytes", maxEntrySize)
+	}
+	return data, nil
 }

@@ -1,13 +1,19 @@
 package boot
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cairn-os/cairn/config/layout"
 )
@@ -18,7 +24,7 @@ func entries(t *testing.T, es map[string]int) string {
 	dir := t.TempDir()
 	for name, v := range es {
 		slot := entrySlot(name)
-		data := SlotEntry(slot, "v", int64(v), "cairn.system=disk "+layout.SlotParam+"="+slot)
+		data := layout.LoaderEntry(slot, "v", int64(v), "cairn.system=disk "+layout.SlotParam+"="+slot)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +84,7 @@ func TestContainerSlots(t *testing.T) {
 	machine = containerMedia{dir: dir}
 	esp := filepath.Join(dir, layout.ContainerESP, "loader/entries")
 	os.MkdirAll(esp, 0o755)
-	os.WriteFile(filepath.Join(esp, "cairn-a.conf"), []byte(SlotEntry("a", "v1", 1, "cairn.slot=a")), 0o644)
+	os.WriteFile(filepath.Join(esp, "cairn-a.conf"), []byte(layout.LoaderEntry("a", "v1", 1, "cairn.slot=a")), 0o644)
 	shared := filepath.Join(t.TempDir(), "system-v1.sqfs")
 	os.WriteFile(shared, []byte("hsqs version 1"), 0o644)
 	if err := os.Link(shared, filepath.Join(dir, layout.ContainerSlot("a"))); err != nil {
@@ -157,4 +163,94 @@ func TestContainerSlots(t *testing.T) {
 		t.Errorf("slot A holds %q", data)
 	}
 	next("a")
+}
+
+// TestNextBootHostile: the launcher runs on the host, as root, over loader
+// entries the node writes. It never follows a link out of the directory,
+// never waits on a FIFO, never reads more than an entry's bound, refuses a
+// directory of hundreds of entries, and says which entry it skipped.
+func TestNextBootHostile(t *testing.T) {
+	entry := func(slot string, version int64) []byte {
+		return []byte(layout.LoaderEntry(slot, "v", version, "cairn.system=disk "+layout.SlotParam+"="+slot))
+	}
+	for _, tc := range []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		slot    string // the slot booted; "" for an error
+		console string // what the console or the error says
+	}{
+		{"an entry linking to a host file", func(t *testing.T, dir string) {
+			host := filepath.Join(t.TempDir(), "loader.conf")
+			os.WriteFile(host, entry("b", 99), 0o644)
+			os.Symlink(host, filepath.Join(dir, "cairn-b.conf"))
+		}, "a", "loader entry cairn-b.conf in " + "DIR skipped: it is a symbolic link"},
+		{"an entry linking to /dev/zero", func(t *testing.T, dir string) {
+			os.Symlink("/dev/zero", filepath.Join(dir, "cairn-b.conf"))
+		}, "a", "cairn-b.conf in DIR skipped: it is a symbolic link"},
+		{"a FIFO", func(t *testing.T, dir string) {
+			if err := unix.Mkfifo(filepath.Join(dir, "cairn-b+1.conf"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "a", "cairn-b+1.conf in DIR skipped: it is not a regular file"},
+		{"a directory", func(t *testing.T, dir string) {
+			os.Mkdir(filepath.Join(dir, "cairn-b.conf"), 0o755)
+		}, "a", "cairn-b.conf in DIR skipped: it is not a regular file"},
+		{"an entry past the bound", func(t *testing.T, dir string) {
+			data := append(entry("b", 99), strings.Repeat("#\n", 32<<10)...)
+			os.WriteFile(filepath.Join(dir, "cairn-b.conf"), data, 0o644)
+		}, "a", "cairn-b.conf in DIR skipped: it is larger than 65536 bytes"},
+		{"hundreds of entries", func(t *testing.T, dir string) {
+			for i := range 300 {
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("cairn-b+1-%d.conf", i)), entry("b", 2), 0o644)
+			}
+		}, "", "more than 64 cairn entries; refusing them all"},
+		{"other files pass unread", func(t *testing.T, dir string) {
+			for i := range 300 {
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("notes-%d.txt", i)), nil, 0o644)
+			}
+		}, "a", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := entries(t, map[string]int{"cairn-a.conf": 1})
+			tc.setup(t, dir)
+			var console bytes.Buffer
+			old := slog.Default()
+			slog.SetDefault(slog.New(slog.NewTextHandler(&console, nil)))
+			defer slog.SetDefault(old)
+			type result struct {
+				slot string
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				slot, _, err := NextBoot(dir)
+				done <- result{slot, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("NextBoot hangs")
+			}
+			said := strings.ReplaceAll(tc.console, "DIR", dir)
+			switch {
+			case tc.slot == "":
+				if r.err == nil || !strings.Contains(r.err.Error(), said) {
+					t.Errorf("NextBoot = %q, %v; want an error saying %q", r.slot, r.err, said)
+				}
+			case r.err != nil || r.slot != tc.slot:
+				t.Errorf("NextBoot = %q, %v; want slot %s", r.slot, r.err, tc.slot)
+			case !strings.Contains(console.String(), said):
+				t.Errorf("the console says %q; want %q", console.String(), said)
+			}
+		})
+	}
+
+	// The entries directory itself a link (its node made it one).
+	dir := entries(t, map[string]int{"cairn-a.conf": 1})
+	link := filepath.Join(t.TempDir(), "entries")
+	os.Symlink(dir, link)
+	if _, _, err := NextBoot(link); err == nil || !strings.Contains(err.Error(), "a symbolic link; the launcher follows no link") {
+		t.Errorf("entries through a link: %v; want a refusal", err)
+	}
 }

@@ -89,7 +89,7 @@ func WriteSlot(slot string, sys NewSystem, trial *Trial, trialPath string, print
 			return fmt.Errorf("writing the trial record: %w", err)
 		}
 		version := max(sys.Epoch, newest+1)
-		entry := SlotEntry(slot, sys.Version, version, strings.TrimSpace(sys.Cmdline+" "+layout.SlotParam+"="+slot))
+		entry := layout.LoaderEntry(slot, sys.Version, version, strings.TrimSpace(sys.Cmdline+" "+layout.SlotParam+"="+slot))
 		name := fmt.Sprintf("%s%s+1.conf", layout.EntryPrefix, slot)
 		edir := filepath.Join(root, "loader/entries")
 		if err := writeFileSync(filepath.Join(edir, name), []byte(entry)); err != nil {

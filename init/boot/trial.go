@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/cairn-os/cairn/config/files"
-	"github.com/cairn-os/cairn/config/layout"
 )
 
 // Trial records an upgrade's trial boot on STATE (layout.TrialFile). The
@@ -97,13 +96,4 @@ func entryVersion(entry []byte) int64 {
 		}
 	}
 	return 0
-}
-
-// SlotEntry is the systemd-boot entry of an upgraded slot: the same shape
-// as the image builder's (see image/format_disk.go), its version above
-// every other entry's so the loader prefers it while it has tries.
-func SlotEntry(slot, title string, version int64, cmdline string) string {
-	dir := layout.ESPDir + "/" + slot
-	return fmt.Sprintf("title cairn %s (slot %s)\nsort-key cairn\nversion %d\nlinux %s/vmlinuz\ninitrd %s/initrd.img\noptions %s\n",
-		title, strings.ToUpper(slot), version, dir, dir, cmdline)
 }

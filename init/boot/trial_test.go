@@ -3,10 +3,12 @@ package boot
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/cairn-os/cairn/config/layout"
 )
 
-func TestSlotEntry(t *testing.T) {
-	e := SlotEntry("b", "e2e-2", 1700000001, "console=ttyS0 cairn.system=disk cairn.slot=b")
+func TestEntryVersion(t *testing.T) {
+	e := layout.LoaderEntry("b", "e2e-2", 1700000001, "console=ttyS0 cairn.system=disk cairn.slot=b")
 	if v := entryVersion([]byte(e)); v != 1700000001 {
 		t.Errorf("version %d from\n%s", v, e)
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/cairn-os/cairn/config/layout"
 	"github.com/cairn-os/cairn/config/upgrade"
@@ -107,12 +106,10 @@ func NewDisk(dir, system string, config []byte, archives []string) error {
 			return err
 		}
 	}
-	// Shaped as the image builder's entries, trusted already: version 1,
-	// so that an upgrade's entry (a build's time, or one above) comes
-	// first.
+	// The image builder's entry, trusted already: version 1, so that an
+	// upgrade's entry (a build's time, or one above) comes first.
 	slot := layout.SlotA
-	entry := fmt.Sprintf("title cairn (slot %s)\nsort-key cairn\nversion 1\noptions %s=%s %s=%s\n",
-		strings.ToUpper(slot), layout.SystemParam, layout.SystemDisk, layout.SlotParam, slot)
+	entry := layout.LoaderEntry(slot, "", 1, layout.SystemParam+"="+layout.SystemDisk+" "+layout.SlotParam+"="+slot)
 	if err := os.WriteFile(filepath.Join(entries, layout.EntryPrefix+slot+".conf"), []byte(entry), 0o644); err != nil {
 		return err
 	}
