@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -919,7 +920,15 @@ func testRollsBack(b *upgradeBed, ctx context.Context, from string) {
 	}
 
 	// The first node's console: e2e-3 booted, the init gave it up, the old
-	// system booted again and its node came back Ready.
+	// system booted again and its node came back Ready. The Upgrade says
+	// Failed as the old system says it is back, before its node is Ready.
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		ls := first.console().Lines()[lines[first.name]:]
+		i := slices.IndexFunc(ls, func(l qemu.Line) bool { return reBackOnSlot.MatchString(l.Text) })
+		if i >= 0 && slices.ContainsFunc(ls[i:], func(l qemu.Line) bool { return reIsReady.MatchString(l.Text) }) {
+			break
+		}
+	}
 	var seq []string
 	var trial, back qemu.Line
 	for _, l := range first.console().Lines()[lines[first.name]:] {

@@ -237,9 +237,18 @@ func (u *upgrader) afterRestart(ctx context.Context) {
 	boot.RemoveTrial(TrialPath)
 }
 
-// finish records the node's outcome (reason "" for success) and
-// uncordons it, retrying until the cluster takes it.
+// finish uncordons the node and records its outcome (reason "" for
+// success), each retried until the cluster takes it: uncordoned first, so
+// an Upgrade that says Succeeded has every node schedulable again.
 func (u *upgrader) finish(ctx context.Context, rec *boot.Trial, reason string) {
+	for {
+		if err := cordon(ctx, u.n.API, u.n.Name, false); err == nil {
+			break
+		}
+		if !supervise.Sleep(ctx, time.Second) {
+			return
+		}
+	}
 	for delay := 2 * time.Second; ; delay = min(delay*2, 30*time.Second) {
 		err := u.update(ctx, rec.Upgrade, func(up *upgrade.Upgrade) {
 			ns := up.Status.Node(u.n.Name)
@@ -264,11 +273,6 @@ func (u *upgrader) finish(ctx context.Context, rec *boot.Trial, reason string) {
 		}
 		u.n.Printf("upgrade: recording the outcome in upgrade %s: %v; retrying in %s", rec.Upgrade, err, delay)
 		if !supervise.Sleep(ctx, delay) {
-			return
-		}
-	}
-	for supervise.Sleep(ctx, time.Second) {
-		if err := cordon(ctx, u.n.API, u.n.Name, false); err == nil {
 			return
 		}
 	}
