@@ -494,10 +494,12 @@ func TestServersEmbeddedQEMU(t *testing.T) {
 	}
 }
 
+// mustKubeconfig is cairn kubeconfig against addr, given 3 minutes: two
+// TCG servers on one host can take more than one to decide the request.
 func mustKubeconfig(t *testing.T, ctx context.Context, ns *qemu.Netns, addr string) []byte {
 	t.Helper()
 	tok, _ := join.ParseToken(clusterToken)
-	kc, err := (&join.Client{Server: "https://" + addr + ":6443", Token: tok, DialContext: ns.DialContext, Timeout: time.Minute}).AdminKubeconfig(ctx)
+	kc, err := (&join.Client{Server: "https://" + addr + ":6443", Token: tok, DialContext: ns.DialContext, Timeout: 3 * time.Minute}).AdminKubeconfig(ctx)
 	if err != nil {
 		t.Fatalf("cairn kubeconfig from %s: %v", addr, err)
 	}
