@@ -494,8 +494,9 @@ func TestServersEmbeddedQEMU(t *testing.T) {
 	}
 }
 
-// mustKubeconfig is cairn kubeconfig against addr, given 3 minutes: two
-// TCG servers on one host can take more than one to decide the request.
+// mustKubeconfig is cairn kubeconfig against addr: each request may take
+// 3 minutes (two TCG servers on one host answer slowly); the wait for the
+// certificate is the client's own (csrWaitMax, 2 minutes).
 func mustKubeconfig(t *testing.T, ctx context.Context, ns *qemu.Netns, addr string) []byte {
 	t.Helper()
 	tok, _ := join.ParseToken(clusterToken)
