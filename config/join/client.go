@@ -105,6 +105,30 @@ const (
 	RoleAgent  Role = "agent"
 )
 
+// serverAPI checks the cluster's CA and that the token is the server
+// token, and returns the cluster and a client of its apiserver that trusts
+// only that CA and authenticates as the server token's bootstrap token.
+// needs says what the agent token cannot do.
+func (c *Client) serverAPI(ctx context.Context, needs string) (*Cluster, *kube.Client, *url.URL, error) {
+	v, err := c.Cluster(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if v.Role != RoleServer {
+		return nil, nil, nil, errors.New("this is the cluster's agent token: it joins agents and nothing more; " + needs)
+	}
+	tlsCfg, err := kube.Pinned(v.Serving)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	id, secret := ServerBootstrapToken(c.Token.Secret)
+	api, u, err := c.api(tlsCfg, id+"."+secret)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return v, api, u, nil
+}
+
 // Cluster is what a client learnt and verified from a server.
 type Cluster struct {
 	// Serving and ClientCA are the cluster's CA bundles (PEM).
@@ -286,19 +310,7 @@ func (c *Client) AdminKubeconfig(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := c.Cluster(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if v.Role != RoleServer {
-		return nil, errors.New("this is the cluster's agent token: it joins agents and nothing more; an admin kubeconfig needs the server token (kubernetes.token of the servers)")
-	}
-	tlsCfg, err := kube.Pinned(v.Serving)
-	if err != nil {
-		return nil, err
-	}
-	id, secret := ServerBootstrapToken(c.Token.Secret)
-	api, u, err := c.api(tlsCfg, id+"."+secret)
+	v, api, u, err := c.serverAPI(ctx, "an admin kubeconfig needs the server token (kubernetes.token of the servers)")
 	if err != nil {
 		return nil, err
 	}

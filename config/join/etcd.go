@@ -2,7 +2,6 @@ package join
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -52,19 +51,7 @@ type ClusterRecord struct {
 // (resourceVersion=0), so a server whose datastore has lost quorum still
 // answers, and the joiner learns the reason from etcd itself.
 func (c *Client) ClusterRecord(ctx context.Context) (*ClusterRecord, error) {
-	v, err := c.Cluster(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if v.Role != RoleServer {
-		return nil, errors.New("this is the cluster's agent token: it joins agents and nothing more; a server joins with the server token (kubernetes.token of the other servers)")
-	}
-	tlsCfg, err := kube.Pinned(v.Serving)
-	if err != nil {
-		return nil, err
-	}
-	id, secret := ServerBootstrapToken(c.Token.Secret)
-	api, u, err := c.api(tlsCfg, id+"."+secret)
+	v, api, u, err := c.serverAPI(ctx, "a server joins with the server token (kubernetes.token of the other servers)")
 	if err != nil {
 		return nil, err
 	}
