@@ -495,11 +495,15 @@ func TestServersEmbeddedQEMU(t *testing.T) {
 }
 
 // mustKubeconfig is cairn kubeconfig against addr: each request may take
-// 3 minutes (two TCG servers on one host answer slowly); the wait for the
-// certificate is the client's own (csrWaitMax, 2 minutes).
+// 3 minutes, and the certificate 10 (two TCG servers on embedded etcd
+// share 2 host cores: their kube-controller-managers lose the leader lease
+// and start again for minutes after both are ready, and only the leader
+// signs; the CLI's own wait is 2 minutes).
 func mustKubeconfig(t *testing.T, ctx context.Context, ns *qemu.Netns, addr string) []byte {
 	t.Helper()
 	tok, _ := join.ParseToken(clusterToken)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
 	kc, err := (&join.Client{Server: "https://" + addr + ":6443", Token: tok, DialContext: ns.DialContext, Timeout: 3 * time.Minute}).AdminKubeconfig(ctx)
 	if err != nil {
 		t.Fatalf("cairn kubeconfig from %s: %v", addr, err)

@@ -374,6 +374,7 @@ func (c *Client) waitIssued(ctx context.Context, api *kube.Client, host, path, n
 	}
 	t := time.NewTicker(csrPollEvery)
 	defer t.Stop()
+	approved := false
 	for {
 		var o csrObject
 		err := api.Get(ctx, path, &o)
@@ -382,6 +383,7 @@ func (c *Client) waitIssued(ctx context.Context, api *kube.Client, host, path, n
 				if (cond.Type == "Denied" || cond.Type == "Failed") && cond.Status != "False" {
 					return nil, fmt.Errorf("%s: certificate request %s %s: %s", host, name, cond.Type, cond.Message)
 				}
+				approved = approved || cond.Type == "Approved" && cond.Status != "False"
 			}
 			if len(o.Status.Certificate) > 0 {
 				return o.Status.Certificate, nil
@@ -391,7 +393,10 @@ func (c *Client) waitIssued(ctx context.Context, api *kube.Client, host, path, n
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %s did not issue certificate request %s in time: the servers approve it within seconds once they run; see their consoles", ErrNotReady, host, name)
+			if approved {
+				return nil, fmt.Errorf("%w: %s approved certificate request %s but kube-controller-manager did not sign it in time: see the servers' consoles", ErrNotReady, host, name)
+			}
+			return nil, fmt.Errorf("%w: %s did not approve certificate request %s in time: the servers approve it within seconds once they run; see their consoles", ErrNotReady, host, name)
 		case <-t.C:
 		}
 	}
