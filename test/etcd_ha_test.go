@@ -11,7 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,7 +33,7 @@ import (
 // through the VIP all along.
 //
 //  1. Three started voting members, on TLS peer URLs at the servers'
-//     addresses (read from etcd's own member list).
+//     addresses (`etcdctl member list`, the components' own, on s1).
 //  2. One server killed: writes go on (the longest gap is printed); the
 //     server boots again, its STATE gone, and takes its earlier member's
 //     place as a voting member.
@@ -140,7 +140,7 @@ func TestEtcdHA(t *testing.T) {
 	// 4. A server's Node deleted, and the server booted again.
 	t.Run("node deleted, member removed, rejoined", func(t *testing.T) {
 		s3 := b.servers[2]
-		var oldID string
+		var oldID json.Number
 		for _, m := range b.members(b.servers[0]) {
 			if m.Name == "s3" {
 				oldID = m.ID
@@ -224,57 +224,37 @@ func (b *haBed) expectAny(t *testing.T, d time.Duration, re string, servers ...*
 	t.Fatalf("no server printed %q within %s", re, d)
 }
 
-// etcdMember is a member as etcd's JSON gateway lists it.
+// etcdMember is a member as `etcdctl member list -w json` lists it.
 type etcdMember struct {
-	ID         string   `json:"ID"`
-	Name       string   `json:"name"`
-	PeerURLs   []string `json:"peerURLs"`
-	ClientURLs []string `json:"clientURLs"`
-	IsLearner  bool     `json:"isLearner"`
+	ID         json.Number `json:"ID"`
+	Name       string      `json:"name"`
+	PeerURLs   []string    `json:"peerURLs"`
+	ClientURLs []string    `json:"clientURLs"`
+	IsLearner  bool        `json:"isLearner"`
 }
 
-// members lists etcd's members as s's member sees them, with the client
-// certificate of s's own init (read from its root), over etcd's JSON
-// gateway on the client port.
+// members lists etcd's members as s's member sees them: the components'
+// own etcdctl, run inside s (its root, mounts and network) with no flags,
+// as a person on the node would (it defaults to the local member and the
+// apiserver's etcd client pair).
 func (b *haBed) members(s *haServer) []etcdMember {
 	b.t.Helper()
-	root := fmt.Sprintf("/proc/%d/root", pid1(b.t, s.n))
-	read := func(name string) []byte {
-		data, err := os.ReadFile(filepath.Join(root, "var/lib/cairn/pki", name))
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		return data
-	}
-	pair, err := tls.X509KeyPair(read("apiserver-etcd-client.crt"), read("apiserver-etcd-client.key"))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	tlsCfg, err := kube.Pinned(read("etcd/ca.crt"))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	tlsCfg.Certificates = []tls.Certificate{pair}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DialContext: b.ns.DialContext}}
-	var last error
+	pid := strconv.Itoa(pid1(b.t, s.n))
+	var last string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		resp, err := hc.Post("https://"+s.addr+":2379/v3/cluster/member/list", "application/json", bytes.NewReader([]byte(`{"linearizable":true}`)))
-		if err != nil {
-			last = err
-			continue
-		}
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, "nsenter", "--target", pid, "--mount", "--net", "--root", "--wd",
+			"/usr/bin/etcdctl", "member", "list", "-w", "json").CombinedOutput()
+		cancel()
 		var list struct {
 			Members []etcdMember `json:"members"`
 		}
-		if resp.StatusCode != 200 || json.Unmarshal(data, &list) != nil {
-			last = fmt.Errorf("%d %s", resp.StatusCode, data)
-			continue
+		if err == nil && json.Unmarshal(out, &list) == nil {
+			return list.Members
 		}
-		return list.Members
+		last = fmt.Sprintf("%v: %s", err, out)
 	}
-	b.t.Fatalf("etcd's member list from %s: %v", s.name, last)
+	b.t.Fatalf("etcdctl member list on %s: %s", s.name, last)
 	return nil
 }
 

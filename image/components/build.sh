@@ -107,7 +107,7 @@ kine_drivers=pgsql,mysql,sqlite
 # holds the daemons and tools; cairn-pod what is exec'd per pod, container or
 # volume, without Kubernetes and its package initialisers.
 node_applets=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-	kine etcd containerd ctr flannel)
+	kine etcd etcdctl containerd ctr flannel)
 pod_applets=(containerd-shim-runc-v2 bridge host-local loopback portmap mount umount)
 
 # elapsed SINCE: minutes:seconds from SINCE (a $SECONDS value) to now.

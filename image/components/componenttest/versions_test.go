@@ -38,6 +38,7 @@ func versionCases(v versions) []versionCase {
 		{applet: "kubectl", args: []string{"version", "--client"}, want: "Client Version: " + v["KUBERNETES_VERSION"]},
 		{applet: "kine", args: []string{"--version"}, want: "kine version " + v["KINE_VERSION"]},
 		{applet: "etcd", args: []string{"--version"}, want: "etcd Version: " + strings.TrimPrefix(v["ETCD_VERSION"], "v")},
+		{applet: "etcdctl", args: []string{"version"}, want: "etcdctl version: " + strings.TrimPrefix(v["ETCD_VERSION"], "v")},
 		{applet: "containerd", args: []string{"--version"}, want: "containerd " + containerd},
 		{applet: "containerd-shim-runc-v2", args: []string{"-v"}, want: v["CONTAINERD_VERSION"]},
 		{applet: "ctr", args: []string{"--version"}, want: "ctr " + containerd},

@@ -1,6 +1,6 @@
 // Command cairn-node is the node's multicall binary for its daemons and
 // tools: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-// kube-proxy, kubectl, kine, etcd, containerd, ctr and flannel, built from
+// kube-proxy, kubectl, kine, etcd, etcdctl, containerd, ctr and flannel, built from
 // pinned upstream modules and chosen by the name it is run as (argv[0], a
 // symlink in /usr/bin), the way busybox and k3s do it. What is exec'd per
 // pod (the CNI plugins, the runc shim, mount, umount) is in cairn-pod,
@@ -24,6 +24,7 @@ func main() {
 			"kubectl":                 kubectl,
 			"kine":                    kine,
 			"etcd":                    etcd,
+			"etcdctl":                 etcdctl,
 			"containerd":              containerd,
 			"ctr":                     ctr,
 			"flannel":                 flannelApplet,
