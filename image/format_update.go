@@ -16,8 +16,11 @@ import (
 // holds them, and update.json naming them with their sha256 and size, the
 // board, the version, the build's epoch (the loader entry's version) and
 // the disk boot's kernel command line without the slot, which the node
-// adds. Only for boards a UEFI loader boots from A/B slots, as disk.img.
-var updateFormat = format{name: "update", supports: needsBootloader, write: writeUpdate}
+// adds. For boards that boot A/B slots of a disk: through a UEFI loader
+// (disk.img) or their own firmware (a Raspberry Pi's sdcard.img, whose
+// node copies the slot's device trees from the running slot's directory:
+// the bundle carries none).
+var updateFormat = format{name: "update", supports: needsDiskBoot, write: writeUpdate}
 
 func writeUpdate(ctx context.Context, a *artifacts) error {
 	ird, err := a.stage1Initramfs()

@@ -107,12 +107,17 @@ func TestUpdateBundle(t *testing.T) {
 	}
 }
 
-// TestUpdateBundleRefusals: a board without a UEFI loader has no bundle,
+// TestUpdateBundleRefusals: a board that boots no disk (neither a UEFI
+// loader nor firmware of its own) has no bundle, a Raspberry Pi has one,
 // and a version the bundle's contract refuses fails the build.
 func TestUpdateBundleRefusals(t *testing.T) {
-	_, err := Options{Board: "rpi4", Kernel: "x", Out: t.TempDir(), Formats: []string{"update"}}.check()
-	if err == nil || !strings.Contains(err.Error(), "format update: board rpi4 names no UEFI boot loader") {
-		t.Errorf("update for rpi4: %v; want the board refused", err)
+	if _, err := lookupFormats([]string{"update"}, &boards.Board{Name: "bare"}); err == nil || !strings.Contains(err.Error(), "format update: board bare names neither a UEFI boot loader") {
+		t.Errorf("update for a board without a boot loader or firmware: %v; want the board refused", err)
+	}
+	pi, err := boards.Load("rpi4")
+	must(t, err)
+	if _, err := lookupFormats([]string{"sdcard", "update"}, pi); err != nil {
+		t.Errorf("update for rpi4: %v; want it built (the node's tryboot upgrade)", err)
 	}
 	_, err = Options{Board: "qemu-x86_64", Kernel: "x", Out: t.TempDir(), Version: "1.0 final"}.check()
 	if err == nil || !strings.Contains(err.Error(), `--version: version "1.0 final"`) {

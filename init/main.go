@@ -319,9 +319,10 @@ func (st *initState) shutdown(req shutdown.Request) {
 		}
 	}()
 	shutdown.Run(req, shutdown.Options{
-		Log:       st.log.Print,
-		Services:  []shutdown.Stopper{st.services},
-		Container: st.platform == Container,
+		Log:        st.log.Print,
+		Services:   []shutdown.Stopper{st.services},
+		Container:  st.platform == Container,
+		RestartArg: boot.RestartArg(),
 	})
 }
 

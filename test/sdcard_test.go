@@ -23,7 +23,6 @@ import (
 
 	"github.com/cairn-os/cairn/boards"
 	"github.com/cairn-os/cairn/image/deb"
-	"github.com/cairn-os/cairn/qemu"
 )
 
 // The Raspberry Pi tests build sdcard.img for board rpi4. QEMU 7.2 has no
@@ -257,69 +256,12 @@ func TestSDCardBootRaspi3b(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d, err := diskfs.Open(sd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := d.GetFilesystem(1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmp := t.TempDir()
-	var art qemu.Artifacts
-	for _, f := range []struct{ name, to string }{{"/a/vmlinuz", "Kernel"}, {"/a/initrd.img", "Initrd"}, {"/a/cmdline.txt", "Cmdline"}, {"/tryboot.txt", ""}} {
-		r, err := fs.OpenFile(f.name, os.O_RDONLY)
-		if err != nil {
-			t.Fatalf("sdcard.img %s: %v", f.name, err)
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(tmp, path.Base(f.name))
-		switch f.to {
-		case "Kernel":
-			art.Kernel = out
-		case "Initrd":
-			art.Initrd = out
-		case "Cmdline":
-			// The Pi 4's UART is ttyS1; QEMU's raspi3b puts -serial on
-			// the PL011, ttyAMA0.
-			art.Cmdline = regexp.MustCompile(`console=\S+`).ReplaceAllString(strings.TrimSpace(string(data)), "")
-			art.Cmdline = strings.Join(strings.Fields("console=ttyAMA0,115200 "+art.Cmdline), " ")
-		default:
-			w, err := fs.OpenFile(f.name, os.O_RDWR)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.Write(bytes.Replace(data, []byte("os_prefix=a/"), []byte("os_prefix=b/"), 1))
-			w.Close()
-		}
-		if err := os.WriteFile(out, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d.Close()
-	_, dtbs := debFiles(t, "linux-image-"+manifestRelease(t, dir)+"_", func(name string) bool { return strings.HasSuffix(name, "/broadcom/bcm2837-rpi-3-b.dtb") })
-	dtb := filepath.Join(tmp, "bcm2837-rpi-3-b.dtb")
-	for _, data := range dtbs {
-		os.WriteFile(dtb, data, 0o644)
-	}
-	if len(dtbs) != 1 {
-		t.Fatalf("the kernel package has no broadcom/bcm2837-rpi-3-b.dtb")
-	}
-
-	b, err := boards.Load("rpi4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pi3 := *b
-	pi3.QEMU = &boards.QEMU{Binary: "qemu-system-aarch64", Machine: "raspi3b", Memory: 1024}
-	m := bootFirmware(t, ctx, &pi3, qemu.Config{
-		Artifacts: art, DTB: dtb, NoRNG: true, SMP: 4, NICs: []qemu.NIC{},
-		Drives: []qemu.Drive{{Path: sd, Media: qemu.MediaSD}},
-		FailOn: qemu.FatalLines,
+	art := cardSlot(t, sd, "a", tmp)
+	editCardFile(t, sd, "/tryboot.txt", func(data []byte) []byte {
+		return bytes.Replace(data, []byte("os_prefix=a/"), []byte("os_prefix=b/"), 1)
 	})
+	m := bootRaspi3b(t, ctx, "", sd, art, pi3DTB(t, dir, tmp, false))
 	start := waitFor(t, ctx, m, bootTimeout, reInitStarting)
 	waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: mount the system image on partition cairn-a`))
 	waitFor(t, ctx, m, stepTimeout, regexp.MustCompile(`cairn: \[\d+\.\d+\] boot: state: grew cairn-state to fill the disk`))

@@ -3,11 +3,9 @@ package boot
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -28,34 +26,23 @@ type NewSystem struct {
 }
 
 // WriteSlot installs sys into slot, in the order that leaves a bootable
-// machine whenever the power goes: the slot's loader entry first removed,
-// then the system image written to the slot's partition, synced, read back
-// and compared, then the kernel and initramfs on the boot partition, then
-// the trial record on STATE (trialPath), and last the slot's new entry,
-// counting one try. Until that entry exists the loader boots the running
-// slot; after it, the new slot once, kept only when stage 2 blesses it.
+// machine whenever the power goes: the loader first made never to boot
+// the slot (its systemd-boot entry removed; tryboot.txt pointed back at
+// config.txt's slot on a Raspberry Pi), then the system image written to
+// the slot's partition, synced, read back and compared, then the kernel
+// and initramfs (and on a Pi the command line and device trees) on the
+// boot partition, then the trial record on STATE (trialPath), and last
+// what makes the loader try the slot once: its entry counting one try, or
+// tryboot.txt naming it. Until that last write the loader boots the
+// running slot; after it, the new slot once, kept only when stage 2
+// blesses it. A Pi tries it only at a restart with RestartArg's argument.
 func WriteSlot(slot string, sys NewSystem, trial *Trial, trialPath string, printf func(string, ...any)) error {
 	if slot != layout.SlotA && slot != layout.SlotB {
 		return fmt.Errorf("no slot %q", slot)
 	}
-	var newest int64
-	err := machine.withBoot(false, func(root string) error {
-		dir := filepath.Join(root, "loader/entries")
-		names, err := entryNames(dir)
-		if err != nil {
-			return fmt.Errorf("the boot partition has no loader entries (%w); only systemd-boot disks can be upgraded in place", err)
-		}
-		for _, n := range names {
-			if data, err := os.ReadFile(filepath.Join(dir, n)); err == nil {
-				newest = max(newest, entryVersion(data))
-			}
-			if entrySlot(n) == slot {
-				if err := os.Remove(filepath.Join(dir, n)); err != nil {
-					return fmt.Errorf("removing slot %s's old entry %s: %w", strings.ToUpper(slot), n, err)
-				}
-			}
-		}
-		return syncDir(dir)
+	restartArg.Store("")
+	err := withLoader(func(root string, l loader) error {
+		return l.drop(root, slot)
 	})
 	if err != nil {
 		return err
@@ -72,31 +59,20 @@ func WriteSlot(slot string, sys NewSystem, trial *Trial, trialPath string, print
 	if err := writePartition(dev, sys.System, sys.SystemSHA256); err != nil {
 		return fmt.Errorf("writing slot %s (%s): %w", strings.ToUpper(slot), dev, err)
 	}
-	return machine.withBoot(false, func(root string) error {
-		dir := filepath.Join(root, layout.ESPDir, slot)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		for _, f := range []struct{ src, name string }{{sys.Kernel, "vmlinuz"}, {sys.Initrd, "initrd.img"}} {
-			if err := copyFileSync(f.src, filepath.Join(dir, f.name)); err != nil {
-				return fmt.Errorf("writing %s to the boot partition: %w", f.name, err)
-			}
-		}
-		if err := syncDir(dir); err != nil {
+	return withLoader(func(root string, l loader) error {
+		if err := l.install(root, slot, sys); err != nil {
 			return err
 		}
 		if err := WriteTrial(trialPath, trial); err != nil {
 			return fmt.Errorf("writing the trial record: %w", err)
 		}
-		version := max(sys.Epoch, newest+1)
-		entry := layout.LoaderEntry(slot, sys.Version, version, strings.TrimSpace(sys.Cmdline+" "+layout.SlotParam+"="+slot))
-		name := fmt.Sprintf("%s%s+1.conf", layout.EntryPrefix, slot)
-		edir := filepath.Join(root, "loader/entries")
-		if err := writeFileSync(filepath.Join(edir, name), []byte(entry)); err != nil {
-			return fmt.Errorf("writing the loader entry %s: %w", name, err)
+		said, restart, err := l.arm(root, slot, sys)
+		if err != nil {
+			return err
 		}
-		printf("upgrade: slot %s holds cairn %s; its loader entry %s tries it once at the next boot", strings.ToUpper(slot), sys.Version, name)
-		return syncDir(edir)
+		restartArg.Store(restart)
+		printf("upgrade: slot %s holds cairn %s; %s", strings.ToUpper(slot), sys.Version, said)
+		return nil
 	})
 }
 
@@ -186,48 +162,23 @@ func copyFileSync(src, dst string) error {
 	return os.Rename(tmp, dst)
 }
 
-// RejectSlot ends the trial of slot: its counting entry gets no tries
-// left (cairn-b+0-1.conf), so the next boot starts the other slot.
+// RejectSlot ends the trial of slot, so the next boot starts the other
+// slot: its counting entry gets no tries left (cairn-b+0-1.conf), or
+// tryboot.txt names config.txt's slot again.
 func RejectSlot(slot string) error {
-	return machine.withBoot(false, func(root string) error {
-		dir := filepath.Join(root, "loader/entries")
-		names, err := entryNames(dir)
-		if err != nil {
-			return err
-		}
-		e := trialEntry(names, slot)
-		if e == "" {
-			return fmt.Errorf("slot %s has no entry on trial", strings.ToUpper(slot))
-		}
-		m := counted.FindStringSubmatch(e)
-		if m[2] == "0" {
-			return nil
-		}
-		spent := fmt.Sprintf("%s%s+0-%s.conf", layout.EntryPrefix, slot, m[2])
-		if err := os.Rename(filepath.Join(dir, e), filepath.Join(dir, spent)); err != nil {
-			return err
-		}
-		return syncDir(dir)
+	restartArg.Store("")
+	return withLoader(func(root string, l loader) error {
+		return l.reject(root, slot)
 	})
 }
 
-// DropSlot removes slot's loader entries, so the loader never offers it:
-// after a failed trial, the next upgrade writes it afresh.
+// DropSlot makes the loader never offer slot (its entries removed, or
+// tryboot.txt naming config.txt's slot): after a failed trial or write,
+// the next upgrade writes it afresh.
 func DropSlot(slot string) error {
-	return machine.withBoot(false, func(root string) error {
-		dir := filepath.Join(root, "loader/entries")
-		names, err := entryNames(dir)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, n := range names {
-			if entrySlot(n) == slot {
-				errs = append(errs, os.Remove(filepath.Join(dir, n)))
-			}
-		}
-		errs = append(errs, syncDir(dir))
-		return errors.Join(errs...)
+	restartArg.Store("")
+	return withLoader(func(root string, l loader) error {
+		return l.drop(root, slot)
 	})
 }
 
@@ -238,22 +189,20 @@ func BlessSlot(slot string) error {
 }
 
 // Upgradable says why this machine cannot have its other slot written, or
-// "" when it can: a disk boot from a slot, with systemd-boot.
+// "" when it can: a disk boot from a slot, with systemd-boot or the
+// Raspberry Pi firmware's tryboot choosing the slot.
 func Upgradable(slot string) string {
 	if slot != layout.SlotA && slot != layout.SlotB {
 		return "it does not boot from an A/B slot of a disk (a live image: ISO, PXE or kernel+initramfs, or a container-platform node run on a root directory instead of a node directory with slots)"
 	}
-	var why string
 	err := machine.withBoot(true, func(root string) error {
-		if _, err := entryNames(filepath.Join(root, "loader/entries")); err != nil {
-			why = "its boot partition has no systemd-boot entries (a Raspberry Pi SD card: upgrades in place are not supported there yet)"
-		}
-		return nil
+		_, err := loaderOf(root)
+		return err
 	})
 	if err != nil {
-		return err.Error()
+		return "its boot partition: " + err.Error()
 	}
-	return why
+	return ""
 }
 
 // OtherSlot is the slot that is not slot.

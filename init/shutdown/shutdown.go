@@ -104,6 +104,11 @@ type Options struct {
 	// Container ends the process instead of the machine: no unmounting,
 	// no reboot system call (exit status 0 for poweroff, 1 for reboot).
 	Container bool
+	// RestartArg is reboot(2)'s argument for a restart, when the boot
+	// loader needs one (LINUX_REBOOT_CMD_RESTART2): "0 tryboot" after an
+	// upgrade armed a Raspberry Pi's trial boot (boot.RestartArg); "" for
+	// a plain restart.
+	RestartArg string
 }
 
 // logf writes a console line through o.Log, or slog when unset.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,9 +43,12 @@ func Run(req Request, o Options) {
 		unmountAll(o)
 	}
 	unix.Sync()
-	if req.Action == Reboot {
+	switch {
+	case req.Action == Reboot && o.RestartArg != "" && !o.Container:
+		o.logf("shutdown: rebooting with reboot argument %q", o.RestartArg)
+	case req.Action == Reboot:
 		o.logf("shutdown: rebooting")
-	} else {
+	default:
 		o.logf("shutdown: powering off")
 	}
 	if o.Container {
@@ -57,11 +61,31 @@ func Run(req Request, o Options) {
 	if req.Action == Reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART
 	}
+	if req.Action == Reboot && o.RestartArg != "" {
+		err := restart2(o.RestartArg)
+		o.logf("shutdown: the kernel refused reboot argument %q: %v; restarting without it (the boot loader then boots its trusted slot)", o.RestartArg, err)
+	}
 	for {
 		err := unix.Reboot(cmd)
 		o.logf("shutdown: the kernel refused to %s: %v; retrying in 10s", req.Action, err)
 		time.Sleep(10 * time.Second)
 	}
+}
+
+// restart2 restarts the machine with arg for the firmware or boot loader
+// (reboot(2)'s LINUX_REBOOT_CMD_RESTART2, which golang.org/x/sys/unix's
+// Reboot does not take). It returns only on failure.
+func restart2(arg string) error {
+	p, err := unix.BytePtrFromString(arg)
+	if err != nil {
+		return err
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_REBOOT, unix.LINUX_REBOOT_MAGIC1, unix.LINUX_REBOOT_MAGIC2,
+		unix.LINUX_REBOOT_CMD_RESTART2, uintptr(unsafe.Pointer(p)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // killAll sends SIGTERM to every other process, waits for them to exit
