@@ -67,7 +67,7 @@ func (c *Client) ClusterRecord(ctx context.Context) (*ClusterRecord, error) {
 	case kube.IsStatus(err, http.StatusNotFound):
 		return nil, fmt.Errorf("%w: %s has no kube-system/%s: its cluster is not on embedded etcd (give this server the cluster's datastore-endpoint instead), or it has not finished starting", ErrNotReady, u.Host, RecordSecret)
 	case kube.IsStatus(err, http.StatusForbidden):
-		return nil, fmt.Errorf("%s lets the server token read no cluster record (403): it runs a cairn whose servers do not join embedded etcd; upgrade it first", u.Host)
+		return nil, fmt.Errorf("%w: %s does not let the server token read the cluster record yet (403): it is still publishing its join objects, or it runs a cairn whose servers do not join embedded etcd (upgrade it first)", ErrNotReady, u.Host)
 	case err != nil:
 		return nil, explain(u.Host, "read the cluster record", err)
 	}
