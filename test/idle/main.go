@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-os/cairn/init/supervise"
 	"golang.org/x/sys/unix"
 )
 
@@ -218,7 +219,7 @@ func measureScenario(ctx context.Context, o *options, sc scenario) (*result, err
 		return nil, err
 	}
 	logf("%s: every node Ready after %s; settling %s (load %s)", sc.name, up.Round(time.Second), o.settle, fmtLoad(loadavg()))
-	if !sleep(ctx, o.settle) {
+	if !supervise.Sleep(ctx, o.settle) {
 		return nil, ctx.Err()
 	}
 	res := &result{Scenario: sc.key, Cluster: sc.name, Title: sc.title, Platform: sc.platform,
@@ -239,17 +240,6 @@ func cairnCLI(ctx context.Context, cairn string, args ...string) error {
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 3 * time.Minute
 	return cmd.Run()
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // cluster is what the benchmark reads of a cluster's cluster.json.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/config/kube"
+	"github.com/cairn-os/cairn/init/supervise"
 )
 
 // target is one tree of processes measured: a node (its launcher on the
@@ -123,7 +124,7 @@ func measure(ctx context.Context, o *options, cl *cluster, res *result) error {
 	samples := []sampleAt{first}
 	end := first.at.Add(o.window)
 	for time.Until(end) > 0 {
-		if !sleep(ctx, min(o.every, time.Until(end))) {
+		if !supervise.Sleep(ctx, min(o.every, time.Until(end))) {
 			break
 		}
 		s, err := takeSample(targets, true)
