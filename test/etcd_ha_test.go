@@ -243,8 +243,12 @@ func (b *haBed) members(s *haServer) []etcdMember {
 	var last string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		out, err := exec.CommandContext(ctx, "nsenter", "--target", pid, "--mount", "--net", "--root", "--wd",
-			"/usr/bin/etcdctl", "member", "list", "-w", "json").CombinedOutput()
+		cmd := exec.CommandContext(ctx, "nsenter", "--target", pid, "--mount", "--net", "--root", "--wd",
+			"/usr/bin/etcdctl", "member", "list", "-w", "json")
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // no ETCDCTL_* of the host's
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		cancel()
 		var list struct {
 			Members []etcdMember `json:"members"`
@@ -252,7 +256,7 @@ func (b *haBed) members(s *haServer) []etcdMember {
 		if err == nil && json.Unmarshal(out, &list) == nil {
 			return list.Members
 		}
-		last = fmt.Sprintf("%v: %s", err, out)
+		last = fmt.Sprintf("%v: %s%s", err, out, stderr.String())
 	}
 	b.t.Fatalf("etcdctl member list on %s: %s", s.name, last)
 	return nil

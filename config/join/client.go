@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +75,13 @@ const maxReply = 1 << 20
 // ErrNotReady says the server is up but has not published (or its
 // apiserver not yet learnt) what a token's holder needs: try again soon.
 var ErrNotReady = errors.New("the server has not finished starting")
+
+// NotReadyDetail is what an ErrNotReady error says the server lacks (no
+// cluster record yet, its RBAC not published, a request not signed), without
+// ErrNotReady's own words; other errors' text whole.
+func NotReadyDetail(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrNotReady.Error()+": ")
+}
 
 // Client talks to one server with a cluster token.
 type Client struct {

@@ -187,7 +187,10 @@ func (piFirmware) drop(root, slot string) error {
 	if piSlot(try) != slot {
 		return nil
 	}
-	return writeFileSync(filepath.Join(root, layout.PiTryboot), setPiSlot(try, trusted))
+	if err := writeFileSync(filepath.Join(root, layout.PiTryboot), setPiSlot(try, trusted)); err != nil {
+		return err
+	}
+	return syncDir(root)
 }
 
 // install fills the slot's directory: the kernel, the initramfs, the

@@ -343,7 +343,7 @@ func joinReason(err error) string {
 	case errors.Is(err, join.ErrCAMismatch), errors.Is(err, errWrongToken):
 		return "wrong token: " + brief.Err(err) + "; check kubernetes.token (the other servers' server token)"
 	case errors.Is(err, join.ErrNotReady):
-		return brief.Err(err)
+		return join.NotReadyDetail(err)
 	}
 	return members.Explain(err)
 }

@@ -369,3 +369,12 @@ func TestEtcdRemovedMemberWipes(t *testing.T) {
 		t.Error("removed with no server to rejoin through: its data was wiped")
 	}
 }
+
+// TestJoinReasonSaysWhatIsMissing: a server not ready to be joined
+// through says what it lacks, not only that it has not finished starting.
+func TestJoinReasonSaysWhatIsMissing(t *testing.T) {
+	err := fmt.Errorf("%w: 192.168.1.11:6443 does not let the server token read the cluster record yet (403): it is still publishing its join objects", join.ErrNotReady)
+	if got, want := joinReason(err), "192.168.1.11:6443 does not let the server token read the cluster record yet (403): it is still publishing its join objects"; got != want {
+		t.Errorf("joinReason = %q; want %q", got, want)
+	}
+}

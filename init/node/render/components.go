@@ -234,6 +234,12 @@ func APIServer(cfg *config.Config, node Node) (*Command, error) {
 	f.set("service-account-key-file", l.Cert("sa.pub"))
 	f.set("service-account-signing-key-file", l.Cert("sa.key"))
 	f.set("service-cluster-ip-range", k.ServiceCIDR)
+	// A stopping apiserver (a reboot, an upgrade, the supervisor's restart)
+	// answers 429 with Retry-After until its short requests are done, then
+	// closes every connection within 2 s. Without it, its HTTP server
+	// waits --request-timeout (60 s) for the watch streams of other nodes
+	// to end, and the supervisor kills it at its 30 s stop budget.
+	f.set("shutdown-send-retry-after", "true")
 	f.set("tls-cert-file", l.Cert("apiserver.crt"))
 	f.set("tls-private-key-file", l.Cert("apiserver.key"))
 	c := &Command{Name: "kube-apiserver"}

@@ -143,7 +143,7 @@ func probeCluster(ctx context.Context, dir string, st *state, tok join.Token, wa
 			if err != nil {
 				what := "apiserver not serving yet: " + brief.Err(err)
 				if errors.Is(err, join.ErrNotReady) {
-					what = "apiserver serving, the cluster's join objects not published yet"
+					what = "apiserver serving, not ready for the token yet: " + brief.FirstLine([]byte(join.NotReadyDetail(err)), 160)
 				}
 				out[n.ID] = nodeProgress{what: what}
 				continue

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -89,6 +90,11 @@ func etcdctlCommand() *cobra.Command {
 		command.NewDowngradeCommand(), command.NewOptionsCommand(root),
 	)
 	command.SetHelpCmdGroup(root)
+	help := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		help(c, args)
+		fmt.Fprintln(c.OutOrStdout(), `Use "etcdctl options" for a list of global command-line options (applies to all commands).`)
+	})
 	f.VisitAll(func(fl *pflag.Flag) { f.MarkHidden(fl.Name) }) //nolint:errcheck
 	return root
 }
