@@ -88,7 +88,7 @@ func launchContainer(netns, disk, line string) int {
 	for {
 		args := os.Args[1:]
 		if disk != "" {
-			slot, said, err := boot.NextBoot(filepath.Join(disk, layout.ContainerESP, "loader/entries"))
+			slot, said, err := boot.NextBoot(disk, filepath.Join(layout.ContainerESP, "loader/entries"))
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "cairn: init: %s: %v\n", disk, err)
 				return 1

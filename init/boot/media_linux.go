@@ -108,16 +108,21 @@ func (c containerMedia) withBoot(_ bool, fn func(root string) error) error {
 // It runs on the host, as root, over files the node writes: an entry is
 // read only when it is a regular file of at most maxEntrySize bytes, never
 // through a link, each other one skipped with a line saying so; more than
-// maxEntries cairn entries are refused.
-func NextBoot(dir string) (slot, said string, err error) {
-	d, err := os.OpenFile(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
-	if fi, lerr := os.Lstat(dir); err != nil && lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return "", "", fmt.Errorf("the boot loader entries %s: a symbolic link; the launcher follows no link in a node directory", dir)
-	}
+// maxEntries cairn entries are refused. The entries are the directory rel
+// of the node directory disk, reached through no link (the node's ESP
+// directory included).
+func NextBoot(disk, rel string) (slot, said string, err error) {
+	root, err := os.OpenFile(disk, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return "", "", fmt.Errorf("the boot loader entries: %w", err)
+		return "", "", fmt.Errorf("the node directory: %w", err)
+	}
+	defer root.Close()
+	d, err := openat2(root, rel, unix.O_RDONLY|unix.O_DIRECTORY, noLinks)
+	if err != nil {
+		return "", "", fmt.Errorf("the boot loader entries: %w", beneathError(disk, rel, err))
 	}
 	defer d.Close()
+	dir := filepath.Join(disk, rel)
 	names, err := loaderEntryNames(d)
 	if err != nil {
 		return "", "", fmt.Errorf("the boot loader entries in %s: %w", dir, err)

@@ -59,7 +59,7 @@ func TestNextBoot(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := entries(t, tc.entries)
-			slot, said, err := NextBoot(dir)
+			slot, said, err := NextBoot(dir, ".")
 			if err != nil || slot != tc.slot {
 				t.Fatalf("NextBoot = %q (%q), %v; want slot %s", slot, said, err, tc.slot)
 			}
@@ -68,7 +68,7 @@ func TestNextBoot(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := NextBoot(t.TempDir()); err == nil || !strings.Contains(err.Error(), "nothing to boot") {
+	if _, _, err := NextBoot(t.TempDir(), "."); err == nil || !strings.Contains(err.Error(), "nothing to boot") {
 		t.Errorf("no entries: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func TestContainerSlots(t *testing.T) {
 	printf := func(string, ...any) {}
 	next := func(want string) {
 		t.Helper()
-		slot, said, err := NextBoot(esp)
+		slot, said, err := NextBoot(esp, ".")
 		if err != nil || slot != want {
 			t.Fatalf("the loader boots %q (%s, %v); want slot %s; entries %v", slot, said, err, want, names(t, esp))
 		}
@@ -223,7 +223,7 @@ func TestNextBootHostile(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				slot, _, err := NextBoot(dir)
+				slot, _, err := NextBoot(dir, ".")
 				done <- result{slot, err}
 			}()
 			var r result
@@ -246,11 +246,17 @@ func TestNextBootHostile(t *testing.T) {
 		})
 	}
 
-	// The entries directory itself a link (its node made it one).
+	// The entries directory, or the ESP above it, a link (its node made
+	// it one): refused, never followed.
 	dir := entries(t, map[string]int{"cairn-a.conf": 1})
-	link := filepath.Join(t.TempDir(), "entries")
-	os.Symlink(dir, link)
-	if _, _, err := NextBoot(link); err == nil || !strings.Contains(err.Error(), "a symbolic link; the launcher follows no link") {
-		t.Errorf("entries through a link: %v; want a refusal", err)
+	disk := t.TempDir()
+	os.Symlink(dir, filepath.Join(disk, "entries"))
+	os.MkdirAll(filepath.Join(dir, "esp-target/loader"), 0o755)
+	os.Rename(entries(t, map[string]int{"cairn-a.conf": 1}), filepath.Join(dir, "esp-target/loader/entries"))
+	os.Symlink(filepath.Join(dir, "esp-target"), filepath.Join(disk, "esp"))
+	for _, rel := range []string{"entries", "esp/loader/entries"} {
+		if _, _, err := NextBoot(disk, rel); err == nil || !strings.Contains(err.Error(), "is a symbolic link, or its path crosses one; refusing it") {
+			t.Errorf("entries through a link (%s): %v; want a refusal", rel, err)
+		}
 	}
 }
