@@ -1,8 +1,6 @@
 package boot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,14 +65,7 @@ func (c *piCard) boots() (cfg, try string) {
 
 // system is a new system's files, version v2.
 func (c *piCard) system(content string) NewSystem {
-	src := c.t.TempDir()
-	sum := sha256.Sum256([]byte(content))
-	s := NewSystem{System: filepath.Join(src, "system.sqfs"), Kernel: filepath.Join(src, "vmlinuz"), Initrd: filepath.Join(src, "initrd.img"),
-		SystemSHA256: hex.EncodeToString(sum[:]), Version: "v2", Cmdline: "console=ttyS1 cairn.system=disk"}
-	os.WriteFile(s.System, []byte(content), 0o644)
-	os.WriteFile(s.Kernel, []byte("kernel 2"), 0o644)
-	os.WriteFile(s.Initrd, []byte("initrd 2"), 0o644)
-	return s
+	return testSystem(c.t, content, "console=ttyS1 cairn.system=disk")
 }
 
 func (c *piCard) writeSlot(slot string, sys NewSystem, trialPath string) error {

@@ -90,16 +90,7 @@ func TestContainerSlots(t *testing.T) {
 	if err := os.Link(shared, filepath.Join(dir, layout.ContainerSlot("a"))); err != nil {
 		t.Fatal(err)
 	}
-	src := t.TempDir()
-	newSystem := func(content string) NewSystem {
-		sum := sha256.Sum256([]byte(content))
-		s := NewSystem{System: filepath.Join(src, "system.sqfs"), Kernel: filepath.Join(src, "vmlinuz"), Initrd: filepath.Join(src, "initrd.img"),
-			SystemSHA256: hex.EncodeToString(sum[:]), Version: "v2", Cmdline: "cairn.system=disk"}
-		os.WriteFile(s.System, []byte(content), 0o644)
-		os.WriteFile(s.Kernel, []byte("kernel"), 0o644)
-		os.WriteFile(s.Initrd, []byte("initrd"), 0o644)
-		return s
-	}
+	newSystem := func(content string) NewSystem { return testSystem(t, content, "cairn.system=disk") }
 	trial := filepath.Join(dir, "state/cairn", layout.TrialFile)
 	printf := func(string, ...any) {}
 	next := func(want string) {
@@ -259,4 +250,18 @@ func TestNextBootHostile(t *testing.T) {
 			t.Errorf("entries through a link (%s): %v; want a refusal", rel, err)
 		}
 	}
+}
+
+// testSystem is a new system of version v2 in a temporary directory: its
+// system image holds content, its kernel and initramfs "kernel 2" and
+// "initrd 2", its command line cmdline.
+func testSystem(t *testing.T, content, cmdline string) NewSystem {
+	src := t.TempDir()
+	sum := sha256.Sum256([]byte(content))
+	s := NewSystem{System: filepath.Join(src, "system.sqfs"), Kernel: filepath.Join(src, "vmlinuz"), Initrd: filepath.Join(src, "initrd.img"),
+		SystemSHA256: hex.EncodeToString(sum[:]), Version: "v2", Cmdline: cmdline}
+	os.WriteFile(s.System, []byte(content), 0o644)
+	os.WriteFile(s.Kernel, []byte("kernel 2"), 0o644)
+	os.WriteFile(s.Initrd, []byte("initrd 2"), 0o644)
+	return s
 }
