@@ -9,8 +9,10 @@
 // requests, and every exec in the nodes (the kernel's process events
 // connector: who runs what). Then the same for one server VM under TCG:
 // the host CPU of its QEMU. It prints the tables (Markdown) and writes
-// them with the raw figures (JSON) under -out. `make bench-idle` runs it
-// as root; docs/performance.md says how to read it.
+// them with the raw figures (JSON) under -out. After each window it
+// times pod start (podstart.go); `-only podstart` times only that, on a
+// fresh small cluster or a running one (-cluster). `make bench-idle`
+// runs it as root; docs/performance.md says how to read it.
 //
 // usage: go run ./test/idle [flags]   (from the repository's root, as root)
 package main
@@ -44,6 +46,14 @@ type options struct {
 	vip                                             string
 	keep                                            bool
 	memory, smp                                     int
+	// Pod start: how many pods a series, each one's bound, the pause
+	// image (versions.env's when empty); podOnly skips the window; cluster
+	// is a running cluster to measure instead of starting any.
+	pods       int
+	podTimeout time.Duration
+	podImage   string
+	podOnly    bool
+	cluster    string
 }
 
 // scenario is one cluster the benchmark starts and measures.
@@ -67,6 +77,8 @@ func scenarios(o *options) []scenario {
 		{key: "tcg", name: "idle-tcg", title: "1 server VM on embedded etcd under TCG (QEMU, host CPU)", platform: "qemu",
 			args:    []string{"--servers", "1", "--agents", "0", "--datastore", "embedded", "--memory", strconv.Itoa(o.memory), "--smp", strconv.Itoa(o.smp)},
 			timeout: time.Hour},
+		{key: "podstart", name: "idle-podstart", title: "Pod start on 1 server on embedded etcd and an agent (container platform)", platform: "container",
+			args: []string{"--servers", "1", "--agents", "1", "--datastore", "embedded"}, timeout: 20 * time.Minute},
 	}
 }
 
@@ -96,7 +108,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.board, "board", "", "the clusters' board (default: cairn cluster up's, this machine's architecture's QEMU board)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/cairn-cluster", "cairn cluster's state directory")
 	fs.StringVar(&o.out, "out", "out/bench-idle", "where the report (Markdown) and the raw figures (JSON) go")
-	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "what to measure, in order: pg (2 servers on PostgreSQL and an agent), etcd (a server on embedded etcd), tcg (a server VM under TCG)")
+	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "what to measure, in order: pg (2 servers on PostgreSQL and an agent), etcd (a server on embedded etcd), tcg (a server VM under TCG); "+
+		"podstart: pod start only, no window (alone: on a fresh server and agent, or on -cluster)")
 	fs.DurationVar(&o.settle, "settle", 3*time.Minute, "how long to wait after every node is Ready before measuring")
 	fs.DurationVar(&o.window, "window", 5*time.Minute, "how long to measure")
 	fs.DurationVar(&o.every, "every", 30*time.Second, "how often memory is sampled within the window (its mean is reported)")
@@ -104,6 +117,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "leave each cluster running after it was measured (cairn cluster down --name NAME removes it)")
 	fs.IntVar(&o.memory, "memory", 3072, "tcg: the VM's memory in MiB")
 	fs.IntVar(&o.smp, "smp", 2, "tcg: the VM's CPUs")
+	fs.IntVar(&o.pods, "pods", 10, "pod start: pods a series, one after another (0: no pod start)")
+	fs.DurationVar(&o.podTimeout, "pod-timeout", 3*time.Minute, "pod start: how long a pod may take to be Running and Ready")
+	fs.StringVar(&o.podImage, "pod-image", "", "pod start: the pause image every node carries (default: PAUSE_IMAGE of "+versionsEnv+")")
+	fs.StringVar(&o.cluster, "cluster", "", "with -only podstart: a running cluster (cairn cluster up --name) to time pod start on, left running")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -112,6 +129,10 @@ func parseFlags(args []string) (*options, error) {
 	}
 	for s := range strings.SplitSeq(only, ",") {
 		s = strings.TrimSpace(s)
+		if s == "podstart" {
+			o.podOnly = true
+			continue
+		}
 		if !slices.Contains(allScenarios, s) {
 			return nil, fmt.Errorf("-only: %q is not one of %s", s, strings.Join(allScenarios, ", "))
 		}
@@ -120,6 +141,20 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	switch {
+	case o.podOnly && o.cluster != "" && len(o.only) > 0:
+		return nil, fmt.Errorf("-cluster %s and -only %s: a running cluster, or clusters to start, not both", o.cluster, strings.Join(o.only, ","))
+	case o.podOnly && len(o.only) == 0 && o.cluster == "":
+		o.only = []string{"podstart"}
+	}
+	switch {
+	case o.cluster != "" && !o.podOnly:
+		return nil, fmt.Errorf("-cluster %s: a running cluster's pod start only: add -only podstart", o.cluster)
+	case o.cluster != "" && (o.cluster != filepath.Base(o.cluster) || strings.HasPrefix(o.cluster, ".")):
+		return nil, fmt.Errorf("-cluster %q: want a cluster's name (cairn cluster list)", o.cluster)
+	case o.pods < 0 || o.pods > 100 || (o.podOnly && o.pods == 0):
+		return nil, fmt.Errorf("-pods %d: want 1 to 100 (0 without podstart in -only: no pod start)", o.pods)
+	case o.podTimeout < 10*time.Second || o.podTimeout > time.Hour:
+		return nil, fmt.Errorf("-pod-timeout %s: want 10s to 1h", o.podTimeout)
 	case o.settle < 0 || o.settle > time.Hour:
 		return nil, fmt.Errorf("-settle %s: want 0 to 1h", o.settle)
 	case o.window < 30*time.Second || o.window > 2*time.Hour:
@@ -144,11 +179,27 @@ func run(ctx context.Context, o *options) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
+	if o.podImage == "" && o.pods > 0 {
+		env, err := readPrefix(versionsEnv, 1<<20)
+		if err == nil {
+			o.podImage, err = pauseImageOf(string(env))
+		}
+		if err != nil {
+			return fmt.Errorf("the pause image: %s: %w (run from the repository's root, or give -pod-image)", versionsEnv, err)
+		}
+	}
 	rep := &report{Machine: describeMachine(), Started: time.Now().UTC().Truncate(time.Second)}
 	logf("%s, %d cores, load %s; commit %s", rep.Machine.CPU, rep.Machine.Cores, fmtLoad(loadavg()), rep.Machine.Commit)
 	var runErr error
+	if o.cluster != "" {
+		res, err := measureRunning(ctx, o)
+		if res != nil {
+			rep.Results = append(rep.Results, *res)
+		}
+		runErr = err
+	}
 	for _, sc := range scenarios(o) {
-		if !slices.Contains(o.only, sc.key) {
+		if o.cluster != "" || !slices.Contains(o.only, sc.key) {
 			continue
 		}
 		res, err := measureScenario(ctx, o, sc)
@@ -218,16 +269,24 @@ func measureScenario(ctx context.Context, o *options, sc scenario) (*result, err
 	if err != nil {
 		return nil, err
 	}
-	logf("%s: every node Ready after %s; settling %s (load %s)", sc.name, up.Round(time.Second), o.settle, fmtLoad(loadavg()))
-	if !supervise.Sleep(ctx, o.settle) {
-		return nil, ctx.Err()
-	}
 	res := &result{Scenario: sc.key, Cluster: sc.name, Title: sc.title, Platform: sc.platform,
 		Command:   "cairn cluster up " + strings.Join(sc.args, " ") + " --platform " + sc.platform,
-		UpSeconds: up.Seconds(), SettleSeconds: o.settle.Seconds()}
-	logf("%s: measuring for %s", sc.name, o.window)
-	err = measure(ctx, o, cl, res)
-	logf("%s: measured (load %s)", sc.name, fmtLoad(res.LoadEnd))
+		UpSeconds: up.Seconds(), SettleSeconds: o.settle.Seconds(), PodStartOnly: o.podOnly}
+	if !o.podOnly {
+		logf("%s: every node Ready after %s; settling %s (load %s)", sc.name, up.Round(time.Second), o.settle, fmtLoad(loadavg()))
+		if !supervise.Sleep(ctx, o.settle) {
+			return nil, ctx.Err()
+		}
+		logf("%s: measuring for %s", sc.name, o.window)
+		err = measure(ctx, o, cl, res)
+		logf("%s: measured (load %s)", sc.name, fmtLoad(res.LoadEnd))
+	}
+	// After the window: pod start does not disturb it.
+	if err == nil && o.pods > 0 {
+		logf("%s: pod start, %d pods a series", sc.name, o.pods)
+		res.PodStart = measurePodStart(ctx, o, cl)
+		err = ctx.Err()
+	}
 	return res, err
 }
 

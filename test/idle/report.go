@@ -34,6 +34,9 @@ type result struct {
 	Rates  map[string]map[string]float64
 	Execs  *execCounts `json:",omitempty"`
 	Errors []string    `json:",omitempty"`
+	// PodStart is timed after the window; PodStartOnly: no window.
+	PodStart     *podStart `json:",omitempty"`
+	PodStartOnly bool      `json:",omitempty"`
 }
 
 type nodeResult struct {
@@ -70,6 +73,13 @@ func (r *report) markdown() string {
 
 func (r *result) markdown(b *strings.Builder) {
 	fmt.Fprintf(b, "#### %s\n\n", r.Title)
+	if r.PodStartOnly {
+		if r.UpSeconds > 0 {
+			fmt.Fprintf(b, "`%s`: every node Ready %.0f s after it started (the image's build included).\n", r.Command, r.UpSeconds)
+		}
+		r.podStartMarkdown(b)
+		return
+	}
 	fmt.Fprintf(b, "`%s`: every node Ready %.0f s after it started (the image's build included); measured for %.0f s from %s, %.0f s after Ready. Load average %s at the start, %s at the end.",
 		r.Command, r.UpSeconds, r.Seconds, r.Started.Format("15:04:05 UTC"), r.SettleSeconds, fmtLoad(r.LoadStart), fmtLoad(r.LoadEnd))
 	flag := ""
@@ -106,6 +116,7 @@ func (r *result) markdown(b *strings.Builder) {
 	r.datastoreMarkdown(b)
 	r.execsMarkdown(b)
 	r.apiMarkdown(b)
+	r.podStartMarkdown(b)
 	if len(r.Errors) > 0 {
 		b.WriteString("\nNot measured:\n")
 		for _, e := range r.Errors {
@@ -191,6 +202,54 @@ func (r *result) execsMarkdown(b *strings.Builder) {
 			fmt.Fprintf(b, " The counting stopped early: %s.", r.Execs.Error)
 		}
 		b.WriteString("\n")
+	}
+}
+
+// podStartMarkdown writes the figures: per series the median and the
+// largest time to Running and to Ready, then what failed.
+func (r *result) podStartMarkdown(b *strings.Builder) {
+	p := r.PodStart
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(b, "\nPod start (`%s`, imagePullPolicy Never; each pod deleted and gone before the next), from %s; load average %s at the start, %s at the end.",
+		p.Image, p.Started.Format("15:04:05 UTC"), fmtLoad(p.LoadStart), fmtLoad(p.LoadEnd))
+	flag := ""
+	if p.LoadStart[0] > highLoad || p.LoadEnd[0] > highLoad {
+		flag = " ⚠"
+		fmt.Fprintf(b, " **⚠ load above %.0f: the times marked ⚠ are inflated.**", highLoad)
+	}
+	b.WriteString("\n\n")
+	var fails []string
+	for _, s := range p.Series {
+		way := "pod start"
+		if s.Scheduler {
+			way = "pod start through the scheduler"
+		}
+		for _, m := range []struct {
+			what string
+			xs   []float64
+		}{{"Running", s.Running}, {"Ready", s.Ready}} {
+			if len(m.xs) == 0 {
+				fmt.Fprintf(b, "- %s (apply → %s): no pod of %d got there on %s (%s)\n", way, m.what, s.Wanted, s.Node, s.Role)
+				continue
+			}
+			med, top := medianMax(m.xs)
+			of := ""
+			if len(m.xs) < s.Wanted {
+				of = fmt.Sprintf(", of %d", s.Wanted)
+			}
+			fmt.Fprintf(b, "- %s (apply → %s): median %.2f s, max %.2f s%s over %d pods on %s (%s%s)\n",
+				way, m.what, med, top, flag, len(m.xs), s.Node, s.Role, of)
+		}
+		fails = append(fails, s.Failures...)
+	}
+	fails = append(fails, p.Errors...)
+	if len(fails) > 0 {
+		b.WriteString("\nPod start, not measured:\n")
+		for _, f := range fails {
+			fmt.Fprintf(b, "- %s\n", f)
+		}
 	}
 }
 
