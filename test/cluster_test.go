@@ -202,6 +202,44 @@ func TestClusterUpDown(t *testing.T) {
 		t.Errorf("network namespaces of the cluster: %v; want the bridge's and one per node", netnsBefore)
 	}
 
+	// The images a node carries (here the add-ons') are imported pinned:
+	// containerd's CRI reports them so and the kubelet's image garbage
+	// collection never removes them, however full the disk (a node has
+	// no registry to pull them from again).
+	t.Run("images pinned", func(t *testing.T) {
+		for _, n := range rec.Nodes {
+			if n.Name != name+"-a1" {
+				continue
+			}
+			kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", n.Proc.PID, n.Proc.PID))
+			f := strings.Fields(string(kids))
+			if err != nil || len(f) == 0 {
+				t.Fatalf("%s's launcher has no init: %v", n.Name, err)
+			}
+			cmd := exec.Command("nsenter", "--target", f[0], "--mount", "--net", "--root", "--wd",
+				"/usr/bin/ctr", "--address", "/run/containerd/containerd.sock", "--namespace", "k8s.io", "images", "ls")
+			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("ctr images ls on %s: %v: %s", n.Name, err, out)
+			}
+			named := 0
+			for l := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+				ref := strings.Fields(l + " -")[0]
+				if ref == "REF" || strings.HasPrefix(ref, "sha256:") {
+					continue
+				}
+				named++
+				if !strings.Contains(l, "io.cri-containerd.pinned=pinned") {
+					t.Errorf("%s: image %s is not pinned: the kubelet's image GC may remove it:\n%s", n.Name, ref, l)
+				}
+			}
+			if named < 2 || !strings.Contains(string(out), "coredns") {
+				t.Errorf("%s: want the pause and the add-ons' images (CoreDNS among them) in containerd:\n%s", n.Name, out)
+			}
+		}
+	})
+
 	t.Run("up twice", func(t *testing.T) {
 		code, stdout, stderr := clusterCLI(t, state, "up", "--name", name, "--image", img)
 		if code != 1 || !strings.Contains(stderr, "a cluster named "+name+" exists already") || stdout != "" {

@@ -525,9 +525,17 @@ const importTimeout = 3 * time.Minute
 // sandboxArchive is the pause image's archive under ImagesDir.
 const sandboxArchive = "pause.tar"
 
+// pinnedLabel marks an imported image pinned: containerd's CRI reports
+// it so, and the kubelet's image garbage collection never removes a
+// pinned image. Without it, a disk above the kubelet's 85% threshold
+// (imageGCHighThresholdPercent) lost every image the node carries, the
+// add-ons' included, and an appliance has no registry to pull them from
+// again.
+const pinnedLabel = "io.cri-containerd.pinned=pinned"
+
 // importImages imports the image archives under ImagesDir that want
 // names into containerd's k8s.io namespace, where the kubelet finds them,
-// so no registry is ever needed for what the image carries. It returns
+// pinned, so no registry is ever needed for what the image carries. It returns
 // the archives it left for later: those want refused.
 func (w *worker) importImages(ctx context.Context, want func(archive string) bool) (later []string) {
 	entries, err := os.ReadDir(ImagesDir)
@@ -552,7 +560,7 @@ func (w *worker) importImages(ctx context.Context, want func(archive string) boo
 		path := filepath.Join(ImagesDir, e.Name())
 		ictx, cancel := context.WithTimeout(ctx, importTimeout)
 		cmd := exec.CommandContext(ictx, filepath.Join(w.o.Bin, "ctr"), "--address", render.ContainerdSocket,
-			"--namespace", "k8s.io", "images", "import", "--local", path)
+			"--namespace", "k8s.io", "images", "import", "--local", "--label", pinnedLabel, path)
 		cmd.Env = baseEnv()
 		out, err := cmd.CombinedOutput()
 		cancel()
