@@ -44,6 +44,13 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 	} else if err != nil {
 		return err
 	}
+	if o.Platform == "container" {
+		// The nodes' kubelets see this filesystem (disk.go); VMs have
+		// disks of their own.
+		if w := checkDisk(o.StateRoot); w != "" {
+			say("%s", w)
+		}
+	}
 	st := &state{Version: stateVersion, Name: o.Name, Created: time.Now().UTC().Truncate(time.Second),
 		Platform: o.Platform, Datastore: o.Datastore, Board: o.Board, Cmdline: "cairn.platform=container",
 		Network: container.Network{Namespace: namespaceOf(o.Name), HostLink: hostLinkOf(o.Name)}}
