@@ -120,6 +120,16 @@ var agnhostChecks = []imageCheck{
 	{`[[ "$(echo ok)" == "ok" ]] && echo yes`, "yes", "DaemonSet's readiness probe runs [[ ]] in sh"},
 }
 
+// shellKeepsEnv checks that sh passes on environment variables whose
+// names are not shell names: the suite's envFrom tests (ConfigMap and
+// Secret "consumable via the environment", "with various prefixes") run
+// `sh -c env` and look for data-1=value-1. Debian's busybox ash (static
+// and dynamic, 1.35 and 1.37) and dash leave such variables out of what
+// they export; bash passes them on, as the suite's own images' shells do.
+// So the images whose containers run those tests take bash for /bin/sh.
+var shellKeepsEnv = imageCheck{"env data-1=value-1 sh -c env", "data-1=value-1",
+	"the envFrom tests run `sh -c env` with variables named data-1, which busybox's ash and dash drop"}
+
 // agnhost is agnhost's image, or one built on it; version is what the
 // binary says it is (agnhost --version).
 func agnhost(file, tag, version string, extra ...kubeFile) imageSpec {
@@ -135,9 +145,9 @@ func agnhost(file, tag, version string, extra ...kubeFile) imageSpec {
 			{"test/images/agnhost/porter/localhost.key", "/localhost.key"},
 		}, extra...),
 		Dirs:   map[string]os.FileMode{"/uploads": 0o755},
-		Links:  map[string]string{"/agnhost-2": "agnhost"},
+		Links:  map[string]string{"/agnhost-2": "agnhost", "/bin/sh": "bash"},
 		Users:  true,
-		Checks: agnhostChecks,
+		Checks: append([]imageCheck{shellKeepsEnv}, agnhostChecks...),
 		Config: imageConfig{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{pathEnv}, WorkingDir: "/"},
 	}
 }
@@ -162,11 +172,12 @@ func testImages() []imageSpec {
 		{
 			File: "busybox", Registry: "promoterE2eRegistry", Name: "busybox", Tag: "1.37.0-1",
 			Upstream: "Docker's busybox:1.37.0",
-			// Only applets here, so busybox-static's shell finds
-			// the same programs as the PATH would, and no libc.
-			Debs:    []string{"busybox-static"},
+			// busybox-static's applets, and bash for sh (shellKeepsEnv).
+			Debs:    []string{"busybox-static", "bash"},
 			Busybox: true,
+			Links:   map[string]string{"/bin/sh": "bash"},
 			Checks: []imageCheck{
+				shellKeepsEnv,
 				{"wget --help 2>&1", "--post-data", "the PreStop test's hook runs wget --post-data"},
 				{`[[ "$(echo ok)" == "ok" ]] && echo yes`, "yes", "the Downward API test runs [[ ]] in sh"},
 				{"sysctl kernel/ostype", "kernel.ostype = Linux", "the Sysctls tests read kernel/shm_rmid_forced and expect the dotted name"},
