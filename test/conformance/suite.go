@@ -7,15 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -121,7 +118,7 @@ type suiteRun struct {
 
 // run runs one phase with ginkgo, its output in OUT/PHASE/e2e.log, and
 // returns the phase's results from ginkgo's JSON report (or, when there
-// is none, from the progress reports the processes posted).
+// is none, the ones its output named: see progress).
 func (s *suiteRun) run(ctx context.Context, ph phase) (map[string]testResult, error) {
 	dir := filepath.Join(s.out, ph.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -150,7 +147,6 @@ func (s *suiteRun) run(ctx context.Context, ph phase) (map[string]testResult, er
 		"--disable-log-dump",
 		"--report-dir", dir,
 		"--e2e-output-dir", dir,
-		"--progress-report-url", s.progress.url,
 		"--non-blocking-taints", s.nonBlocking,
 		"--node-os-arch", s.arch,
 		"--dns-domain", "cluster.local",
@@ -160,7 +156,10 @@ func (s *suiteRun) run(ctx context.Context, ph phase) (map[string]testResult, er
 	fmt.Fprintf(log, "# %s %s\n", s.ginkgo, strings.Join(shortArgs(args), " "))
 	cmd := exec.CommandContext(ctx, s.ginkgo, args...)
 	cmd.Env = append(os.Environ(), "KUBE_TEST_REPO_LIST="+s.repoList, "KUBECONFIG="+s.kubeconfig)
-	cmd.Stdout, cmd.Stderr = log, log
+	// ginkgo's output goes to the log through the progress reader (one
+	// pipe: exec shares it when Stdout and Stderr are the same writer).
+	out := s.progress.output(log)
+	cmd.Stdout, cmd.Stderr = out, out
 	// Ctrl-C: ginkgo passes the interrupt on, the specs clean up, and
 	// the reports are written; a second one (or 5 minutes) kills.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -171,7 +170,7 @@ func (s *suiteRun) run(ctx context.Context, ph phase) (map[string]testResult, er
 	res, err := readGinkgoReport(filepath.Join(dir, "report.json"), ph.Tests)
 	if err != nil {
 		res = s.progress.results(ph.Tests)
-		fmt.Fprintf(os.Stderr, "conformance: %s: no ginkgo report (%v); results from the progress reports\n", ph.Name, err)
+		fmt.Fprintf(os.Stderr, "conformance: %s: no ginkgo report (%v); results from its output (the failures; see the log)\n", ph.Name, err)
 	}
 	if runErr != nil && ctx.Err() == nil && len(res) == 0 {
 		return res, fmt.Errorf("ginkgo (%s phase): %w; see %s", ph.Name, runErr, log.Name())
@@ -261,123 +260,4 @@ func readBounded(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d MiB", path, max>>20)
 	}
 	return data, nil
-}
-
-// progress receives the e2e processes' progress reports (e2e.test
-// --progress-report-url: after each spec, PASSED or FAILED and its name)
-// and prints a line per finished test: done/total over the whole run and
-// the time since the run started. Each parallel process posts its own
-// reports; counting names joins them.
-type progress struct {
-	url   string
-	total int
-	start time.Time
-	w     io.Writer
-
-	mu    sync.Mutex
-	phase string
-	want  map[string]bool
-	done  map[string]string // name -> passed, failed
-	last  time.Time
-	srv   *http.Server
-	stopT chan struct{}
-}
-
-func newProgress(total int, w io.Writer) (*progress, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p := &progress{url: "http://" + ln.Addr().String() + "/progress", total: total, start: time.Now(), w: w,
-		done: map[string]string{}, want: map[string]bool{}}
-	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
-	go p.srv.Serve(ln)
-	return p, nil
-}
-
-func (p *progress) close() { p.srv.Close() }
-
-func (p *progress) serve(w http.ResponseWriter, r *http.Request) {
-	var msg struct {
-		Msg string `json:"msg"`
-	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&msg); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	state, name, ok := strings.Cut(msg.Msg, " ")
-	if ok && (state == "PASSED" || state == "FAILED") {
-		p.finished(strings.ToLower(state), name)
-	}
-}
-
-func (p *progress) finished(state, name string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.want[name] {
-		return
-	}
-	if _, seen := p.done[name]; seen {
-		return
-	}
-	p.done[name] = state
-	p.last = time.Now()
-	fmt.Fprintf(p.w, "conformance: [%s %d/%d, %s] %s %s\n", p.phase, len(p.done), p.total, elapsed(p.start), state, name)
-}
-
-// startPhase counts ph's tests in and says every 2 minutes that the run
-// goes on when no test has finished meanwhile.
-func (p *progress) startPhase(ph phase) {
-	p.mu.Lock()
-	p.phase = ph.Name
-	for _, t := range ph.Tests {
-		p.want[t] = true
-	}
-	p.last = time.Now()
-	p.stopT = make(chan struct{})
-	stop := p.stopT
-	p.mu.Unlock()
-	fmt.Fprintf(p.w, "conformance: [%s, %s] %d tests, %d at a time\n", ph.Name, elapsed(p.start), len(ph.Tests), ph.Procs)
-	go func() {
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				p.mu.Lock()
-				if time.Since(p.last) >= 2*time.Minute {
-					fmt.Fprintf(p.w, "conformance: [%s %d/%d, %s] running; the last test finished %s ago\n",
-						p.phase, len(p.done), p.total, elapsed(p.start), time.Since(p.last).Round(time.Second))
-					p.last = time.Now()
-				}
-				p.mu.Unlock()
-			}
-		}
-	}()
-}
-
-func (p *progress) endPhase() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	close(p.stopT)
-}
-
-// results are the tests of tests that reported, when ginkgo left no report.
-func (p *progress) results(tests []string) map[string]testResult {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	res := map[string]testResult{}
-	for _, t := range tests {
-		if st, ok := p.done[t]; ok {
-			res[t] = testResult{State: st, At: time.Now(), Message: "from the progress report; see the phase's e2e.log"}
-		}
-	}
-	return res
-}
-
-func elapsed(since time.Time) string {
-	d := time.Since(since).Round(time.Second)
-	return fmt.Sprintf("%d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
 }
