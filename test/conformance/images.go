@@ -127,7 +127,9 @@ var agnhostChecks = []imageCheck{
 // and dynamic, 1.35 and 1.37) and dash leave such variables out of what
 // they export; bash passes them on, as the suite's own images' shells do.
 // So the images whose containers run those tests take bash for /bin/sh.
-var shellKeepsEnv = imageCheck{"env data-1=value-1 sh -c env", "data-1=value-1",
+// The inner shell is named by its path: busybox-static's env runs its own
+// sh applet for a bare "sh", whatever /bin/sh is.
+var shellKeepsEnv = imageCheck{"env data-1=value-1 /bin/sh -c env", "data-1=value-1",
 	"the envFrom tests run `sh -c env` with variables named data-1, which busybox's ash and dash drop"}
 
 // agnhost is agnhost's image, or one built on it; version is what the
