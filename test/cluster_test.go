@@ -211,12 +211,8 @@ func TestClusterUpDown(t *testing.T) {
 			if n.Name != name+"-a1" {
 				continue
 			}
-			kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", n.Proc.PID, n.Proc.PID))
-			f := strings.Fields(string(kids))
-			if err != nil || len(f) == 0 {
-				t.Fatalf("%s's launcher has no init: %v", n.Name, err)
-			}
-			cmd := exec.Command("nsenter", "--target", f[0], "--mount", "--net", "--root", "--wd",
+			pid := strconv.Itoa(initUnder(t, n.Name, n.Proc.PID))
+			cmd := exec.Command("nsenter", "--target", pid, "--mount", "--net", "--root", "--wd",
 				"/usr/bin/ctr", "--address", "/run/containerd/containerd.sock", "--namespace", "k8s.io", "images", "ls")
 			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 			out, err := cmd.Output()

@@ -287,11 +287,17 @@ func (b *haBed) wantVoters(ms []etcdMember, names ...string) {
 // pid1 is the PID (on this host) of n's init, PID 1 of its namespaces.
 func pid1(t *testing.T, n *containerNode) int {
 	t.Helper()
-	p := n.cmd.Process.Pid
-	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p, p))
+	return initUnder(t, n.name, n.cmd.Process.Pid)
+}
+
+// initUnder is the node's init (its PID 1), the first child of its
+// launcher, the process with PID launcher.
+func initUnder(t *testing.T, node string, launcher int) int {
+	t.Helper()
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", launcher, launcher))
 	f := strings.Fields(string(kids))
 	if err != nil || len(f) == 0 {
-		t.Fatalf("%s's init has no process: %v", n.name, err)
+		t.Fatalf("%s's launcher has no init: %v", node, err)
 	}
 	pid, _ := strconv.Atoi(f[0])
 	return pid

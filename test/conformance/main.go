@@ -328,10 +328,7 @@ func run(ctx context.Context, o *options) (int, error) {
 		kubeconfig = filepath.Join("/var/lib/cairn-cluster", o.name, "kubeconfig")
 	}
 
-	prog, err := newProgress(len(parallel)+len(serial), os.Stderr)
-	if err != nil {
-		return 1, err
-	}
+	prog := newProgress(len(parallel)+len(serial), os.Stderr)
 	defer prog.close()
 	s := &suiteRun{
 		e2e: e2e, ginkgo: ginkgo, kubeconfig: kubeconfig,

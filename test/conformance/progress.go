@@ -38,8 +38,8 @@ type progress struct {
 	stopT    chan struct{}
 }
 
-func newProgress(total int, w io.Writer) (*progress, error) {
-	return &progress{total: total, start: time.Now(), w: w, done: map[string]string{}, want: map[string]bool{}}, nil
+func newProgress(total int, w io.Writer) *progress {
+	return &progress{total: total, start: time.Now(), w: w, done: map[string]string{}, want: map[string]bool{}}
 }
 
 // close ends a phase that is still running.

@@ -197,7 +197,7 @@ func TestProgressFromGinkgoOutput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, log bytes.Buffer
-			p, _ := newProgress(445, &out)
+			p := newProgress(445, &out)
 			p.startPhase(phase{Name: "parallel", Procs: 4, Tests: []string{secretsEnv, prefixesEnv, configMapEnv, discovery, "[sig-x] one that does not run [Conformance]"}})
 			w := p.output(&log)
 			for rest := []byte(ginkgoParallelOutput); len(rest) > 0; {
@@ -249,7 +249,7 @@ func TestSpecName(t *testing.T) {
 // keeps only its first bytes.
 func TestProgressSuiteNodeAndLongLines(t *testing.T) {
 	var out, log bytes.Buffer
-	p, _ := newProgress(2, &out)
+	p := newProgress(2, &out)
 	p.startPhase(phase{Name: "serial", Procs: 1, Tests: []string{secretsEnv}})
 	w := p.output(&log)
 	w.Write([]byte("------------------------------\n[SynchronizedBeforeSuite] [FAILED] [0.051 seconds]\n[SynchronizedBeforeSuite] \nk8s.io/kubernetes@v1.36.3/test/e2e/e2e.go:69\n"))
@@ -272,7 +272,7 @@ func TestProgressSuiteNodeAndLongLines(t *testing.T) {
 // finished test, that the run goes on, every 2 minutes.
 func TestProgressTick(t *testing.T) {
 	var out, log bytes.Buffer
-	p, _ := newProgress(445, &out)
+	p := newProgress(445, &out)
 	p.startPhase(phase{Name: "parallel", Procs: 4, Tests: []string{secretsEnv}})
 	p.output(&log).Write([]byte("S••S\n------------------------------\n•"))
 	now := p.last
