@@ -79,6 +79,10 @@ type QEMU struct {
 	Memory  int    `yaml:"memory"` // MiB
 	// Firmware is the UEFI image for disk and ISO boots; empty means BIOS.
 	Firmware string `yaml:"firmware,omitempty"`
+	// Cmdline is added to the kernel command line of a direct kernel boot
+	// under QEMU: what the emulated machine needs and real hardware must
+	// not get (a disk's bootloader keeps the board's own line).
+	Cmdline string `yaml:"cmdline,omitempty"`
 }
 
 // Names lists every board.

@@ -194,11 +194,15 @@ func (c *Config) name() string {
 	return "qemu"
 }
 
-// cmdline is the kernel command line: the builder's plus the extras.
+// cmdline is the kernel command line: the builder's, the board's for
+// QEMU, then the extras.
 func (c *Config) cmdline() string {
 	parts := []string{}
 	if c.Cmdline != "" {
 		parts = append(parts, c.Cmdline)
+	}
+	if c.Board != nil && c.Board.QEMU != nil && c.Board.QEMU.Cmdline != "" {
+		parts = append(parts, c.Board.QEMU.Cmdline)
 	}
 	parts = append(parts, c.ExtraCmdline...)
 	return strings.Join(parts, " ")

@@ -54,7 +54,7 @@ func TestArgs(t *testing.T) {
 				"-machine": {"q35"},
 				"-cpu":     {"max"},
 				"-m":       {"2048"},
-				"-append":  {"console=ttyS0 cairn.system=live"},
+				"-append":  {"console=ttyS0 cairn.system=live tsc=reliable"},
 				"-netdev":  {"user,id=net0"},
 				"-serial":  {"chardev:con0"},
 			},
