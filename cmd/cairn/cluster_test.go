@@ -50,6 +50,12 @@ func TestClusterOptions(t *testing.T) {
 		{"archive missing", func(o *cluster.Options) { o.Archives = []string{"/nonexistent/busybox.tar"} }, "--image-archive /nonexistent/busybox.tar"},
 		{"archive not a tar", func(o *cluster.Options) { o.Archives = []string{"/etc/hostname"} }, "--image-archive /etc/hostname"},
 		{"archive on qemu", func(o *cluster.Options) { o.Platform, o.Archives = "qemu", []string{"x.tar"} }, "works on the container platform"},
+		{"one agent a VM", func(o *cluster.Options) { o.Agents, o.QEMUAgents = 2, 1 }, ""},
+		{"more VM agents than agents", func(o *cluster.Options) { o.Agents, o.QEMUAgents = 1, 2 }, "--qemu-agents 2: want 0 to --agents (1)"},
+		{"VM agents on qemu", func(o *cluster.Options) { o.Platform, o.Agents, o.QEMUAgents = "qemu", 1, 1 }, "the container platform's option"},
+		{"VM agents with archives", func(o *cluster.Options) {
+			o.Agents, o.QEMUAgents, o.Archives = 1, 1, []string{"/etc/hostname"}
+		}, "does not reach the VMs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := upOptions()

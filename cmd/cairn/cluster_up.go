@@ -67,6 +67,7 @@ for a look at its logs, and the command fails saying what each node lacks.`,
 	f.BoolVar(&o.Debug, "debug", false, "cairn.debug on every node: each component's output on the node's console log too")
 	f.IntVarP(&o.Memory, "memory", "m", 3072, "qemu: each VM's memory in MiB")
 	f.IntVar(&o.SMP, "smp", 2, "qemu: each VM's CPUs")
+	f.IntVar(&o.QEMUAgents, "qemu-agents", 0, "container platform: this many of the agents (the last ones) are QEMU VMs under TCG, booting the same image")
 	cmd.RegisterFlagCompletionFunc("board", completeBoards)
 	cmd.RegisterFlagCompletionFunc("datastore", cobra.FixedCompletions(cluster.Datastores, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("platform", cobra.FixedCompletions(cluster.Platforms, cobra.ShellCompDirectiveNoFileComp))
@@ -116,6 +117,16 @@ func checkClusterUp(o *cluster.Options) error {
 	}
 	if len(o.Archives) > 0 && o.Platform != "container" {
 		return usageErrorf("--image-archive works on the container platform; a VM imports the images its image was built with")
+	}
+	if o.QEMUAgents != 0 {
+		switch {
+		case o.Platform != "container":
+			return usageErrorf("--qemu-agents %d: the container platform's option (with --platform qemu every node is a VM)", o.QEMUAgents)
+		case o.QEMUAgents < 0 || o.QEMUAgents > o.Agents:
+			return usageErrorf("--qemu-agents %d: want 0 to --agents (%d)", o.QEMUAgents, o.Agents)
+		case len(o.Archives) > 0:
+			return usageErrorf("--image-archive does not reach the VMs of --qemu-agents: build the images into the image (/usr/share/cairn/images of its components) and give it with --image; every node imports them")
+		}
 	}
 	if len(o.Archives) > cluster.MaxArchives {
 		return usageErrorf("--image-archive given %d times; at most %d", len(o.Archives), cluster.MaxArchives)

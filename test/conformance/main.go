@@ -42,6 +42,7 @@ type options struct {
 	name, platform, datastore      string
 	servers, agents, procs         int
 	memory                         int // qemu: each VM's MiB
+	qemuAgents                     int // container: agents that are VMs
 	kubeconfig                     string
 	keep, resume                   bool
 	focus                          *regexp.Regexp
@@ -54,11 +55,16 @@ type options struct {
 // container platform, OUT/qemu for VMs (a smaller run whose passes must
 // not count for the full run's -resume).
 func (o *options) runDir() string {
-	if o.platform == "qemu" {
+	if o.vms() {
 		return filepath.Join(o.out, "qemu")
 	}
 	return o.out
 }
+
+// vms says whether the cluster has VMs: every node (-platform qemu) or
+// some agents (-qemu-agents). They boot a system image with the test
+// images in it (qemuImage).
+func (o *options) vms() bool { return o.platform == "qemu" || o.qemuAgents > 0 }
 
 // focusSet is a named selection of conformance tests, and the test images
 // they use (the images a QEMU image carries for them).
@@ -116,7 +122,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.datastore, "datastore", "postgres", "the cluster's datastore")
 	fs.IntVar(&o.servers, "servers", 2, "servers (qemu: 1)")
 	fs.IntVar(&o.agents, "agents", 2, "agents (qemu: 1)")
-	fs.IntVar(&o.memory, "memory", 6144, "qemu: each VM's memory in MiB (the test images are imported into the VMs' RAM)")
+	fs.IntVar(&o.memory, "memory", 6144, "qemu, -qemu-agents: each VM's memory in MiB (the test images are imported into the VMs' RAM)")
+	fs.IntVar(&o.qemuAgents, "qemu-agents", 0, "container: this many of the agents are QEMU VMs under TCG (cairn cluster up --qemu-agents): a slow node among native ones; the images are built into the nodes' system image")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "run against this running cluster instead of starting one (default with -steps lacking cluster: the cluster NAME's)")
 	fs.BoolVar(&o.keep, "keep", false, "leave the cluster this run started running at the end (cairn cluster down --name NAME removes it)")
 	fs.StringVar(&focus, "focus", "", "run only the conformance tests whose full names match this regular expression (e.g. 'DNS should provide DNS for services')")
@@ -135,10 +142,24 @@ func parseFlags(args []string) (*options, error) {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	switch o.platform {
 	case "container":
-		if given["memory"] {
-			return nil, fmt.Errorf("-memory is each VM's memory: give it with -platform qemu")
+		if given["memory"] && o.qemuAgents == 0 {
+			return nil, fmt.Errorf("-memory is each VM's memory: give it with -platform qemu or -qemu-agents")
+		}
+		if o.qemuAgents < 0 || o.qemuAgents > o.agents {
+			return nil, fmt.Errorf("-qemu-agents %d: want 0 to -agents (%d)", o.qemuAgents, o.agents)
+		}
+		if o.qemuAgents > 0 {
+			if !given["name"] {
+				o.name = "conformance-qemu"
+			}
+			if qemuBoards[runtime.GOARCH] == "" {
+				return nil, fmt.Errorf("-qemu-agents: no QEMU board for this machine's architecture (%s)", runtime.GOARCH)
+			}
 		}
 	case "qemu":
+		if o.qemuAgents != 0 {
+			return nil, fmt.Errorf("-qemu-agents is for -platform container: with qemu every node is a VM")
+		}
 		if !given["servers"] {
 			o.servers = 1
 		}
@@ -398,14 +419,18 @@ func clusterUp(ctx context.Context, o *options) (string, error) {
 	}
 	args := []string{"cluster", "up", "--name", o.name, "--servers", fmt.Sprint(o.servers), "--agents", fmt.Sprint(o.agents),
 		"--datastore", o.datastore, "--platform", o.platform}
-	if o.platform == "qemu" {
+	if o.vms() {
 		img, err := qemuImage(ctx, o, archives)
 		if err != nil {
 			return "", err
 		}
 		// Each VM imports the images under TCG before its kubelet
-		// starts: more than the default 20 minutes to be Ready.
+		// starts: more than the default 20 minutes to be Ready. The
+		// native nodes of -qemu-agents import them from the same image.
 		args = append(args, "--image", img, "--memory", fmt.Sprint(o.memory), "--timeout", "45m")
+		if o.qemuAgents > 0 {
+			args = append(args, "--qemu-agents", fmt.Sprint(o.qemuAgents))
+		}
 	} else {
 		args = append(args, "--kernel", o.kernel, "--components", o.components)
 		for _, a := range archives {

@@ -18,7 +18,7 @@ import (
 // (each VM keeps its images in RAM).
 func testArchives(o *options) ([]string, error) {
 	dir := filepath.Join(o.out, "images")
-	if o.platform == "qemu" && o.set != nil {
+	if o.vms() && o.set != nil {
 		var paths []string
 		for _, f := range o.set.Images {
 			p := filepath.Join(dir, "conformance-"+f+".tar")

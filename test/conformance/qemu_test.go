@@ -60,6 +60,15 @@ func TestQEMUSmallFocus(t *testing.T) {
 	if o, err = parseFlags(nil); err != nil || o.servers != 2 || o.agents != 2 || o.name != "conformance" || o.runDir() != o.out {
 		t.Errorf("the container platform's defaults changed: %+v, %v", o, err)
 	}
+
+	// One agent a VM among native nodes: the issue's first choice.
+	o, err = parseFlags([]string{"-qemu-agents", "1", "-focus-set", "small"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.servers != 2 || o.agents != 2 || o.qemuAgents != 1 || o.name != "conformance-qemu" || !o.vms() || o.runDir() != filepath.Join(o.out, "qemu") {
+		t.Errorf("-qemu-agents 1: %+v, runDir %s; want 2 servers, 2 agents, one a VM, named conformance-qemu, results in OUT/qemu", o, o.runDir())
+	}
 }
 
 func TestFlagErrors(t *testing.T) {
@@ -72,6 +81,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-platform", "qemu", "-memory", "512"}, "-memory 512: want 2048 to 65536"},
 		{[]string{"-focus-set", "small", "-focus", "DNS"}, "give one"},
 		{[]string{"-focus-set", "big"}, `-focus-set "big": want one of small (`},
+		{[]string{"-qemu-agents", "3"}, "-qemu-agents 3: want 0 to -agents (2)"},
+		{[]string{"-platform", "qemu", "-qemu-agents", "1"}, "-qemu-agents is for -platform container"},
 	} {
 		_, err := parseFlags(tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -34,8 +34,12 @@ type Options struct {
 	Debug bool
 	// Archives are image archives every node imports (container platform).
 	Archives []string
-	// Memory (MiB) and SMP are each VM's (qemu platform).
+	// Memory (MiB) and SMP are each VM's (qemu platform, or QEMUAgents).
 	Memory, SMP int
+	// QEMUAgents of the agents, the last ones, are QEMU VMs on a
+	// container-platform cluster: a slow node among fast ones, booting the
+	// same image.
+	QEMUAgents int
 }
 
 // What a cluster may be.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cairn-os/cairn/config/files"
@@ -68,6 +69,33 @@ type nodeState struct {
 	// that runs the node's QEMU.
 	Proc container.Proc `json:"proc"`
 	Log  string         `json:"log"`
+	// Platform is "qemu" for a VM in a container-platform cluster; empty,
+	// the cluster's.
+	Platform string `json:"platform,omitempty"`
+}
+
+// platformOf is the platform node n runs on.
+func (st *state) platformOf(n *nodeState) string {
+	if n.Platform != "" {
+		return n.Platform
+	}
+	return st.Platform
+}
+
+// containerOnly is the part of the nodes' command line that only the
+// container platform's init reads.
+const containerOnly = "cairn.platform=container"
+
+// vmCmdline is the kernel command line a VM of the cluster boots with:
+// the nodes' without what only containers take.
+func (st *state) vmCmdline() []string {
+	var f []string
+	for _, w := range strings.Fields(st.Cmdline) {
+		if w != containerOnly {
+			f = append(f, w)
+		}
+	}
+	return f
 }
 
 // namespaceOf is the cluster's network namespace.
@@ -136,6 +164,9 @@ func parseState(data []byte) (*state, error) {
 		}
 		if n.Proc.PID < 0 {
 			return nil, fmt.Errorf("%s: node %s: process id %d", stateFile, n.ID, n.Proc.PID)
+		}
+		if n.Platform != "" && (n.Platform != "qemu" || st.Platform != "container" || n.Role != "agent") {
+			return nil, fmt.Errorf("%s: node %s: platform %q (a VM agent of a container-platform cluster is \"qemu\"; otherwise none)", stateFile, n.ID, n.Platform)
 		}
 	}
 	if st.Store != nil && st.Store.Proc.PID < 0 {

@@ -23,7 +23,7 @@ func validState() *state {
 			Proc: container.Proc{PID: 100, Start: 5}},
 		Nodes: []nodeState{
 			{ID: "s1", Name: "dev-s1", Role: "server", Addr: hostAddr(subnet, 11), Proc: container.Proc{PID: 200, Start: 6}, Log: "/x/s1.log"},
-			{ID: "a1", Name: "dev-a1", Role: "agent", Addr: hostAddr(subnet, 101), Proc: container.Proc{PID: 300, Start: 7}, Log: "/x/a1.log"},
+			{ID: "a1", Name: "dev-a1", Role: "agent", Addr: hostAddr(subnet, 101), Proc: container.Proc{PID: 300, Start: 7}, Log: "/x/a1.log", Platform: "qemu"},
 		},
 	}
 }
@@ -80,6 +80,8 @@ func TestParseStateRefuses(t *testing.T) {
 		{"node name not the cluster's", `"name": "dev-s1"`, `"name": "prod-s1"`, `is named "prod-s1"`},
 		{"wrong role", `"role": "agent"`, `"role": "server"`, `has role "server"`},
 		{"negative pid", `"pid": 200`, `"pid": -1`, "process id -1"},
+		{"unknown node platform", `"platform": "qemu"`, `"platform": "lxc"`, `node a1: platform "lxc"`},
+		{"VM agent of a VM cluster", `"platform": "container"`, `"platform": "qemu"`, `node a1: platform "qemu"`},
 		{"not an address", `"addr": "192.168.200.11"`, `"addr": "nowhere"`, "nowhere"},
 		{"trailing data", "}\n", "}\n{}", "data after"},
 	} {
@@ -118,5 +120,19 @@ func TestCheckVIPHost(t *testing.T) {
 		if (err == nil) != tc.free {
 			t.Errorf("CheckVIPHost(.%d) = %v; want free %v", tc.host, err, tc.free)
 		}
+	}
+}
+
+func TestPlatformOf(t *testing.T) {
+	st := validState()
+	st.Cmdline = "cairn.platform=container cairn.debug"
+	if got := st.platformOf(&st.Nodes[0]); got != "container" {
+		t.Errorf("s1 runs on %q; want the cluster's, container", got)
+	}
+	if got := st.platformOf(&st.Nodes[1]); got != "qemu" {
+		t.Errorf("a1 runs on %q; want qemu", got)
+	}
+	if got := strings.Join(st.vmCmdline(), " "); got != "cairn.debug" {
+		t.Errorf("a VM boots with %q; want cairn.debug without cairn.platform=container", got)
 	}
 }

@@ -52,7 +52,7 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 		}
 	}
 	st := &state{Version: stateVersion, Name: o.Name, Created: time.Now().UTC().Truncate(time.Second),
-		Platform: o.Platform, Datastore: o.Datastore, Board: o.Board, Cmdline: "cairn.platform=container",
+		Platform: o.Platform, Datastore: o.Datastore, Board: o.Board, Cmdline: containerOnly,
 		Network: container.Network{Namespace: namespaceOf(o.Name), HostLink: hostLinkOf(o.Name)}}
 	if o.Platform == "qemu" {
 		st.Cmdline = ""
@@ -112,7 +112,11 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 		st.Nodes = append(st.Nodes, newNode(o.Name, "server", i+1, hostAddr(subnet, serverHost0+1+i)))
 	}
 	for i := range o.Agents {
-		st.Nodes = append(st.Nodes, newNode(o.Name, "agent", i+1, hostAddr(subnet, agentHost0+1+i)))
+		n := newNode(o.Name, "agent", i+1, hostAddr(subnet, agentHost0+1+i))
+		if i >= o.Agents-o.QEMUAgents {
+			n.Platform = "qemu"
+		}
+		st.Nodes = append(st.Nodes, n)
 	}
 	for i := range st.Nodes {
 		st.Nodes[i].Log = filepath.Join(dir, "nodes", st.Nodes[i].ID, "console.log")
@@ -317,7 +321,8 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o 
 			return err
 		}
 		var err error
-		switch st.Platform {
+		platform := st.platformOf(n)
+		switch platform {
 		case "container":
 			disk := filepath.Join(ndir, "disk")
 			if err := container.NewDisk(disk, system, configs[n.ID], o.Archives); err != nil {
@@ -337,7 +342,7 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o 
 		if err != nil {
 			return fmt.Errorf("starting %s: %w", n.Name, err)
 		}
-		fmt.Fprintf(stderr, "cairn cluster up: node %s: started (%s %s, %s); console %s\n", n.Name, st.Platform, n.Role, n.Addr, n.Log)
+		fmt.Fprintf(stderr, "cairn cluster up: node %s: started (%s %s, %s); console %s\n", n.Name, platform, n.Role, n.Addr, n.Log)
 	}
 	return nil
 }
