@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -160,9 +161,12 @@ func (s *suiteRun) run(ctx context.Context, ph phase) (map[string]testResult, er
 	// pipe: exec shares it when Stdout and Stderr are the same writer).
 	out := s.progress.output(log)
 	cmd.Stdout, cmd.Stderr = out, out
-	// Ctrl-C: ginkgo passes the interrupt on, the specs clean up, and
-	// the reports are written; a second one (or 5 minutes) kills.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	// Ctrl-C: the interrupt goes to ginkgo's process group, as a
+	// terminal's would (ginkgo alone, with one process, did not stop its
+	// e2e.test); the specs clean up and the reports are written; 5
+	// minutes later it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = 5 * time.Minute
 	s.progress.startPhase(ph)
 	runErr := cmd.Run()
