@@ -37,7 +37,7 @@ func TestList(t *testing.T) {
 		t.Fatal(err)
 	}
 	flat := strings.Join(strings.Fields(out.String()), " ")
-	for _, want := range []string{"dev: container, postgres datastore, 192.168.200.0/24, not ready", "dev-s1 server 192.168.200.11 stopped (was pid 200)", "dev-a1 agent", "postgres datastore"} {
+	for _, want := range []string{"dev: container, postgres datastore, 192.168.200.0/24, not ready", "dev-s1 server 192.168.200.11 stopped (was pid 200)", "dev-a1 agent (qemu) 192.168.200.101", "postgres datastore"} {
 		if !strings.Contains(flat, want) {
 			t.Errorf("list lacks %q:\n%s", want, out.String())
 		}

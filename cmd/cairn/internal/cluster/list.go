@@ -50,7 +50,11 @@ func List(stdout io.Writer, root string) error {
 			fmt.Fprintf(w, "  %s\tdatastore\t%s\t%s\n", s.Kind, s.Addr, procState(s.Proc))
 		}
 		for _, node := range st.Nodes {
-			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", node.Name, node.Role, node.Addr, procState(node.Proc))
+			role := node.Role
+			if node.Platform != "" {
+				role += " (" + node.Platform + ")" // a VM among containers
+			}
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", node.Name, role, node.Addr, procState(node.Proc))
 		}
 		if err := w.Flush(); err != nil {
 			return err
