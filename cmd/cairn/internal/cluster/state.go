@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cairn-os/cairn/config/files"
@@ -44,7 +43,8 @@ type state struct {
 	Image     string            `json:"image"`
 	Network   container.Network `json:"network"`
 	VIP       netip.Addr        `json:"vip,omitzero"`
-	// Cmdline is the nodes' kernel command line.
+	// Cmdline is every node's kernel command line ("cairn.debug" or
+	// none); a container node's adds containerCmdline.
 	Cmdline string `json:"cmdline"`
 	// Store is the datastore server; nil for the embedded etcd.
 	Store *storeState `json:"store,omitempty"`
@@ -82,21 +82,9 @@ func (st *state) platformOf(n *nodeState) string {
 	return st.Platform
 }
 
-// containerOnly is the part of the nodes' command line that only the
-// container platform's init reads.
-const containerOnly = "cairn.platform=container"
-
-// vmCmdline is the kernel command line a VM of the cluster boots with:
-// the nodes' without what only containers take.
-func (st *state) vmCmdline() []string {
-	var f []string
-	for _, w := range strings.Fields(st.Cmdline) {
-		if w != containerOnly {
-			f = append(f, w)
-		}
-	}
-	return f
-}
+// containerCmdline is what the container platform's init reads on its
+// command line besides the nodes' common one (state.Cmdline).
+const containerCmdline = "cairn.platform=container"
 
 // namespaceOf is the cluster's network namespace.
 func namespaceOf(name string) string { return "cairn-cluster-" + name }

@@ -52,13 +52,10 @@ func Up(ctx context.Context, stdout, stderr io.Writer, o Options) (err error) {
 		}
 	}
 	st := &state{Version: stateVersion, Name: o.Name, Created: time.Now().UTC().Truncate(time.Second),
-		Platform: o.Platform, Datastore: o.Datastore, Board: o.Board, Cmdline: containerOnly,
+		Platform: o.Platform, Datastore: o.Datastore, Board: o.Board,
 		Network: container.Network{Namespace: namespaceOf(o.Name), HostLink: hostLinkOf(o.Name)}}
-	if o.Platform == "qemu" {
-		st.Cmdline = ""
-	}
 	if o.Debug {
-		st.Cmdline = strings.TrimSpace(st.Cmdline + " cairn.debug")
+		st.Cmdline = "cairn.debug"
 	}
 	kept := false
 	defer func() {
@@ -332,7 +329,7 @@ func startNodes(ctx context.Context, stderr io.Writer, dir string, st *state, o 
 			if err != nil {
 				return err
 			}
-			n.Proc, err = container.Node{Init: initBin, Disk: disk, Netns: netns, Log: n.Log, Cmdline: st.Cmdline}.Start()
+			n.Proc, err = container.Node{Init: initBin, Disk: disk, Netns: netns, Log: n.Log, Cmdline: strings.TrimSpace(containerCmdline + " " + st.Cmdline)}.Start()
 		case "qemu":
 			n.Proc, err = startVM(ctx, dir, st, n, o, configs[n.ID])
 		}

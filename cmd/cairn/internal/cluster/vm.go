@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,7 +67,7 @@ func RunVM(ctx context.Context, root, name, id string, memory, smp int) error {
 	sub := st.Network.Subnet.Addr().As4()
 	m, err := qemu.Start(context.Background(), qemu.Config{
 		Name: node.Name, Board: b, Artifacts: art, Memory: memory, SMP: smp,
-		ExtraCmdline: st.vmCmdline(),
+		ExtraCmdline: strings.Fields(st.Cmdline),
 		Seed:         filepath.Join(dir, "nodes", id, "seed.iso"),
 		NICs:         []qemu.NIC{{TAP: "t-" + id, MAC: fmt.Sprintf("52:54:00:c4:%02x:%02x", sub[2], a[3])}},
 		Netns:        st.Network.Netns(),
