@@ -72,6 +72,10 @@ type imageSpec struct {
 	// the PATH holds, so an image whose Debian tools share a name with
 	// an applet (nc, ip, nslookup) takes Debian's dynamic busybox.
 	Busybox bool
+	// SourceBusybox puts at /bin/busybox one built from Debian's source
+	// package with ash's upstream handling of the environment
+	// (busybox.go), instead of a package's.
+	SourceBusybox bool
 	// Checks are run in the finished tree by its own /bin/sh, as a test's
 	// `kubectl exec POD -- /bin/sh -c CMD` runs them (only as root).
 	Checks []imageCheck
@@ -126,11 +130,19 @@ var agnhostChecks = []imageCheck{
 // `sh -c env` and look for data-1=value-1. Debian's busybox ash (static
 // and dynamic, 1.35 and 1.37) and dash leave such variables out of what
 // they export; bash passes them on, as the suite's own images' shells do.
-// So the images whose containers run those tests take bash for /bin/sh.
+// So agnhost's images take bash for /bin/sh, and the busybox image, whose
+// ash's messages a test also reads, a busybox built to keep them
+// (busybox.go).
 // The inner shell is named by its path: busybox-static's env runs its own
 // sh applet for a bare "sh", whatever /bin/sh is.
 var shellKeepsEnv = imageCheck{"env data-1=value-1 /bin/sh -c env", "data-1=value-1",
 	"the envFrom tests run `sh -c env` with variables named data-1, which busybox's ash and dash drop"}
+
+// ashReadOnly checks the message of the shell for a write to a read-only
+// file system: the read-only root filesystem test wants ash's exact words.
+// A tmpfs mounted read-only over the check's own /proc stands for the root.
+var ashReadOnly = imageCheck{"mount -t tmpfs -o ro tmpfs /proc && echo test > /proc/file", "/bin/sh: can't create /proc/file: Read-only file system\n",
+	"the read-only root filesystem test wants `/bin/sh: can't create /file: Read-only file system`, ash's message"}
 
 // agnhost is agnhost's image, or one built on it; version is what the
 // binary says it is (agnhost --version).
@@ -174,12 +186,13 @@ func testImages() []imageSpec {
 		{
 			File: "busybox", Registry: "promoterE2eRegistry", Name: "busybox", Tag: "1.37.0-1",
 			Upstream: "Docker's busybox:1.37.0",
-			// busybox-static's applets, and bash for sh (shellKeepsEnv).
-			Debs:    []string{"busybox-static", "bash"},
-			Busybox: true,
-			Links:   map[string]string{"/bin/sh": "bash"},
+			// busybox-static's applets, its ash keeping the environment
+			// (shellKeepsEnv, busybox.go).
+			SourceBusybox: true,
+			Busybox:       true,
 			Checks: []imageCheck{
 				shellKeepsEnv,
+				ashReadOnly,
 				{"wget --help 2>&1", "--post-data", "the PreStop test's hook runs wget --post-data"},
 				{`[[ "$(echo ok)" == "ok" ]] && echo yes`, "yes", "the Downward API test runs [[ ]] in sh"},
 				{"sysctl kernel/ostype", "kernel.ostype = Linux", "the Sysctls tests read kernel/shm_rmid_forced and expect the dotted name"},
@@ -330,6 +343,19 @@ func (b *builder) buildImage(ctx context.Context, ix *debdeps.Index, s imageSpec
 			names = append(names, p.Package+"="+p.Version)
 		}
 		b.log("image %s: %d Debian packages (%s)", s.File, len(names), strings.Join(names, " "))
+	}
+	if s.SourceBusybox {
+		bin, err := b.busyboxBinary(ctx)
+		if err != nil {
+			return "", err
+		}
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			return "", err
+		}
+		if err := writeIn(tree, "/bin/busybox", data, 0o755); err != nil {
+			return "", err
+		}
 	}
 	for _, g := range s.Go {
 		if err := b.buildGo(ctx, g, filepath.Join(tree, g.Path)); err != nil {
