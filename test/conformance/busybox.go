@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"pault.ag/go/debian/version"
 )
 
 // The busybox image's busybox is built here from Debian's source package,
@@ -169,15 +171,18 @@ func newestDsc(dir string) (string, error) {
 	if err != nil || len(all) == 0 {
 		return "", fmt.Errorf("no %s source package in %s after apt-get source", busyboxSource, dir)
 	}
-	sort.Slice(all, func(i, j int) bool {
-		return exec.Command("dpkg", "--compare-versions", dscVersion(all[i]), "lt", dscVersion(all[j])).Run() == nil
-	})
-	return all[len(all)-1], nil
-}
-
-func dscVersion(p string) string {
-	v := strings.TrimSuffix(filepath.Base(p), ".dsc")
-	return strings.TrimPrefix(v, busyboxSource+"_")
+	newest, newestV := "", version.Version{}
+	for _, p := range all {
+		// A file name carries the version without its epoch.
+		v, err := version.Parse(strings.TrimPrefix(strings.TrimSuffix(filepath.Base(p), ".dsc"), busyboxSource+"_"))
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		if newest == "" || version.Compare(v, newestV) > 0 {
+			newest, newestV = p, v
+		}
+	}
+	return newest, nil
 }
 
 // privateApt writes deb-src lines for the Debian archives apt uses (their

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,5 +39,22 @@ func TestSourceLines(t *testing.T) {
 	}
 	if got := sourceLines("http://example/ x contrib\n"); got != "" {
 		t.Errorf("no main: got %q", got)
+	}
+}
+
+// TestNewestDsc: Debian's order, not the file names' (-10 after -4).
+func TestNewestDsc(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"1.35.0-4", "1.35.0-10", "1.35.0-4+deb12u1", "1.30.1-6"} {
+		if err := os.WriteFile(filepath.Join(dir, "busybox_"+v+".dsc"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := newestDsc(dir)
+	if err != nil || filepath.Base(got) != "busybox_1.35.0-10.dsc" {
+		t.Errorf("newest: %s, %v; want busybox_1.35.0-10.dsc", got, err)
+	}
+	if _, err := newestDsc(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no busybox source package") {
+		t.Errorf("empty directory: %v", err)
 	}
 }
