@@ -25,6 +25,10 @@
 // a copy of kine whose file names only the drivers asked for (Options) drops
 // the others (its T4 driver brings pebble and the MinIO client, its NATS
 // driver the NATS client and jsm.go).
+//
+// Two copies change upstream behaviour rather than size: kine's cached
+// revision (KineRevision) and client-go's work queues, whose unfinished-work
+// gauges are refreshed every 10 s instead of every 500 ms (WorkqueuePeriod).
 package dceoverlay
 
 import (
@@ -36,6 +40,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/mod/modfile"
 )
 
 // Package is what `go list -json` says of one package, as far as needed here.
@@ -97,7 +103,11 @@ func Write(dir, modRoot string, pkgs []Package, goMod, goSum []byte, opt Options
 			return KineInit(file, src, opt.KineDrivers)
 		}
 	}
-	swaps := []swap{{pkg: goCmpValue, edits: map[string]edit{goCmpNameFile: GoCmpName}}, kine}
+	swaps := []swap{
+		{pkg: goCmpValue, edits: map[string]edit{goCmpNameFile: GoCmpName}},
+		kine,
+		{pkg: workqueuePkg, edits: map[string]edit{workqueueFile: WorkqueuePeriod}},
+	}
 	overlay := map[string]string{}
 	mod := append([]byte(nil), goMod...)
 	for _, p := range pkgs {
@@ -124,6 +134,11 @@ func Write(dir, modRoot string, pkgs []Package, goMod, goSum []byte, opt Options
 			if err := copyModule(p.Module.Dir, filepath.Join(dir, name), s.edits); err != nil {
 				return res, err
 			}
+			// The main module may pin the module by a replace of its own
+			// (client-go's version); the copy's replaces it.
+			if mod, err = dropReplace(mod, p.Module.Path); err != nil {
+				return res, err
+			}
 			mod = fmt.Appendf(mod, "\n// Written by cairn's internal/dceoverlay: %s with %s changed.\nreplace %s => ./%s\n",
 				p.Module.Path, strings.Join(slices.Sorted(maps.Keys(s.edits)), ", "), p.Module.Path, filepath.ToSlash(filepath.Join(rel, name)))
 			res.Modules = append(res.Modules, p.Module.Path)
@@ -139,4 +154,27 @@ func Write(dir, modRoot string, pkgs []Package, goMod, goSum []byte, opt Options
 		}
 	}
 	return res, nil
+}
+
+// dropReplace returns goMod without its replace directives of the module
+// modPath (any version); goMod is returned as it is when it has none.
+func dropReplace(goMod []byte, modPath string) ([]byte, error) {
+	f, err := modfile.Parse("go.mod", goMod, nil)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for _, r := range slices.Clone(f.Replace) {
+		if r.Old.Path == modPath {
+			if err := f.DropReplace(r.Old.Path, r.Old.Version); err != nil {
+				return nil, err
+			}
+			found = true
+		}
+	}
+	if !found {
+		return goMod, nil
+	}
+	f.Cleanup()
+	return modfile.Format(f.Syntax), nil
 }

@@ -282,3 +282,45 @@ func TestKineRevision(t *testing.T) {
 		t.Error("a sql.go without kine's swaps was accepted")
 	}
 }
+
+func TestWorkqueuePeriod(t *testing.T) {
+	p := goList(t, ".", workqueuePkg)
+	file := filepath.Join(p.Dir, "queue.go")
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := WorkqueuePeriod(file, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := format.Source(out); err != nil {
+		t.Fatalf("queue.go does not parse: %v", err)
+	}
+	if !bytes.Contains(out, []byte(workqueuePeriodCairn+"\n")) || bytes.Contains(out, []byte(workqueuePeriod)) {
+		t.Error("the unfinished-work period is still upstream's")
+	}
+	if _, err := WorkqueuePeriod(file, []byte("package workqueue\n")); err == nil {
+		t.Error("a queue.go without the period was accepted")
+	}
+}
+
+func TestDropReplace(t *testing.T) {
+	goMod := []byte("module m\n\ngo 1.26\n\nreplace (\n\tk8s.io/api => k8s.io/api v0.36.3\n\tk8s.io/client-go => k8s.io/client-go v0.36.3\n)\n\n// Written by a tool.\nreplace example.com/x => ./x\n")
+	out, err := dropReplace(goMod, "k8s.io/client-go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(out, []byte("k8s.io/client-go")) {
+		t.Errorf("client-go's replace is still there:\n%s", out)
+	}
+	for _, keep := range []string{"k8s.io/api => k8s.io/api v0.36.3", "example.com/x => ./x", "// Written by a tool."} {
+		if !bytes.Contains(out, []byte(keep)) {
+			t.Errorf("%q was lost:\n%s", keep, out)
+		}
+	}
+	same, err := dropReplace(goMod, "k8s.io/kubelet")
+	if err != nil || !bytes.Equal(same, goMod) {
+		t.Errorf("a go.mod without the module's replace was changed (%v):\n%s", err, same)
+	}
+}
