@@ -172,7 +172,7 @@ func (w *worker) start(ctx context.Context) error {
 		// On a server the kubelet waits for the local apiserver, whose
 		// start the archives' unpacking would slow down (under TCG, by
 		// minutes): the pause image, every pod's sandbox, comes first, the
-		// others once the kubelet runs. An agent has no apiserver to wait
+		// others once the Node is Ready. An agent has no apiserver to wait
 		// for, and imports them all before its kubelet, so no pod of its
 		// waits in an image pull's back-off for one.
 		first := func(string) bool { return true }
@@ -195,11 +195,24 @@ func (w *worker) start(ctx context.Context) error {
 			w.o.Printf("node: %v", err)
 			return
 		}
+		nodeReady := make(chan struct{})
 		supervise.Go("node: images", func() {
 			if len(rest) == 0 {
 				return
 			}
-			if _, err := w.o.Services.Wait(ctx, "kubelet", func(st supervise.Status) bool { return st.State == supervise.Ready }); err != nil {
+			// The rest wait for the Node to be Ready: its pod network
+			// (kube-controller-manager's CIDR, flannel) and the kubelet
+			// would otherwise share the CPU with the unpacking, which
+			// under TCG took 140 s of it. A Node that is not Ready by
+			// restImportWait gets its images all the same.
+			wait := time.NewTimer(restImportWait)
+			defer wait.Stop()
+			select {
+			case <-nodeReady:
+			case <-wait.C:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
 				return
 			}
 			w.importImages(ctx, func(name string) bool { return slices.Contains(rest, name) })
@@ -207,6 +220,7 @@ func (w *worker) start(ctx context.Context) error {
 		supervise.Go("node: kubelet certificate watch", func() { w.keepKubeletCert(ctx) })
 		supervise.Go("node: upgrades", func() { w.runUpgrades(ctx) })
 		w.reportReady(ctx)
+		close(nodeReady)
 	})
 	return nil
 }
@@ -518,6 +532,10 @@ func storeKubeletCert(dir string, data []byte, now time.Time) error {
 	}
 	return nil
 }
+
+// restImportWait is how long a server's archives other than the pause
+// image wait for its Node to be Ready before they are imported anyway.
+const restImportWait = 5 * time.Minute
 
 // importTimeout bounds one image's import.
 const importTimeout = 3 * time.Minute
