@@ -171,8 +171,12 @@ func TestParseFlagsPodStart(t *testing.T) {
 		t.Errorf("-only tcg,podstart: %+v, %v; want the TCG server's pod start only", o, err)
 	}
 	o, err = parseFlags(nil)
-	if err != nil || o.podOnly || o.pods != 10 || o.podTimeout != 3*time.Minute {
-		t.Errorf("the defaults: %+v, %v; want the windows, then 10 pods a series", o, err)
+	if err != nil || o.podOnly || o.pods != 10 || o.podTimeout != 3*time.Minute || strings.Join(o.only, ",") != "pg,etcd,tcg" {
+		t.Errorf("the defaults: %+v, %v; want pg, etcd and tcg's windows, then 10 pods a series", o, err)
+	}
+	o, err = parseFlags([]string{"-only", "tcg3"})
+	if err != nil || strings.Join(o.only, ",") != "tcg3" {
+		t.Errorf("-only tcg3: %+v, %v; want the three VMs", o, err)
 	}
 	for _, bad := range [][]string{
 		{"-cluster", "dev"},                         // without -only podstart
