@@ -293,7 +293,7 @@ func ControllerManager(cfg *config.Config, node Node) (*Command, error) {
 	f.set("service-cluster-ip-range", k.ServiceCIDR)
 	f.set("use-service-account-credentials", "true")
 	f.extra(k.KubeControllerManagerArg)
-	c := &Command{Name: "kube-controller-manager", Args: f.args(), Env: onePThread}
+	c := &Command{Name: "kube-controller-manager", Args: f.args()}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
@@ -311,15 +311,6 @@ func leaderElection(f *flags) {
 	f.set("leader-elect-retry-period", "5s")
 }
 
-// onePThread runs a Go program with one P (GOMAXPROCS=1): at rest, each time
-// a timer readies a goroutine, the runtime no longer wakes a second thread
-// to look for work on the other P. kube-controller-manager, the scheduler,
-// the kubelet, kube-proxy and flannel spend much of their idle CPU there
-// (docs/performance.md, "A profile of an idle server"); their work is
-// mostly waiting for API and CRI calls. kube-apiserver, the datastores and
-// containerd (image unpacking) keep every CPU.
-var onePThread = []string{"GOMAXPROCS=1"}
-
 // Scheduler returns kube-scheduler's command.
 func Scheduler(cfg *config.Config, node Node) (*Command, error) {
 	k := &cfg.Kubernetes
@@ -336,7 +327,7 @@ func Scheduler(cfg *config.Config, node Node) (*Command, error) {
 	leaderElection(&f)
 	f.set("profiling", "false")
 	f.extra(k.KubeSchedulerArg)
-	c := &Command{Name: "kube-scheduler", Args: f.args(), Env: onePThread}
+	c := &Command{Name: "kube-scheduler", Args: f.args()}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
@@ -437,7 +428,7 @@ func Kubelet(cfg *config.Config, node Node) (*Command, error) {
 	}
 	f.set("root-dir", l.KubeletDir)
 	f.extra(k.KubeletArg)
-	c := &Command{Name: "kubelet", Args: f.args(), Env: onePThread, Files: []File{{Path: configPath, Mode: 0o644, Data: data}}}
+	c := &Command{Name: "kubelet", Args: f.args(), Files: []File{{Path: configPath, Mode: 0o644, Data: data}}}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 
@@ -464,7 +455,7 @@ mode: iptables
 	var f flags
 	f.set("config", configPath)
 	f.extra(k.KubeProxyArg)
-	c := &Command{Name: "kube-proxy", Args: f.args(), Env: onePThread, Files: []File{{Path: configPath, Mode: 0o644, Data: []byte(doc)}}}
+	c := &Command{Name: "kube-proxy", Args: f.args(), Files: []File{{Path: configPath, Mode: 0o644, Data: []byte(doc)}}}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 

@@ -123,7 +123,7 @@ func Flannel(cfg *config.Config, node Node) (*Command, error) {
 	f.set("ip-masq", "true")
 	f.set("subnet-file", FlannelSubnetFile)
 	f.set("cni-conf", filepath.Join(CNIConfDir, "10-flannel.conflist"))
-	c := &Command{Name: "flannel", Args: f.args(), Env: onePThread}
+	c := &Command{Name: "flannel", Args: f.args()}
 	return c, checkNoSecrets(c, secretsOf(cfg, node)...)
 }
 

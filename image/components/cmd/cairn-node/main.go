@@ -10,25 +10,43 @@
 // applets.
 package main
 
-import "github.com/cairn-os/cairn/image/components/internal/multicall"
+import (
+	"context"
+
+	"github.com/cairn-os/cairn/image/components/internal/multicall"
+	"github.com/cairn-os/cairn/image/components/internal/procs"
+)
 
 func main() {
 	multicall.Binary{
 		Name: "cairn-node",
 		Applets: map[string]func() int{
-			"kube-apiserver":          kubeAPIServer,
-			"kube-controller-manager": kubeControllerManager,
-			"kube-scheduler":          kubeScheduler,
-			"kubelet":                 kubelet,
-			"kube-proxy":              kubeProxy,
+			"kube-apiserver":          daemon(kubeAPIServer),
+			"kube-controller-manager": daemon(kubeControllerManager),
+			"kube-scheduler":          daemon(kubeScheduler),
+			"kubelet":                 daemon(kubelet),
+			"kube-proxy":              daemon(kubeProxy),
 			"kubectl":                 kubectl,
-			"kine":                    kine,
-			"etcd":                    etcd,
+			"kine":                    daemon(kine),
+			"etcd":                    daemon(etcd),
 			"etcdctl":                 etcdctl,
-			"containerd":              containerd,
+			"containerd":              daemon(containerd),
 			"ctr":                     ctr,
-			"flannel":                 flannelApplet,
+			"flannel":                 daemon(flannelApplet),
 		},
 		SeeAlso: "What runs per pod (bridge, host-local, loopback, portmap, containerd-shim-runc-v2, mount, umount) is in cairn-pod.",
 	}.Main()
+}
+
+// daemon runs a long-running applet with one P while it is idle and all
+// of them while it works (internal/procs), unless GOMAXPROCS is set in its
+// environment. The tools (kubectl, etcdctl, ctr) exit before it would
+// matter.
+func daemon(applet func() int) func() int {
+	return func() int {
+		if !procs.Fixed() {
+			go procs.Adapt(context.Background(), procs.Default())
+		}
+		return applet()
+	}
 }
