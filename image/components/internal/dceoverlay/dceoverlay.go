@@ -26,9 +26,11 @@
 // the others (its T4 driver brings pebble and the MinIO client, its NATS
 // driver the NATS client and jsm.go).
 //
-// Two copies change upstream behaviour rather than size: kine's cached
-// revision (KineRevision) and client-go's work queues, whose unfinished-work
-// gauges are refreshed every 10 s instead of every 500 ms (WorkqueuePeriod).
+// Three copies change upstream behaviour rather than size: kine's cached
+// revision (KineRevision), client-go's work queues, whose unfinished-work
+// gauges are refreshed every 10 s instead of every 500 ms (WorkqueuePeriod),
+// and the apiserver's watch cache, whose bookmark loops sleep until a
+// watcher is due instead of ticking every second (CacherBookmarks).
 package dceoverlay
 
 import (
@@ -107,6 +109,7 @@ func Write(dir, modRoot string, pkgs []Package, goMod, goSum []byte, opt Options
 		{pkg: goCmpValue, edits: map[string]edit{goCmpNameFile: GoCmpName}},
 		kine,
 		{pkg: workqueuePkg, edits: map[string]edit{workqueueFile: WorkqueuePeriod}},
+		{pkg: cacherPkg, edits: map[string]edit{cacherFile: CacherBookmarks}},
 	}
 	overlay := map[string]string{}
 	mod := append([]byte(nil), goMod...)

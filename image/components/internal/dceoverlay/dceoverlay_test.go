@@ -324,3 +324,48 @@ func TestDropReplace(t *testing.T) {
 		t.Errorf("a go.mod without the module's replace was changed (%v):\n%s", err, same)
 	}
 }
+
+func TestCacherBookmarks(t *testing.T) {
+	p := goList(t, ".", cacherPkg)
+	file := filepath.Join(p.Dir, "cacher.go")
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := CacherBookmarks(file, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := format.Source(out); err != nil {
+		t.Fatalf("cacher.go does not parse: %v", err)
+	}
+	if bytes.Contains(out, []byte("bookmarkTimer.Reset(wait.Jitter(time.Second, 0.25))")) {
+		t.Error("the bookmark loop still ticks every second")
+	}
+	if _, err := CacherBookmarks(file, []byte("package cacher\n")); err == nil {
+		t.Error("a cacher.go without the bookmark loop was accepted")
+	}
+}
+
+// TestCacherBookmarksUpstream runs the watch cache's own tests of bookmarks
+// and watches on the changed copy: a bookmark that comes late or never, or
+// a watch-list that never ends its initial events, fails them. About three
+// minutes (it builds the apiserver's tests); not with -short.
+func TestCacherBookmarksUpstream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the apiserver's watch cache tests (minutes)")
+	}
+	p := goList(t, ".", cacherPkg)
+	dir := filepath.Join(t.TempDir(), "apiserver")
+	if err := copyModule(p.Module.Dir, dir, map[string]edit{cacherFile: CacherBookmarks}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "test", "-count=1", "-timeout=10m", "-run", "Bookmark|WatchList|Watch", "./pkg/storage/cacher/")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the watch cache's tests fail on the changed copy: %v\n%s", err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out))
+}
