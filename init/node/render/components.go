@@ -101,6 +101,11 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	f.set("name", name)
 	f.set("data-dir", l.EtcdDir)
 	f.set("listen-client-urls", listen)
+	// etcd's HTTP API (its JSON gateway, /version) on a loopback port of
+	// its own: the client port then serves gRPC on gRPC's own transport
+	// rather than through net/http's HTTP/2 server, which costs a
+	// goroutine per stream and per frame written.
+	f.set("listen-client-http-urls", "https://"+net.JoinHostPort(host, strconv.Itoa(EtcdHTTPPort)))
 	f.set("advertise-client-urls", client)
 	f.set("listen-peer-urls", peer)
 	f.set("initial-advertise-peer-urls", peer)
@@ -111,7 +116,7 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 		f.set("initial-cluster", name+"="+peer)
 		f.set("initial-cluster-state", "new")
 	}
-	f.set("listen-metrics-urls", "http://"+host+":2381")
+	f.set("listen-metrics-urls", "http://"+net.JoinHostPort(host, strconv.Itoa(EtcdMetricsPort)))
 	f.set("client-cert-auth", "true")
 	f.set("trusted-ca-file", l.Cert("etcd/ca.crt"))
 	f.set("cert-file", l.Cert("etcd/server.crt"))
@@ -135,10 +140,13 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 
 // EtcdPort and EtcdPeerPort are where embedded etcd's member takes
 // clients (at the node's address; on loopback, Layout.DatastoreListen)
-// and its peers.
+// and its peers; EtcdMetricsPort (/metrics, /health) and EtcdHTTPPort
+// (its HTTP API) are on loopback only.
 const (
-	EtcdPort     = 2379
-	EtcdPeerPort = 2380
+	EtcdPort        = 2379
+	EtcdPeerPort    = 2380
+	EtcdMetricsPort = 2381
+	EtcdHTTPPort    = 2382
 )
 
 // etcdHost is the address a member is reached at by the others: the
