@@ -293,6 +293,12 @@ func ControllerManager(cfg *config.Config, node Node) (*Command, error) {
 	f.set("cluster-signing-legacy-unknown-cert-file", l.Cert("server-ca.crt"))
 	f.set("cluster-signing-legacy-unknown-key-file", l.Cert("server-ca.key"))
 	f.set("controllers", "*,bootstrapsigner,tokencleaner")
+	// Its start asks for a ServiceAccount and a token for each of ~45
+	// controllers, and for discovery, through one client: ~135 requests
+	// that upstream's burst of 30 at 20 a second spreads over 5 s before
+	// node-ipam gives the first node its pod CIDR. A burst of 150 lets
+	// them through at once; the sustained rate stays upstream's 20.
+	f.set("kube-api-burst", "150")
 	f.set("kubeconfig", kc)
 	leaderElection(&f)
 	f.set("profiling", "false")
