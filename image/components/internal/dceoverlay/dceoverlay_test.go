@@ -107,6 +107,18 @@ func TestMethodsSourceIsFormattedGo(t *testing.T) {
 }
 
 // goList returns `go list -json` of one package.
+// upstreamFile reads the file name of the package pkg as the module cache
+// has it.
+func upstreamFile(t *testing.T, pkg, name string) (string, []byte) {
+	t.Helper()
+	file := filepath.Join(goList(t, ".", pkg).Dir, name)
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, src
+}
+
 func goList(t *testing.T, dir string, args ...string) Package {
 	t.Helper()
 	cmd := exec.Command("go", append([]string{"list", "-json=ImportPath,Dir,GoFiles,EmbedFiles,Module"}, args...)...)
@@ -125,12 +137,7 @@ func goList(t *testing.T, dir string, args ...string) Package {
 // TestGoCmpName changes the pinned go-cmp's name.go: no reflect.Type.Method
 // left in it, and the rest of the file as it was.
 func TestGoCmpName(t *testing.T) {
-	p := goList(t, ".", goCmpValue)
-	file := filepath.Join(p.Dir, "name.go")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, src := upstreamFile(t, goCmpValue, "name.go")
 	out, err := GoCmpName(file, src)
 	if err != nil {
 		t.Fatal(err)
@@ -227,12 +234,7 @@ func TestWriteOutsideModule(t *testing.T) {
 }
 
 func TestKineInit(t *testing.T) {
-	p := goList(t, ".", kineEndpoint)
-	file := filepath.Join(p.Dir, "init.go")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, src := upstreamFile(t, kineEndpoint, "init.go")
 	out, err := KineInit(file, src, []string{"pgsql", "mysql", "sqlite"})
 	if err != nil {
 		t.Fatal(err)
@@ -259,12 +261,7 @@ func TestKineInit(t *testing.T) {
 }
 
 func TestKineRevision(t *testing.T) {
-	p := goList(t, ".", "github.com/k3s-io/kine/pkg/logstructured/sqllog")
-	file := filepath.Join(p.Dir, "sql.go")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, src := upstreamFile(t, "github.com/k3s-io/kine/pkg/logstructured/sqllog", "sql.go")
 	out, err := KineRevision(file, src)
 	if err != nil {
 		t.Fatal(err)
@@ -284,12 +281,7 @@ func TestKineRevision(t *testing.T) {
 }
 
 func TestWorkqueuePeriod(t *testing.T) {
-	p := goList(t, ".", workqueuePkg)
-	file := filepath.Join(p.Dir, "queue.go")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, src := upstreamFile(t, workqueuePkg, "queue.go")
 	out, err := WorkqueuePeriod(file, src)
 	if err != nil {
 		t.Fatal(err)
@@ -326,12 +318,7 @@ func TestDropReplace(t *testing.T) {
 }
 
 func TestCacherBookmarks(t *testing.T) {
-	p := goList(t, ".", cacherPkg)
-	file := filepath.Join(p.Dir, "cacher.go")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, src := upstreamFile(t, cacherPkg, "cacher.go")
 	out, err := CacherBookmarks(file, src)
 	if err != nil {
 		t.Fatal(err)
