@@ -106,7 +106,6 @@ func TestMethodsSourceIsFormattedGo(t *testing.T) {
 	}
 }
 
-// goList returns `go list -json` of one package.
 // upstreamFile reads the file name of the package pkg as the module cache
 // has it.
 func upstreamFile(t *testing.T, pkg, name string) (string, []byte) {
@@ -119,6 +118,7 @@ func upstreamFile(t *testing.T, pkg, name string) (string, []byte) {
 	return file, src
 }
 
+// goList returns `go list -json` of one package.
 func goList(t *testing.T, dir string, args ...string) Package {
 	t.Helper()
 	cmd := exec.Command("go", append([]string{"list", "-json=ImportPath,Dir,GoFiles,EmbedFiles,Module"}, args...)...)
