@@ -642,7 +642,7 @@ func (s *server) startEtcdMembers(ctx context.Context, cfg clientv3.Config, read
 	}
 	supervise.Go("etcd: members", func() {
 		defer cli.Close()
-		members.Run(ctx, members.Options{Etcd: cli, Endpoint: cfg.Endpoints[0], Name: nodeName(s.o), API: api, Ready: ready,
+		members.Run(ctx, members.Options{Etcd: cli, Name: nodeName(s.o), API: api, Ready: ready,
 			RecordKey: bootstrapKey, PeersFile: s.etcdPeersFile(), Printf: s.o.Printf})
 	})
 }

@@ -212,7 +212,7 @@ func (c *lines) all() string {
 func runnerOf(m *member, api *fakeAPI, out *lines, peersFile string) *runner {
 	ready := make(chan struct{})
 	close(ready)
-	return &runner{o: Options{Etcd: m.cli, Endpoint: m.client, Name: m.name, API: kube.New(api.URL, kube.Options{}),
+	return &runner{o: Options{Etcd: m.cli, Name: m.name, API: kube.New(api.URL, kube.Options{}),
 		Ready: ready, RecordKey: "/cairn/bootstrap", PeersFile: peersFile, Printf: out.printf}, unstarted: map[uint64]time.Time{}}
 }
 
