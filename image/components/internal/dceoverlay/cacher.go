@@ -1,10 +1,5 @@
 package dceoverlay
 
-import (
-	"fmt"
-	"strings"
-)
-
 // The apiserver's watch cache, and the file of its bookmark loop.
 const (
 	cacherPkg  = "k8s.io/apiserver/pkg/storage/cacher"
@@ -13,7 +8,7 @@ const (
 
 // cacherEdits are CacherBookmarks' replacements in cacher.go: each upstream
 // text must occur once.
-var cacherEdits = []struct{ upstream, cairn string }{
+var cacherEdits = []replacement{
 	// The bucket set learns which bucket the dispatcher's timer is armed
 	// for, and gets a channel to wake the dispatcher for an earlier one.
 	{
@@ -97,12 +92,9 @@ func (t *watcherBookmarkTimeBuckets) nextThreadUnsafe(popping bool) time.Duratio
 // the loop; a bookmark is handed out when it is due rather than at the next
 // tick, so never later than upstream's.
 func CacherBookmarks(file string, src []byte) ([]byte, error) {
-	out := string(src)
-	for _, e := range cacherEdits {
-		if n := strings.Count(out, e.upstream); n != 1 {
-			return nil, fmt.Errorf("%s: %q occurs %d times, want once; this apiserver version needs a new look (internal/dceoverlay)", file, e.upstream, n)
-		}
-		out = strings.Replace(out, e.upstream, e.cairn, 1)
+	out, err := replaceOnce(file, "apiserver", src, cacherEdits...)
+	if err != nil {
+		return nil, err
 	}
-	return []byte(out + cacherNext), nil
+	return append(out, cacherNext...), nil
 }

@@ -1,10 +1,5 @@
 package dceoverlay
 
-import (
-	"fmt"
-	"strings"
-)
-
 // client-go's work queue, and the file with the period of its
 // unfinished-work loop.
 const (
@@ -32,11 +27,6 @@ const (
 // At 10 s, the delaying queues' own heartbeat, the gauges lag the work by
 // up to 10 s; every other metric is as before.
 func WorkqueuePeriod(file string, src []byte) ([]byte, error) {
-	out := string(src)
-	if n := strings.Count(out, workqueuePeriod); n != 1 {
-		return nil, fmt.Errorf("%s: %q occurs %d times, want once; this client-go version needs a new look (internal/dceoverlay)", file, workqueuePeriod, n)
-	}
-	out = strings.Replace(out, workqueuePeriod,
-		"// Raised from 500 ms by cairn's internal/dceoverlay: one wake-up per queue\n// every 10 s at rest instead of two a second.\n"+workqueuePeriodCairn, 1)
-	return []byte(out), nil
+	return replaceOnce(file, "client-go", src, replacement{workqueuePeriod,
+		"// Raised from 500 ms by cairn's internal/dceoverlay: one wake-up per queue\n// every 10 s at rest instead of two a second.\n" + workqueuePeriodCairn})
 }
