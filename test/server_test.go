@@ -575,6 +575,13 @@ func bridgeNS(t *testing.T) *qemu.Netns {
 // startPeer starts a node on root in a namespace of its own on ns's bridge.
 func startPeer(t *testing.T, ns *qemu.Netns, name, root string) *containerNode {
 	t.Helper()
+	// A node started again has its address on a new link with a new MAC,
+	// while the bridge namespace's neighbour entry for the address still
+	// names the old one: the test's connections to it went nowhere until
+	// the entry expired, up to a minute (TestEtcdSnapshot's restarts).
+	if out, err := ns.Command(context.Background(), "ip", "neigh", "flush", "all").CombinedOutput(); err != nil {
+		t.Fatalf("flushing the bridge's neighbours: %v: %s", err, out)
+	}
 	netns, err := ns.AddPeer(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package container
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -203,5 +204,30 @@ func TestSystemImage(t *testing.T) {
 	}
 	if err := SystemImage(t.TempDir(), filepath.Join(t.TempDir(), "x")); err == nil {
 		t.Error("a directory without a system image: no error")
+	}
+}
+
+// TestPeerMAC: a node's eth0 keeps its address when it is made again, the
+// address is a unicast, locally administered one, and another node or
+// another cluster's namespace gets another.
+func TestPeerMAC(t *testing.T) {
+	a := Network{Namespace: "cairn-cluster-a"}
+	b := Network{Namespace: "cairn-cluster-b"}
+	mac := a.PeerMAC("s1")
+	if again := a.PeerMAC("s1"); again != mac {
+		t.Errorf("PeerMAC(s1) = %s, then %s; want the same", mac, again)
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		t.Fatalf("PeerMAC(s1) = %q: not a MAC address (%v)", mac, err)
+	}
+	if hw[0]&1 != 0 || hw[0]&2 == 0 {
+		t.Errorf("PeerMAC(s1) = %s: want unicast and locally administered", mac)
+	}
+	if other := a.PeerMAC("s2"); other == mac {
+		t.Errorf("s1 and s2 both get %s", mac)
+	}
+	if other := b.PeerMAC("s1"); other == mac {
+		t.Errorf("s1 of two clusters both get %s", mac)
 	}
 }

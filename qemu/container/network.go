@@ -3,6 +3,7 @@ package container
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func (n *Network) AddPeer(ctx context.Context, node string) (string, error) {
 	steps := [][]string{
 		{"ip", "netns", "add", peer},
 		{"ip", "-n", peer, "link", "set", "lo", "up"},
-		{"ip", "-n", peer, "link", "add", "eth0", "type", "veth", "peer", "name", end, "netns", n.Namespace},
+		{"ip", "-n", peer, "link", "add", "eth0", "address", n.PeerMAC(node), "type", "veth", "peer", "name", end, "netns", n.Namespace},
 		{"ip", "-n", n.Namespace, "link", "set", end, "master", Bridge},
 		{"ip", "-n", n.Namespace, "link", "set", end, "up"},
 	}
@@ -106,6 +107,19 @@ func (n *Network) AddPeer(ctx context.Context, node string) (string, error) {
 		}
 	}
 	return "/run/netns/" + peer, nil
+}
+
+// PeerMAC is the address of node's eth0: fixed by the namespace and the
+// node's name, as a machine's network card keeps its address across
+// reboots. With a new random address at every start, the bridge's other
+// members (the test's and `cairn cluster`'s clients, the other nodes) kept
+// sending a node that was started again to its old address, while their
+// neighbour entry stayed reachable: up to a minute of connections that
+// never opened.
+func (n *Network) PeerMAC(node string) string {
+	h := sha256.Sum256([]byte(n.Namespace + "\x00" + node))
+	h[0] = h[0]&^1 | 2 // unicast, locally administered
+	return net.HardwareAddr(h[:6]).String()
 }
 
 // AddTAP makes a TAP device "t-NODE" on the bridge for a QEMU machine.
