@@ -111,11 +111,11 @@ func (n *Network) AddPeer(ctx context.Context, node string) (string, error) {
 
 // PeerMAC is the address of node's eth0: fixed by the namespace and the
 // node's name, as a machine's network card keeps its address across
-// reboots. With a new random address at every start, the bridge's other
-// members (the test's and `cairn cluster`'s clients, the other nodes) kept
-// sending a node that was started again to its old address, while their
-// neighbour entry stayed reachable: up to a minute of connections that
-// never opened.
+// reboots. A new random address at every start would leave the bridge's
+// other members (the host's veth, the other nodes) sending a node that was
+// started again to its old address while their neighbour entry stays
+// reachable: up to a minute of connections that never open, as the e2e
+// tests' restarted nodes (on a bridge of their own) showed.
 func (n *Network) PeerMAC(node string) string {
 	h := sha256.Sum256([]byte(n.Namespace + "\x00" + node))
 	h[0] = h[0]&^1 | 2 // unicast, locally administered
