@@ -134,8 +134,8 @@ func Etcd(cfg *config.Config, node Node) (*Command, error) {
 	// bbolt commits its batch of applied writes every 500 ms rather than
 	// every 100 ms: at rest the 100 ms timer was a tenth of what woke
 	// etcd. Durability is the WAL's, fsynced before every reply as
-	// before; reads see applied, uncommitted writes through etcd's read buffer; a
-	// snapshot, a defragmentation and a stop commit first.
+	// before; reads see applied, uncommitted writes through etcd's read
+	// buffer; a snapshot, a defragmentation and a stop commit first.
 	f.set("backend-batch-interval", "500ms")
 	// Compaction keeps the history from growing without bound.
 	f.set("auto-compaction-mode", "periodic")

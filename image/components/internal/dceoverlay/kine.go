@@ -80,15 +80,16 @@ var kineRevisionCAS = []string{
 // TestAPIServerRestartsOnKine shows it). A running maximum is what the
 // cache means: the newest revision this kine has seen.
 func KineRevision(file string, src []byte) ([]byte, error) {
-	out := string(src)
+	var rs []replacement
 	for _, cas := range kineRevisionCAS {
-		if strings.Count(out, cas) != 1 {
-			return nil, fmt.Errorf("%s: %q is not there once; this kine version needs a new look (internal/dceoverlay)", file, cas)
-		}
-		out = strings.Replace(out, cas, "cairnRaiseRevision(&s.currentRev, rev)", 1)
+		rs = append(rs, replacement{cas, "cairnRaiseRevision(&s.currentRev, rev)"})
+	}
+	b, err := replaceOnce(file, "kine", src, rs...)
+	if err != nil {
+		return nil, err
 	}
 	// The write path's snapshot of the cache is no longer read.
-	out = strings.Replace(out, "\tcurrentRev := s.currentRev.Load()\n", "", 1)
+	out := strings.Replace(string(b), "\tcurrentRev := s.currentRev.Load()\n", "", 1)
 	out += `
 // cairnRaiseRevision raises *cur to rev, never lowering it (added by cairn's
 // internal/dceoverlay: kine kept a stale revision when another kine wrote).
