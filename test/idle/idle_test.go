@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -358,6 +359,9 @@ func TestSampleOwnTree(t *testing.T) {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	time.Sleep(100 * time.Millisecond)
+	// The test's process must have a clock tick (10 ms) of CPU to show:
+	// a warm test binary can start and get here in less (CI at 02:30).
+	spinCPU(t, 30*time.Millisecond)
 	tg := target{name: "self", root: os.Getpid(), rootName: "the test"}
 	if cg, err := findNodeCgroup(os.Getpid()); err == nil {
 		if _, err := cg.cpuNanos(); err == nil {
@@ -381,5 +385,24 @@ func TestSampleOwnTree(t *testing.T) {
 	}
 	if sleep.procs < 1 || sleep.rss == 0 {
 		t.Errorf("the sleep child: %+v (components %v)", sleep, c)
+	}
+}
+
+// spinCPU keeps this process busy until it has used d of CPU, for at most
+// 5 s of wall time.
+func spinCPU(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for x := 0; time.Now().Before(deadline); {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= d {
+			return
+		}
+		for i := range 1 << 20 {
+			x ^= i
+		}
 	}
 }
